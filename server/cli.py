@@ -13,7 +13,7 @@ from typing import Any
 
 from publishers.config import Settings, load_settings
 from publishers.errors import SignalpushError
-from server import __version__
+from server import __version__, bench
 from server.logs import configure_logging
 
 
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url", help="Redis to publish to (default: redis.url, else the embedded one)"
     )
     publish.set_defaults(handler=cmd_publish)
+
+    # Each capability registers its own subcommands (one line each here).
+    bench.register(commands)
     return parser
 
 

@@ -1,0 +1,113 @@
+"""``signalpush bench <scenario>``: benchmarks as programs, each with a baseline measured in the same run.
+
+A scenario is a module in this package exposing::
+
+    DESCRIPTION: str
+    def add_arguments(parser: argparse.ArgumentParser) -> None
+    def run(args: argparse.Namespace) -> BenchResult
+
+Scenarios start what they need on loopback, bound their load in count and time, and
+stop by themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+#: Scenario name -> module (imported only when that scenario runs).
+SCENARIOS: dict[str, str] = {}
+
+
+class Scenario(Protocol):
+    DESCRIPTION: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> BenchResult: ...
+
+
+@dataclass
+class BenchResult:
+    """What a scenario measured: table rows (label -> figures) and a one-line summary."""
+
+    scenario: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "machine": machine_info(),
+            "rows": self.rows,
+            "summary": self.summary,
+            **self.extra,
+        }
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of ``rows`` (keys of the first row are the columns)."""
+    if not rows:
+        return "(no rows)"
+    columns = list(rows[0])
+    for row in rows[1:]:
+        columns.extend(k for k in row if k not in columns)
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
+        return "" if value is None else str(value)
+
+    table = [[str(c) for c in columns]] + [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    lines = ["  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True)) for line in table]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def register(commands: Any) -> None:
+    """Add ``bench`` and its scenarios to the CLI."""
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark scenario (prints a table, --json FILE for the figures)",
+        description="Benchmarks against a baseline measured in the same run.",
+    )
+    scenarios = bench.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
+    for name, module_name in SCENARIOS.items():
+        module: Scenario = importlib.import_module(module_name)  # type: ignore[assignment]
+        sub = scenarios.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
+        sub.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+        module.add_arguments(sub)
+        sub.set_defaults(handler=_runner(module))
+
+
+def _runner(module: Scenario) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        result = module.run(args)
+        print(format_table(result.rows))
+        if result.summary:
+            print(result.summary)
+        if args.json:
+            args.json.write_text(json.dumps(result.to_json(), indent=2, default=str))
+            print(f"results written to {args.json}", file=sys.stderr)
+        return 0
+
+    return handler
