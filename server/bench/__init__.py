@@ -92,7 +92,7 @@ def register(commands: Any) -> None:
     )
     scenarios = bench.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
     for name, module_name in SCENARIOS.items():
-        module: Scenario = importlib.import_module(module_name)  # type: ignore[assignment]
+        module: Scenario = importlib.import_module(module_name)
         sub = scenarios.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         sub.add_argument("--json", type=Path, help="also write the results as JSON to this file")
         module.add_arguments(sub)
