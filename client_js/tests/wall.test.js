@@ -1,0 +1,147 @@
+// The wall page in a real headless Chromium, against the scripted server (history with a figure,
+// live updates, live candle replaced, bounded traces, new traces, restart, reset, stale badges).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { startMockServer } from "./helpers/mock-server.js";
+import { candle, candleSeries, signal, trade, botStatus, T0, MINUTE } from "./helpers/fixtures.js";
+import { waitUntil, sleep } from "./helpers/harness.js";
+import { findChromium, findPlotly, launchBrowser } from "./helpers/browser.js";
+import { buildFigure } from "../wall-figure.js";
+
+const chromium = findChromium();
+const plotly = findPlotly();
+const strict = process.env.SIGNALPUSH_TEST_STRICT === "1";
+const missing = !chromium ? "no Chromium" : !plotly ? "no plotly.min.js (pip install plotly)" : null;
+if (missing && strict) throw new Error(`wall tests cannot run: ${missing}`);
+const opts = { skip: missing ?? false, timeout: 120_000 };
+
+let server;
+let browser;
+const figureRequests = [];
+
+before(async () => {
+  if (missing) return;
+  server = await startMockServer({
+    plotlyPath: plotly,
+    figure: (symbol, data, history) => {
+      figureRequests.push({ symbol, history });
+      const payload = buildFigure(symbol, data);
+      payload.kpis = { last_price: data.candle.close.at(-1) ?? null, pnl_today: 12.5, wins_today: 1, losses_today: 1, open_positions: 1, active_bots: ["momo-1"] };
+      return payload;
+    },
+  });
+  let ts = T0;
+  for (const c of candleSeries(40)) server.publish("BTCUSDT", c);
+  for (const c of candleSeries(30, T0, 2000)) server.publish("ETHUSDT", c);
+  ts = T0 + 10 * MINUTE;
+  server.publish("BTCUSDT", signal(ts, { price: 101, confidence: 0.9 }));
+  server.publish("BTCUSDT", signal(ts + MINUTE, { type: "sell", price: 102, confidence: 0.3 }));
+  server.publish("BTCUSDT", trade(ts, { action: "entry", price: 101, position: "p-1" }));
+  server.publish("BTCUSDT", trade(ts + 5 * MINUTE, { action: "exit", side: "sell", price: 104, pnl: 3, position: "p-1" }));
+  browser = await launchBrowser({ width: 1600, height: 900 });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+// Refused reconnects during a restart are logged by the browser itself; anything else is a bug.
+const pageErrors = () => browser.problems.filter((p) => !/WebSocket connection to .* failed/.test(p));
+const wall = (expr) => browser.evaluate(`(() => { const w = window.signalpushWall; return w && (${expr}); })()`);
+const tile = (symbol) => wall(`w.tile(${JSON.stringify(symbol)})`);
+
+test("the wall draws every symbol from the history figure and follows live events", opts, async () => {
+  await browser.goto(`${server.httpUrl}/wall?symbols=BTCUSDT,ETHUSDT&minutes=120&max_points=50&stale_s=2&dead_s=4&backoff_max_s=2`);
+  await waitUntil(async () => (await wall("w.state")) === "live" && (await tile("BTCUSDT"))?.ready && (await tile("ETHUSDT"))?.ready, { timeoutMs: 30000, message: "wall ready" });
+  assert.deepEqual(figureRequests.slice(0, 2).map((r) => r.history), [{ minutes: 120, max_points: 50, figure: true }, { minutes: 120, max_points: 50, figure: true }]);
+  let btc = await tile("BTCUSDT");
+  assert.equal(btc.traces.candle, 40);
+  assert.equal(btc.traces["signal:momentum:buy"], 1);
+  assert.equal(btc.traces["trade_line:win"], 3);
+  assert.equal(btc.lastSeq, 44);
+  assert.equal(btc.kpis.pnl_today, 12.5);
+
+  // Live: a new candle, then the same minute updated twice (replaced, not appended), a signal
+  // of a strategy not seen yet (a new trace from the template), equity for a bot.
+  const next = T0 + 40 * MINUTE;
+  server.publish("BTCUSDT", candle(next, 150));
+  server.publish("BTCUSDT", candle(next, 151));
+  await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === 46 && (await tile("BTCUSDT")).queue === 0);
+  server.publish("BTCUSDT", candle(next, 151.5)); // alone in its frame: an in-place replacement + redraw
+  await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === 47 && (await tile("BTCUSDT")).queue === 0);
+  await waitUntil(() => browser.evaluate(`document.querySelector('.plot').calcdata?.[0]?.at(-1)?.med === 151.5`), { message: "redrawn" });
+  assert.ok((await tile("BTCUSDT")).replaced >= 1, JSON.stringify(await tile("BTCUSDT")));
+  server.publish("BTCUSDT", candle(next, 152.5));
+  server.publish("BTCUSDT", signal(next, { strategy: "ema_crossover", price: 152, confidence: 0.6 }));
+  server.publish("BTCUSDT", botStatus(next, { equity: 10100 }));
+  server.publish("BTCUSDT", trade(next, { action: "entry", position: "p-2", price: 152 }));
+  await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === 51 && (await tile("BTCUSDT")).queue === 0, { message: "live applied" });
+  await sleep(100);
+  btc = await tile("BTCUSDT");
+  assert.equal(btc.traces.candle, 41, "the live candle is replaced, not appended");
+  const lastClose = await browser.evaluate(`(() => { const d = document.querySelector('.plot').data[0]; return [d.close.at(-1), d.x.at(-1), d.close.length, d.open.length]; })()`);
+  assert.deepEqual(lastClose, [152.5, next, 41, 41]);
+  assert.equal(btc.traces["signal:ema_crossover:buy"], 1);
+  assert.equal(btc.traces["equity:momo-1"], 1);
+  assert.equal(btc.traces["trade:entry"], 2);
+  assert.equal(btc.kpis.last_price, 152.5);
+  assert.equal(btc.kpis.open_positions, 2);
+  assert.equal(btc.reloads, 1, "live updates never reload the figure");
+  const traceNames = await browser.evaluate(`document.querySelector('.plot').data.map((t) => t.name)`);
+  assert.ok(traceNames.includes("ema_crossover buy"));
+
+  // Bounded: many candles keep the trace at max_points (50).
+  for (let i = 1; i <= 30; i++) server.publish("BTCUSDT", candle(next + i * MINUTE, 150 + i));
+  await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === 81 && (await tile("BTCUSDT")).queue === 0);
+  await sleep(100);
+  btc = await tile("BTCUSDT");
+  assert.equal(btc.traces.candle, 50);
+  const lengths = await browser.evaluate(`(() => { const d = document.querySelector('.plot').data[0]; return [d.x.length, d.open.length, d.high.length, d.low.length, d.close.length, d.x.at(-1)]; })()`);
+  assert.deepEqual(lengths, [50, 50, 50, 50, 50, next + 30 * MINUTE]);
+
+  // The grid fills the screen without scrollbars, one tile per symbol.
+  const layout = await browser.evaluate(`(() => { const e = document.scrollingElement; return { sw: e.scrollWidth, sh: e.scrollHeight, w: innerWidth, h: innerHeight, tiles: document.querySelectorAll('.tile').length }; })()`);
+  assert.equal(layout.tiles, 2);
+  assert.ok(layout.sw <= layout.w && layout.sh <= layout.h, JSON.stringify(layout));
+  if (process.env.SIGNALPUSH_WALL_SCREENSHOT) writeFileSync(process.env.SIGNALPUSH_WALL_SCREENSHOT, await browser.screenshot());
+
+  // Quiet tiles turn amber, then red; data brings them back.
+  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "amber", { message: "amber" });
+  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "red", { message: "red" });
+  server.publish("ETHUSDT", candle(T0 + 30 * MINUTE, 2001));
+  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "ok", { message: "ok again" });
+  assert.deepEqual(pageErrors(), []);
+});
+
+test("a server restart resumes every tile without reloading; a reset reloads one tile", opts, async () => {
+  const before = await tile("BTCUSDT");
+  await server.restart(200);
+  for (let i = 31; i <= 33; i++) server.publish("BTCUSDT", candle(T0 + (40 + i) * MINUTE, 180 + i));
+  await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === before.lastSeq + 3 && (await tile("BTCUSDT")).queue === 0, { message: "resumed", timeoutMs: 15000 });
+  await sleep(100);
+  const btc = await tile("BTCUSDT");
+  assert.equal(btc.reloads, before.reloads, "a resume appends, it does not reload");
+  assert.equal(btc.traces.candle, 50);
+  const stats = await wall("w.stats");
+  assert.ok(stats.connects >= 2);
+  assert.ok(server.subscribes("BTCUSDT").at(-1).resume);
+
+  server.newEpoch("ETHUSDT");
+  server.publish("ETHUSDT", candle(T0 + 90 * MINUTE, 2100));
+  await waitUntil(async () => {
+    const eth = await tile("ETHUSDT");
+    return eth.reloads === 2 && eth.lastSeq === 1 && eth.traces.candle === 1 && eth.queue === 0;
+  }, { message: "reset reload" });
+  assert.deepEqual(pageErrors(), []);
+});
+
+test("the connection badge follows the client state", opts, async () => {
+  const [conn] = server.connections;
+  await server.stop(1001);
+  await waitUntil(async () => /down|connecting/.test(await browser.evaluate("document.getElementById('connection').textContent")), { message: "badge down" });
+  await server.start(server.port);
+  await waitUntil(async () => (await browser.evaluate("document.getElementById('connection').textContent")) === "live", { message: "badge live", timeoutMs: 30000 });
+  assert.ok(conn);
+});

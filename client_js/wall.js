@@ -1,0 +1,313 @@
+/**
+ * wall.js — the live wall: one tile per symbol, filling the screen, no clicks needed.
+ *
+ * Each tile subscribes with `history: {minutes, max_points, figure: true}`, draws the figure
+ * with Plotly.react once per (re)load or reset, then queues live events and applies every
+ * queued event of an animation frame together (TileModel.plan → addTraces / extendTraces with
+ * maxPoints / in-place replacement of the live candle). All settings are URL parameters
+ * (docs/client.md). `window.signalpushWall` exposes read-only state for tests and operators.
+ */
+
+import { SignalPushClient } from "./signalpush.js";
+import { buildFigure } from "./wall-figure.js";
+import { TileModel, gridShape, parseWallParams, prepareFigure } from "./wall-model.js";
+
+const Plotly = globalThis.Plotly;
+const MAX_QUEUE = 50_000; // a hidden tab gets no animation frames: flush by timer past this
+const PLOT_CONFIG = { displayModeBar: false, responsive: false, scrollZoom: false, staticPlot: false };
+
+const config = parseWallParams(location.search);
+const root = document.getElementById("wall");
+const badge = document.getElementById("connection");
+const clock = document.getElementById("clock");
+
+function wsUrl() {
+  if (config.ws) return config.ws;
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+function fmtPrice(v) {
+  if (v == null || !Number.isFinite(v)) return "–";
+  const digits = Math.abs(v) >= 1000 ? 2 : Math.abs(v) >= 1 ? 3 : 6;
+  return v.toLocaleString("en-US", { minimumFractionDigits: Math.min(2, digits), maximumFractionDigits: digits });
+}
+
+function fmtAge(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+class Tile {
+  constructor(symbol) {
+    this.symbol = symbol;
+    this.queue = [];
+    this.model = null;
+    this.ready = false;
+    this.reloads = 0;
+    this.flushes = 0;
+    this.dropped = 0;
+    this.lastError = null;
+    this.node = el("section", "tile");
+    const head = el("header", "tile-head");
+    this.titleNode = el("h2", "tile-symbol", symbol);
+    this.kpiNodes = {};
+    const strip = el("div", "kpis");
+    if (!config.kpis) strip.hidden = true;
+    for (const [key, label] of [["last_price", "last"], ["pnl_today", "P&L today"], ["win_rate", "win rate"], ["open_positions", "open"], ["active_bots", "bots"]]) {
+      const kpi = el("div", "kpi");
+      kpi.append(el("span", "kpi-label", label));
+      this.kpiNodes[key] = el("span", "kpi-value", "–");
+      kpi.append(this.kpiNodes[key]);
+      strip.append(kpi);
+    }
+    this.ageNode = el("span", "age age-wait", "waiting");
+    head.append(this.titleNode, strip, this.ageNode);
+    this.plot = el("div", "plot");
+    this.note = el("div", "tile-note", "loading history…");
+    this.node.append(head, this.plot, this.note);
+    this.sub = null;
+  }
+
+  subscribe(client) {
+    this.sub = client.subscribe(
+      { symbol: this.symbol, filter: config.filter, history: { minutes: config.minutes, max_points: config.maxPoints, figure: config.figure } },
+      {
+        onHistory: (frame) => this.onHistory(frame),
+        onEvents: (items) => this.onEvents(items),
+        onReset: (frame) => this.onReset(frame),
+        onError: (err) => this.showNote(`error: ${err.message ?? err.code ?? err}`),
+      },
+    );
+  }
+
+  onHistory(frame) {
+    const payload = frame.figure?.figure ? structuredClone(frame.figure) : buildFigure(this.symbol, frame.data);
+    prepareFigure(payload, { maxPoints: config.maxPoints, legend: config.legend });
+    this.model = new TileModel(payload, frame.data, { maxPoints: config.maxPoints, equityGapMs: config.equityGapS * 1000 });
+    this.queue.length = 0;
+    this.ready = false;
+    this.reloads += 1;
+    const reload = this.reloads;
+    Promise.resolve(Plotly.react(this.plot, payload.figure.data, payload.figure.layout, PLOT_CONFIG))
+      .then(() => {
+        if (reload !== this.reloads) return;
+        this.ready = true;
+        scheduleFlush();
+      })
+      .catch((error) => this.fail(error));
+    this.showNote(frame.truncated ? `history truncated (${frame.left_out ?? "some"} events left out)` : null);
+    this.renderKpis();
+    this.renderAge(Date.now());
+  }
+
+  onEvents(items) {
+    if (!this.model || items.length === 0) return;
+    for (const item of items) this.queue.push(item);
+    if (this.queue.length > MAX_QUEUE) this.flush();
+    else scheduleFlush();
+  }
+
+  onReset(frame) {
+    this.queue.length = 0;
+    this.ready = false;
+    this.showNote(`reset: ${frame.reason ?? "server state changed"}; reloading…`);
+  }
+
+  flush() {
+    if (!this.ready || !this.model || this.queue.length === 0) return;
+    const items = this.queue;
+    this.queue = [];
+    try {
+      const plan = this.model.plan(items, this.plot.data);
+      if (plan.add.length) Plotly.addTraces(this.plot, plan.add);
+      for (const group of plan.extend) Plotly.extendTraces(this.plot, group.update, group.indices, group.maxPoints);
+      if (plan.replaced && !plan.add.length && !plan.extend.length) Plotly.redraw(this.plot);
+      this.flushes += 1;
+      if (plan.kpis) this.renderKpis();
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  fail(error) {
+    // Something in the figure did not take the update: reload it from the server.
+    this.lastError = String(error?.message ?? error);
+    this.dropped += this.queue.length;
+    this.queue = [];
+    this.ready = false;
+    this.showNote(`redrawing: ${this.lastError}`);
+    this.sub?.reload();
+  }
+
+  showNote(text) {
+    this.note.textContent = text ?? "";
+    this.note.hidden = !text;
+  }
+
+  renderKpis() {
+    if (!this.model || !config.kpis) return;
+    this.model.kpis.rollDay();
+    const k = this.model.kpis.snapshot();
+    const set = (key, text, cls = "") => {
+      const node = this.kpiNodes[key];
+      if (node.textContent !== text) node.textContent = text;
+      if (node.dataset.tone !== cls) node.dataset.tone = cls;
+    };
+    set("last_price", fmtPrice(k.last_price));
+    const pnl = k.pnl_today ?? 0;
+    set("pnl_today", `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { maximumFractionDigits: 2 })}`, pnl > 0 ? "good" : pnl < 0 ? "bad" : "");
+    set("win_rate", k.win_rate == null ? "–" : `${Math.round(k.win_rate * 100)}%`);
+    set("open_positions", String(k.open_positions ?? 0));
+    set("active_bots", String(k.active_bots ?? 0));
+  }
+
+  renderAge(now) {
+    let text;
+    let tone;
+    const last = this.sub?.lastEventAt;
+    if (this.sub?.state === "failed") [text, tone] = ["failed", "red"];
+    else if (last == null) [text, tone] = ["waiting", "wait"];
+    else {
+      const age = (now - last) / 1000;
+      text = `${fmtAge(age)} ago`;
+      tone = age >= config.deadS ? "red" : age >= config.staleS ? "amber" : "ok";
+    }
+    if (this.ageNode.textContent !== text) this.ageNode.textContent = text;
+    const cls = `age age-${tone}`;
+    if (this.ageNode.className !== cls) this.ageNode.className = cls;
+  }
+
+  snapshot() {
+    const sub = this.sub;
+    return Object.freeze({
+      symbol: this.symbol,
+      state: sub?.state ?? "pending",
+      epoch: sub?.epoch ?? null,
+      lastSeq: sub?.lastSeq ?? null,
+      lastEventAt: sub?.lastEventAt ?? null,
+      ready: this.ready,
+      traces: Object.freeze(this.model && this.plot.data ? this.model.traceLengths(this.plot.data) : {}),
+      traceCount: this.plot.data?.length ?? 0,
+      queue: this.queue.length,
+      reloads: this.reloads,
+      flushes: this.flushes,
+      kpis: Object.freeze(this.model ? this.model.kpis.snapshot() : {}),
+      replaced: this.model?.stats.replaced ?? 0,
+      age: this.ageNode.textContent,
+      ageTone: this.ageNode.className.replace("age age-", ""),
+      lastError: this.lastError,
+    });
+  }
+}
+
+const tiles = new Map();
+let flushPending = false;
+let flushTimer = null;
+let frameRequest = null;
+
+function flushAll() {
+  flushPending = false;
+  cancelAnimationFrame(frameRequest);
+  clearTimeout(flushTimer);
+  for (const tile of tiles.values()) tile.flush();
+}
+
+/** One flush per animation frame for every tile; a timer stands in when frames stop (hidden tab). */
+function scheduleFlush() {
+  if (flushPending) return;
+  flushPending = true;
+  frameRequest = requestAnimationFrame(flushAll);
+  flushTimer = setTimeout(flushAll, 1000);
+}
+
+function layoutGrid() {
+  const { cols, rows } = gridShape(tiles.size, root.clientWidth, root.clientHeight, config.cols);
+  root.style.setProperty("--cols", String(cols));
+  root.style.setProperty("--rows", String(rows));
+  for (const tile of tiles.values()) if (tile.ready) Plotly.Plots.resize(tile.plot);
+}
+
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(layoutGrid, 150);
+});
+
+function renderBadge(state, client) {
+  const bus = client?.busUp === false ? " · bus down" : "";
+  badge.textContent = `${state}${bus}`;
+  badge.className = `badge badge-${client?.busUp === false && state === "live" ? "stale" : state}`;
+}
+
+async function discoverSymbols() {
+  const headers = config.token ? { authorization: `Bearer ${config.token}` } : {};
+  const response = await fetch("/api/symbols", { headers });
+  if (!response.ok) throw new Error(`/api/symbols: HTTP ${response.status}`);
+  const body = await response.json();
+  return (body.symbols ?? []).map((s) => s.symbol).sort();
+}
+
+async function start() {
+  if (config.title) {
+    document.title = config.title;
+    document.getElementById("title").textContent = config.title;
+  }
+  const described = Object.entries(config.filter).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : v}`);
+  document.getElementById("filter").textContent = `${described.join("  ")}  ·  ${config.minutes} min`;
+  let symbols = config.symbols;
+  if (!symbols.length) {
+    try {
+      symbols = await discoverSymbols();
+    } catch (error) {
+      root.append(el("p", "empty", `No symbols given (add ?symbols=BTCUSDT,ETHUSDT) and ${error.message}`));
+      return;
+    }
+  }
+  const client = new SignalPushClient(wsUrl(), {
+    token: config.token,
+    backoff: { initialMs: 500, maxMs: config.backoffMaxS * 1000 },
+    onState: (state) => renderBadge(state, client),
+    onStatus: () => renderBadge(client.state, client),
+  });
+  for (const symbol of symbols) {
+    const tile = new Tile(symbol);
+    tiles.set(symbol, tile);
+    root.append(tile.node);
+  }
+  layoutGrid();
+  for (const tile of tiles.values()) tile.subscribe(client);
+  renderBadge(client.state, client);
+  setInterval(() => {
+    const now = Date.now();
+    clock.textContent = `${new Date(now).toISOString().slice(11, 19)} UTC`;
+    for (const tile of tiles.values()) {
+      tile.renderAge(now);
+      if (tile.model?.kpis.rollDay(now)) tile.renderKpis();
+    }
+  }, 1000);
+
+  const api = {
+    get state() { return client.state; },
+    get busUp() { return client.busUp; },
+    get config() { return structuredClone(config); },
+    get stats() { return Object.freeze({ ...client.stats }); },
+    get symbols() { return [...tiles.keys()]; },
+    get tiles() { return Object.freeze(Object.fromEntries([...tiles].map(([s, t]) => [s, t.snapshot()]))); },
+    tile(symbol) { return tiles.get(symbol)?.snapshot() ?? null; },
+  };
+  Object.defineProperty(window, "signalpushWall", { value: Object.freeze(api), writable: false, configurable: false });
+}
+
+if (!Plotly) {
+  root.append(el("p", "empty", "Plotly did not load (/vendor/plotly.min.js)."));
+} else {
+  start();
+}
