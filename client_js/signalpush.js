@@ -123,6 +123,7 @@ function safeCall(client, fn, ...args) {
   try {
     fn(...args);
   } catch (error) {
+    client.stats.handlerErrors += 1;
     client._report(error);
   }
 }

@@ -24,6 +24,10 @@ before(async () => {
   if (missing) return;
   server = await startMockServer({
     plotlyPath: plotly,
+    apiBots: [
+      { name: "momo-1", strategy: "momentum", status: "active", equity: 10250.5, last_seen: Date.now() - 5000, symbols: ["BTCUSDT", "ETHUSDT"] },
+      { name: "mr-2", strategy: "mean_reversion", status: "paused", equity: null, last_seen: null, symbols: [] },
+    ],
     figure: (symbol, data, history) => {
       figureRequests.push({ symbol, history });
       const payload = buildFigure(symbol, data);
@@ -144,4 +148,56 @@ test("the connection badge follows the client state", opts, async () => {
   await server.start(server.port);
   await waitUntil(async () => (await browser.evaluate("document.getElementById('connection').textContent")) === "live", { message: "badge live", timeoutMs: 30000 });
   assert.ok(conn);
+});
+
+test("memory and DOM stay flat under a long stream (bounded traces, no growing DOM)", opts, async () => {
+  const nodes = () => browser.evaluate("document.getElementsByTagName('*').length");
+  const heap = async () => {
+    await browser.page("HeapProfiler.collectGarbage");
+    return (await browser.page("Runtime.getHeapUsage")).usedSize;
+  };
+  const pump = async (count, start) => {
+    for (let i = 0; i < count; i++) {
+      const ts = T0 + (start + i) * MINUTE;
+      server.publish("BTCUSDT", candle(ts, 200 + (i % 50)));
+      server.publish("BTCUSDT", candle(ts, 201 + (i % 50)));
+      if (i % 3 === 0) server.publish("BTCUSDT", signal(ts, { price: 200, confidence: (i % 10) / 10, type: i % 2 ? "buy" : "sell" }));
+      if (i % 5 === 0) server.publish("BTCUSDT", trade(ts, { action: "entry", position: `q-${i}`, price: 200 }));
+      if (i % 5 === 2) server.publish("BTCUSDT", trade(ts, { action: "exit", position: `q-${i - 2}`, price: 201, pnl: (i % 4) - 1.5 }));
+      if (i % 10 === 0) server.publish("BTCUSDT", botStatus(ts, { equity: 10000 + i }));
+      if (i % 200 === 199) await sleep(20); // let frames flush, like a real stream would
+    }
+    const target = server.log("BTCUSDT").events.length;
+    await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === target && (await tile("BTCUSDT")).queue === 0, { timeoutMs: 60000, message: "stream applied" });
+    await sleep(200);
+  };
+  await pump(600, 200); // warm up: every trace reaches its bound
+  const heap0 = await heap();
+  const nodes0 = await nodes();
+  await pump(3000, 800);
+  const heap1 = await heap();
+  const nodes1 = await nodes();
+  const btc = await tile("BTCUSDT");
+  for (const [key, length] of Object.entries(btc.traces)) {
+    assert.ok(length <= (key.startsWith("trade_line:") ? 150 : 50), `${key}: ${length}`);
+  }
+  assert.ok(Math.abs(nodes1 - nodes0) <= 20, `DOM nodes ${nodes0} -> ${nodes1}`);
+  const growthMb = (heap1 - heap0) / 2 ** 20;
+  console.log(`# wall soak: ${server.log("BTCUSDT").events.length} events, heap ${(heap0 / 2 ** 20).toFixed(1)} -> ${(heap1 / 2 ** 20).toFixed(1)} MiB, DOM ${nodes0} -> ${nodes1}`);
+  assert.ok(growthMb < 5, `heap grew ${growthMb.toFixed(1)} MiB`);
+  assert.deepEqual(pageErrors(), []);
+});
+
+test("the index lists symbols and bots with links to walls", opts, async () => {
+  await browser.goto(`${server.httpUrl}/?minutes=60`);
+  await waitUntil(async () => (await browser.evaluate("document.querySelectorAll('#bots tbody tr').length")) === 2, { message: "index rows" });
+  const page = await browser.evaluate(`({
+    symbols: [...document.querySelectorAll('#symbols tbody tr')].map((r) => [r.cells[0].textContent, r.querySelector('a').getAttribute('href')]),
+    bots: [...document.querySelectorAll('#bots tbody tr')].map((r) => [r.cells[0].textContent, r.cells[2].textContent, r.querySelector('a')?.getAttribute('href') ?? null]),
+    all: document.getElementById('all-walls').getAttribute('href'),
+  })`);
+  assert.deepEqual(page.symbols, [["BTCUSDT", "/wall?minutes=60&symbols=BTCUSDT"], ["ETHUSDT", "/wall?minutes=60&symbols=ETHUSDT"]]);
+  assert.deepEqual(page.bots, [["momo-1", "active", "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT&bots=momo-1"], ["mr-2", "paused", null]]);
+  assert.equal(page.all, "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT");
+  assert.deepEqual(pageErrors(), []);
 });
