@@ -65,6 +65,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_until_signalled(run_demo(settings)))
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.runner import run_serve
+
+    settings = _settings(args, host=args.host, port=args.port)
+    return asyncio.run(_until_signalled(run_serve(settings)))
+
+
 async def _until_signalled(main: Any) -> int:
     task = asyncio.ensure_future(main)
     loop = asyncio.get_running_loop()
@@ -89,11 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run everything on this machine with demo bots (embedded Redis, SQLite)",
-        description="Start the embedded Redis and the demo bots (a simulated trading floor).",
+        description="Start the embedded Redis, the gateway and the demo bots (a simulated trading floor), "
+        "and print the wall URL.",
     )
     demo.add_argument("--host", help="address to listen on (default: server.host)")
     demo.add_argument("--port", type=int, help="port to listen on (default: server.port)")
     demo.set_defaults(handler=cmd_demo)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (websocket /ws + HTTP) against redis.url / database.url",
+        description="Run the websocket gateway and its HTTP routes until SIGINT/SIGTERM "
+        "(connections are closed with 1012 so clients resume).",
+    )
+    serve.add_argument("--host", help="address to listen on (default: server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    serve.add_argument("--redis-url", help="Redis to use (default: redis.url, else the embedded one)")
+    serve.set_defaults(handler=cmd_serve)
 
     publish = commands.add_parser(
         "publish",
