@@ -250,7 +250,8 @@ class Fanout:
             group.position = 0
             group.live.clear()
             for member in group.members.values():
-                member.state, member.position, member.buffer, member.overflowed = MemberState.LOADING, 0, [], False
+                member.state, member.position = MemberState.LOADING, 0
+                member.buffer, member.overflowed = [], False
                 member.generation += 1
                 members.append(member)
         return members
