@@ -42,7 +42,6 @@ from server.protocol import (
     CLOSE_UNSUPPORTED,
     HistoryRequest,
     Limits,
-    Ping,
     ResumeRequest,
     Subscribe,
     Unsubscribe,
@@ -184,14 +183,18 @@ class Gateway:
         ws = session.ws
         try:
             message = parse_client_frame(text, self.limits)
+        except ProtocolError as exc:
+            await self._error(ws, exc.ref, exc.code, exc.message)
+            return
+        try:
             if isinstance(message, Subscribe):
                 await self._subscribe(session, message)
             elif isinstance(message, Unsubscribe):
                 self._unsubscribe(session, message)
-            elif isinstance(message, Ping):
+            else:
                 await ws.send(pong_frame(message.ref))
         except ProtocolError as exc:
-            await self._error(ws, exc.ref, exc.code, exc.message)
+            await self._error(ws, message.ref, exc.code, exc.message)
 
     async def _error(self, ws: ServerConnection, ref: str | None, code: str, message: str) -> None:
         self.metrics.protocol_errors += 1

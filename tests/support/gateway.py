@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,8 @@ class WsClient:
 
     url: str
     frames: list[dict[str, Any]] = field(default_factory=list)
+    #: Wall-clock receive time (ms) of each frame, parallel to ``frames``.
+    received_at: list[int] = field(default_factory=list)
     ws: ClientConnection | None = None
     close_code: int | None = None
     _reader: asyncio.Task[None] | None = None
@@ -70,6 +73,7 @@ class WsClient:
         try:
             async for message in self.ws:
                 self.frames.append(json.loads(message))
+                self.received_at.append(time.time_ns() // 1_000_000)
         except ConnectionClosed:
             pass
         finally:
