@@ -50,6 +50,7 @@ class RedisBus:
         ping_interval_s: float = 2.0,
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 5.0,
+        batch_window_s: float = 0.0,
     ) -> None:
         self._url = url
         self._on_batch = on_batch
@@ -57,6 +58,7 @@ class RedisBus:
         self._ping_interval_s = ping_interval_s
         self._connect_timeout_s = connect_timeout_s
         self._max_backoff_s = max_backoff_s
+        self._batch_window_s = batch_window_s
         self._channels: set[str] = set()
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -173,6 +175,8 @@ class RedisBus:
                 raise ConnectionError("Redis closed the connection")
             self.last_activity = time.monotonic()
             parser.feed(data)
+            if self._batch_window_s:
+                await self._gather_window(reader, parser)
             batch: Batch = []
             while (reply := parser.gets()) is not False:
                 if isinstance(reply, hiredis.ReplyError):
@@ -187,6 +191,18 @@ class RedisBus:
             if batch:
                 self.messages_in += len(batch)
                 await self._on_batch(batch)
+
+    async def _gather_window(self, reader: asyncio.StreamReader, parser: hiredis.Reader) -> None:
+        """With ``batch_ms`` set: keep reading for that long so very high rates make bigger batches."""
+        deadline = time.monotonic() + self._batch_window_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                data = await asyncio.wait_for(reader.read(1 << 18), remaining)
+            except TimeoutError:
+                return
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            parser.feed(data)
 
     async def _confirm(self, channel: str) -> None:
         waiter = self._confirmed.get(channel)

@@ -80,7 +80,12 @@ class Gateway:
         self.history: HistorySource = history or LogHistory(self.redis)
         self.fanout = Fanout()
         self.metrics = GatewayMetrics()
-        self.bus = RedisBus(redis_url, on_batch=self._on_batch, on_state=self._on_bus_state)
+        self.bus = RedisBus(
+            redis_url,
+            on_batch=self._on_batch,
+            on_state=self._on_bus_state,
+            batch_window_s=settings.server.batch_ms / 1000,
+        )
         self.sessions: dict[ServerConnection, Session] = {}
         self.limits = Limits(
             max_minutes=settings.history.max_minutes,

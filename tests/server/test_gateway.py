@@ -236,3 +236,17 @@ async def test_healthz_follows_the_redis_listener(own_redis: EmbeddedRedis) -> N
         own_redis.start()
         await async_wait_until(lambda: running.gateway.bus.up, timeout=20, what="bus up")
         assert (await asyncio.to_thread(status))[0] == 200
+
+
+async def test_batch_ms_gathers_a_burst_into_fewer_frames(redis_url: str, symbol: str) -> None:
+    settings = gateway_settings(server={"batch_ms": 200.0})
+    async with running_gateway(redis_url, settings) as running:
+        client = await WsClient(running.ws_url).connect()
+        sub = (await client.subscribe(symbol))["sub"]
+        async with Publisher(redis_url, bot="b1", strategy="s1") as pub:
+            await asyncio.gather(*(pub.signal(symbol, "buy", price=1, confidence=0.5) for _ in range(200)))
+        await async_wait_until(lambda: client.position(sub) == 200, what="200 events")
+        frames = [f for f in client.frames if f["op"] == "events"]
+        assert client.seqs(sub) == list(range(1, 201))
+        assert len(frames) <= 5, f"{len(frames)} frames for one burst"
+        await client.close()
