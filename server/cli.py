@@ -65,6 +65,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_until_signalled(run_demo(settings)))
 
 
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from server.auth import create_jwt
+
+    settings = _settings(args)
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        raise SystemExit("signalpush token create: --symbols needs at least one pattern")
+    ttl = None if args.days is None else args.days * 86_400
+    print(create_jwt(settings.auth.jwt_secret, name=args.name, symbols=symbols, ttl_s=ttl))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.runner import run_serve
 
@@ -127,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url", help="Redis to publish to (default: redis.url, else the embedded one)"
     )
     publish.set_defaults(handler=cmd_publish)
+
+    token = commands.add_parser("token", help="create subscriber tokens (JWT, HS256 with auth.jwt_secret)")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = token_commands.add_parser(
+        "create",
+        help="print a JWT for a wall or an app",
+        description="Print an HS256 JWT signed with auth.jwt_secret (SIGNALPUSH_AUTH_JWT_SECRET). "
+        "Example: signalpush token create --name wall-3 --symbols 'BTC*,ETH*' --days 90",
+    )
+    create.add_argument("--name", required=True, help="who the token is for (shown in logs as the principal)")
+    create.add_argument(
+        "--symbols", required=True, help="comma-separated symbol patterns, e.g. 'BTC*,ETHUSDT'"
+    )
+    create.add_argument("--days", type=float, help="lifetime in days (default: no expiry)")
+    create.set_defaults(handler=cmd_token_create)
 
     # Each capability registers its own subcommands (one line each here).
     bench.register(commands)

@@ -38,6 +38,7 @@ from server.metrics import GatewayMetrics
 from server.protocol import (
     CLOSE_POLICY,
     CLOSE_RESTART,
+    CLOSE_TOKEN_EXPIRED,
     CLOSE_TOO_SLOW,
     CLOSE_UNSUPPORTED,
     HistoryRequest,
@@ -87,6 +88,8 @@ class Gateway:
             batch_window_s=settings.server.batch_ms / 1000,
         )
         self.sessions: dict[ServerConnection, Session] = {}
+        #: Open connections per remote address (for server.max_connections_per_ip).
+        self.per_address: dict[str, int] = {}
         self.limits = Limits(
             max_minutes=settings.history.max_minutes,
             max_points=settings.history.max_points * 10,
@@ -161,8 +164,11 @@ class Gateway:
     async def _handle(self, ws: ServerConnection) -> None:
         server = self.settings.server
         session = Session(ws, TokenBucket(server.message_rate, server.message_burst))
+        session.address = str(ws.remote_address[0]) if ws.remote_address else ""
         self.sessions[ws] = session
+        self.per_address[session.address] = self.per_address.get(session.address, 0) + 1
         self.metrics.connections_accepted += 1
+        expiry = self._schedule_expiry(ws)
         try:
             await ws.send(hello_frame(server.heartbeat_s))
             if not self.bus.up and self._bus_was_up:
@@ -182,6 +188,8 @@ class Gateway:
         except ConnectionClosed:
             pass
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self._drop_session(session)
 
     async def _dispatch(self, session: Session, text: str) -> None:
@@ -206,8 +214,26 @@ class Gateway:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(error_frame(ref, code, message))
 
+    def _schedule_expiry(self, ws: ServerConnection) -> asyncio.TimerHandle | None:
+        """Close the connection with 4003 the moment its token expires."""
+        if self.http is None:
+            return None
+        left = self.http.principal_of(ws).seconds_left()
+        if left is None:
+            return None
+        return asyncio.get_running_loop().call_later(
+            max(0.0, left), lambda: self._spawn(ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
+        )
+
     def _drop_session(self, session: Session) -> None:
         self.sessions.pop(session.ws, None)
+        count = self.per_address.get(session.address, 1) - 1
+        if count > 0:
+            self.per_address[session.address] = count
+        else:
+            self.per_address.pop(session.address, None)
+        if self.http is not None:
+            self.http.forget(session.ws)
         for sub in list(session.members):
             self._leave(session, sub)
 

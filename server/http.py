@@ -10,6 +10,7 @@ import json
 import logging
 import mimetypes
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -22,6 +23,7 @@ from websockets.http11 import Request, Response
 
 from publishers.errors import ProtocolError, SignalpushError
 from publishers.events import SYMBOL_PATTERN
+from server.auth import ANYONE, Authenticator, Principal, token_from
 from server.metrics import render
 
 if TYPE_CHECKING:
@@ -50,6 +52,11 @@ class StaticFile:
     etag: str
 
 
+def _address(connection: ServerConnection) -> str:
+    remote = connection.remote_address
+    return str(remote[0]) if remote else ""
+
+
 def json_response(payload: Any, status: int = 200, *, cache: str = "no-store") -> Response:
     body = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=str).encode()
     headers = Headers({"Content-Type": "application/json", "Cache-Control": cache})
@@ -70,6 +77,10 @@ class HttpRoutes:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.auth = Authenticator(gateway.settings.auth)
+        #: The principal of each open websocket connection (set at the handshake).
+        self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = weakref.WeakKeyDictionary()
+        self._origins = set(gateway.settings.server.allowed_origins)
         self._static: dict[str, StaticFile] = {}
         self._routes: dict[str, Handler] = {
             "/healthz": self._healthz,
@@ -108,15 +119,53 @@ class HttpRoutes:
             return error_response(503, "unavailable", str(exc))
 
     def check_connection(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Admission of a websocket handshake (limits; auth and origins come with access control)."""
-        server = self.gateway.settings.server
-        if len(self.gateway.sessions) >= server.max_connections:
-            self.gateway.metrics.connections_refused += 1
+        """Admission of a websocket handshake: Origin, connection caps, then the token."""
+        gateway = self.gateway
+        server = gateway.settings.server
+        origin = request.headers.get("Origin")
+        if origin is not None and self._origins and origin not in self._origins:
+            gateway.metrics.connections_refused += 1
+            return connection.respond(403, "origin not allowed\n")
+        if len(gateway.sessions) >= server.max_connections:
+            gateway.metrics.connections_refused += 1
             return connection.respond(503, "too many connections\n")
+        address = _address(connection)
+        if (
+            server.max_connections_per_ip
+            and gateway.per_address.get(address, 0) >= server.max_connections_per_ip
+        ):
+            gateway.metrics.connections_refused += 1
+            return connection.respond(429, "too many connections from this address\n")
+        params = dict(parse_qsl(urlsplit(request.path).query))
+        try:
+            principal = self.auth.authenticate(token_from(request.headers, params))
+        except ProtocolError as exc:
+            gateway.metrics.connections_refused += 1
+            return connection.respond(401, f"{exc.message}\n")
+        self.principals[connection] = principal
         return None
+
+    def principal_of(self, ws: ServerConnection) -> Principal:
+        return self.principals.get(ws, ANYONE)
+
+    def forget(self, ws: ServerConnection) -> None:
+        self.principals.pop(ws, None)
 
     def authorize_symbol(self, ws: ServerConnection, symbol: str) -> None:
         """Raise ProtocolError(forbidden) if this connection may not read ``symbol`` (auth off: all may)."""
+        if not self.principal_of(ws).can_read(symbol):
+            raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
+
+    def require(self, query: Query, symbols: list[str] | None = None) -> Principal:
+        """The principal of an HTTP API request; ProtocolError (401/403) if it may not ask this."""
+        origin = query.request.headers.get("Origin")
+        if origin is not None and self._origins and origin not in self._origins:
+            raise ProtocolError("forbidden", "origin not allowed")
+        principal = self.auth.authenticate(token_from(query.request.headers, query.params))
+        for symbol in symbols or []:
+            if not principal.can_read(symbol):
+                raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
+        return principal
 
     async def figure_for(self, symbol: str, window: Any) -> dict[str, Any] | None:
         return None
@@ -147,6 +196,7 @@ class HttpRoutes:
     async def _symbols(self, query: Query) -> Response:
         from publishers import keys
 
+        principal = self.require(query)
         redis = self.gateway.redis
         members = cast(set[bytes], await redis.smembers(keys.SYMBOLS_KEY))
         names = sorted(m.decode() for m in members)
@@ -157,7 +207,7 @@ class HttpRoutes:
         symbols = [
             {"symbol": name, "epoch": epoch.decode() if epoch else None, "seq": int(seq or 0)}
             for name, (epoch, seq) in zip(names, metas, strict=True)
-            if SYMBOL_PATTERN.match(name)
+            if SYMBOL_PATTERN.match(name) and principal.can_read(name)
         ]
         return json_response({"symbols": symbols})
 
