@@ -16,7 +16,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
 
@@ -36,6 +36,23 @@ def _command(*parts: str | bytes) -> bytes:
         data = part.encode() if isinstance(part, str) else part
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
+
+
+def tls_context(url: str) -> ssl.SSLContext:
+    """A TLS context from the same URL options redis-py reads (``ssl_ca_certs``, ``ssl_certfile``,
+    ``ssl_keyfile``, ``ssl_cert_reqs`` = none|optional|required, ``ssl_check_hostname``)."""
+    options = dict(parse_qsl(urlsplit(url).query))
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    requirement = options.get("ssl_cert_reqs", "required").lower()
+    if requirement == "none":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.check_hostname = options.get("ssl_check_hostname", "true").lower() not in ("false", "0", "no")
+        context.verify_mode = ssl.CERT_OPTIONAL if requirement == "optional" else ssl.CERT_REQUIRED
+    return context
 
 
 class RedisBus:
@@ -140,7 +157,7 @@ class RedisBus:
         parts = urlsplit(self._url)
         if parts.scheme == "unix":
             return await asyncio.open_unix_connection(parts.path)
-        context = ssl.create_default_context() if parts.scheme == "rediss" else None
+        context = tls_context(self._url) if parts.scheme == "rediss" else None
         return await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 6379, ssl=context)
 
     async def _handshake(

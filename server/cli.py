@@ -77,6 +77,18 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acl(args: argparse.Namespace) -> int:
+    import secrets
+
+    from server.acl import render
+
+    password = args.password or secrets.token_urlsafe(24)
+    if not args.password:
+        print(f"# generated password for {args.username}: {password}")
+    print(render(args.role, args.username, password, redis_major=args.redis_major))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.runner import run_serve
 
@@ -154,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--days", type=float, help="lifetime in days (default: no expiry)")
     create.set_defaults(handler=cmd_token_create)
+
+    acl = commands.add_parser(
+        "acl",
+        help="print the Redis ACL SETUSER line for a least-privilege user",
+        description="Print an ACL SETUSER command for a publisher (publish only), gateway (read and "
+        "subscribe only) or recorder user, limited to signalpush's keys. See docs/security.md.",
+    )
+    acl.add_argument("role", choices=["publisher", "gateway", "recorder"])
+    acl.add_argument("username")
+    acl.add_argument("--password", help="the user's password (default: a generated one, printed)")
+    acl.add_argument(
+        "--redis-major", type=int, default=7, help="Redis major version (6 leaves out sharded pub/sub)"
+    )
+    acl.set_defaults(handler=cmd_acl)
 
     # Each capability registers its own subcommands (one line each here).
     bench.register(commands)
