@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -207,3 +208,79 @@ async def test_fuzzed_frames_never_crash_the_server_or_disturb_a_good_client(
         assert good.close_code is None
         await publisher.aclose()
         await good.close()
+
+
+PATHS = st.one_of(
+    st.sampled_from(
+        [
+            "/",
+            "/wall",
+            "/healthz",
+            "/metrics",
+            "/api/symbols",
+            "/api/history",
+            "/api/bots",
+            "/api/performance",
+            "/api/figure",
+            "/client/signalpush.js",
+            "/vendor/plotly.min.js",
+            "/client/../server/gateway.py",
+            "/client/",
+            "/ws",
+        ]
+    ),
+    st.text(
+        alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="#?"), max_size=30
+    ).map(lambda p: "/" + p),
+)
+QUERIES = st.dictionaries(
+    st.sampled_from(
+        [
+            "symbol",
+            "symbols",
+            "minutes",
+            "max_points",
+            "bots",
+            "strategies",
+            "min_confidence",
+            "signal_types",
+            "sides",
+            "kinds",
+            "days",
+            "token",
+            "x",
+        ]
+    ),
+    st.text(max_size=20),
+    max_size=5,
+)
+
+
+async def test_fuzzed_http_requests_never_get_a_server_error(redis_url: str) -> None:
+    import http.client
+    from urllib.parse import quote, urlencode
+
+    async with running_gateway(redis_url) as running:
+        requests: list[str] = []
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(path=PATHS, query=QUERIES)
+        def collect(path: str, query: dict[str, str]) -> None:
+            requests.append(
+                quote(path, safe="/%:@!$&'()*+,;=-._~") + ("?" + urlencode(query) if query else "")
+            )
+
+        collect()
+
+        def fetch(target: str) -> int:
+            connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+            try:
+                connection.request("GET", target)
+                return connection.getresponse().status
+            finally:
+                connection.close()
+
+        for target in requests:
+            status = await asyncio.to_thread(fetch, target)
+            assert status < 500, f"GET {target} -> {status}"
+        assert running.gateway.bus.up
