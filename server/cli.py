@@ -93,7 +93,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.runner import run_serve
 
     settings = _settings(args, host=args.host, port=args.port)
-    return asyncio.run(_until_signalled(run_serve(settings)))
+    if args.workers < 1:
+        raise SystemExit("signalpush serve: --workers must be at least 1")
+    if args.workers > 1 and settings.server.port == 0:
+        raise SystemExit("signalpush serve: --workers needs a fixed --port (the workers share it)")
+    serving = run_serve(settings, workers=args.workers, worker=args.worker, config_path=args.config)
+    return asyncio.run(_until_signalled(serving))
 
 
 async def _until_signalled(main: Any) -> int:
@@ -136,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
     serve.add_argument("--redis-url", help="Redis to use (default: redis.url, else the embedded one)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes sharing the port (SO_REUSEPORT), supervised (default 1)",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
     publish = commands.add_parser(

@@ -108,7 +108,9 @@ class Gateway:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    async def start(self, host: str | None = None, port: int | None = None) -> int:
+    async def start(
+        self, host: str | None = None, port: int | None = None, *, reuse_port: bool = False
+    ) -> int:
         """Listen and start the bus; returns the bound port."""
         server = self.settings.server
         self._tasks = [
@@ -126,7 +128,7 @@ class Gateway:
             ping_timeout=server.heartbeat_s,
             close_timeout=2,
             max_queue=64,
-            reuse_port=False,
+            reuse_port=reuse_port,
         )
         sockets = list(self._server.sockets)
         bound: int = sockets[0].getsockname()[1]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -179,13 +181,18 @@ def _dumps(obj: Mapping[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+_INSTANCE: Final = f"{socket.gethostname()}:{os.getpid()}"
+
+
 def hello_frame(heartbeat_s: float) -> str:
+    """The first frame; ``instance`` (host:pid) tells which gateway process a client reached."""
     return _dumps(
         {
             "op": "hello",
             "protocol": PROTOCOL_VERSION,
             "server": f"signalpush/{__version__}",
             "heartbeat_s": heartbeat_s,
+            "instance": _INSTANCE,
         }
     )
 

@@ -12,6 +12,7 @@ from publishers.demo import run_demo_bots
 from server.embedded import EmbeddedRedis
 from server.gateway import Gateway
 from server.http import HttpRoutes
+from server.supervisor import Supervisor
 
 log = logging.getLogger("signalpush")
 
@@ -41,11 +42,13 @@ async def redis_for(settings: Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings, redis_url: str) -> AsyncIterator[tuple[Gateway, int]]:
+async def running_gateway(
+    settings: Settings, redis_url: str, *, reuse_port: bool = False
+) -> AsyncIterator[tuple[Gateway, int]]:
     """A started gateway with its HTTP routes; stopped (1012 to every client) on exit."""
     gateway = Gateway(settings, redis_url=redis_url)
     gateway.http = HttpRoutes(gateway)
-    port = await gateway.start()
+    port = await gateway.start(reuse_port=reuse_port)
     try:
         yield gateway, port
     finally:
@@ -56,12 +59,35 @@ def _public_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
-async def run_serve(settings: Settings) -> int:
-    """The gateway (and the embedded Redis when no redis.url is set) until cancelled."""
-    async with redis_for(settings) as url, running_gateway(settings, url) as (_, port):
-        host = _public_host(settings.server.host)
-        print(f"signalpush serving ws://{host}:{port}/ws  (wall: http://{host}:{port}/wall)", flush=True)
-        await asyncio.Event().wait()
+async def run_serve(
+    settings: Settings, *, workers: int = 1, worker: bool = False, config_path: str | None = None
+) -> int:
+    """The gateway (and the embedded Redis when no redis.url is set) until cancelled.
+
+    With ``workers`` > 1 this process supervises that many gateway processes on one port.
+    """
+    host = _public_host(settings.server.host)
+    if worker:
+        async with running_gateway(settings, settings.redis.effective_url, reuse_port=True):
+            await asyncio.Event().wait()
+        return 0
+    async with redis_for(settings) as url:
+        if workers > 1:
+            supervisor = Supervisor(
+                settings,
+                redis_url=url,
+                count=workers,
+                host=settings.server.host,
+                port=settings.server.port,
+                config_path=config_path,
+            )
+            port = settings.server.port
+            print(f"signalpush serving ws://{host}:{port}/ws with {workers} workers", flush=True)
+            await supervisor.run()
+            return 0
+        async with running_gateway(settings, url) as (_, port):
+            print(f"signalpush serving ws://{host}:{port}/ws  (wall: http://{host}:{port}/wall)", flush=True)
+            await asyncio.Event().wait()
     return 0
 
 
