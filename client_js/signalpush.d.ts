@@ -91,7 +91,7 @@ export interface StateInfo {
   /** Close code of the connection that ended ("down"). */
   code?: number;
   reason?: string;
-  /** "unauthorized" | "forbidden" when the server refused the token (4001/4003 or HTTP 401/403). */
+  /** Why the server refused: "unauthorized" (4001, HTTP 401), "token expired" (4003), "forbidden" (HTTP 403: Origin). */
   auth?: string;
   /** Delay before the next connection attempt ("down"). */
   retryInMs?: number;

@@ -26,7 +26,8 @@
  *
  * Connection states: "connecting" → "live" (hello received) ⇄ "stale" (nothing heard from
  * the server for `staleAfterMs`; the client pings so a healthy link is never silent) → "down"
- * (waiting to reconnect, or refused: auth close codes 4001/4003 retry slowly) → "closed"
+ * (waiting to reconnect, or refused: 4001 unauthorized / 4003 token expired / HTTP 401 retry
+ * slowly, after `authRetryMs`) → "closed"
  * (after close()). Close 1012 (server restart) reconnects at once (jittered); 4008 (too
  * slow) reconnects and resumes. A frame that cannot be parsed or handled is counted in
  * `stats.badFrames` and reported to `onError`; it never stops the client.
@@ -42,7 +43,7 @@ const DEFAULTS = Object.freeze({
   stableAfterMs: 5000,
   authRetryMs: 60000,
 });
-const AUTH_CLOSE_CODES = new Map([[4001, "unauthorized"], [4003, "forbidden"]]);
+const AUTH_CLOSE_CODES = new Map([[4001, "unauthorized"], [4003, "token expired"]]);
 const FATAL_SUBSCRIBE_ERRORS = new Set(["bad_request", "unauthorized", "forbidden"]);
 
 /** Delay before reconnect attempt `attempt` (0-based): uniform in [0, min(maxMs, initialMs·2^attempt)). */
@@ -405,9 +406,9 @@ export class SignalPushClient {
     if (auth) {
       delay = Math.floor(this._authRetryMs * (0.5 + this._random() / 2));
       reason = reason || auth;
-    } else if (code === 1012) {
-      delay = backoffDelay(this._attempt === 0 ? 0 : this._attempt, this._backoff, this._random);
     } else {
+      // 1012 (restart) and 4008 (too slow) after a stable connection: attempt is 0, so the
+      // wait is under initialMs; repeated failures of short connections still back off.
       delay = backoffDelay(this._attempt, this._backoff, this._random);
     }
     this._attempt += 1;

@@ -19,7 +19,7 @@ export const DARK = Object.freeze({
 
 /** Styling for points added live, and templates for traces that appear live. */
 export const DEFAULT_LIVE = Object.freeze({
-  confidence: { size: [7, 18], opacity: [0.45, 1.0] },
+  confidence: { size: [6, 15], opacity: [0.4, 1.0] },
   colors: {
     buy: "#26a69a",
     sell: "#ef5350",
@@ -94,6 +94,7 @@ export function historyRows(data) {
     candles: columns(data?.candle, ["ts", "open", "high", "low", "close", "volume"]),
     signals: columns(data?.signal, ["seq", "ts", "bot", "strategy", "type", "price", "confidence"]),
     trades: columns(data?.trade, ["seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "pnl", "position"]),
+    bots: columns(data?.bot, ["seq", "ts", "bot", "strategy", "status", "equity"]),
   };
 }
 
@@ -120,7 +121,7 @@ export function tradeWon(entry, exit) {
 
 /** The figure payload (server contract) built from a history frame's data. */
 export function buildFigure(symbol, data, { live = DEFAULT_LIVE, title = null } = {}) {
-  const { candles, signals, trades } = historyRows(data);
+  const { candles, signals, trades, bots } = historyRows(data);
   const traces = [];
   const traceMap = {};
   const add = (key, trace) => {
@@ -181,14 +182,27 @@ export function buildFigure(symbol, data, { live = DEFAULT_LIVE, title = null } 
   }
   add("trade_line:win", wins);
   add("trade_line:loss", losses);
+  const equity = new Map();
+  for (const b of bots) {
+    if (b.equity == null) continue;
+    if (!equity.has(b.bot)) equity.set(b.bot, equityTrace(b.bot, live));
+    const trace = equity.get(b.bot);
+    if (trace.x.length && b.ts - trace.x.at(-1) > 600_000) {
+      trace.x.push((trace.x.at(-1) + b.ts) / 2); // a pause of the bot is drawn as a gap
+      trace.y.push(null);
+    }
+    trace.x.push(b.ts);
+    trace.y.push(b.equity);
+  }
+  for (const [bot, trace] of [...equity].sort(([a], [b]) => a.localeCompare(b))) add(`equity:${bot}`, trace);
   const axis = { gridcolor: DARK.grid, zerolinecolor: DARK.grid, color: DARK.text };
   const layout = {
     uirevision: symbol,
     paper_bgcolor: DARK.paper, plot_bgcolor: DARK.plot,
     font: { color: DARK.text, size: 14 },
-    margin: { l: 56, r: 12, t: 8, b: 28 },
+    margin: { l: 60, r: 12, t: 8, b: 40 },
     showlegend: true,
-    legend: { orientation: "h", x: 0, y: 1, yanchor: "top", bgcolor: "rgba(0,0,0,0)", font: { size: 11 } },
+    legend: { orientation: "h", x: 0, y: 1, yanchor: "top", bgcolor: "rgba(11,15,20,0.6)", font: { size: 11 } },
     xaxis: { ...axis, type: "date", rangeslider: { visible: false }, anchor: "y2" },
     yaxis: { ...axis, domain: [0.26, 1], side: "left" },
     yaxis2: { ...axis, domain: [0, 0.2], title: { text: "equity", font: { size: 11 } } },

@@ -109,6 +109,7 @@ export class Kpis {
     this.activeBase = null;
     if (Array.isArray(k.active_bots)) for (const bot of k.active_bots) this.bots.set(bot, "active");
     else if (k.active_bots != null) this.activeBase = Number(k.active_bots) || 0;
+    else if (rows.bots.length) for (const b of rows.bots) this.bots.set(b.bot, b.status); // in seq order: latest wins
     else {
       const since = (lastCandle?.ts ?? now) - 3_600_000;
       for (const e of [...rows.signals, ...rows.trades]) if (e.ts >= since && e.bot) this.bots.set(e.bot, "active");

@@ -103,7 +103,7 @@ class Tile {
         scheduleFlush();
       })
       .catch((error) => this.fail(error));
-    this.showNote(frame.truncated ? `history truncated (${frame.left_out ?? "some"} events left out)` : null);
+    this.showNote(frame.truncated ? `history truncated: ${frame.omitted ?? "some"} older events left out` : null);
     this.renderKpis();
     this.renderAge(Date.now());
   }
