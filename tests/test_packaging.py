@@ -54,3 +54,19 @@ def test_the_unpacked_wheel_runs_without_the_checkout(wheel: Path, tmp_path: Pat
         capture_output=True, text=True, check=True, cwd=tmp_path,
     )  # fmt: skip
     assert result.stdout.startswith(str(tmp_path / "site"))
+
+
+def test_wheel_ships_the_client_and_the_wall_but_not_node_modules(wheel: Path, tmp_path: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {n.removeprefix("client_js/") for n in names if n.startswith("client_js/")}
+    expected = {"signalpush.js", "signalpush.d.ts", "wall.html", "wall.js", "wall.css", "wall-model.js"}
+    assert expected | {"wall-figure.js", "index.html", "index.js"} <= shipped
+    assert not any("/" in name for name in shipped), "node_modules and tests stay out of the wheel"
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    subprocess.run(
+        [sys.executable, "-I", "-c",
+         "import sys; sys.path.insert(0, sys.argv[1]); from importlib import resources; "
+         "assert resources.files('client_js').joinpath('wall.html').is_file()",
+         str(tmp_path / "site")],
+        check=True, cwd=tmp_path,
+    )  # fmt: skip
