@@ -55,6 +55,8 @@ class Tile {
     this.flushes = 0;
     this.dropped = 0;
     this.lastError = null;
+    this.failedAt = null;
+    this.reloadTimer = null;
     this.node = el("section", "tile");
     const head = el("header", "tile-head");
     this.titleNode = el("h2", "tile-symbol", symbol);
@@ -138,13 +140,18 @@ class Tile {
   }
 
   fail(error) {
-    // Something in the figure did not take the update: reload it from the server.
+    // Something in the figure did not take the update: reload it from the server, at most
+    // once a minute (a figure Plotly keeps refusing must not turn into a reload loop).
     this.lastError = String(error?.message ?? error);
     this.dropped += this.queue.length;
     this.queue = [];
     this.ready = false;
     this.showNote(`redrawing: ${this.lastError}`);
-    this.sub?.reload();
+    const now = Date.now();
+    const wait = this.failedAt == null ? 0 : Math.max(0, 60_000 - (now - this.failedAt));
+    this.failedAt = now + wait;
+    clearTimeout(this.reloadTimer);
+    this.reloadTimer = setTimeout(() => this.sub?.reload(), wait);
   }
 
   showNote(text) {
