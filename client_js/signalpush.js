@@ -412,7 +412,7 @@ export class SignalPushClient {
       delay = backoffDelay(this._attempt, this._backoff, this._random);
     }
     this._attempt += 1;
-    this._setState("down", { code, reason, auth: auth ?? undefined, retryInMs: delay });
+    this._setState("down", auth ? { code, reason, auth, retryInMs: delay } : { code, reason, retryInMs: delay });
     this._reconnectTimer = setTimeout(() => this._connect(), delay);
   }
 
