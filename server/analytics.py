@@ -18,9 +18,8 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,9 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Executable
 
 from publishers.errors import StoreError
-from server import performance as perf
+from server.analytics_frames import (
+    BOT_COLUMNS,
+    SIGNAL_COLUMNS,
+    TRADE_COLUMNS,
+    PerformanceReport,
+    bots_frame,
+    build_report,
+    events_frame,
+)
 from server.store.analytics_queries import (
-    PERFORMANCE_COLUMNS,
     BotFilter,
     bots_query,
     performance_query,
@@ -40,55 +46,27 @@ from server.store.analytics_queries import (
 from server.store.engine import create_engine
 from server.sync_bridge import BackgroundLoop, shared_loop
 
-__all__ = ["DEFAULT_DAYS", "BotDataService", "BotFilter", "PerformanceReport", "make_filter", "to_epoch_ms"]
+__all__ = [
+    "BOT_COLUMNS",
+    "DEFAULT_DAYS",
+    "SIGNAL_COLUMNS",
+    "TRADE_COLUMNS",
+    "BotDataService",
+    "BotFilter",
+    "PerformanceReport",
+    "as_filter",
+    "build_report",
+    "make_filter",
+    "to_epoch_ms",
+]
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_DAYS: Final = 30
 DAY_MS: Final = 86_400_000
 #: Any one query gives up after this long (a database that hangs is reported as down).
 QUERY_TIMEOUT_S: Final = 30.0
-
-BOT_COLUMNS: Final = (
-    "id",
-    "name",
-    "strategy",
-    "status",
-    "equity",
-    "first_seen",
-    "last_seen",
-    "last_status_at",
-)
-SIGNAL_COLUMNS: Final = (
-    "timestamp",
-    "ts",
-    "symbol",
-    "bot",
-    "bot_id",
-    "strategy",
-    "signal_type",
-    "price",
-    "confidence",
-    "seq",
-)
-TRADE_COLUMNS: Final = (
-    "timestamp",
-    "ts",
-    "symbol",
-    "bot",
-    "bot_id",
-    "strategy",
-    "side",
-    "action",
-    "price",
-    "qty",
-    "fee",
-    "pnl",
-    "position",
-    "seq",
-)
 
 
 def to_epoch_ms(value: object, name: str = "time") -> int | None:
@@ -102,6 +80,24 @@ def to_epoch_ms(value: object, name: str = "time") -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{name}: expected ms since the epoch or a datetime, got {value!r}")
     return int(value)
+
+
+class SupportsBotFilter(Protocol):
+    """Anything that converts itself to a :class:`BotFilter` (e.g. the seed's ``BotFilterConfig``)."""
+
+    def to_bot_filter(self) -> BotFilter: ...
+
+
+FilterLike = BotFilter | SupportsBotFilter | None
+
+
+def as_filter(flt: FilterLike) -> BotFilter:
+    """``flt`` as a :class:`BotFilter` (None = everything)."""
+    if flt is None:
+        return BotFilter()
+    if isinstance(flt, BotFilter):
+        return flt
+    return flt.to_bot_filter()
 
 
 def _names(value: Sequence[str] | str | None) -> tuple[str, ...] | None:
@@ -149,110 +145,6 @@ def _window(
         end_ms = end_ms if end_ms is not None else int(time.time() * 1000)
         start_ms = end_ms - int(default_days * DAY_MS)
     return start_ms, end_ms
-
-
-def _utc(ms: pd.Series) -> pd.Series:
-    return pd.to_datetime(ms.astype("int64"), unit="ms", utc=True)
-
-
-def _frame(rows: list[Any], columns: Sequence[str]) -> pd.DataFrame:
-    # Plain tuples first: pandas builds frames from SQLAlchemy rows ~10x slower.
-    if not rows:
-        return pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
-    return pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
-
-
-def _bots_frame(rows: list[Any], keys: list[str]) -> pd.DataFrame:
-    raw = _frame(rows, keys)
-    out = pd.DataFrame(
-        {
-            "id": raw["id"].astype("int64"),
-            "name": raw["name"].astype(str),
-            "strategy": raw["strategy"].astype(str),
-            "status": raw["status"].astype(object),
-            "equity": raw["equity"].astype("float64"),
-            "first_seen": _utc(raw["first_seen"]),
-            "last_seen": _utc(raw["last_seen"]),
-            "last_status_at": pd.to_datetime(raw["last_status_ts"].astype("Int64"), unit="ms", utc=True),
-        }
-    )
-    return out.reset_index(drop=True)
-
-
-def _events_frame(rows: list[Any], keys: list[str], columns: Sequence[str]) -> pd.DataFrame:
-    raw = _frame(rows, keys)
-    raw["ts"] = raw["ts"].astype("int64")
-    raw["timestamp"] = _utc(raw["ts"])
-    raw["bot_id"] = raw["bot_id"].astype("Int64")
-    raw["seq"] = raw["seq"].astype("int64")
-    for name in ("price", "confidence", "qty", "fee", "pnl"):
-        if name in raw:
-            raw[name] = pd.to_numeric(raw[name]).astype("float64")
-    for name in ("symbol", "bot", "strategy", "signal_type", "side", "action", "position"):
-        if name in raw:
-            raw[name] = raw[name].astype(str)
-    return raw.loc[:, list(columns)].reset_index(drop=True)
-
-
-@dataclass
-class PerformanceReport:
-    """Performance of a set of bots over a window, from one query.
-
-    ``by_bot``, ``by_strategy`` (ranked, see :func:`server.performance.strategy_comparison`)
-    and ``overall`` (one row) hold the metrics of :data:`server.performance.METRIC_COLUMNS`;
-    ``equity`` is the equity/drawdown curve per bot (long format, computed on first use);
-    ``book`` the paired trades behind it all.
-    """
-
-    start_ms: int
-    end_ms: int
-    by_bot: pd.DataFrame
-    by_strategy: pd.DataFrame
-    overall: pd.DataFrame
-    book: perf.Book
-    last_prices: dict[str, float] = field(default_factory=dict)
-    capital: dict[str, float] = field(default_factory=dict)
-    query_ms: float = 0.0
-    compute_ms: float = 0.0
-    _equity: pd.DataFrame | None = field(default=None, repr=False)
-
-    @property
-    def trades(self) -> pd.DataFrame:
-        return self.book.trades
-
-    @property
-    def equity(self) -> pd.DataFrame:
-        if self._equity is None:
-            self._equity = perf.equity_curves(self.book, capital=self.capital, start_ms=self.start_ms)
-        return self._equity
-
-
-def build_report(rows: list[Any], start_ms: int, end_ms: int, query_ms: float = 0.0) -> PerformanceReport:
-    """Split the rows of :func:`performance_query` and compute every table (pure, CPU only)."""
-    began = time.perf_counter()
-    frame = _frame(rows, PERFORMANCE_COLUMNS)
-    part = frame["part"].to_numpy(dtype=object)
-    trades = frame[part == "trade"]
-    prices = frame[(part == "price") & frame["price"].notna().to_numpy()]
-    capitals = frame[(part == "capital") & frame["price"].notna().to_numpy()]
-    last_prices = {str(s): float(p) for s, p in zip(prices["symbol"], prices["price"], strict=True)}
-    capital = {str(b): float(e) for b, e in zip(capitals["bot"], capitals["price"], strict=True) if e > 0}
-    trades = perf.drop_unexited_before(trades, start_ms) if len(trades) else perf.empty_trades()
-    book = perf.prepare(trades, last_prices)
-    common: dict[str, Any] = {"capital": capital, "start_ms": start_ms, "end_ms": end_ms}
-    report = PerformanceReport(
-        start_ms=start_ms,
-        end_ms=end_ms,
-        by_bot=perf.performance_table(book, by="bot", **common),
-        by_strategy=perf.strategy_comparison(book, **common),
-        overall=perf.performance_table(book, by="all", **common),
-        book=book,
-        last_prices=last_prices,
-        capital=capital,
-        query_ms=query_ms,
-    )
-    report.compute_ms = (time.perf_counter() - began) * 1000
-    return report
 
 
 class BotDataService:
@@ -342,7 +234,7 @@ class BotDataService:
 
     async def _bots(self, engine: AsyncEngine, flt: BotFilter) -> pd.DataFrame:
         rows, keys = await self._rows(engine, bots_query(flt))
-        return _bots_frame(rows, keys)
+        return bots_frame(rows, keys)
 
     async def _signals(
         self, engine: AsyncEngine, flt: BotFilter, start: object, end: object, types: Any, min_conf: Any
@@ -350,14 +242,14 @@ class BotDataService:
         start_ms, end_ms = _window(flt, start, end, DEFAULT_DAYS)
         statement = signals_query(flt, start_ms, end_ms, _names(types), min_conf)
         rows, keys = await self._rows(engine, statement)
-        return _events_frame(rows, keys, SIGNAL_COLUMNS)
+        return events_frame(rows, keys, SIGNAL_COLUMNS)
 
     async def _trades(
         self, engine: AsyncEngine, flt: BotFilter, start: object, end: object, sides: Any
     ) -> pd.DataFrame:
         start_ms, end_ms = _window(flt, start, end, DEFAULT_DAYS)
         rows, keys = await self._rows(engine, trades_query(flt, start_ms, end_ms, _names(sides)))
-        return _events_frame(rows, keys, TRADE_COLUMNS)
+        return events_frame(rows, keys, TRADE_COLUMNS)
 
     async def _report(
         self, engine: AsyncEngine, flt: BotFilter, start: object, end: object
@@ -373,80 +265,78 @@ class BotDataService:
 
     # -- public API: async ----------------------------------------------------------------
 
-    async def get_bots_async(self, flt: BotFilter | None = None) -> pd.DataFrame:
+    async def get_bots_async(self, flt: FilterLike = None) -> pd.DataFrame:
         """Registry rows of the filtered bots: ``id, name, strategy, status, equity, first_seen, ...``."""
-        return await self._call_async(self._bots, flt or BotFilter())
+        return await self._call_async(self._bots, as_filter(flt))
 
     async def get_signals_async(
         self,
-        flt: BotFilter | None = None,
+        flt: FilterLike = None,
         start: object = None,
         end: object = None,
         signal_types: Sequence[str] | None = None,
         min_confidence: float | None = None,
     ) -> pd.DataFrame:
         """Signals in [start, end] (default: the last 30 days), oldest first (:data:`SIGNAL_COLUMNS`)."""
-        return await self._call_async(
-            self._signals, flt or BotFilter(), start, end, signal_types, min_confidence
-        )
+        return await self._call_async(self._signals, as_filter(flt), start, end, signal_types, min_confidence)
 
     async def get_trades_async(
         self,
-        flt: BotFilter | None = None,
+        flt: FilterLike = None,
         start: object = None,
         end: object = None,
         sides: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Trades in [start, end] (default: the last 30 days), oldest first; columns :data:`TRADE_COLUMNS`."""
-        return await self._call_async(self._trades, flt or BotFilter(), start, end, sides)
+        return await self._call_async(self._trades, as_filter(flt), start, end, sides)
 
     async def performance_report_async(
-        self, flt: BotFilter | None = None, start: object = None, end: object = None
+        self, flt: FilterLike = None, start: object = None, end: object = None
     ) -> PerformanceReport:
         """Per-bot, per-strategy and overall performance plus equity curves, from one query."""
-        return await self._call_async(self._report, flt or BotFilter(), start, end)
+        return await self._call_async(self._report, as_filter(flt), start, end)
 
     async def get_performance_async(
-        self, flt: BotFilter | None = None, start: object = None, end: object = None
+        self, flt: FilterLike = None, start: object = None, end: object = None
     ) -> pd.DataFrame:
         """Performance per bot (index ``bot``), see :func:`server.performance.performance_table`."""
         return (await self.performance_report_async(flt, start, end)).by_bot
 
     # -- public API: blocking twins -------------------------------------------------------
 
-    def get_bots(self, flt: BotFilter | None = None) -> pd.DataFrame:
+    def get_bots(self, flt: FilterLike = None) -> pd.DataFrame:
         """Blocking :meth:`get_bots_async`."""
-        return self._call_sync(self._bots, flt or BotFilter())
+        return self._call_sync(self._bots, as_filter(flt))
 
     def get_signals(
         self,
-        flt: BotFilter | None = None,
+        flt: FilterLike = None,
         start: object = None,
         end: object = None,
         signal_types: Sequence[str] | None = None,
         min_confidence: float | None = None,
     ) -> pd.DataFrame:
         """Blocking :meth:`get_signals_async`."""
-        return self._call_sync(self._signals, flt or BotFilter(), start, end, signal_types, min_confidence)
+        return self._call_sync(self._signals, as_filter(flt), start, end, signal_types, min_confidence)
 
     def get_trades(
         self,
-        flt: BotFilter | None = None,
+        flt: FilterLike = None,
         start: object = None,
         end: object = None,
         sides: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Blocking :meth:`get_trades_async`."""
-        return self._call_sync(self._trades, flt or BotFilter(), start, end, sides)
+        return self._call_sync(self._trades, as_filter(flt), start, end, sides)
 
     def performance_report(
-        self, flt: BotFilter | None = None, start: object = None, end: object = None
+        self, flt: FilterLike = None, start: object = None, end: object = None
     ) -> PerformanceReport:
         """Blocking :meth:`performance_report_async`."""
-        return self._call_sync(self._report, flt or BotFilter(), start, end)
+        return self._call_sync(self._report, as_filter(flt), start, end)
 
     def get_performance(
-        self, flt: BotFilter | None = None, start: object = None, end: object = None
+        self, flt: FilterLike = None, start: object = None, end: object = None
     ) -> pd.DataFrame:
         """Blocking :meth:`get_performance_async`."""
         return self.performance_report(flt, start, end).by_bot
