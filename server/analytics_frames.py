@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
 from server import performance as perf
-from server.store.analytics_queries import PERFORMANCE_COLUMNS
+from server.store.analytics_queries import PART_CAPITAL, PART_PRICE, PART_TRADE, PERFORMANCE_COLUMNS
 
 BOT_COLUMNS: Final = (
     "id",
@@ -128,14 +129,20 @@ class PerformanceReport:
         return self._equity
 
 
+def _decode_trades(rows: pd.DataFrame) -> pd.DataFrame:
+    sell = rows["sell"].to_numpy() == 1
+    exits = rows["exit"].to_numpy() == 1
+    return rows.assign(side=np.where(sell, "sell", "buy"), action=np.where(exits, "exit", "entry"))
+
+
 def build_report(rows: list[Any], start_ms: int, end_ms: int, query_ms: float = 0.0) -> PerformanceReport:
     """Split the rows of :func:`performance_query` and compute every table (pure, CPU only)."""
     began = time.perf_counter()
     frame = _frame(rows, PERFORMANCE_COLUMNS)
-    part = frame["part"].to_numpy(dtype=object)
-    trades = frame[part == "trade"]
-    prices = frame[(part == "price") & frame["price"].notna().to_numpy()]
-    capitals = frame[(part == "capital") & frame["price"].notna().to_numpy()]
+    part = frame["part"].to_numpy()
+    trades = _decode_trades(frame[part == PART_TRADE])
+    prices = frame[(part == PART_PRICE) & frame["price"].notna().to_numpy()]
+    capitals = frame[(part == PART_CAPITAL) & frame["price"].notna().to_numpy()]
     last_prices = {str(s): float(p) for s, p in zip(prices["symbol"], prices["price"], strict=True)}
     capital = {str(b): float(e) for b, e in zip(capitals["bot"], capitals["price"], strict=True) if e > 0}
     trades = perf.drop_unexited_before(trades, start_ms) if len(trades) else perf.empty_trades()

@@ -14,9 +14,11 @@ from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     Float,
+    Integer,
     Select,
     String,
     and_,
+    case,
     cast,
     exists,
     func,
@@ -194,8 +196,8 @@ PERFORMANCE_COLUMNS: Final = (
     "bot",
     "strategy",
     "symbol",
-    "side",
-    "action",
+    "sell",
+    "exit",
     "price",
     "qty",
     "fee",
@@ -204,8 +206,16 @@ PERFORMANCE_COLUMNS: Final = (
 )
 
 
+#: ``part`` values of :func:`performance_query` rows.
+PART_TRADE: Final = 0
+PART_PRICE: Final = 1
+PART_CAPITAL: Final = 2
+
+
 def performance_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSelect[Any]:
     """Everything performance needs, as one UNION ALL statement; ``part`` tells the rows apart.
+
+    Columns :data:`PERFORMANCE_COLUMNS`; ``sell`` and ``exit`` are 1 for a sell side / an exit.
 
     * ``trade``: the window's trades, plus the entries of the :data:`ENTRY_LOOKBACK_MS`
       before it (the caller keeps those of positions exited inside the window);
@@ -219,20 +229,21 @@ def performance_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSel
         TradeRow.bot,
         TradeRow.strategy,
         TradeRow.symbol,
-        TradeRow.side,
-        TradeRow.action,
+        # Side and action as 0/1: strings cost the driver far more than small ints per row.
+        case((TradeRow.side == "sell", 1), else_=0),
+        case((TradeRow.action == "exit", 1), else_=0),
         TradeRow.price,
         TradeRow.qty,
         TradeRow.fee,
         TradeRow.pnl,
         TradeRow.position,
     )
-    window = select(literal("trade", String).label("part"), *trade_columns).where(in_window)
+    window = select(literal(PART_TRADE, Integer).label("part"), *trade_columns).where(in_window)
     earlier = and_(
         *event_conditions(TradeRow, flt, start_ms - ENTRY_LOOKBACK_MS, start_ms - 1),
         TradeRow.action == "entry",
     )
-    earlier_entries = select(literal("trade", String), *trade_columns).where(earlier)
+    earlier_entries = select(literal(PART_TRADE, Integer), *trade_columns).where(earlier)
     traded_symbols = select(TradeRow.symbol).where(in_window).distinct().subquery("traded_symbols")
     sym = traded_symbols.c.symbol
     candle_close = (
@@ -257,13 +268,13 @@ def performance_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSel
         .scalar_subquery()
     )
     prices = select(
-        literal("price", String),
+        literal(PART_PRICE, Integer),
         cast(null(), TradeRow.ts.type),
         cast(null(), String),
         cast(null(), String),
         sym,
-        cast(null(), String),
-        cast(null(), String),
+        cast(null(), Integer),
+        cast(null(), Integer),
         cast(func.coalesce(candle_close, trade_price, signal_price), Float),
         *(cast(null(), Float) for _ in range(3)),
         cast(null(), String),
@@ -282,10 +293,11 @@ def performance_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSel
         .scalar_subquery()
     )
     capital = select(
-        literal("capital", String),
+        literal(PART_CAPITAL, Integer),
         cast(null(), TradeRow.ts.type),
         traded_bots.c.bot,
-        *(cast(null(), String) for _ in range(4)),
+        *(cast(null(), String) for _ in range(2)),
+        *(cast(null(), Integer) for _ in range(2)),
         cast(first_equity, Float),
         *(cast(null(), Float) for _ in range(3)),
         cast(null(), String),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -12,12 +13,24 @@ import pandas as pd
 import pytest
 
 from publishers.errors import ProtocolError, StoreError
+from publishers.events import now_ms
 from server import performance as perf
 from server.analytics import BotDataService, make_filter, to_epoch_ms
 from server.analytics_payloads import bots_payload, parse_performance_query, performance_payload
 from server.embedded import free_port
 from server.store.engine import create_engine
-from tests.support.analytics_data import DAY0, DAY_MS, HOUR_MS, candle, fresh_store, signal, status, trade
+from tests.support import TEST_DATABASE_ENV
+from tests.support.analytics_data import (
+    DAY0,
+    DAY_MS,
+    HOUR_MS,
+    candle,
+    demo_events,
+    fresh_store,
+    signal,
+    status,
+    trade,
+)
 
 END = DAY0 + 2 * DAY_MS
 
@@ -277,3 +290,23 @@ def test_performance_query_parsing() -> None:
 def test_bad_times_name_the_argument(service: BotDataService) -> None:
     with pytest.raises(ValueError, match="start: expected ms since the epoch or a datetime"):
         service.get_signals(None, "yesterday")
+
+
+def test_sqlite_and_postgresql_give_the_same_figures(tmp_path: Any) -> None:
+    """The same demo history in SQLite and (when configured) PostgreSQL: identical tables."""
+    end = now_ms()
+    history = demo_events(end_ms=end, hours=2)
+    urls = [f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"]
+    urls.append(os.environ.get(TEST_DATABASE_ENV) or f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+    reports = []
+    for url in urls:
+        asyncio.run(fresh_store(url, history))
+        with BotDataService(url) as svc:
+            reports.append(svc.performance_report(None, end - DAY_MS, end))
+            signals = svc.get_signals(None, end - DAY_MS, end)
+            assert len(signals) == sum(1 for e in history if e["kind"] == "signal")
+    first, second = reports
+    assert len(first.by_bot) == 4 and first.overall.iloc[0]["trade_count"] > 10
+    for name in ("by_bot", "by_strategy", "overall"):
+        pd.testing.assert_frame_equal(getattr(first, name), getattr(second, name), rtol=1e-9)
+    assert first.last_prices == second.last_prices and first.capital == second.capital
