@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
+
 SIGNAL_COLORS: Final = {"buy": "#22c55e", "sell": "#ef4444", "hold": "#9ca3af"}
 SIGNAL_SYMBOLS: Final = {"buy": "triangle-up", "sell": "triangle-down", "hold": "circle"}
 SIDE_COLORS: Final = {"buy": "#22c55e", "sell": "#ef4444"}
@@ -51,6 +53,18 @@ class ConfidenceScale:
     def opacity(self, confidence: float) -> float:
         c = min(1.0, max(0.0, confidence))
         return round(self.opacity_min + (self.opacity_max - self.opacity_min) * c, 3)
+
+    def sizes(self, confidence: np.ndarray) -> list[float]:
+        """:meth:`size` of every confidence, vectorised."""
+        c = np.clip(np.nan_to_num(np.asarray(confidence, dtype="float64"), nan=1.0), 0.0, 1.0)
+        out: list[float] = np.round(self.size_min + (self.size_max - self.size_min) * c, 3).tolist()
+        return out
+
+    def opacities(self, confidence: np.ndarray) -> list[float]:
+        """:meth:`opacity` of every confidence, vectorised."""
+        c = np.clip(np.nan_to_num(np.asarray(confidence, dtype="float64"), nan=1.0), 0.0, 1.0)
+        out: list[float] = np.round(self.opacity_min + (self.opacity_max - self.opacity_min) * c, 3).tolist()
+        return out
 
     def to_json(self) -> dict[str, list[float]]:
         return {"size": [self.size_min, self.size_max], "opacity": [self.opacity_min, self.opacity_max]}

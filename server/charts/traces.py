@@ -34,6 +34,15 @@ def x_values(ts_ms: pd.Series | np.ndarray, unit: XUnit) -> list[Any]:
     return [stamp.isoformat(sep=" ") for stamp in stamps]
 
 
+def floats(values: pd.Series | np.ndarray | Sequence[float]) -> list[float | None]:
+    """Numbers as a JSON-safe list: NaN and ±inf become None."""
+    array = np.asarray(values, dtype="float64")
+    out: list[float | None] = array.tolist()
+    if not np.isfinite(array).all():
+        out = [v if v is not None and math.isfinite(v) else None for v in out]
+    return out
+
+
 def pnl_label(value: float | None) -> str:
     """How a P&L is shown in hovers: ``+12.34`` / ``-0.50``; ``n/a`` when unknown."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -81,13 +90,13 @@ def signal_traces(
             signal_type, strategy, style, unit=unit, include_bot_info=include_bot_info, layer=layer
         )
         trace["x"] = x_values(rows["ts"], unit)
-        trace["y"] = rows["price"].astype(float).tolist()
+        trace["y"] = floats(rows["price"])
         trace["customdata"] = [
             [bot, strat, float(conf)]
             for bot, strat, conf in zip(rows["bot"], rows["strategy"], confidence, strict=True)
         ]
-        trace["marker"]["size"] = [scale.size(c) for c in confidence]
-        trace["marker"]["opacity"] = [scale.opacity(c) for c in confidence]
+        trace["marker"]["size"] = scale.sizes(confidence)
+        trace["marker"]["opacity"] = scale.opacities(confidence)
         trace["meta"] = {"layer": layer, "key": key}
         out.append((key, trace))
     return out
@@ -277,14 +286,14 @@ def _one_trade_group(
     if len(entries):
         trace = templates[entry_key]
         trace["x"] = x_values(entries["ts"], unit)
-        trace["y"] = entries["price"].tolist()
+        trace["y"] = floats(entries["price"])
         trace["customdata"] = [
             list(r)
             for r in zip(
                 entries["bot"],
                 entries["strategy"],
                 entries["side"],
-                entries["qty"].tolist(),
+                floats(entries["qty"]),
                 entries["position"],
                 strict=True,
             )
@@ -298,7 +307,7 @@ def _one_trade_group(
         realized = exits["realized"].to_numpy(dtype="float64")
         trace = templates[exit_key]
         trace["x"] = x_values(exits["ts"], unit)
-        trace["y"] = exits["price"].tolist()
+        trace["y"] = floats(exits["price"])
         pnl = [None if math.isnan(v) else round(float(v), 6) for v in realized]
         trace["customdata"] = [
             [bot, strat, side, qty, position, value, pnl_label(value)]
@@ -306,7 +315,7 @@ def _one_trade_group(
                 exits["bot"],
                 exits["strategy"],
                 exits["side"],
-                exits["qty"].tolist(),
+                floats(exits["qty"]),
                 exits["position"],
                 pnl,
                 strict=True,
@@ -335,7 +344,10 @@ def _trade_lines(
 ) -> Keyed:
     starts = book.positions[[*perf.KEY, "entry_ts", "avg_entry"]]
     exits = book.exits.merge(starts, on=perf.KEY, how="left", suffixes=("", "_position"))
-    exits = exits[exits["entry_ts"].notna() & exits["realized"].notna()]
+    finite = np.isfinite(
+        exits[["entry_ts", "avg_entry_position", "price", "realized"]].to_numpy(dtype="float64")
+    )
+    exits = exits[finite.all(axis=1)]
     out: Keyed = []
     for key, trace, mask in ((win_key, win, exits["realized"] > 0), (loss_key, loss, exits["realized"] <= 0)):
         rows = exits[mask]

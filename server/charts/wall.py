@@ -53,10 +53,10 @@ def _candle_trace(candles: pd.DataFrame, symbol: str) -> dict[str, Any]:
         "type": "candlestick",
         "name": symbol,
         "x": candles["ts"].astype("int64").tolist(),
-        "open": candles["open"].tolist(),
-        "high": candles["high"].tolist(),
-        "low": candles["low"].tolist(),
-        "close": candles["close"].tolist(),
+        "open": traces.floats(candles["open"]),
+        "high": traces.floats(candles["high"]),
+        "low": traces.floats(candles["low"]),
+        "close": traces.floats(candles["close"]),
         "increasing": {"line": {"color": styles.CANDLE_UP}, "fillcolor": styles.CANDLE_UP},
         "decreasing": {"line": {"color": styles.CANDLE_DOWN}, "fillcolor": styles.CANDLE_DOWN},
         "showlegend": False,
@@ -73,7 +73,7 @@ def _price_trace(
     if len(points) > max_points > 0:
         points = points.iloc[np.linspace(0, len(points) - 1, max_points).round().astype(int)]
     ts = points["ts"].to_numpy(dtype="int64")
-    xs, ys = traces.with_gaps(ts, points["price"].tolist(), traces.gap_threshold(ts, factor=10.0))
+    xs, ys = traces.with_gaps(ts, traces.floats(points["price"]), traces.gap_threshold(ts, factor=10.0))
     return {
         "type": "scatter",
         "mode": "lines",
@@ -116,9 +116,7 @@ def _equity_traces(status: pd.DataFrame, theme: styles.Theme, max_points: int) -
             mine = mine.iloc[np.linspace(0, len(mine) - 1, max_points).round().astype(int)]
         ts = mine["ts"].to_numpy(dtype="int64")
         trace = equity_template(bot, index, theme)
-        trace["x"], trace["y"] = traces.with_gaps(
-            ts, mine["equity"].astype(float).tolist(), traces.gap_threshold(ts)
-        )
+        trace["x"], trace["y"] = traces.with_gaps(ts, traces.floats(mine["equity"]), traces.gap_threshold(ts))
         out.append((f"equity:{bot}", trace))
     return out
 
@@ -209,7 +207,7 @@ def build_symbol_figure(
     keyed += equity
     gaps = _gap_thresholds(signals, trades, status)
     figure = {
-        "data": [_json_safe(trace) for _, trace in keyed],
+        "data": [trace for _, trace in keyed],
         "layout": _layout(symbol, style, bool(equity)),
     }
     trace_map = {key: index for index, (key, _) in enumerate(keyed)}
@@ -280,18 +278,6 @@ def live_spec(symbol: str, style: styles.Theme, max_points: int, equity_bots: li
             "equity_color_index": "position of the bot in equity_bots",
         },
     }
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str | int | bool) or value is None:
-        return value
-    return json_value(value)
 
 
 def kpis(data: Mapping[str, Mapping[str, Any]], *, now_ms: int | None = None) -> dict[str, Any]:

@@ -719,3 +719,28 @@ def test_imports_map_from_the_seed_paths() -> None:
     assert bot_enhanced_layers.bot_multi_layer is charts_layers.bot_multi_layer
     assert signals.TradingSignalLayer is charts_layers.TradingSignalLayer
     assert os.path.basename(bot_integration.__file__) == "bot_integration.py"
+
+
+def test_database_connection_management_pattern(store: str) -> None:
+    from sqlalchemy import select
+
+    from server.charts.database import get_session
+    from server.store.models import BotRow as Bot
+
+    logger = logging.getLogger("test")
+
+    def custom_bot_query(url: str | None = None) -> list[Any]:
+        try:
+            with get_session(url) as session:
+                # Your database operations
+                result = session.execute(select(Bot).where(Bot.status == "active"))
+                return result
+        except Exception as e:
+            logger.error(f"Database query failed: {e}")
+            return []
+
+    active = custom_bot_query()
+    assert {row.name for row in active} == {"momo-1", "ema-1", "mr-1"} | (
+        {"momo-2"} if _active_at_end("momo-2") else set()
+    )
+    assert custom_bot_query(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing") == []
