@@ -41,7 +41,9 @@ def _rule(**kwargs: Any) -> dict[str, Any]:
 class RedisSettings:
     """Where the bus and replay log live. An empty ``url`` means the embedded redis-server."""
 
-    url: str = field(default="", repr=False, metadata=_rule(pattern=r"^(|rediss?://.*|unix://.*)$"))
+    url: str = field(
+        default="", repr=False, metadata=_rule(pattern=r"^(|rediss?://.*|rediss?\+cluster://.*|unix://.*)$")
+    )
     embedded_host: str = field(default="127.0.0.1", metadata=_rule(choices=LOOPBACK_HOSTS))
     embedded_port: int = field(default=6399, metadata=_rule(min=1, max=65535))
     embedded_dir: str = "./data/redis"

@@ -1,9 +1,19 @@
-"""Redis clients made the same way everywhere (timeouts, no hidden retries, RESP2)."""
+"""Redis clients made the same way everywhere (timeouts, no hidden retries, RESP2).
+
+A Redis Cluster is addressed as ``redis+cluster://[user:pass@]host:port[,host:port...]``
+(``rediss+cluster://`` for TLS): the listed nodes are seeds, the rest is discovered.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
 import redis
 import redis.asyncio as aioredis
+import redis.cluster as sync_cluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -27,8 +37,82 @@ def resolve_url(url: str | None) -> str:
     return load_settings().redis.effective_url
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+@dataclass(frozen=True)
+class ClusterAddress:
+    """The seeds and credentials of a ``redis+cluster://`` URL."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    tls: bool
+    options: dict[str, str]
+
+    def node_url(self, host: str, port: int) -> str:
+        """A plain URL for one node (for connections that must talk to a given node)."""
+        scheme = "rediss" if self.tls else "redis"
+        auth = ""
+        if self.password is not None:
+            auth = f"{self.username or ''}:{self.password}@"
+        query = "&".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{scheme}://{auth}{host}:{port}/0" + (f"?{query}" if query else "")
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0] in CLUSTER_SCHEMES
+
+
+def parse_cluster_url(url: str) -> ClusterAddress:
+    parts = urlsplit(url)
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        nodes.append((host or "127.0.0.1", int(port or 6379)))
+    credentials = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+    username, _, password = credentials.partition(":")
+    return ClusterAddress(
+        nodes=tuple(nodes),
+        username=unquote(username) or None,
+        password=unquote(password) if password else None,
+        tls=parts.scheme.startswith("rediss"),
+        options=dict(parse_qsl(parts.query)),
+    )
+
+
+def _tls_kwargs(address: ClusterAddress) -> dict[str, object]:
+    if not address.tls:
+        return {}
+    options = address.options
+    return {
+        "ssl": True,
+        "ssl_ca_certs": options.get("ssl_ca_certs"),
+        "ssl_certfile": options.get("ssl_certfile"),
+        "ssl_keyfile": options.get("ssl_keyfile"),
+        "ssl_cert_reqs": options.get("ssl_cert_reqs", "required"),
+    }
+
+
 def async_client(url: str, *, socket_timeout_s: float = 5.0, name: str = "signalpush") -> aioredis.Redis:
-    """An asyncio Redis client whose failures surface at once (callers own the retry)."""
+    """An asyncio Redis client whose failures surface at once (callers own the retry).
+
+    For a cluster URL this is a ``RedisCluster``: it answers the same commands we use
+    (every command of one call stays in one symbol's slot), so it is typed as a client.
+    """
+    if is_cluster_url(url):
+        address = parse_cluster_url(url)
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+            username=address.username,
+            password=address.password,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            client_name=name,
+            **_tls_kwargs(address),  # type: ignore[arg-type]
+        )
+        return cast(aioredis.Redis, cluster)
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         socket_timeout=socket_timeout_s,
@@ -42,6 +126,18 @@ def async_client(url: str, *, socket_timeout_s: float = 5.0, name: str = "signal
 
 def sync_client(url: str, *, socket_timeout_s: float = 5.0, name: str = "signalpush") -> redis.Redis:
     """The blocking twin of :func:`async_client`."""
+    if is_cluster_url(url):
+        address = parse_cluster_url(url)
+        cluster = sync_cluster.RedisCluster(
+            startup_nodes=[sync_cluster.ClusterNode(host, port) for host, port in address.nodes],  # type: ignore[no-untyped-call]
+            username=address.username,
+            password=address.password,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            client_name=name,
+            **_tls_kwargs(address),  # type: ignore[arg-type]
+        )
+        return cast(redis.Redis, cluster)
     client: redis.Redis = redis.Redis.from_url(
         url,
         socket_timeout=socket_timeout_s,

@@ -35,7 +35,7 @@ def log_key(symbol: str) -> str:
 
 
 def live_channel(symbol: str) -> str:
-    """Pub/sub channel carrying ``<epoch> <seq> <event json>`` per event."""
+    """Pub/sub channel carrying ``<epoch> <seq> <publish ms> <event json>`` per event."""
     return f"{PREFIX}:{{{symbol}}}:live"
 
 

@@ -1,7 +1,7 @@
 -- signalpush publish script: one atomic step per call, for one symbol.
 -- KEYS[1] meta hash   sp:{SYM}:meta   (epoch, seq, p:<publisher> dedup marks)
 -- KEYS[2] log stream  sp:{SYM}:log    (entry id <seq>-0, field e = event json)
--- KEYS[3] live channel sp:{SYM}:live  (message "<epoch> <seq> <event json>")
+-- KEYS[3] live channel sp:{SYM}:live  (message "<epoch> <seq> <publish ms> <event json>")
 -- KEYS[4] optional symbol registry set (left out on a cluster: it lives in another slot)
 -- ARGV[1] candidate epoch, kept only when the symbol has none
 -- ARGV[2] publisher id ('' = no dedup)   ARGV[3] call number of that publisher
@@ -28,13 +28,15 @@ else
     end
   end
 end
+local now = redis.call('TIME')
+local publish_ms = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
 local first, seq
 for i = 7, #ARGV do
   seq = redis.call('HINCRBY', meta, 'seq', 1)
   first = first or seq
   local event = '{"seq":' .. seq .. ',' .. ARGV[i]
   redis.call('XADD', log, 'MAXLEN', '~', ARGV[4], seq .. '-0', 'e', event)
-  redis.call(ARGV[6], live, epoch .. ' ' .. seq .. ' ' .. event)
+  redis.call(ARGV[6], live, epoch .. ' ' .. seq .. ' ' .. publish_ms .. ' ' .. event)
 end
 if pid ~= '' then
   redis.call('HSET', meta, 'p:' .. pid, n .. ' ' .. first .. ' ' .. seq)

@@ -1,20 +1,11 @@
-"""`Publisher` (asyncio) and `SyncPublisher` (blocking): how bots publish events.
-
-Each event is one EVALSHA of ``publish.lua``: seq, log entry and live message in one
-atomic step. Calls of one publisher are sent in order on one pipeline, and each carries
-the publisher's id and a call number, so a call retried after a lost reply is applied
-once (the script answers a replay with the seqs it gave the first time).
-"""
+"""`Publisher`: how asyncio bots publish events (see :mod:`publishers.calls` for the mechanics)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -22,227 +13,29 @@ import redis
 import redis.asyncio as aioredis
 
 from publishers import keys
-from publishers.config import load_settings, redact_url
-from publishers.connection import TRANSIENT_ERRORS, async_client, sync_client
+from publishers.calls import (
+    PIPELINE_MAX,
+    EventFactory,
+    by_symbol,
+    check_reply,
+    group_calls,
+    is_noscript,
+    make_options,
+    publish_failed,
+    redis_major,
+    registry_updates,
+)
+from publishers.config import redact_url
+from publishers.connection import TRANSIENT_ERRORS, async_client
 from publishers.errors import PublishError
-from publishers.events import (
-    BotStatus,
-    Candle,
-    Event,
-    InvalidEventError,
-    Signal,
-    Trade,
-    check_name,
-    check_symbol,
-    now_ms,
-)
-from publishers.script import (
-    MAX_EVENTS_PER_CALL,
-    PUBLISH_SCRIPT,
-    PUBLISH_SHA,
-    ScriptCall,
-    ScriptResult,
-    build_call,
-    new_publisher_id,
-    parse_result,
-)
+from publishers.events import Candle, Event
+from publishers.script import PUBLISH_SCRIPT, PUBLISH_SHA, ScriptCall, ScriptResult
+from publishers.sync_publisher import SyncPublisher
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_PIPELINE_MAX = 256
-
-
-@dataclass(slots=True)
-class _Options:
-    url: str
-    bot: str | None
-    strategy: str | None
-    retry_attempts: int
-    retry_timeout_s: float
-    socket_timeout_s: float
-    log_maxlen: int
-    publisher_id: str = field(default_factory=new_publisher_id)
-
-
-def _options(
-    url: str | None,
-    bot: str | None,
-    strategy: str | None,
-    retry_attempts: int | None,
-    retry_timeout_s: float | None,
-    log_maxlen: int | None,
-) -> _Options:
-    settings = load_settings().redis
-    return _Options(
-        url=url or settings.effective_url,
-        bot=None if bot is None else check_name(bot, "bot"),
-        strategy=None if strategy is None else check_name(strategy, "strategy"),
-        retry_attempts=settings.publish_retry_attempts if retry_attempts is None else retry_attempts,
-        retry_timeout_s=settings.publish_retry_timeout_s if retry_timeout_s is None else retry_timeout_s,
-        socket_timeout_s=settings.socket_timeout_s,
-        log_maxlen=settings.log_maxlen if log_maxlen is None else log_maxlen,
-    )
-
-
-class _EventFactory:
-    """Builds validated events from the keyword API shared by both publishers."""
-
-    def __init__(self, options: _Options) -> None:
-        self._options = options
-        self.symbols_used: list[str] = []
-
-    def _identity(self, bot: str | None, strategy: str | None) -> tuple[str, str]:
-        chosen_bot = bot or self._options.bot
-        chosen_strategy = strategy or self._options.strategy
-        if chosen_bot is None:
-            raise InvalidEventError("bot", "is required: pass bot= to the publisher or to this call")
-        if chosen_strategy is None:
-            raise InvalidEventError(
-                "strategy", "is required: pass strategy= to the publisher or to this call"
-            )
-        return chosen_bot, chosen_strategy
-
-    def signal(
-        self,
-        symbol: str,
-        type: str,
-        price: float,
-        confidence: float,
-        ts: Any,
-        meta: Any,
-        bot: str | None,
-        strategy: str | None,
-    ) -> Signal:
-        who, strat = self._identity(bot, strategy)
-        return Signal(
-            symbol=symbol,
-            ts=now_ms() if ts is None else ts,
-            bot=who,
-            strategy=strat,
-            type=type,
-            price=price,
-            confidence=confidence,
-            meta=meta,
-        )
-
-    def trade(
-        self,
-        symbol: str,
-        side: str,
-        action: str,
-        price: float,
-        qty: float,
-        position: str,
-        fee: float,
-        pnl: float | None,
-        ts: Any,
-        meta: Any,
-        bot: str | None,
-        strategy: str | None,
-    ) -> Trade:
-        who, strat = self._identity(bot, strategy)
-        return Trade(
-            symbol=symbol,
-            ts=now_ms() if ts is None else ts,
-            bot=who,
-            strategy=strat,
-            side=side,
-            action=action,
-            price=price,
-            qty=qty,
-            position=position,
-            fee=fee,
-            pnl=pnl,
-            meta=meta,
-        )
-
-    def status(
-        self,
-        status: str,
-        symbol: str | None,
-        equity: float | None,
-        meta: Any,
-        bot: str | None,
-        strategy: str | None,
-    ) -> list[BotStatus]:
-        who, strat = self._identity(bot, strategy)
-        symbols = [check_symbol(symbol)] if symbol is not None else list(self.symbols_used)
-        ts = now_ms()
-        events = [
-            BotStatus(symbol=s, ts=ts, bot=who, strategy=strat, status=status, equity=equity, meta=meta)
-            for s in symbols
-        ]
-        if not events:  # validate even when there is no symbol to publish on
-            BotStatus(symbol="X", ts=ts, bot=who, strategy=strat, status=status, equity=equity, meta=meta)
-        return events
-
-    def note_symbol(self, symbol: str) -> None:
-        if symbol not in self.symbols_used:
-            self.symbols_used.append(symbol)
-
-
-def _registry_updates(events: Sequence[Event], seen: dict[str, set[str]]) -> dict[str, str]:
-    """Registry entries (bot -> JSON) for the last status of each bot among ``events``."""
-    latest: dict[str, BotStatus] = {}
-    for event in events:
-        if isinstance(event, BotStatus):
-            latest[event.bot] = event
-            seen.setdefault(event.bot, set()).add(event.symbol)
-    return {bot: _registry_entry(event, seen[bot]) for bot, event in latest.items()}
-
-
-def _registry_entry(event: BotStatus, symbols: Iterable[str]) -> str:
-    return json.dumps(
-        {
-            "bot": event.bot,
-            "strategy": event.strategy,
-            "status": event.status,
-            "equity": event.equity,
-            "ts": event.ts,
-            "symbols": sorted(set(symbols)),
-        },
-        separators=(",", ":"),
-    )
-
-
-def _group_calls(events: Sequence[Event], options: _Options, next_number: Any) -> list[ScriptCall]:
-    """Consecutive events of one symbol become one script call (at most MAX_EVENTS_PER_CALL)."""
-    calls: list[ScriptCall] = []
-    run: list[str] = []
-    run_symbol: str | None = None
-    for event in events:
-        if event.symbol != run_symbol or len(run) >= MAX_EVENTS_PER_CALL:
-            if run_symbol is not None:
-                calls.append(_call(run_symbol, run, options, next_number()))
-            run, run_symbol = [], event.symbol
-        run.append(event.body())
-    if run_symbol is not None:
-        calls.append(_call(run_symbol, run, options, next_number()))
-    return calls
-
-
-def _call(symbol: str, bodies: list[str], options: _Options, number: int) -> ScriptCall:
-    return build_call(
-        symbol, bodies, publisher_id=options.publisher_id, call_number=number, log_maxlen=options.log_maxlen
-    )
-
-
-def _publish_failed(options: _Options, attempts: int, exc: BaseException) -> PublishError:
-    return PublishError(
-        f"could not publish to Redis at {redact_url(options.url)} after {attempts} attempt(s) "
-        f"within {options.retry_timeout_s:g}s: {exc}"
-    )
-
-
-def _is_noscript(result: object) -> bool:
-    return isinstance(result, redis.exceptions.NoScriptError)
-
-
-def _check_reply(options: _Options, result: object) -> ScriptResult:
-    if isinstance(result, BaseException):
-        raise PublishError(f"Redis at {redact_url(options.url)} refused the publish script: {result}")
-    return parse_result(result)
+__all__ = ["Publisher", "SyncPublisher"]
 
 
 class Publisher:
@@ -269,8 +62,8 @@ class Publisher:
         log_maxlen: int | None = None,
         heartbeat_s: float | None = None,
     ) -> None:
-        self._options = _options(url, bot, strategy, retry_attempts, retry_timeout_s, log_maxlen)
-        self._events = _EventFactory(self._options)
+        self._options = make_options(url, bot, strategy, retry_attempts, retry_timeout_s, log_maxlen)
+        self._events = EventFactory(self._options)
         self._redis: aioredis.Redis | None = None
         self._call_number = 0
         self._pending: list[tuple[ScriptCall, asyncio.Future[ScriptResult]]] = []
@@ -279,6 +72,8 @@ class Publisher:
         self._heartbeat: asyncio.Task[None] | None = None
         self._last_status = "active"
         self._bot_symbols: dict[str, set[str]] = {}
+        self._registered: set[str] = set()
+        self._prepared = False
 
     def __repr__(self) -> str:
         return (
@@ -402,12 +197,18 @@ class Publisher:
 
         Bot status events also update the bot registry.
         """
-        calls = _group_calls(events, self._options, self._next_number)
+        if self._options.cluster and not self._prepared:
+            await self._prepare_cluster()
+        calls = group_calls(events, self._options, self._next_number)
         futures = [self._enqueue(call) for call in calls]
         results = await asyncio.gather(*futures)
         for event in events:
             self._events.note_symbol(event.symbol)
-        registry = _registry_updates(events, self._bot_symbols)
+        unregistered = {e.symbol for e in events} - self._registered
+        if self._options.cluster and unregistered:
+            await self._run(lambda r: r.sadd(keys.SYMBOLS_KEY, *sorted(unregistered)))
+            self._registered |= unregistered
+        registry = registry_updates(events, self._bot_symbols)
         if registry:
             await self._run(lambda r: r.hset(keys.BOTS_KEY, mapping=registry))
         return [seq for result in results for seq in result.seqs]
@@ -449,7 +250,7 @@ class Publisher:
     async def _flush(self) -> None:
         # One task sends everything queued, in order, so call numbers reach Redis in order.
         while self._pending:
-            batch, self._pending = self._pending[:_PIPELINE_MAX], self._pending[_PIPELINE_MAX:]
+            batch, self._pending = self._pending[:PIPELINE_MAX], self._pending[PIPELINE_MAX:]
             try:
                 results = await self._send_with_retry([call for call, _ in batch])
             except PublishError as exc:
@@ -465,17 +266,42 @@ class Publisher:
         results: list[ScriptResult] = await self._run(lambda r: self._send(r, calls))
         return results
 
+    async def _prepare_cluster(self) -> None:
+        info = await self._run(lambda r: r.info("server"))
+        self._options.sharded = redis_major(info) >= 7
+        self._prepared = True
+
     async def _send(self, client: aioredis.Redis, calls: list[ScriptCall]) -> list[ScriptResult]:
+        if self._options.cluster:
+            return await self._send_cluster(client, calls)
         for _ in range(2):
             async with client.pipeline(transaction=False) as pipe:
                 for call in calls:
                     pipe.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
                 replies = await pipe.execute(raise_on_error=False)
-            if not any(_is_noscript(reply) for reply in replies):
-                return [_check_reply(self._options, reply) for reply in replies]
+            if not any(is_noscript(reply) for reply in replies):
+                return [check_reply(self._options, reply) for reply in replies]
             # Redis restarted and forgot the script: load it and send again (replays are deduplicated).
             await client.script_load(PUBLISH_SCRIPT)
         raise PublishError("Redis keeps forgetting the publish script (NOSCRIPT twice)")
+
+    async def _send_cluster(self, client: aioredis.Redis, calls: list[ScriptCall]) -> list[ScriptResult]:
+        # Scripts cannot be pipelined on a cluster: each symbol's calls go one after another
+        # (their call numbers must reach its slot in order), symbols side by side.
+        results: dict[int, ScriptResult] = {}
+        index = {id(call): i for i, call in enumerate(calls)}
+
+        async def run_symbol(symbol_calls: list[ScriptCall]) -> None:
+            for call in symbol_calls:
+                try:
+                    reply = await client.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
+                except redis.exceptions.NoScriptError:
+                    await client.script_load(PUBLISH_SCRIPT)
+                    reply = await client.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
+                results[index[id(call)]] = check_reply(self._options, reply)
+
+        await asyncio.gather(*(run_symbol(group) for group in by_symbol(calls).values()))
+        return [results[i] for i in range(len(calls))]
 
     async def _run(self, operation: Any) -> Any:
         deadline = time.monotonic() + self._options.retry_timeout_s
@@ -488,7 +314,7 @@ class Publisher:
             except TRANSIENT_ERRORS as exc:
                 remaining = deadline - time.monotonic()
                 if attempt > self._options.retry_attempts or remaining <= 0:
-                    raise _publish_failed(self._options, attempt, exc) from exc
+                    raise publish_failed(self._options, attempt, exc) from exc
                 await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * 2, 2.0)
             except redis.RedisError as exc:
@@ -499,212 +325,3 @@ class Publisher:
             with contextlib.suppress(PublishError):
                 await self.status(self._last_status)
             await asyncio.sleep(interval_s)
-
-
-class SyncPublisher:
-    """The blocking twin of :class:`Publisher` for plain-Python bots (thread-safe).
-
-    Same methods and arguments, without ``await``; use it as a context manager or call
-    :meth:`close`. ``heartbeat_s`` runs the status heartbeat on a daemon thread.
-    """
-
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        bot: str | None = None,
-        strategy: str | None = None,
-        retry_attempts: int | None = None,
-        retry_timeout_s: float | None = None,
-        log_maxlen: int | None = None,
-        heartbeat_s: float | None = None,
-    ) -> None:
-        self._options = _options(url, bot, strategy, retry_attempts, retry_timeout_s, log_maxlen)
-        self._events = _EventFactory(self._options)
-        self._redis: redis.Redis | None = None
-        self._lock = threading.RLock()
-        self._call_number = 0
-        self._last_status = "active"
-        self._stop = threading.Event()
-        self._bot_symbols: dict[str, set[str]] = {}
-        self._heartbeat: threading.Thread | None = None
-        if heartbeat_s:
-            self._heartbeat = threading.Thread(
-                target=self._beat, args=(heartbeat_s,), name="signalpush-heartbeat", daemon=True
-            )
-            self._heartbeat.start()
-
-    def __repr__(self) -> str:
-        return (
-            f"SyncPublisher(url={redact_url(self._options.url)!r}, bot={self._options.bot!r}, "
-            f"strategy={self._options.strategy!r})"
-        )
-
-    @property
-    def url(self) -> str:
-        return self._options.url
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the heartbeat and close the connection."""
-        self._stop.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join(timeout=5)
-        with self._lock:
-            if self._redis is not None:
-                self._redis.close()
-                self._redis = None
-
-    def signal(
-        self,
-        symbol: str,
-        type: str,
-        *,
-        price: float,
-        confidence: float,
-        ts: Any = None,
-        meta: dict[str, Any] | None = None,
-        bot: str | None = None,
-        strategy: str | None = None,
-    ) -> int:
-        """Publish a buy/sell/hold signal; returns its seq."""
-        return self.publish(self._events.signal(symbol, type, price, confidence, ts, meta, bot, strategy))
-
-    def trade(
-        self,
-        symbol: str,
-        *,
-        side: str,
-        action: str,
-        price: float,
-        qty: float,
-        position: str,
-        fee: float = 0.0,
-        pnl: float | None = None,
-        ts: Any = None,
-        meta: dict[str, Any] | None = None,
-        bot: str | None = None,
-        strategy: str | None = None,
-    ) -> int:
-        """Publish a trade (entry or exit of ``position``); returns its seq."""
-        return self.publish(
-            self._events.trade(symbol, side, action, price, qty, position, fee, pnl, ts, meta, bot, strategy)
-        )
-
-    def candle(
-        self,
-        symbol: str,
-        *,
-        ts: Any,
-        tf: str,
-        open: float,
-        high: float,
-        low: float,
-        close: float,
-        volume: float,
-    ) -> int:
-        """Publish a candle; returns its seq."""
-        return self.publish(
-            Candle(symbol=symbol, ts=ts, tf=tf, open=open, high=high, low=low, close=close, volume=volume)
-        )
-
-    def status(
-        self,
-        status: str,
-        *,
-        symbol: str | None = None,
-        equity: float | None = None,
-        meta: dict[str, Any] | None = None,
-        bot: str | None = None,
-        strategy: str | None = None,
-    ) -> int:
-        """Publish the bot's status (see :meth:`Publisher.status`); returns the last seq or 0."""
-        events = self._events.status(status, symbol, equity, meta, bot, strategy)
-        self._last_status = status
-        seqs = self.publish_many(events)
-        return seqs[-1] if seqs else 0
-
-    def publish(self, event: Event) -> int:
-        """Publish one already-built event; returns its seq."""
-        return self.publish_many([event])[0]
-
-    def publish_many(self, events: Sequence[Event]) -> list[int]:
-        """Publish events in order; returns their seqs."""
-        with self._lock:
-            calls = _group_calls(events, self._options, self._next_number)
-            seqs: list[int] = []
-            for start in range(0, len(calls), _PIPELINE_MAX):
-                chunk = calls[start : start + _PIPELINE_MAX]
-                results: list[ScriptResult] = self._run(lambda r, chunk=chunk: self._send(r, chunk))
-                seqs.extend(seq for result in results for seq in result.seqs)
-            for event in events:
-                self._events.note_symbol(event.symbol)
-            registry = _registry_updates(events, self._bot_symbols)
-            if registry:
-                self._run(lambda r: r.hset(keys.BOTS_KEY, mapping=registry))
-            return seqs
-
-    def publish_frame(
-        self, frame: pd.DataFrame, *, kind: str | None = None, symbol: str | None = None
-    ) -> list[int]:
-        """Publish a DataFrame of candles, signals or trades in row order; returns their seqs."""
-        from publishers.frames import events_from_frame
-
-        events = events_from_frame(
-            frame, kind=kind, symbol=symbol, bot=self._options.bot, strategy=self._options.strategy
-        )
-        return self.publish_many(events)
-
-    def _next_number(self) -> int:
-        self._call_number += 1
-        return self._call_number
-
-    def _client(self) -> redis.Redis:
-        if self._redis is None:
-            self._redis = sync_client(
-                self._options.url,
-                socket_timeout_s=self._options.socket_timeout_s,
-                name=f"signalpush-publisher-{self._options.publisher_id}",
-            )
-        return self._redis
-
-    def _send(self, client: redis.Redis, calls: list[ScriptCall]) -> list[ScriptResult]:
-        for _ in range(2):
-            with client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    pipe.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
-                replies = pipe.execute(raise_on_error=False)
-            if not any(_is_noscript(reply) for reply in replies):
-                return [_check_reply(self._options, reply) for reply in replies]
-            client.script_load(PUBLISH_SCRIPT)
-        raise PublishError("Redis keeps forgetting the publish script (NOSCRIPT twice)")
-
-    def _run(self, operation: Any) -> Any:
-        with self._lock:
-            deadline = time.monotonic() + self._options.retry_timeout_s
-            delay = 0.05
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    return operation(self._client())
-                except TRANSIENT_ERRORS as exc:
-                    remaining = deadline - time.monotonic()
-                    if attempt > self._options.retry_attempts or remaining <= 0:
-                        raise _publish_failed(self._options, attempt, exc) from exc
-                    self._stop.wait(min(delay, remaining))
-                    delay = min(delay * 2, 2.0)
-                except redis.RedisError as exc:
-                    raise PublishError(f"Redis at {redact_url(self._options.url)} refused: {exc}") from exc
-
-    def _beat(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            with contextlib.suppress(PublishError):
-                self.status(self._last_status)

@@ -90,8 +90,8 @@ def parse_result(raw: object) -> ScriptResult:
     return ScriptResult(epoch, int(raw[1]), int(raw[2]), bool(int(raw[3])))
 
 
-def parse_live_message(data: bytes | str) -> tuple[str, int, str]:
-    """Split a live-channel message into (epoch, seq, event json)."""
+def parse_live_message(data: bytes | str) -> tuple[str, int, int, str]:
+    """Split a live-channel message into (epoch, seq, publish time in ms (Redis clock), event json)."""
     text = data.decode() if isinstance(data, bytes) else data
-    epoch, seq, event = text.split(" ", 2)
-    return epoch, int(seq), event
+    epoch, seq, published, event = text.split(" ", 3)
+    return epoch, int(seq), int(published), event

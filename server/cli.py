@@ -65,6 +65,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_until_signalled(run_demo(settings)))
 
 
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from server.auth import create_jwt
+
+    settings = _settings(args)
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        raise SystemExit("signalpush token create: --symbols needs at least one pattern")
+    ttl = None if args.days is None else args.days * 86_400
+    print(create_jwt(settings.auth.jwt_secret, name=args.name, symbols=symbols, ttl_s=ttl))
+    return 0
+
+
+def cmd_acl(args: argparse.Namespace) -> int:
+    import secrets
+
+    from server.acl import render
+
+    password = args.password or secrets.token_urlsafe(24)
+    if not args.password:
+        print(f"# generated password for {args.username}: {password}")
+    print(render(args.role, args.username, password, redis_major=args.redis_major))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.runner import run_serve
+
+    settings = _settings(args, host=args.host, port=args.port)
+    if args.workers < 1:
+        raise SystemExit("signalpush serve: --workers must be at least 1")
+    if args.workers > 1 and settings.server.port == 0:
+        raise SystemExit("signalpush serve: --workers needs a fixed --port (the workers share it)")
+    serving = run_serve(settings, workers=args.workers, worker=args.worker, config_path=args.config)
+    return asyncio.run(_until_signalled(serving))
+
+
 async def _until_signalled(main: Any) -> int:
     task = asyncio.ensure_future(main)
     loop = asyncio.get_running_loop()
@@ -89,11 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run everything on this machine with demo bots (embedded Redis, SQLite)",
-        description="Start the embedded Redis and the demo bots (a simulated trading floor).",
+        description="Start the embedded Redis, the gateway and the demo bots (a simulated trading floor), "
+        "and print the wall URL.",
     )
     demo.add_argument("--host", help="address to listen on (default: server.host)")
     demo.add_argument("--port", type=int, help="port to listen on (default: server.port)")
     demo.set_defaults(handler=cmd_demo)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (websocket /ws + HTTP) against redis.url / database.url",
+        description="Run the websocket gateway and its HTTP routes until SIGINT/SIGTERM "
+        "(connections are closed with 1012 so clients resume).",
+    )
+    serve.add_argument("--host", help="address to listen on (default: server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    serve.add_argument("--redis-url", help="Redis to use (default: redis.url, else the embedded one)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes sharing the port (SO_REUSEPORT), supervised (default 1)",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(handler=cmd_serve)
 
     publish = commands.add_parser(
         "publish",
@@ -108,6 +163,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url", help="Redis to publish to (default: redis.url, else the embedded one)"
     )
     publish.set_defaults(handler=cmd_publish)
+
+    token = commands.add_parser("token", help="create subscriber tokens (JWT, HS256 with auth.jwt_secret)")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = token_commands.add_parser(
+        "create",
+        help="print a JWT for a wall or an app",
+        description="Print an HS256 JWT signed with auth.jwt_secret (SIGNALPUSH_AUTH_JWT_SECRET). "
+        "Example: signalpush token create --name wall-3 --symbols 'BTC*,ETH*' --days 90",
+    )
+    create.add_argument("--name", required=True, help="who the token is for (shown in logs as the principal)")
+    create.add_argument(
+        "--symbols", required=True, help="comma-separated symbol patterns, e.g. 'BTC*,ETHUSDT'"
+    )
+    create.add_argument("--days", type=float, help="lifetime in days (default: no expiry)")
+    create.set_defaults(handler=cmd_token_create)
+
+    acl = commands.add_parser(
+        "acl",
+        help="print the Redis ACL SETUSER line for a least-privilege user",
+        description="Print an ACL SETUSER command for a publisher (publish only), gateway (read and "
+        "subscribe only) or recorder user, limited to signalpush's keys. See docs/security.md.",
+    )
+    acl.add_argument("role", choices=["publisher", "gateway", "recorder"])
+    acl.add_argument("username")
+    acl.add_argument("--password", help="the user's password (default: a generated one, printed)")
+    acl.add_argument(
+        "--redis-major", type=int, default=7, help="Redis major version (6 leaves out sharded pub/sub)"
+    )
+    acl.set_defaults(handler=cmd_acl)
 
     # Each capability registers its own subcommands (one line each here).
     bench.register(commands)

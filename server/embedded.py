@@ -169,7 +169,7 @@ class EmbeddedRedis:
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent_hook() if sys.platform == "linux" else None,
+                    preexec_fn=die_with_parent_hook() if sys.platform == "linux" else None,
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -243,6 +243,7 @@ class EmbeddedRedis:
         return "(no log)"
 
 
-def _die_with_parent_hook() -> Callable[[], None]:
+def die_with_parent_hook() -> Callable[[], None]:
+    """A ``preexec_fn`` making the child receive SIGTERM when this process dies."""
     parent = os.getpid()
     return lambda: _die_with_parent(parent)

@@ -1,4 +1,4 @@
-"""Compose the running parts: embedded Redis, gateway, recorder, demo bots."""
+"""Compose the running parts: embedded Redis, gateway (+ HTTP), recorder, demo bots."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 from publishers.config import Settings
 from publishers.demo import run_demo_bots
 from server.embedded import EmbeddedRedis
+from server.gateway import Gateway
+from server.http import HttpRoutes
+from server.supervisor import Supervisor
 
 log = logging.getLogger("signalpush")
 
@@ -26,7 +29,11 @@ async def redis_for(settings: Settings) -> AsyncIterator[str]:
         data_dir=settings.redis.embedded_dir,
     )
     server.spawn()  # in this (main) thread: the parent-death signal is tied to it
-    await asyncio.to_thread(server.wait_ready)
+    try:
+        await asyncio.to_thread(server.wait_ready)
+    except BaseException:
+        server.stop()
+        raise
     log.info("embedded redis ready", extra={"url": server.url, "dir": str(server.data_dir)})
     try:
         yield server.url
@@ -34,11 +41,65 @@ async def redis_for(settings: Settings) -> AsyncIterator[str]:
         server.stop()
 
 
-async def run_demo(settings: Settings) -> int:
-    """Everything on one machine: embedded Redis and the demo bots."""
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: Settings, redis_url: str, *, reuse_port: bool = False
+) -> AsyncIterator[tuple[Gateway, int]]:
+    """A started gateway with its HTTP routes; stopped (1012 to every client) on exit."""
+    gateway = Gateway(settings, redis_url=redis_url)
+    gateway.http = HttpRoutes(gateway)
+    port = await gateway.start(reuse_port=reuse_port)
+    try:
+        yield gateway, port
+    finally:
+        await gateway.stop()
+
+
+def _public_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+async def run_serve(
+    settings: Settings, *, workers: int = 1, worker: bool = False, config_path: str | None = None
+) -> int:
+    """The gateway (and the embedded Redis when no redis.url is set) until cancelled.
+
+    With ``workers`` > 1 this process supervises that many gateway processes on one port.
+    """
+    host = _public_host(settings.server.host)
+    if worker:
+        async with running_gateway(settings, settings.redis.effective_url, reuse_port=True):
+            await asyncio.Event().wait()
+        return 0
     async with redis_for(settings) as url:
-        demo = settings.demo
-        print(f"signalpush demo: Redis at {url}; demo bots publishing {', '.join(demo.symbols)}", flush=True)
+        if workers > 1:
+            supervisor = Supervisor(
+                settings,
+                redis_url=url,
+                count=workers,
+                host=settings.server.host,
+                port=settings.server.port,
+                config_path=config_path,
+            )
+            port = settings.server.port
+            print(f"signalpush serving ws://{host}:{port}/ws with {workers} workers", flush=True)
+            await supervisor.run()
+            return 0
+        async with running_gateway(settings, url) as (_, port):
+            print(f"signalpush serving ws://{host}:{port}/ws  (wall: http://{host}:{port}/wall)", flush=True)
+            await asyncio.Event().wait()
+    return 0
+
+
+async def run_demo(settings: Settings) -> int:
+    """Everything on one machine: embedded Redis, the gateway and the demo bots."""
+    demo = settings.demo
+    async with redis_for(settings) as url, running_gateway(settings, url) as (_, port):
+        host = _public_host(settings.server.host)
+        symbols = ",".join(demo.symbols)
+        print(f"signalpush demo: bots publishing {symbols} to {url}", flush=True)
+        print(f"  wall:      http://{host}:{port}/wall?symbols={symbols}", flush=True)
+        print(f"  websocket: ws://{host}:{port}/ws    health: http://{host}:{port}/healthz", flush=True)
         print("press Ctrl-C to stop", flush=True)
         await run_demo_bots(
             url,

@@ -44,7 +44,8 @@ async def test_concurrent_publishers_give_each_symbol_contiguous_seqs(redis_url:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is None:
                 continue
-            _, seq, event = parse_live_message(message["data"])
+            _, seq, published, event = parse_live_message(message["data"])
+            assert abs(published - time.time() * 1000) < 60_000
             assert json.loads(event)["seq"] == seq
             received[keys.symbol_of(message["channel"])].append(seq)
             count += 1

@@ -1,0 +1,265 @@
+"""What both publishers share: options, building validated events, grouping them into script calls.
+
+Each event is one EVALSHA of ``publish.lua``: seq, log entry and live message in one
+atomic step. Calls of one publisher are sent in order, and each carries the publisher's
+id and a call number, so a call retried after a lost reply is applied once (the script
+answers a replay with the seqs it gave the first time). On a Redis Cluster the calls of
+one symbol are sent one after another (pipelines of scripts are refused there), the
+symbol registry is updated apart (it lives in another slot), and Redis 7 clusters get
+sharded pub/sub (SPUBLISH).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from publishers.config import load_settings, redact_url
+from publishers.connection import is_cluster_url
+from publishers.errors import PublishError
+from publishers.events import (
+    BotStatus,
+    Event,
+    InvalidEventError,
+    Signal,
+    Trade,
+    check_name,
+    check_symbol,
+    now_ms,
+)
+from publishers.script import (
+    MAX_EVENTS_PER_CALL,
+    ScriptCall,
+    ScriptResult,
+    build_call,
+    new_publisher_id,
+    parse_result,
+)
+
+if TYPE_CHECKING:
+    pass
+
+PIPELINE_MAX = 256
+
+
+@dataclass(slots=True)
+class Options:
+    url: str
+    bot: str | None
+    strategy: str | None
+    retry_attempts: int
+    retry_timeout_s: float
+    socket_timeout_s: float
+    log_maxlen: int
+    cluster: bool = False
+    #: SPUBLISH instead of PUBLISH (Redis 7 clusters); known after the first connection.
+    sharded: bool = False
+    publisher_id: str = field(default_factory=new_publisher_id)
+
+
+def make_options(
+    url: str | None,
+    bot: str | None,
+    strategy: str | None,
+    retry_attempts: int | None,
+    retry_timeout_s: float | None,
+    log_maxlen: int | None,
+) -> Options:
+    settings = load_settings().redis
+    chosen_url = url or settings.effective_url
+    return Options(
+        url=chosen_url,
+        cluster=is_cluster_url(chosen_url),
+        bot=None if bot is None else check_name(bot, "bot"),
+        strategy=None if strategy is None else check_name(strategy, "strategy"),
+        retry_attempts=settings.publish_retry_attempts if retry_attempts is None else retry_attempts,
+        retry_timeout_s=settings.publish_retry_timeout_s if retry_timeout_s is None else retry_timeout_s,
+        socket_timeout_s=settings.socket_timeout_s,
+        log_maxlen=settings.log_maxlen if log_maxlen is None else log_maxlen,
+    )
+
+
+class EventFactory:
+    """Builds validated events from the keyword API shared by both publishers."""
+
+    def __init__(self, options: Options) -> None:
+        self._options = options
+        self.symbols_used: list[str] = []
+
+    def _identity(self, bot: str | None, strategy: str | None) -> tuple[str, str]:
+        chosen_bot = bot or self._options.bot
+        chosen_strategy = strategy or self._options.strategy
+        if chosen_bot is None:
+            raise InvalidEventError("bot", "is required: pass bot= to the publisher or to this call")
+        if chosen_strategy is None:
+            raise InvalidEventError(
+                "strategy", "is required: pass strategy= to the publisher or to this call"
+            )
+        return chosen_bot, chosen_strategy
+
+    def signal(
+        self,
+        symbol: str,
+        type: str,
+        price: float,
+        confidence: float,
+        ts: Any,
+        meta: Any,
+        bot: str | None,
+        strategy: str | None,
+    ) -> Signal:
+        who, strat = self._identity(bot, strategy)
+        return Signal(
+            symbol=symbol,
+            ts=now_ms() if ts is None else ts,
+            bot=who,
+            strategy=strat,
+            type=type,
+            price=price,
+            confidence=confidence,
+            meta=meta,
+        )
+
+    def trade(
+        self,
+        symbol: str,
+        side: str,
+        action: str,
+        price: float,
+        qty: float,
+        position: str,
+        fee: float,
+        pnl: float | None,
+        ts: Any,
+        meta: Any,
+        bot: str | None,
+        strategy: str | None,
+    ) -> Trade:
+        who, strat = self._identity(bot, strategy)
+        return Trade(
+            symbol=symbol,
+            ts=now_ms() if ts is None else ts,
+            bot=who,
+            strategy=strat,
+            side=side,
+            action=action,
+            price=price,
+            qty=qty,
+            position=position,
+            fee=fee,
+            pnl=pnl,
+            meta=meta,
+        )
+
+    def status(
+        self,
+        status: str,
+        symbol: str | None,
+        equity: float | None,
+        meta: Any,
+        bot: str | None,
+        strategy: str | None,
+    ) -> list[BotStatus]:
+        who, strat = self._identity(bot, strategy)
+        symbols = [check_symbol(symbol)] if symbol is not None else list(self.symbols_used)
+        ts = now_ms()
+        events = [
+            BotStatus(symbol=s, ts=ts, bot=who, strategy=strat, status=status, equity=equity, meta=meta)
+            for s in symbols
+        ]
+        if not events:  # validate even when there is no symbol to publish on
+            BotStatus(symbol="X", ts=ts, bot=who, strategy=strat, status=status, equity=equity, meta=meta)
+        return events
+
+    def note_symbol(self, symbol: str) -> None:
+        if symbol not in self.symbols_used:
+            self.symbols_used.append(symbol)
+
+
+def registry_updates(events: Sequence[Event], seen: dict[str, set[str]]) -> dict[str, str]:
+    """Registry entries (bot -> JSON) for the last status of each bot among ``events``."""
+    latest: dict[str, BotStatus] = {}
+    for event in events:
+        if isinstance(event, BotStatus):
+            latest[event.bot] = event
+            seen.setdefault(event.bot, set()).add(event.symbol)
+    return {bot: _registry_entry(event, seen[bot]) for bot, event in latest.items()}
+
+
+def _registry_entry(event: BotStatus, symbols: Iterable[str]) -> str:
+    return json.dumps(
+        {
+            "bot": event.bot,
+            "strategy": event.strategy,
+            "status": event.status,
+            "equity": event.equity,
+            "ts": event.ts,
+            "symbols": sorted(set(symbols)),
+        },
+        separators=(",", ":"),
+    )
+
+
+def group_calls(events: Sequence[Event], options: Options, next_number: Any) -> list[ScriptCall]:
+    """Consecutive events of one symbol become one script call (at most MAX_EVENTS_PER_CALL)."""
+    calls: list[ScriptCall] = []
+    run: list[str] = []
+    run_symbol: str | None = None
+    for event in events:
+        if event.symbol != run_symbol or len(run) >= MAX_EVENTS_PER_CALL:
+            if run_symbol is not None:
+                calls.append(_call(run_symbol, run, options, next_number()))
+            run, run_symbol = [], event.symbol
+        run.append(event.body())
+    if run_symbol is not None:
+        calls.append(_call(run_symbol, run, options, next_number()))
+    return calls
+
+
+def _call(symbol: str, bodies: list[str], options: Options, number: int) -> ScriptCall:
+    return build_call(
+        symbol,
+        bodies,
+        publisher_id=options.publisher_id,
+        call_number=number,
+        log_maxlen=options.log_maxlen,
+        register_symbol=not options.cluster,
+        sharded=options.sharded,
+    )
+
+
+def by_symbol(calls: Sequence[ScriptCall]) -> dict[str, list[ScriptCall]]:
+    """Calls grouped per symbol, each group in its original order (cluster sending)."""
+    groups: dict[str, list[ScriptCall]] = {}
+    for call in calls:
+        groups.setdefault(call.symbol, []).append(call)
+    return groups
+
+
+def redis_major(info: dict[str, Any]) -> int:
+    """Major version from an INFO reply (a cluster's reply holds one entry per node: the first counts)."""
+    values = list(info.values())
+    if values and isinstance(values[0], dict):
+        info = values[0]
+    return int(str(info.get("redis_version", "0")).split(".")[0])
+
+
+def publish_failed(options: Options, attempts: int, exc: BaseException) -> PublishError:
+    return PublishError(
+        f"could not publish to Redis at {redact_url(options.url)} after {attempts} attempt(s) "
+        f"within {options.retry_timeout_s:g}s: {exc}"
+    )
+
+
+def is_noscript(result: object) -> bool:
+    return isinstance(result, redis.exceptions.NoScriptError)
+
+
+def check_reply(options: Options, result: object) -> ScriptResult:
+    if isinstance(result, BaseException):
+        raise PublishError(f"Redis at {redact_url(options.url)} refused the publish script: {result}")
+    return parse_result(result)

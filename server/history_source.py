@@ -1,0 +1,127 @@
+"""What the gateway needs from history: a time window (backfill) and everything after a seq (resume).
+
+:class:`LogHistory` answers from the Redis log alone (everything the log still holds);
+the SQL-backed source extends it with what the recorder has stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import redis.asyncio as aioredis
+
+from publishers import keys
+from server.filters import EventFilter
+from server.protocol import now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A backfill: columnar ``data`` for the window, complete up to ``to_seq`` of ``epoch``."""
+
+    epoch: str | None
+    to_seq: int
+    data: dict[str, Any]
+    truncated: bool = False
+    omitted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class After:
+    """Everything after a position, or a reset when it cannot be recovered (``reset_reason``)."""
+
+    epoch: str | None
+    to_seq: int
+    events: list[tuple[int, str]] = field(default_factory=list)
+    reset_reason: str | None = None
+
+
+class HistorySource(Protocol):
+    async def window(self, symbol: str, flt: EventFilter, *, minutes: int, max_points: int) -> Window: ...
+
+    async def after(self, symbol: str, flt: EventFilter, *, epoch: str, seq: int) -> After: ...
+
+    async def read_log(self, symbol: str, first: int, last: int) -> list[tuple[int, str]]: ...
+
+
+async def read_meta(client: aioredis.Redis, symbol: str) -> tuple[str | None, int]:
+    """The symbol's current epoch (None if never published) and last seq."""
+    reply = await client.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
+    epoch, seq = cast(list[bytes | None], reply)
+    return (epoch.decode() if epoch else None, int(seq or 0))
+
+
+async def snapshot(client: aioredis.Redis, symbol: str) -> tuple[str | None, int, list[tuple[int, str]]]:
+    """The symbol's epoch, last seq and whole log, read atomically (one MULTI on one slot)."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
+        pipe.xrange(keys.log_key(symbol))
+        (epoch, seq), entries = await pipe.execute()
+    return (epoch.decode() if epoch else None, int(seq or 0), log_entries(entries))
+
+
+_COLUMNS = {
+    "candle": ("ts", "open", "high", "low", "close", "volume"),
+    "signal": ("seq", "ts", "bot", "strategy", "type", "price", "confidence"),
+    "trade": ("seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "pnl", "position"),
+    "bot": ("seq", "ts", "bot", "strategy", "status", "equity"),
+}
+
+
+def columnar(events: Sequence[dict[str, Any]], flt: EventFilter) -> dict[str, Any]:
+    """Events as the history frame's columnar ``data`` (candles: latest per ts)."""
+    data: dict[str, dict[str, list[Any]]] = {
+        kind: {name: [] for name in columns} for kind, columns in _COLUMNS.items() if flt.wants_kind(kind)
+    }
+    candles: dict[int, dict[str, Any]] = {}
+    for event in events:
+        kind = event["kind"]
+        if kind not in data:
+            continue
+        if kind == "candle":
+            candles[event["ts"]] = event
+            continue
+        for name, column in data[kind].items():
+            column.append(event.get(name))
+    if "candle" in data:
+        for ts in sorted(candles):
+            for name, column in data["candle"].items():
+                column.append(candles[ts].get(name))
+    return data
+
+
+class LogHistory:
+    """History from the Redis log alone (what it still holds)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def window(self, symbol: str, flt: EventFilter, *, minutes: int, max_points: int) -> Window:
+        epoch, seq, entries = await snapshot(self._client, symbol)
+        since = now_ms() - minutes * 60_000
+        events = [json.loads(raw) for _, raw in entries]
+        chosen = [e for e in events if e["ts"] >= since and flt.matches(e)]
+        return Window(epoch, seq, columnar(chosen, flt))
+
+    async def after(self, symbol: str, flt: EventFilter, *, epoch: str, seq: int) -> After:
+        current, last, entries = await snapshot(self._client, symbol)
+        if current != epoch:
+            return After(current, last, reset_reason="epoch changed")
+        if seq > last:
+            return After(current, last, reset_reason="position unknown")
+        if seq < last and (not entries or entries[0][0] > seq + 1):
+            return After(current, last, reset_reason="position no longer in the log")
+        events = [(s, raw) for s, raw in entries if s > seq and flt.matches(json.loads(raw))]
+        return After(current, last, events)
+
+    async def read_log(self, symbol: str, first: int, last: int) -> list[tuple[int, str]]:
+        entries = await self._client.xrange(keys.log_key(symbol), min=f"{first}-0", max=f"{last}-0")
+        return log_entries(entries)
+
+
+def log_entries(entries: Any) -> list[tuple[int, str]]:
+    """(seq, event json) pairs of an XRANGE reply (entry ids are ``<seq>-0``)."""
+    return [(int(entry_id.split(b"-")[0]), fields[b"e"].decode()) for entry_id, fields in entries]

@@ -1,0 +1,245 @@
+"""HTTP on the gateway's port (through websockets' ``process_request``): health, metrics, the API,
+the wall's pages and the client files. Everything a wall loads comes from this origin."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http
+import json
+import logging
+import mimetypes
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from publishers.errors import ProtocolError, SignalpushError
+from publishers.events import SYMBOL_PATTERN
+from server.auth import ANYONE, Authenticator, Principal, token_from
+from server.metrics import render
+
+if TYPE_CHECKING:
+    from server.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Query"], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed HTTP request: path, query parameters (last value wins), headers, the connection."""
+
+    path: str
+    params: dict[str, str]
+    request: Request
+    connection: ServerConnection
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    body: bytes
+    gzipped: bytes | None
+    content_type: str
+    etag: str
+
+
+def _address(connection: ServerConnection) -> str:
+    remote = connection.remote_address
+    return str(remote[0]) if remote else ""
+
+
+def json_response(payload: Any, status: int = 200, *, cache: str = "no-store") -> Response:
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=str).encode()
+    headers = Headers({"Content-Type": "application/json", "Cache-Control": cache})
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)
+
+
+def text_response(text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8") -> Response:
+    headers = Headers({"Content-Type": content_type, "Cache-Control": "no-store"})
+    return Response(status, http.HTTPStatus(status).phrase, headers, text.encode())
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": code, "message": message}, status)
+
+
+class HttpRoutes:
+    """Routes of the gateway's port other than ``/ws``."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.auth = Authenticator(gateway.settings.auth)
+        #: The principal of each open websocket connection (set at the handshake).
+        self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = weakref.WeakKeyDictionary()
+        self._origins = set(gateway.settings.server.allowed_origins)
+        self._static: dict[str, StaticFile] = {}
+        self._routes: dict[str, Handler] = {
+            "/healthz": self._healthz,
+            "/metrics": self._metrics,
+            "/api/symbols": self._symbols,
+        }
+        self._pages = {"/": "index.html", "/wall": "wall.html"}
+
+    def add_route(self, path: str, handler: Handler) -> None:
+        self._routes[path] = handler
+
+    async def handle(self, connection: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        path = parts.path
+        if path == "/ws":
+            return self.check_connection(connection, request)
+        query = Query(path, dict(parse_qsl(parts.query)), request, connection)
+        try:
+            handler = self._routes.get(path)
+            if handler is not None:
+                return await handler(query)
+            if path in self._pages:
+                return self._file("client_js", self._pages[path], request)
+            if path.startswith("/client/"):
+                return self._file("client_js", path.removeprefix("/client/"), request)
+            if path == "/vendor/plotly.min.js":
+                return self._file(
+                    "plotly", "package_data/plotly.min.js", request, cache="public, max-age=86400"
+                )
+            return error_response(404, "not_found", f"no route {path}")
+        except ProtocolError as exc:
+            status = {"unauthorized": 401, "forbidden": 403}.get(exc.code, 400)
+            return error_response(status, exc.code, exc.message)
+        except SignalpushError as exc:
+            log.warning("http request failed", extra={"path": path, "error": str(exc)})
+            return error_response(503, "unavailable", str(exc))
+
+    def check_connection(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Admission of a websocket handshake: Origin, connection caps, then the token."""
+        gateway = self.gateway
+        server = gateway.settings.server
+        origin = request.headers.get("Origin")
+        if origin is not None and self._origins and origin not in self._origins:
+            gateway.metrics.connections_refused += 1
+            return connection.respond(403, "origin not allowed\n")
+        if len(gateway.sessions) >= server.max_connections:
+            gateway.metrics.connections_refused += 1
+            return connection.respond(503, "too many connections\n")
+        address = _address(connection)
+        if (
+            server.max_connections_per_ip
+            and gateway.per_address.get(address, 0) >= server.max_connections_per_ip
+        ):
+            gateway.metrics.connections_refused += 1
+            return connection.respond(429, "too many connections from this address\n")
+        params = dict(parse_qsl(urlsplit(request.path).query))
+        try:
+            principal = self.auth.authenticate(token_from(request.headers, params))
+        except ProtocolError as exc:
+            gateway.metrics.connections_refused += 1
+            return connection.respond(401, f"{exc.message}\n")
+        self.principals[connection] = principal
+        return None
+
+    def principal_of(self, ws: ServerConnection) -> Principal:
+        return self.principals.get(ws, ANYONE)
+
+    def forget(self, ws: ServerConnection) -> None:
+        self.principals.pop(ws, None)
+
+    def authorize_symbol(self, ws: ServerConnection, symbol: str) -> None:
+        """Raise ProtocolError(forbidden) if this connection may not read ``symbol`` (auth off: all may)."""
+        if not self.principal_of(ws).can_read(symbol):
+            raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
+
+    def require(self, query: Query, symbols: list[str] | None = None) -> Principal:
+        """The principal of an HTTP API request; ProtocolError (401/403) if it may not ask this."""
+        origin = query.request.headers.get("Origin")
+        if origin is not None and self._origins and origin not in self._origins:
+            raise ProtocolError("forbidden", "origin not allowed")
+        principal = self.auth.authenticate(token_from(query.request.headers, query.params))
+        for symbol in symbols or []:
+            if not principal.can_read(symbol):
+                raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
+        return principal
+
+    async def figure_for(self, symbol: str, window: Any) -> dict[str, Any] | None:
+        return None
+
+    # -- routes --------------------------------------------------------------------------
+
+    async def _healthz(self, query: Query) -> Response:
+        bus = self.gateway.bus
+        redis_ok = bus.is_healthy(max_silence_s=10.0)
+        database = await self.gateway_database_state()
+        healthy = redis_ok and database != "down"
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "redis": "up" if redis_ok else "down",
+            "database": database,
+            "connections": len(self.gateway.sessions),
+            "uptime_s": round(time.monotonic() - self.gateway.started_at, 1),
+        }
+        return json_response(body, 200 if healthy else 503)
+
+    async def gateway_database_state(self) -> str:
+        return "disabled"
+
+    async def _metrics(self, query: Query) -> Response:
+        text = render(self.gateway.metrics, self.gateway.gauges())
+        return text_response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def _symbols(self, query: Query) -> Response:
+        from publishers import keys
+
+        principal = self.require(query)
+        redis = self.gateway.redis
+        members = cast(set[bytes], await redis.smembers(keys.SYMBOLS_KEY))
+        names = sorted(m.decode() for m in members)
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hmget(keys.meta_key(name), [keys.META_EPOCH, keys.META_SEQ])
+            metas = await pipe.execute()
+        symbols = [
+            {"symbol": name, "epoch": epoch.decode() if epoch else None, "seq": int(seq or 0)}
+            for name, (epoch, seq) in zip(names, metas, strict=True)
+            if SYMBOL_PATTERN.match(name) and principal.can_read(name)
+        ]
+        return json_response({"symbols": symbols})
+
+    # -- static files ----------------------------------------------------------------------
+
+    def _file(self, package: str, name: str, request: Request, *, cache: str = "no-cache") -> Response:
+        if ".." in name or name.startswith("/") or not name:
+            return error_response(404, "not_found", name)
+        key = f"{package}/{name}"
+        static = self._static.get(key)
+        if static is None:
+            target = resources.files(package).joinpath(name)
+            if not target.is_file():
+                return error_response(404, "not_found", f"no file {name}")
+            body = target.read_bytes()
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            if content_type.startswith("text/") or content_type in (
+                "application/javascript",
+                "application/json",
+            ):
+                content_type += "; charset=utf-8"
+            if name.endswith((".js", ".mjs")):
+                content_type = "text/javascript; charset=utf-8"
+            zipped = gzip.compress(body, 6) if len(body) > 1024 else None
+            static = StaticFile(body, zipped, content_type, '"' + hashlib.sha1(body).hexdigest()[:16] + '"')
+            self._static[key] = static
+        headers = Headers({"Content-Type": static.content_type, "Cache-Control": cache, "ETag": static.etag})
+        if request.headers.get("If-None-Match") == static.etag:
+            return Response(304, "Not Modified", headers, b"")
+        body = static.body
+        if static.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            body = static.gzipped
+        headers["Vary"] = "Accept-Encoding"
+        return Response(200, "OK", headers, body)

@@ -1,0 +1,144 @@
+"""A real gateway on a free port and a real websocket test client that records every frame."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from publishers.config import Settings, load_settings
+from server.gateway import Gateway
+from server.http import HttpRoutes
+from tests.support import async_wait_until
+
+
+def gateway_settings(**sections: dict[str, Any]) -> Settings:
+    return load_settings(env={}, overrides=sections)
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(redis_url: str, settings: Settings | None = None) -> AsyncIterator[RunningGateway]:
+    gateway = Gateway(settings or gateway_settings(), redis_url=redis_url)
+    gateway.http = HttpRoutes(gateway)
+    port = await gateway.start(host="127.0.0.1", port=0)
+    try:
+        await async_wait_until(lambda: gateway.bus.up, what="the gateway's bus to connect")
+        yield RunningGateway(gateway, port)
+    finally:
+        await gateway.stop()
+
+
+@dataclass
+class WsClient:
+    """Connects, records every frame, and checks the client-side rules of DESIGN.md §3."""
+
+    url: str
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    #: Wall-clock receive time (ms) of each frame, parallel to ``frames``.
+    received_at: list[int] = field(default_factory=list)
+    ws: ClientConnection | None = None
+    close_code: int | None = None
+    _reader: asyncio.Task[None] | None = None
+    _refs: int = 0
+
+    async def connect(self, **kwargs: Any) -> WsClient:
+        self.ws = await connect(self.url, **kwargs)
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for(lambda f: f["op"] == "hello")
+        return self
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        try:
+            async for message in self.ws:
+                self.frames.append(json.loads(message))
+                self.received_at.append(time.time_ns() // 1_000_000)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self.ws.close_code
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send(json.dumps(frame))
+
+    async def subscribe(self, symbol: str, **extra: Any) -> dict[str, Any]:
+        self._refs += 1
+        ref = f"r{self._refs}"
+        await self.send({"op": "subscribe", "ref": ref, "symbol": symbol, **extra})
+        reply = await self.wait_for(lambda f: f.get("ref") == ref)
+        assert reply["op"] == "subscribed", reply
+        return reply
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            return next((f for f in self.frames if predicate(f)), None)
+
+        return await async_wait_until(found, timeout, what="a matching frame")
+
+    def seqs(self, sub: str) -> list[int]:
+        """Seqs delivered for ``sub`` (history then events), checking contiguity on the way."""
+        return [event["seq"] for event in self.events(sub)]
+
+    def events(self, sub: str) -> list[dict[str, Any]]:
+        position: int | None = None
+        out: list[dict[str, Any]] = []
+        for frame in self.frames:
+            if frame.get("sub") != sub:
+                continue
+            if frame["op"] == "subscribed":
+                position = frame["seq"]
+            elif frame["op"] == "history":
+                position = frame["to_seq"]
+            elif frame["op"] == "events":
+                assert position is not None, "events before subscribed"
+                assert frame["from_seq"] <= position + 1, f"hole: {frame['from_seq']} after {position}"
+                for item in frame["items"]:
+                    assert item["seq"] > position or item["seq"] > (out[-1]["seq"] if out else 0), "duplicate"
+                    out.append(item)
+                position = max(position, frame["to_seq"])
+        seqs = [e["seq"] for e in out]
+        assert seqs == sorted(set(seqs)), "in order, each once"
+        return out
+
+    def position(self, sub: str) -> int:
+        position = 0
+        for frame in self.frames:
+            if frame.get("sub") != sub:
+                continue
+            if frame["op"] == "subscribed":
+                position = frame["seq"]
+            elif frame["op"] == "history":
+                position = frame["to_seq"]
+            elif frame["op"] == "events":
+                position = max(position, frame["to_seq"])
+        return position
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await self._reader
