@@ -9,6 +9,7 @@ layers (:mod:`server.charts.traces`).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Mapping
@@ -234,6 +235,17 @@ def _gap_thresholds(
         "price": price if math.isfinite(price) else None,
         "equity": equity if math.isfinite(equity) else None,
     }
+
+
+async def build_symbol_figure_async(
+    symbol: str,
+    data: Mapping[str, Mapping[str, Any]],
+    *,
+    theme: str = "dark",
+    max_points: int = DEFAULT_MAX_POINTS,
+) -> dict[str, Any]:
+    """:func:`build_symbol_figure` on a worker thread (it is CPU work: keep it off the gateway's loop)."""
+    return await asyncio.to_thread(build_symbol_figure, symbol, data, theme=theme, max_points=max_points)
 
 
 def live_spec(symbol: str, style: styles.Theme, max_points: int, equity_bots: list[str]) -> dict[str, Any]:

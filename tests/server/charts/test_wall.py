@@ -11,7 +11,7 @@ import pytest
 from publishers.events import now_ms
 from server.charts import styles
 from server.charts.frames import candle_frame
-from server.charts.wall import build_symbol_figure, downsample_candles, kpis
+from server.charts.wall import build_symbol_figure, build_symbol_figure_async, downsample_candles, kpis
 from tests.support.analytics_data import DAY0, HOUR_MS, demo_events
 
 COLUMNS = {
@@ -307,3 +307,9 @@ def test_kpis() -> None:
     empty = kpis({}, now_ms=now)
     assert empty["last_price"] is None and empty["win_rate"] is None and empty["active_bots"] is None
     assert not any(isinstance(v, float) and math.isnan(v) for v in empty.values())
+
+
+async def test_the_async_twin_builds_the_same_figure(demo: dict[str, Any]) -> None:
+    assert await build_symbol_figure_async("BTCUSDT", demo, max_points=100) == build_symbol_figure(
+        "BTCUSDT", demo, max_points=100
+    )
