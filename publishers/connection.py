@@ -25,6 +25,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.BusyLoadingError,
+    # A cluster moving a slot or failing over a node: the same call succeeds shortly after.
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ClusterError,  # "TTL exhausted": redirections ran out while the cluster settled
+    redis.exceptions.RedisClusterException,  # slot not covered / no node reachable, mid-failover
     ConnectionError,
     OSError,
 )

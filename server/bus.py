@@ -68,6 +68,8 @@ class RedisBus:
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 5.0,
         batch_window_s: float = 0.0,
+        sharded: bool = False,
+        on_moved: Callable[[], None] | None = None,
     ) -> None:
         self._url = url
         self._on_batch = on_batch
@@ -76,6 +78,10 @@ class RedisBus:
         self._connect_timeout_s = connect_timeout_s
         self._max_backoff_s = max_backoff_s
         self._batch_window_s = batch_window_s
+        # Sharded pub/sub (Redis 7 clusters): SSUBSCRIBE on the node owning the channel's slot.
+        self._subscribe_command = "SSUBSCRIBE" if sharded else "SUBSCRIBE"
+        self._unsubscribe_command = "SUNSUBSCRIBE" if sharded else "UNSUBSCRIBE"
+        self._on_moved = on_moved
         self._channels: set[str] = set()
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -99,7 +105,7 @@ class RedisBus:
             return
         try:
             await asyncio.wait_for(self._connected.wait(), timeout_s)
-            self._send(_command("SUBSCRIBE", channel))
+            self._send(_command(self._subscribe_command, channel))
             await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
         except TimeoutError:
             raise BusError(
@@ -111,7 +117,7 @@ class RedisBus:
         self._channels.discard(channel)
         self._confirmed.pop(channel, None)
         if self._writer is not None and self.up:
-            self._send(_command("UNSUBSCRIBE", channel))
+            self._send(_command(self._unsubscribe_command, channel))
 
     async def run(self) -> None:
         """Keep the connection up until cancelled."""
@@ -137,7 +143,8 @@ class RedisBus:
             self._connected.set()
             self.last_activity = time.monotonic()
             if self._channels:
-                self._send(_command("SUBSCRIBE", *sorted(self._channels)))
+                for channel in sorted(self._channels):  # one each: sharded channels may sit in several slots
+                    self._send(_command(self._subscribe_command, channel))
             else:
                 await self._set_up()
             pinger = asyncio.create_task(self._ping_loop(), name="signalpush-bus-ping")
@@ -197,6 +204,9 @@ class RedisBus:
             batch: Batch = []
             while (reply := parser.gets()) is not False:
                 if isinstance(reply, hiredis.ReplyError):
+                    if str(reply).startswith("MOVED") and self._on_moved is not None:
+                        self._on_moved()  # the slot lives elsewhere now: the cluster bus re-homes it
+                        continue
                     raise BusError(f"Redis error on the bus: {reply}")
                 if not isinstance(reply, list):
                     continue
@@ -205,6 +215,10 @@ class RedisBus:
                     batch.append((reply[1], reply[2]))
                 elif kind == b"subscribe" or kind == b"ssubscribe":
                     await self._confirm(reply[1].decode())
+                elif kind == b"sunsubscribe" and reply[1].decode() in self._channels and self._on_moved:
+                    # Redis dropped a channel we still want: its slot migrated. Re-home it.
+                    self._confirmed[reply[1].decode()] = asyncio.get_running_loop().create_future()
+                    self._on_moved()
             if batch:
                 self.messages_in += len(batch)
                 await self._on_batch(batch)
@@ -260,6 +274,15 @@ class RedisBus:
         if self.up:
             self.up = False
             await self._on_state(False)
+
+    @property
+    def channels(self) -> set[str]:
+        return set(self._channels)
+
+    def is_subscribed(self, channel: str) -> bool:
+        """Redis confirmed this channel on the current connection."""
+        waiter = self._confirmed.get(channel)
+        return self.up and waiter is not None and waiter.done()
 
     def is_healthy(self, max_silence_s: float) -> bool:
         """Connected, and heard from Redis (a message or a PING reply) recently."""

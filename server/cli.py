@@ -13,7 +13,7 @@ from typing import Any
 
 from publishers.config import Settings, load_settings
 from publishers.errors import SignalpushError
-from server import __version__, bench
+from server import __version__, bench, stats_cli
 from server.logs import configure_logging
 
 
@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Each capability registers its own subcommands (one line each here).
     bench.register(commands)
+    stats_cli.register(commands)
     return parser
 
 

@@ -28,6 +28,8 @@ from server.protocol import events_frame
 
 #: A live message as it comes off the bus: (seq, event json).
 Message = tuple[int, str]
+#: Events remembered per symbol to recognise a rewritten history (see :class:`Diverged`).
+RECENT_EVENTS = 512
 
 
 class MemberState(enum.Enum):
@@ -88,6 +90,24 @@ class SymbolState:
     #: Highest seq the live path has processed; None until primed from Redis.
     last_seq: int | None = None
     groups: dict[EventFilter, Group] = field(default_factory=dict)
+    #: The last RECENT_EVENTS events sent (seq -> json), to tell a replayed seq from a rewritten one.
+    recent: dict[int, str] = field(default_factory=dict)
+
+    def remember(self, messages: list[Message]) -> None:
+        recent = self.recent
+        for seq, raw in messages:
+            recent[seq] = raw
+        if len(recent) > RECENT_EVENTS:
+            for seq in sorted(recent)[: len(recent) - RECENT_EVENTS]:
+                del recent[seq]
+
+    def diverges(self, messages: Iterable[Message]) -> int | None:
+        """The first seq whose event differs from the one sent under that seq (history was rewritten)."""
+        for seq, raw in messages:
+            sent = self.recent.get(seq)
+            if sent is not None and sent != raw:
+                return seq
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +121,13 @@ class Hole:
 @dataclass(frozen=True, slots=True)
 class EpochChanged:
     epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Diverged:
+    """Redis gave a different event under a seq already sent (a failover lost writes): reset from ``seq``."""
+
+    seq: int
 
 
 @dataclass
@@ -188,12 +215,17 @@ class Fanout:
 
     # -- the live path --------------------------------------------------------------
 
-    def check(self, symbol: str, epoch: str, messages: list[Message]) -> list[Message] | Hole | EpochChanged:
-        """Drop what was already processed; report a hole or an epoch change before anything is built."""
+    def check(
+        self, symbol: str, epoch: str, messages: list[Message]
+    ) -> list[Message] | Hole | EpochChanged | Diverged:
+        """Drop what was already processed; report a hole, an epoch change or a rewritten history first."""
         state = self.symbols[symbol]
         if state.epoch is not None and epoch != state.epoch:
             return EpochChanged(epoch)
         last = state.last_seq or 0
+        replayed = [m for m in messages if m[0] <= last]
+        if replayed and (seq := state.diverges(replayed)) is not None:
+            return Diverged(seq)
         fresh = [m for m in messages if m[0] > last]
         if fresh and fresh[0][0] != last + 1:
             return Hole(last + 1, fresh[0][0] - 1)
@@ -212,6 +244,7 @@ class Fanout:
         state.epoch = epoch
         to_seq = messages[-1][0]
         state.last_seq = to_seq
+        state.remember(messages)
         parsed = _coalesce([(seq, raw, json.loads(raw)) for seq, raw in messages])
         everything: tuple[Message, ...] | None = None
         for group in state.groups.values():

@@ -27,11 +27,22 @@ from websockets.http11 import Request, Response
 
 from publishers import keys
 from publishers.config import Settings
-from publishers.connection import TRANSIENT_ERRORS, async_client
+from publishers.connection import TRANSIENT_ERRORS, async_client, is_cluster_url
 from publishers.errors import BusError, ProtocolError, SignalpushError
 from publishers.script import parse_live_message
 from server.bus import Batch, RedisBus
-from server.fanout import EpochChanged, Fanout, GroupBatch, Hole, Member, MemberState, Message, Outgoing
+from server.bus_cluster import ShardedBus
+from server.fanout import (
+    Diverged,
+    EpochChanged,
+    Fanout,
+    GroupBatch,
+    Hole,
+    Member,
+    MemberState,
+    Message,
+    Outgoing,
+)
 from server.filters import EVERYTHING
 from server.history_source import HistorySource, LogHistory, read_meta
 from server.metrics import GatewayMetrics
@@ -81,7 +92,8 @@ class Gateway:
         self.history: HistorySource = history or LogHistory(self.redis)
         self.fanout = Fanout()
         self.metrics = GatewayMetrics()
-        self.bus = RedisBus(
+        bus_class = ShardedBus if is_cluster_url(redis_url) else RedisBus
+        self.bus: RedisBus | ShardedBus = bus_class(
             redis_url,
             on_batch=self._on_batch,
             on_state=self._on_bus_state,
@@ -424,6 +436,9 @@ class Gateway:
                 if isinstance(checked, EpochChanged):
                     self._reset_symbol(symbol, checked.epoch, "epoch changed")
                     continue
+                if isinstance(checked, Diverged):
+                    self._rewind(symbol, epoch, checked.seq)
+                    continue
                 if isinstance(checked, Hole):
                     filled = await self._fill(symbol, epoch, checked)
                     if filled is None:
@@ -451,6 +466,14 @@ class Gateway:
         self.metrics.gaps_filled += 1
         self.metrics.gap_events_filled += len(entries)
         return entries
+
+    def _rewind(self, symbol: str, epoch: str, seq: int) -> None:
+        """Redis lost writes we already sent (a failover): every subscriber gets reset and a fresh window."""
+        log.warning("history rewritten in Redis; resetting subscribers", extra={"symbol": symbol, "seq": seq})
+        self._reset_symbol(symbol, epoch, "events lost in a Redis failover")
+        state = self.fanout.symbols[symbol]
+        state.last_seq = seq - 1
+        state.recent = {s: raw for s, raw in state.recent.items() if s < seq}
 
     def _reset_symbol(self, symbol: str, epoch: str, reason: str) -> None:
         for member in self.fanout.reset_symbol(symbol, epoch):
@@ -489,8 +512,19 @@ class Gateway:
                 continue
             if state.epoch is not None and epoch != state.epoch:
                 self._reset_symbol(symbol, epoch, "epoch changed")
-            elif seq > state.last_seq:
-                await self._process(symbol, await self._tail(symbol, epoch, state.last_seq, seq))
+                continue
+            last = state.last_seq
+            # Compare what we sent lately with what Redis holds now: a failover may have lost writes.
+            since = max(min(state.recent, default=last + 1), 1)
+            stored = await self.history.read_log(symbol, since, last) if since <= last else []
+            diverged = state.diverges(stored)
+            if diverged is None and seq < last:
+                diverged = seq + 1
+            if diverged is not None:
+                self._rewind(symbol, epoch, diverged)
+                last = diverged - 1
+            if seq > last:
+                await self._process(symbol, await self._tail(symbol, epoch, last, seq))
 
     async def _tail(self, symbol: str, epoch: str, after: int, last: int) -> list[tuple[str, int, str]]:
         filled = await self._fill(symbol, epoch, Hole(after + 1, last))

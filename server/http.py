@@ -219,7 +219,10 @@ class HttpRoutes:
         key = f"{package}/{name}"
         static = self._static.get(key)
         if static is None:
-            target = resources.files(package).joinpath(name)
+            try:
+                target = resources.files(package).joinpath(name)
+            except ModuleNotFoundError:
+                return error_response(404, "not_found", f"no file {name}")
             if not target.is_file():
                 return error_response(404, "not_found", f"no file {name}")
             body = target.read_bytes()

@@ -124,6 +124,26 @@ class WsClient:
         assert seqs == sorted(set(seqs)), "in order, each once"
         return out
 
+    def view(self, sub: str) -> list[int]:
+        """Seqs the subscription holds now: the last history (reset replaces all) plus later events."""
+        held: list[int] = []
+        for frame in self.frames:
+            if frame.get("sub") != sub:
+                continue
+            if frame["op"] == "history":
+                held = sorted(
+                    seq
+                    for kind in ("signal", "trade", "bot")
+                    for seq in frame["data"].get(kind, {}).get("seq", [])
+                )
+            elif frame["op"] == "reset":
+                held = []
+            elif frame["op"] == "events":
+                for item in frame["items"]:
+                    assert not held or item["seq"] > held[-1], f"duplicate or out of order: {item['seq']}"
+                    held.append(item["seq"])
+        return held
+
     def position(self, sub: str) -> int:
         position = 0
         for frame in self.frames:
