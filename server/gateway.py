@@ -12,59 +12,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Coroutine
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from publishers import keys
 from publishers.config import Settings
-from publishers.connection import TRANSIENT_ERRORS, async_client, is_cluster_url
-from publishers.errors import BusError, ProtocolError, SignalpushError
-from publishers.script import parse_live_message
-from server.bus import Batch, RedisBus
+from publishers.connection import async_client, is_cluster_url
+from publishers.errors import ProtocolError
+from server.bus import RedisBus
 from server.bus_cluster import ShardedBus
+from server.catchup import CatchUp
 from server.fanout import (
-    Diverged,
-    EpochChanged,
     Fanout,
-    GroupBatch,
-    Hole,
     Member,
     MemberState,
-    Message,
-    Outgoing,
 )
-from server.filters import EVERYTHING
-from server.history_source import HistorySource, LogHistory, read_meta
+from server.history_source import HistorySource, LogHistory, Window
+from server.livepath import RECOVERABLE, LivePath
 from server.metrics import GatewayMetrics
+from server.outbox import Outbox, buffered, ws_of
 from server.protocol import (
     CLOSE_POLICY,
     CLOSE_RESTART,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_TOO_SLOW,
     CLOSE_UNSUPPORTED,
-    HistoryRequest,
     Limits,
     ResumeRequest,
     Subscribe,
     Unsubscribe,
     error_frame,
-    events_frame,
     hello_frame,
-    history_frame,
-    now_ms,
     parse_client_frame,
     pong_frame,
-    reset_frame,
     status_frame,
     subscribed_frame,
     unsubscribed_frame,
@@ -72,12 +58,6 @@ from server.protocol import (
 from server.session import Session, TokenBucket
 
 log = logging.getLogger(__name__)
-
-#: Failures of Redis that end one operation, not the gateway.
-RECOVERABLE: tuple[type[BaseException], ...] = (BusError, *TRANSIENT_ERRORS)
-CATCHUP_ERRORS: tuple[type[BaseException], ...] = (SignalpushError, *TRANSIENT_ERRORS)
-#: Events per frame when replaying a resume or a catch-up.
-CATCHUP_FRAME_ITEMS = 500
 
 
 class Gateway:
@@ -92,14 +72,32 @@ class Gateway:
         self.history: HistorySource = history or LogHistory(self.redis)
         self.fanout = Fanout()
         self.metrics = GatewayMetrics()
+        self.outbox = Outbox(self.fanout, self.metrics, settings.server.max_buffer_bytes)
+        self.sessions: dict[ServerConnection, Session] = {}
+        self.live = LivePath(
+            fanout=self.fanout,
+            history=self.history,
+            redis=self.redis,
+            metrics=self.metrics,
+            outbox=self.outbox,
+            restart_member=self._restart_member,
+            announce=lambda up: self.outbox.broadcast_all(self.sessions, status_frame(up)),
+        )
+        self.catchup = CatchUp(
+            fanout=self.fanout,
+            history=self.history,
+            outbox=self.outbox,
+            metrics=self.metrics,
+            defaults=settings.history,
+            figure=self._figure,
+        )
         bus_class = ShardedBus if is_cluster_url(redis_url) else RedisBus
         self.bus: RedisBus | ShardedBus = bus_class(
             redis_url,
-            on_batch=self._on_batch,
-            on_state=self._on_bus_state,
+            on_batch=self.live.on_batch,
+            on_state=self.live.on_bus_state,
             batch_window_s=settings.server.batch_ms / 1000,
         )
-        self.sessions: dict[ServerConnection, Session] = {}
         #: Open connections per remote address (for server.max_connections_per_ip).
         self.per_address: dict[str, int] = {}
         self.limits = Limits(
@@ -108,13 +106,9 @@ class Gateway:
             default_points=settings.history.max_points,
         )
         self.http: Any = None  # server.http.HttpRoutes, set by the runner
-        self._primed: dict[str, asyncio.Event] = {}
-        self._held: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
-        self._lagging: set[Member] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
-        self._bus_was_up = False
         self._stopping = False
         self.started_at = time.monotonic()
 
@@ -185,7 +179,7 @@ class Gateway:
         expiry = self._schedule_expiry(ws)
         try:
             await ws.send(hello_frame(server.heartbeat_s))
-            if not self.bus.up and self._bus_was_up:
+            if not self.bus.up and self.live.bus_was_up:
                 await ws.send(status_frame(False))
             async for message in ws:
                 if not isinstance(message, str):
@@ -257,18 +251,17 @@ class Gateway:
         session.history.pop(sub, None)
         if member is None:
             return
-        self._lagging.discard(member)
+        self.outbox.lagging.discard(member)
         symbol = member.group.symbol
         if self.fanout.leave(member):
             self.bus.unsubscribe(symbol)
-            self._primed.pop(symbol, None)
-            self._held.pop(symbol, None)
+            self.live.forget(symbol)
 
     def _unsubscribe(self, session: Session, message: Unsubscribe) -> None:
         if message.sub not in session.members:
             raise ProtocolError("bad_request", f"sub: no subscription {message.sub!r} on this connection")
         self._leave(session, message.sub)
-        self._send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
+        self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
 
     # -- the subscribe flow -----------------------------------------------------------
 
@@ -293,284 +286,33 @@ class Gateway:
             subscribed_frame(request.ref, sub, request.symbol, state.epoch, member.position)
         )
         session.tasks[sub] = asyncio.create_task(
-            self._catch_up(session, member, member.generation, request.history, request.resume),
+            self.catchup.run(session.ws, member, member.generation, request.history, request.resume),
             name=f"signalpush-catchup-{sub}",
         )
 
     async def _ensure_primed(self, symbol: str, new_symbol: bool) -> None:
-        event = self._primed.get(symbol)
-        if event is None or new_symbol:
-            event = self._primed[symbol] = asyncio.Event()
-            await self.bus.subscribe(symbol)
-            epoch, seq = await read_meta(self.redis, symbol)
-            self.fanout.prime(symbol, epoch, seq)
-            held = self._held.pop(symbol, [])
-            if held:
-                await self._process(symbol, held)
-            event.set()
-        else:
-            await asyncio.wait_for(event.wait(), self.settings.redis.socket_timeout_s * 2)
+        await self.live.ensure_primed(
+            symbol, new_symbol, self.bus.subscribe, self.settings.redis.socket_timeout_s * 2
+        )
 
-    async def _catch_up(
-        self,
-        session: Session,
-        member: Member,
-        generation: int,
-        history: HistoryRequest | None,
-        resume: ResumeRequest | None,
-        reset_reason: str | None = None,
-    ) -> None:
-        """Bring one member from nothing (or a resume position) to live."""
-        ws, group = session.ws, member.group
-        try:
-            while True:
-                if reset_reason is not None:
-                    await ws.send(reset_frame(group.id, group.symbol, reset_reason))
-                    self.metrics.resets += 1
-                    history = history or self._default_history()
-                position = member.position
-                if resume is not None and reset_reason is None:
-                    after = await self.history.after(
-                        group.symbol, group.filter, epoch=resume.epoch, seq=resume.seq
-                    )
-                    if after.reset_reason is not None:
-                        reset_reason, resume = after.reset_reason, None
-                        continue
-                    await self._send_events(
-                        ws, group.id, group.symbol, after.epoch, resume.seq, after.to_seq, after.events
-                    )
-                    position = after.to_seq
-                elif history is not None:
-                    window = await self.history.window(
-                        group.symbol, group.filter, minutes=history.minutes, max_points=history.max_points
-                    )
-                    figure = await self._figure(group.symbol, window) if history.figure else None
-                    await ws.send(
-                        history_frame(
-                            group.id,
-                            group.symbol,
-                            window.epoch,
-                            window.to_seq,
-                            window.data,
-                            reset=reset_reason is not None,
-                            truncated=window.truncated,
-                            omitted=window.omitted,
-                            figure=figure,
-                        )
-                    )
-                    position = window.to_seq
-                out = self.fanout.finish_loading(member, position, generation)
-                if out is not None:
-                    self._write(out)
-                    return
-                # Its kept batches overflowed while loading: continue from where it got to.
-                resume, reset_reason = (
-                    ResumeRequest(self.fanout.symbols[group.symbol].epoch or "", position),
-                    None,
-                )
-        except ConnectionClosed:
+    def _restart_member(self, member: Member, reason: str) -> None:
+        """A reset of the member's symbol: send ``reset`` and a fresh window (a new catch-up)."""
+        session = self.sessions.get(ws_of(member))
+        if session is None:
             return
-        except CATCHUP_ERRORS as exc:
-            log.warning("catch-up failed", extra={"sub": group.id, "symbol": group.symbol, "error": str(exc)})
-            with contextlib.suppress(ConnectionClosed):
-                await ws.close(CLOSE_RESTART, "history unavailable, resume later")
+        session.cancel(member.sub)
+        session.tasks[member.sub] = asyncio.create_task(
+            self.catchup.run(
+                session.ws, member, member.generation, session.history.get(member.sub), None, reason
+            ),
+            name=f"signalpush-reset-{member.sub}",
+        )
 
-    async def _figure(self, symbol: str, window: Any) -> dict[str, Any] | None:
+    async def _figure(self, symbol: str, window: Window) -> dict[str, Any] | None:
         if self.http is None:
             return None
         figure: dict[str, Any] | None = await self.http.figure_for(symbol, window)
         return figure
-
-    def _default_history(self) -> HistoryRequest:
-        history = self.settings.history
-        return HistoryRequest(history.default_minutes, history.max_points)
-
-    async def _send_events(
-        self,
-        ws: ServerConnection,
-        sub: str,
-        symbol: str,
-        epoch: str | None,
-        after_seq: int,
-        to_seq: int,
-        events: list[tuple[int, str]],
-    ) -> None:
-        start = after_seq
-        for index in range(0, max(len(events), 1), CATCHUP_FRAME_ITEMS):
-            chunk = events[index : index + CATCHUP_FRAME_ITEMS]
-            last_chunk = index + CATCHUP_FRAME_ITEMS >= len(events)
-            end = to_seq if last_chunk else chunk[-1][0]
-            if end <= start:
-                return
-            await ws.send(events_frame(sub, symbol, epoch, start + 1, end, [raw for _, raw in chunk]))
-            start = end
-
-    # -- the live path ------------------------------------------------------------------
-
-    async def _on_batch(self, batch: Batch) -> None:
-        per_symbol: dict[str, list[tuple[str, int, str]]] = {}
-        oldest = 0
-        for channel, payload in batch:
-            epoch, seq, published, raw = parse_live_message(payload)
-            per_symbol.setdefault(keys.symbol_of(channel), []).append((epoch, seq, raw))
-            oldest = oldest or published
-
-        for symbol, messages in per_symbol.items():
-            if symbol not in self.fanout.symbols:
-                continue
-            if not self.fanout.is_primed(symbol):
-                self._held[symbol].extend(messages)
-                continue
-            await self._process(symbol, messages)
-        if oldest:
-            age_ms = now_ms() - oldest
-            if age_ms >= 0:
-                self.metrics.latency.observe(age_ms / 1000)
-
-    async def _process(self, symbol: str, messages: list[tuple[str, int, str]]) -> None:
-        now = time.monotonic()
-        for epoch, run in itertools.groupby(messages, key=lambda m: m[0]):
-            pending: list[Message] = [(seq, raw) for _, seq, raw in run]
-            while symbol in self.fanout.symbols:
-                checked = self.fanout.check(symbol, epoch, pending)
-                if isinstance(checked, EpochChanged):
-                    self._reset_symbol(symbol, checked.epoch, "epoch changed")
-                    continue
-                if isinstance(checked, Diverged):
-                    self._rewind(symbol, epoch, checked.seq)
-                    continue
-                if isinstance(checked, Hole):
-                    filled = await self._fill(symbol, epoch, checked)
-                    if filled is None:
-                        self._reset_symbol(symbol, epoch, "events lost on the bus could not be recovered")
-                        self.fanout.symbols[symbol].last_seq = checked.last
-                        continue
-                    pending = sorted({**dict(filled), **dict(pending)}.items())
-                    continue
-                self._write(self.fanout.ingest(symbol, epoch, checked, now))
-                self.metrics.events_in += len(checked)
-                break
-
-    async def _fill(self, symbol: str, epoch: str, hole: Hole) -> list[Message] | None:
-        wanted = list(range(hole.first, hole.last + 1))
-        entries = await self.history.read_log(symbol, hole.first, hole.last)
-        if [seq for seq, _ in entries] != wanted:
-            after = await self.history.after(symbol, EVERYTHING, epoch=epoch, seq=hole.first - 1)
-            entries = [(seq, raw) for seq, raw in after.events if seq <= hole.last]
-            if after.reset_reason is not None or [seq for seq, _ in entries] != wanted:
-                log.error(
-                    "hole could not be filled",
-                    extra={"symbol": symbol, "first": hole.first, "last": hole.last},
-                )
-                return None
-        self.metrics.gaps_filled += 1
-        self.metrics.gap_events_filled += len(entries)
-        return entries
-
-    def _rewind(self, symbol: str, epoch: str, seq: int) -> None:
-        """Redis lost writes we already sent (a failover): every subscriber gets reset and a fresh window."""
-        log.warning("history rewritten in Redis; resetting subscribers", extra={"symbol": symbol, "seq": seq})
-        self._reset_symbol(symbol, epoch, "events lost in a Redis failover")
-        state = self.fanout.symbols[symbol]
-        state.last_seq = seq - 1
-        state.recent = {s: raw for s, raw in state.recent.items() if s < seq}
-
-    def _reset_symbol(self, symbol: str, epoch: str, reason: str) -> None:
-        for member in self.fanout.reset_symbol(symbol, epoch):
-            session = self.sessions.get(_ws(member))
-            if session is None:
-                continue
-            session.cancel(member.sub)
-            self._lagging.discard(member)
-            session.tasks[member.sub] = asyncio.create_task(
-                self._catch_up(
-                    session, member, member.generation, session.history.get(member.sub), None, reason
-                ),
-                name=f"signalpush-reset-{member.sub}",
-            )
-
-    async def _on_bus_state(self, up: bool) -> None:
-        if up and self._bus_was_up:
-            self.metrics.bus_reconnects += 1
-            await self._resync()
-        if up or self._bus_was_up:
-            self._broadcast_all(status_frame(up))
-        self._bus_was_up = self._bus_was_up or up
-
-    async def _resync(self) -> None:
-        """After a reconnect: fill each symbol from the log up to its current seq (or reset its epoch)."""
-        for symbol in list(self.fanout.symbols):
-            state = self.fanout.symbols.get(symbol)
-            if state is None or state.last_seq is None:
-                continue
-            try:
-                epoch, seq = await read_meta(self.redis, symbol)
-            except RECOVERABLE as exc:
-                log.warning("resync failed", extra={"symbol": symbol, "error": str(exc)})
-                continue
-            if epoch is None:
-                continue
-            if state.epoch is not None and epoch != state.epoch:
-                self._reset_symbol(symbol, epoch, "epoch changed")
-                continue
-            last = state.last_seq
-            # Compare what we sent lately with what Redis holds now: a failover may have lost writes.
-            since = max(min(state.recent, default=last + 1), 1)
-            stored = await self.history.read_log(symbol, since, last) if since <= last else []
-            diverged = state.diverges(stored)
-            if diverged is None and seq < last:
-                diverged = seq + 1
-            if diverged is not None:
-                self._rewind(symbol, epoch, diverged)
-                last = diverged - 1
-            if seq > last:
-                await self._process(symbol, await self._tail(symbol, epoch, last, seq))
-
-    async def _tail(self, symbol: str, epoch: str, after: int, last: int) -> list[tuple[str, int, str]]:
-        filled = await self._fill(symbol, epoch, Hole(after + 1, last))
-        if filled is None:
-            self._reset_symbol(symbol, epoch, "events lost on the bus could not be recovered")
-            return []
-        return [(epoch, seq, raw) for seq, raw in filled]
-
-    # -- writing ---------------------------------------------------------------------------
-
-    def _write(self, out: Outgoing) -> None:
-        limit = self.settings.server.max_buffer_bytes
-        now = time.monotonic()
-        metrics = self.metrics
-        for batch in out.broadcasts:
-            live = cast(set[ServerConnection], batch.group.live)
-            slow = [ws for ws in live if _buffered(ws) > limit]
-            for ws in slow:
-                self._lag(batch, ws, now)
-            data = batch.text.encode()
-            broadcast(live, data, text=True)
-            metrics.frames_out += 1
-            metrics.deliveries += len(live)
-            metrics.bytes_out += len(data) * len(live)
-        for member, text in out.sends:
-            ws = _ws(member)
-            if _buffered(ws) > limit:
-                self.fanout.mark_lagging(member, _as_batch(member, text), now)
-                self._lagging.add(member)
-                continue
-            self._send_now(ws, text)
-
-    def _lag(self, batch: GroupBatch, ws: Any, now: float) -> None:
-        member = batch.group.members[ws]
-        self.fanout.mark_lagging(member, batch, now)
-        self._lagging.add(member)
-
-    def _send_now(self, ws: ServerConnection, text: str) -> None:
-        data = text.encode()
-        broadcast([ws], data, text=True)
-        self.metrics.frames_out += 1
-        self.metrics.deliveries += 1
-        self.metrics.bytes_out += len(data)
-
-    def _broadcast_all(self, text: str) -> None:
-        broadcast(list(self.sessions), text)
 
     # -- housekeeping: quiet groups, slow clients -------------------------------------------
 
@@ -579,30 +321,35 @@ class Gateway:
         while True:
             await asyncio.sleep(min(0.25, server.heartbeat_s / 4))
             now = time.monotonic()
-            self._write(self.fanout.idle_frames(now, server.heartbeat_s))
-            for member in list(self._lagging):
+            self.outbox.write(self.fanout.idle_frames(now, server.heartbeat_s))
+            for member in list(self.outbox.lagging):
                 self._check_lagging(member, now)
 
     def _check_lagging(self, member: Member, now: float) -> None:
-        session = self.sessions.get(_ws(member))
+        lagging = self.outbox.lagging
+        session = self.sessions.get(ws_of(member))
         if session is None or member.state is not MemberState.LAGGING:
-            self._lagging.discard(member)
+            lagging.discard(member)
             return
         ws = session.ws
         if now - member.lagging_since > self.settings.server.slow_client_timeout_s:
-            self._lagging.discard(member)
+            lagging.discard(member)
             self.metrics.slow_closes += 1
             self._spawn(ws.close(CLOSE_TOO_SLOW, "too slow: resume"))
             return
-        if _buffered(ws) <= self.settings.server.max_buffer_bytes // 4:
-            self._lagging.discard(member)
+        if buffered(ws) <= self.settings.server.max_buffer_bytes // 4:
+            lagging.discard(member)
             self.metrics.slow_catchups += 1
             self.fanout.restart_loading(member)
             epoch = self.fanout.symbols[member.group.symbol].epoch or ""
             session.cancel(member.sub)
             session.tasks[member.sub] = asyncio.create_task(
-                self._catch_up(
-                    session, member, member.generation, None, ResumeRequest(epoch, member.position)
+                self.catchup.run(
+                    session.ws,
+                    member,
+                    member.generation,
+                    None,
+                    ResumeRequest(epoch, member.position),
                 ),
                 name=f"signalpush-slow-{member.sub}",
             )
@@ -621,20 +368,6 @@ class Gateway:
             "subscriptions": (subscriptions, "Subscriptions across connections"),
             "groups": (len(self.fanout.groups), "Subscription groups (symbol, filter)"),
             "symbols": (len(self.fanout.symbols), "Symbols with live subscriptions"),
-            "lagging_connections": (len(self._lagging), "Subscriptions paused for a full send buffer"),
+            "lagging_connections": (len(self.outbox.lagging), "Subscriptions paused for a full send buffer"),
             "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
         }
-
-
-def _ws(member: Member) -> ServerConnection:
-    return cast(ServerConnection, member.conn)
-
-
-def _buffered(ws: ServerConnection) -> int:
-    transport = ws.transport
-    return transport.get_write_buffer_size() if transport is not None else 0
-
-
-def _as_batch(member: Member, text: str) -> GroupBatch:
-    frame = json.loads(text)
-    return GroupBatch(member.group, frame.get("epoch"), frame["from_seq"], frame["to_seq"], (), text)

@@ -1,0 +1,146 @@
+"""Bringing one subscription from nothing (or a resume position) to live.
+
+The member is LOADING (its group's batches are kept for it) while this reads the backfill
+or the events after its position and sends them; then the fan-out core replays the kept
+batches from the next seq on and the member goes live. A reset (new epoch, unknown
+position, rewritten history) sends ``reset`` first and a fresh window after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from publishers.config import HistorySettings
+from publishers.connection import TRANSIENT_ERRORS
+from publishers.errors import SignalpushError
+from server.fanout import Fanout, Member
+from server.history_source import HistorySource, Window
+from server.metrics import GatewayMetrics
+from server.outbox import Outbox
+from server.protocol import (
+    CLOSE_RESTART,
+    HistoryRequest,
+    ResumeRequest,
+    events_frame,
+    history_frame,
+    reset_frame,
+)
+
+log = logging.getLogger(__name__)
+
+#: Events per frame when replaying a resume or a catch-up.
+CATCHUP_FRAME_ITEMS = 500
+CATCHUP_ERRORS: tuple[type[BaseException], ...] = (SignalpushError, *TRANSIENT_ERRORS)
+
+FigureBuilder = Callable[[str, Window], Awaitable[dict[str, Any] | None]]
+
+
+class CatchUp:
+    def __init__(
+        self,
+        *,
+        fanout: Fanout,
+        history: HistorySource,
+        outbox: Outbox,
+        metrics: GatewayMetrics,
+        defaults: HistorySettings,
+        figure: FigureBuilder,
+    ) -> None:
+        self.fanout = fanout
+        self.history = history
+        self.outbox = outbox
+        self.metrics = metrics
+        self.defaults = defaults
+        self.figure = figure
+
+    def default_history(self) -> HistoryRequest:
+        return HistoryRequest(self.defaults.default_minutes, self.defaults.max_points)
+
+    async def run(
+        self,
+        ws: ServerConnection,
+        member: Member,
+        generation: int,
+        history: HistoryRequest | None,
+        resume: ResumeRequest | None,
+        reset_reason: str | None = None,
+    ) -> None:
+        """Catch ``member`` up; closes the connection with 1012 if history cannot be read."""
+        group = member.group
+        try:
+            while True:
+                if reset_reason is not None:
+                    await ws.send(reset_frame(group.id, group.symbol, reset_reason))
+                    self.metrics.resets += 1
+                    history = history or self.default_history()
+                position = member.position
+                if resume is not None and reset_reason is None:
+                    after = await self.history.after(
+                        group.symbol, group.filter, epoch=resume.epoch, seq=resume.seq
+                    )
+                    if after.reset_reason is not None:
+                        reset_reason, resume = after.reset_reason, None
+                        continue
+                    await self.send_events(ws, member, after.epoch, resume.seq, after.to_seq, after.events)
+                    position = after.to_seq
+                elif history is not None:
+                    window = await self.history.window(
+                        group.symbol, group.filter, minutes=history.minutes, max_points=history.max_points
+                    )
+                    figure = await self.figure(group.symbol, window) if history.figure else None
+                    await ws.send(
+                        history_frame(
+                            group.id,
+                            group.symbol,
+                            window.epoch,
+                            window.to_seq,
+                            window.data,
+                            reset=reset_reason is not None,
+                            truncated=window.truncated,
+                            omitted=window.omitted,
+                            figure=figure,
+                        )
+                    )
+                    position = window.to_seq
+                out = self.fanout.finish_loading(member, position, generation)
+                if out is not None:
+                    self.outbox.write(out)
+                    return
+                # Its kept batches overflowed while loading: continue from where it got to.
+                epoch = self.fanout.symbols[group.symbol].epoch or ""
+                resume, reset_reason = ResumeRequest(epoch, position), None
+        except ConnectionClosed:
+            return
+        except CATCHUP_ERRORS as exc:
+            log.warning("catch-up failed", extra={"sub": group.id, "symbol": group.symbol, "error": str(exc)})
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(CLOSE_RESTART, "history unavailable, resume later")
+
+    async def send_events(
+        self,
+        ws: ServerConnection,
+        member: Member,
+        epoch: str | None,
+        after_seq: int,
+        to_seq: int,
+        events: list[tuple[int, str]],
+    ) -> None:
+        """``events`` (after ``after_seq``, up to ``to_seq``) in contiguous frames of at most 500 items."""
+        group = member.group
+        start = after_seq
+        for index in range(0, max(len(events), 1), CATCHUP_FRAME_ITEMS):
+            chunk = events[index : index + CATCHUP_FRAME_ITEMS]
+            last_chunk = index + CATCHUP_FRAME_ITEMS >= len(events)
+            end = to_seq if last_chunk else chunk[-1][0]
+            if end <= start:
+                return
+            await ws.send(
+                events_frame(group.id, group.symbol, epoch, start + 1, end, [raw for _, raw in chunk])
+            )
+            start = end
