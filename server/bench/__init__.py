@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 #: Scenario name -> module (imported only when that scenario runs).
 SCENARIOS: dict[str, str] = {}
+SCENARIOS["backfill"] = "server.bench.backfill"
 
 
 class Scenario(Protocol):
