@@ -12,17 +12,15 @@ epoch changed, the read starts again (window) or the caller gets a reset (replay
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import redis
 import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publishers import keys
 from publishers.errors import BusError, StoreError
 from publishers.events import now_ms
 from server.filters import EventFilter
@@ -34,7 +32,7 @@ from server.history_columns import (
     keep_latest,
     latest_candles,
 )
-from server.store import queries
+from server.store import log_reader, queries
 from server.store.models import TABLES
 
 #: Log entries per MULTI/EXEC read.
@@ -79,64 +77,14 @@ class AfterResult:
         return self.reset_reason is not None
 
 
-@dataclass(slots=True)
-class _LogEntry:
-    seq: int
-    json: str
-
-
-@dataclass(slots=True)
-class _Snapshot:
-    epoch: str | None
-    seq: int
-    entries: list[_LogEntry]
-
-
-class _EpochMoved(Exception):
-    pass
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _parse(text: str) -> dict[str, Any] | None:
-    """A log entry's event (None for a malformed entry, which the recorder skips too)."""
+@contextlib.asynccontextmanager
+async def _database(engine: AsyncEngine, symbol: str) -> AsyncIterator[AsyncConnection]:
+    """A connection whose failures surface as StoreError."""
     try:
-        event = json.loads(text)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and isinstance(event.get("ts"), int) else None
-
-
-def _entries(raw: Sequence[Any]) -> list[_LogEntry]:
-    out = []
-    for entry_id, fields in raw:
-        payload = fields.get(keys.LOG_FIELD.encode(), fields.get(keys.LOG_FIELD, b""))
-        out.append(_LogEntry(int(_text(entry_id).split("-", 1)[0]), _text(payload)))
-    return out
-
-
-async def _snapshot(client: aioredis.Redis, symbol: str, start: int, count: int) -> _Snapshot:
-    """Epoch, last seq and the log from ``start`` (up to ``count`` entries), atomically."""
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.hmget(keys.meta_key(symbol), keys.META_EPOCH, keys.META_SEQ)
-        pipe.xrange(keys.log_key(symbol), min=str(start), max="+", count=count)
-        (epoch, seq), raw = await pipe.execute()
-    return _Snapshot(None if epoch is None else _text(epoch), int(seq or 0), _entries(raw))
-
-
-async def _chunk(
-    client: aioredis.Redis, symbol: str, epoch: str, start: int, end: int, count: int
-) -> list[_LogEntry]:
-    """Log entries start..end, atomically with a check that the epoch is still ``epoch``."""
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.hget(keys.meta_key(symbol), keys.META_EPOCH)
-        pipe.xrange(keys.log_key(symbol), min=str(start), max=str(end), count=count)
-        current, raw = await pipe.execute()
-    if current is None or _text(current) != epoch:
-        raise _EpochMoved
-    return _entries(raw)
+        async with engine.connect() as connection:
+            yield connection
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreError(f"cannot read {symbol}'s history from the database: {exc}") from exc
 
 
 # -- the time window ---------------------------------------------------------------------
@@ -151,7 +99,7 @@ class _LogPart:
 
 
 async def _read_log_part(client: aioredis.Redis, symbol: str, flt: EventFilter, since_ms: int) -> _LogPart:
-    snapshot = await _snapshot(client, symbol, 0, LOG_CHUNK)
+    snapshot = await log_reader.snapshot(client, symbol, 0, LOG_CHUNK)
     if snapshot.epoch is None:  # never published, or its meta is gone: only older epochs in SQL
         return _LogPart(None, 0, 1, [])
     first = snapshot.entries[0].seq if snapshot.entries else snapshot.seq + 1
@@ -159,13 +107,13 @@ async def _read_log_part(client: aioredis.Redis, symbol: str, flt: EventFilter, 
     chunk = snapshot.entries
     while True:
         for entry in chunk:
-            event = _parse(entry.json)
+            event = log_reader.parse_event(entry.json)
             if event is not None and event.get("ts", 0) >= since_ms and flt.matches(event):
                 part.events.append(event)
         if len(chunk) < LOG_CHUNK or chunk[-1].seq >= snapshot.seq:
             return part
         position = chunk[-1].seq + 1
-        chunk = await _chunk(client, symbol, snapshot.epoch, position, snapshot.seq, LOG_CHUNK)
+        chunk = await log_reader.chunk(client, symbol, snapshot.epoch, position, snapshot.seq, LOG_CHUNK)
         head = chunk[0].seq if chunk else snapshot.seq + 1
         if head > position:
             # The recorder trimmed what we had not read yet: all of it (and below) is committed.
@@ -180,7 +128,7 @@ async def _read_sql_part(
     events: list[EventItem] = []
     total = 0
     epoch, below = log_part.epoch, log_part.first_in_log
-    async with engine.connect() as connection:
+    async with _database(engine, symbol) as connection:
         if flt.wants_kind("candle"):
             rows = await queries.window_candles(
                 connection, symbol, since_ms=since_ms, epoch=epoch, below_seq=below
@@ -225,16 +173,11 @@ async def load_window(
         try:
             log_part = await _read_log_part(redis_client, symbol, flt, since_ms)
             break
-        except _EpochMoved:
+        except log_reader.EpochMoved:
             continue  # a new epoch began while reading: read the new one
-        except (redis.RedisError, OSError) as exc:
-            raise BusError(f"cannot read {symbol}'s log from Redis: {exc}") from exc
     else:
         raise BusError(f"{symbol}'s epoch kept changing while its history was read")
-    try:
-        candles, events, total = await _read_sql_part(engine, symbol, flt, since_ms, log_part, max_events)
-    except (SQLAlchemyError, OSError) as exc:
-        raise StoreError(f"cannot read {symbol}'s history from the database: {exc}") from exc
+    candles, events, total = await _read_sql_part(engine, symbol, flt, since_ms, log_part, max_events)
     for event in log_part.events:
         kind = event["kind"]
         if kind == "candle":
@@ -310,12 +253,9 @@ async def load_after(
     reset when the epoch changed, ``seq`` is ahead of the symbol, or the events are
     in neither the log nor SQL. Raises BusError / StoreError when Redis / the database fails.
     """
-    try:
-        return await _load_after(engine, redis_client, symbol, flt, epoch, seq, max(1, limit), until_seq)
-    except (redis.RedisError, OSError) as exc:
-        raise BusError(f"cannot read {symbol}'s log from Redis: {exc}") from exc
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read {symbol}'s history from the database: {exc}") from exc
+    if seq < 0:
+        raise ValueError(f"seq: must be at least 0, got {seq}")
+    return await _load_after(engine, redis_client, symbol, flt, epoch, seq, max(1, limit), until_seq)
 
 
 async def _load_after(
@@ -328,7 +268,7 @@ async def _load_after(
     limit: int,
     until_seq: int | None,
 ) -> AfterResult:
-    snapshot = await _snapshot(client, symbol, seq + 1, min(max(limit, 500), LOG_CHUNK))
+    snapshot = await log_reader.snapshot(client, symbol, seq + 1, min(max(limit, 500), LOG_CHUNK))
     current, last = snapshot.epoch, snapshot.seq
     if current is None:
         if epoch is None and seq == 0:
@@ -349,7 +289,7 @@ async def _load_after(
     if first_in_log > seq + 1:
         # The start has left the log: SQL holds every seq below first_in_log.
         through = min(first_in_log - 1, target)
-        async with engine.connect() as connection:
+        async with _database(engine, symbol) as connection:
             found = await queries.events_after(
                 connection, symbol, flt, epoch=current, after_seq=seq, through_seq=through, limit=limit
             )
@@ -374,7 +314,7 @@ async def _after_from_log(
     symbol: str,
     flt: EventFilter,
     result: AfterResult,
-    chunk: list[_LogEntry],
+    chunk: list[log_reader.LogEntry],
     reached: int,
     target: int,
     limit: int,
@@ -389,15 +329,20 @@ async def _after_from_log(
             if entry.seq != reached + 1 or entry.seq > target:
                 # Trimmed behind a commit since the last read (the next call takes it from SQL), or done.
                 return _done(result, reached, target)
-            if everything or flt.matches(_parse(entry.json) or {}):
+            if everything:
                 result.events.append(entry.json)
+            else:
+                # A malformed entry is skipped, as the recorder skips it.
+                event = log_reader.parse_event(entry.json)
+                if event is not None and flt.matches(event):
+                    result.events.append(entry.json)
             reached = entry.seq
             scanned += 1
             if len(result.events) >= limit or reached >= target or scanned >= MAX_SCAN:
                 return _done(result, reached, target)
         try:
-            chunk = await _chunk(client, symbol, result.epoch, reached + 1, target, LOG_CHUNK)
-        except _EpochMoved:
+            chunk = await log_reader.chunk(client, symbol, result.epoch, reached + 1, target, LOG_CHUNK)
+        except log_reader.EpochMoved:
             return _reset(None, result.from_seq - 1, result.to_seq, "epoch changed")
         if not chunk:
             return _done(result, reached, target)

@@ -73,7 +73,11 @@ async def _record(settings: Settings, args: argparse.Namespace) -> int:
     print(f"signalpush record: {source} -> {target} as {recorder.consumer}; Ctrl-C to stop", flush=True)
     await recorder.run(stop)
     stats = recorder.stats()
-    print(f"recorded {stats['events_recorded']} events in {stats['batches']} batches", flush=True)
+    batches = stats["batches"]
+    print(
+        f"recorded {stats['events_recorded']} events in {batches} batch{'' if batches == 1 else 'es'}",
+        flush=True,
+    )
     return 0
 
 

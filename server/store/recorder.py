@@ -269,21 +269,30 @@ class Recorder:
         if result.epoch is None or not result.entries:
             return None
         batch = _Batch(symbol, result.epoch, [], [])
+        gone: list[int] = []
+        malformed: list[int] = []
         for entry in result.entries:
             batch.seqs.append(entry.seq)  # acknowledged whatever happens: nothing can be done twice
             if not entry.json:
-                self._counters["lost"] += 1
-                log.warning(
-                    "a log entry was trimmed before it was recorded",
-                    extra={"symbol": symbol, "seq": entry.seq},
-                )
+                gone.append(entry.seq)
                 continue
             event = _valid_event(entry)
             if event is None:
-                self._counters["skipped"] += 1
-                log.warning("skipping a malformed log entry", extra={"symbol": symbol, "seq": entry.seq})
+                malformed.append(entry.seq)
                 continue
             batch.events.append(event)
+        if gone:
+            self._counters["lost"] += len(gone)
+            log.warning(
+                "log entries were trimmed (hard cap) before they were recorded",
+                extra={"symbol": symbol, "count": len(gone), "first_seq": gone[0]},
+            )
+        if malformed:
+            self._counters["skipped"] += len(malformed)
+            log.warning(
+                "skipped malformed log entries",
+                extra={"symbol": symbol, "count": len(malformed), "first_seq": malformed[0]},
+            )
         return batch
 
     def _note_hard_cap_loss(self, symbol: str, last_delivered: int, first_seq: int) -> None:

@@ -15,13 +15,24 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
+from publishers.connection import async_client
+from publishers.errors import BusError, StoreError
 from publishers.events import KINDS, SIDES, SIGNAL_TYPES, Candle, Signal
 from server import history
+from server.embedded import EmbeddedRedis
 from server.filters import EVERYTHING, EventFilter, parse_filter
 from server.history import AfterResult, history_payload, load_after, load_window
 from server.store.queries import WINDOW_FIELDS
 from server.store.writer import insert_events
-from tests.support.fixtures_store import BOTS, T0, log_json, publish, random_events, running_recorder
+from tests.support.fixtures_store import (
+    BOTS,
+    T0,
+    log_json,
+    publish,
+    random_events,
+    reset_schema,
+    running_recorder,
+)
 
 BIG = 10**9
 
@@ -437,3 +448,25 @@ async def test_reads_stay_exact_while_publishing_recording_and_trimming(
         await feeding
         await running.caught_up(symbol, 1500)
     assert checks >= 5
+
+
+async def test_failures_surface_as_bus_and_store_errors(
+    own_redis: EmbeddedRedis,
+    engine: AsyncEngine,
+    redis_client: aioredis.Redis,
+    database_url: str,
+    symbol: str,
+) -> None:
+    own_client = async_client(own_redis.url)
+    await publish(own_redis.url, random_events(symbol, 5, seed=25))
+    own_redis.stop()
+    with pytest.raises(BusError, match="cannot read"):
+        await load_window(engine, own_client, symbol, EVERYTHING, since_ms=0, max_points=10, max_events=10)
+    with pytest.raises(BusError):
+        await load_after(engine, own_client, symbol, EVERYTHING, epoch=None, seq=0, limit=10)
+    await own_client.aclose()
+    await reset_schema(database_url)  # no tables: the database "fails"
+    with pytest.raises(StoreError, match="cannot read"):
+        await load_window(engine, redis_client, symbol, EVERYTHING, since_ms=0, max_points=10, max_events=10)
+    with pytest.raises(ValueError, match="seq: must be at least 0"):
+        await load_after(engine, redis_client, symbol, EVERYTHING, epoch=None, seq=-1, limit=10)

@@ -218,3 +218,32 @@ async def test_a_killed_recorder_process_then_a_restart_records_everything_once(
 
 async def _stored_count_between(engine: AsyncEngine, symbol: str, low: int, high: int) -> bool:
     return low <= len(await stored(engine, symbol)) <= high
+
+
+async def test_consumers_of_recorders_that_went_away_are_forgotten(
+    redis_url: str,
+    engine: AsyncEngine,
+    redis_client: aioredis.Redis,
+    symbol: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.store import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "_DEAD_CONSUMER_IDLE_MS", -1)
+    monkeypatch.setattr(recorder_module, "_CONSUMER_SWEEP_EVERY_S", 0.0)
+    await publish(redis_url, random_events(symbol, 3, seed=13))
+    log = keys.log_key(symbol)
+    await redis_client.xgroup_create(log, keys.RECORDER_GROUP, id="0")
+    await redis_client.xreadgroup(keys.RECORDER_GROUP, "holder", {log: ">"}, count=1)  # keeps seq 1 pending
+    await redis_client.xgroup_createconsumer(log, keys.RECORDER_GROUP, "ghost")
+
+    async def names() -> set[str]:
+        return {c["name"].decode() for c in await redis_client.xinfo_consumers(log, keys.RECORDER_GROUP)}
+
+    async def ghost_gone() -> bool:
+        return "ghost" not in await names()
+
+    async with running_recorder(redis_url, engine, [symbol]) as running:
+        await async_wait_until(ghost_gone, what="the idle consumer to be deleted")
+        assert "holder" in await names()  # it still holds an entry: kept (and claimed in time)
+        assert running.recorder.consumer in await names()
