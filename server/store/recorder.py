@@ -185,10 +185,13 @@ class Recorder:
         await self._refresh_symbols(client)
         if not self._symbols:
             return False
-        batches, busy = await self._read_all(client)
+        batches: list[_Batch] = []
         if time.monotonic() >= self._next_claim_at:
-            batches += await self._claim_all(client)
+            # Before this round's reads, so our own in-flight entries are never claimed back.
+            batches = await self._claim_all(client)
             self._next_claim_at = time.monotonic() + max(self.claim_idle_ms / 2000, 0.05)
+        read, busy = await self._read_all(client)
+        batches += read
         if batches:
             await self._commit(engine, batches)
             await self._acknowledge(client, batches)

