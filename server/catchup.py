@@ -81,14 +81,11 @@ class CatchUp:
                     history = history or self.default_history()
                 position = member.position
                 if resume is not None and reset_reason is None:
-                    after = await self.history.after(
-                        group.symbol, group.filter, epoch=resume.epoch, seq=resume.seq
-                    )
-                    if after.reset_reason is not None:
-                        reset_reason, resume = after.reset_reason, None
+                    replayed = await self._replay(ws, member, resume)
+                    if isinstance(replayed, str):
+                        reset_reason, resume = replayed, None
                         continue
-                    await self.send_events(ws, member, after.epoch, resume.seq, after.to_seq, after.events)
-                    position = after.to_seq
+                    position = replayed
                 elif history is not None:
                     window = await self.history.window(
                         group.symbol, group.filter, minutes=history.minutes, max_points=history.max_points
@@ -121,6 +118,20 @@ class CatchUp:
             log.warning("catch-up failed", extra={"sub": group.id, "symbol": group.symbol, "error": str(exc)})
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(CLOSE_RESTART, "history unavailable, resume later")
+
+    async def _replay(self, ws: ServerConnection, member: Member, resume: ResumeRequest) -> int | str:
+        """Replay after the resume position in chunks; returns the position reached or a reset reason."""
+        group = member.group
+        position = resume.seq
+        while True:
+            after = await self.history.after(group.symbol, group.filter, epoch=resume.epoch, seq=position)
+            if after.reset_reason is not None:
+                return after.reset_reason
+            end = after.to_seq if after.complete else after.reached
+            await self.send_events(ws, member, after.epoch, position, end, after.events)
+            position = max(position, end)
+            if after.complete:
+                return position
 
     async def send_events(
         self,

@@ -15,6 +15,7 @@ from publishers.config import Settings, load_settings
 from publishers.errors import SignalpushError
 from server import __version__, bench, stats_cli
 from server.logs import configure_logging
+from server.store import commands as store_commands
 
 
 def _settings(args: argparse.Namespace, **server_overrides: Any) -> Settings:
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Each capability registers its own subcommands (one line each here).
     bench.register(commands)
     stats_cli.register(commands)
+    store_commands.register(commands)
     return parser
 
 

@@ -130,12 +130,21 @@ class Diverged:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A frame for one member alone; ``before`` is its position without this frame."""
+
+    member: Member
+    text: str
+    before: int
+
+
 @dataclass
 class Outgoing:
     """What the I/O layer must write: broadcasts to groups' live sets, and single sends."""
 
     broadcasts: list[GroupBatch] = field(default_factory=list)
-    sends: list[tuple[Member, str]] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
     went_live: list[Member] = field(default_factory=list)
 
     def extend(self, other: Outgoing) -> None:
@@ -322,10 +331,17 @@ class Fanout:
         out.extend(self._maybe_live(member, state))
         return out
 
-    def mark_lagging(self, member: Member, missed: GroupBatch, now: float) -> None:
-        """The member's send buffer is full: stop sending; remember what it has."""
+    def mark_lagging(self, member: Member, position: int, now: float) -> None:
+        """The member's send buffer is full: stop sending; it has everything up to ``position``.
+
+        For a broadcast it missed, that is the group's position before it (or the member's
+        own, if later); for a frame of its own, the ``before`` of that frame. Later frames
+        while it lags do not move it.
+        """
+        if member.state is MemberState.LAGGING:
+            return
         member.group.live.discard(member.conn)
-        member.position = max(member.position, missed.from_seq - 1)
+        member.position = position
         member.state, member.lagging_since = MemberState.LAGGING, now
 
     def members_of(self, conn: Hashable) -> Iterable[Member]:
@@ -391,7 +407,7 @@ class Fanout:
             text = events_frame(
                 batch.group.id, batch.group.symbol, batch.epoch, member.position + 1, batch.to_seq, items
             )
-        out.sends.append((member, text))
+        out.sends.append(Send(member, text, member.position))
         member.position = batch.to_seq
         return out
 

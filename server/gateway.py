@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -33,7 +34,7 @@ from server.fanout import (
     Member,
     MemberState,
 )
-from server.history_source import HistorySource, LogHistory, Window
+from server.history_source import HistorySource, LogHistory, StoreHistory, Window
 from server.livepath import RECOVERABLE, LivePath
 from server.metrics import GatewayMetrics
 from server.outbox import Outbox, buffered, ws_of
@@ -63,13 +64,26 @@ log = logging.getLogger(__name__)
 class Gateway:
     """Serve wire protocol v1 on ``/ws`` (and the HTTP routes) for one process."""
 
-    def __init__(self, settings: Settings, *, redis_url: str, history: HistorySource | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_url: str,
+        history: HistorySource | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
         self.settings = settings
         self.redis_url = redis_url
         self.redis: aioredis.Redis = async_client(
             redis_url, socket_timeout_s=settings.redis.socket_timeout_s, name="signalpush-gateway"
         )
-        self.history: HistorySource = history or LogHistory(self.redis)
+        if history is None:
+            history = (
+                LogHistory(self.redis)
+                if engine is None
+                else StoreHistory(self.redis, engine, settings.history)
+            )
+        self.history: HistorySource = history
         self.fanout = Fanout()
         self.metrics = GatewayMetrics()
         self.outbox = Outbox(self.fanout, self.metrics, settings.server.max_buffer_bytes)

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
+from publishers.config import HistorySettings
 from server.filters import EventFilter
+from server.history import load_after, load_window
 from server.protocol import now_ms
 
 
@@ -31,18 +34,31 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class After:
-    """Everything after a position, or a reset when it cannot be recovered (``reset_reason``)."""
+    """Events after a position, or a reset when it cannot be recovered (``reset_reason``).
+
+    Every seq up to ``reached`` that passes the filter is in ``events``; when not
+    ``complete``, ask again from ``reached`` (big replays come in chunks). ``to_seq`` is
+    the symbol's last seq when this was read.
+    """
 
     epoch: str | None
     to_seq: int
     events: list[tuple[int, str]] = field(default_factory=list)
     reset_reason: str | None = None
+    reached: int = 0
+    complete: bool = True
+
+
+#: Events one ``after`` call returns at most.
+AFTER_CHUNK = 5000
 
 
 class HistorySource(Protocol):
     async def window(self, symbol: str, flt: EventFilter, *, minutes: int, max_points: int) -> Window: ...
 
-    async def after(self, symbol: str, flt: EventFilter, *, epoch: str, seq: int) -> After: ...
+    async def after(
+        self, symbol: str, flt: EventFilter, *, epoch: str, seq: int, until_seq: int | None = None
+    ) -> After: ...
 
     async def read_log(self, symbol: str, first: int, last: int) -> list[tuple[int, str]]: ...
 
@@ -106,7 +122,9 @@ class LogHistory:
         chosen = [e for e in events if e["ts"] >= since and flt.matches(e)]
         return Window(epoch, seq, columnar(chosen, flt))
 
-    async def after(self, symbol: str, flt: EventFilter, *, epoch: str, seq: int) -> After:
+    async def after(
+        self, symbol: str, flt: EventFilter, *, epoch: str, seq: int, until_seq: int | None = None
+    ) -> After:
         current, last, entries = await snapshot(self._client, symbol)
         if current != epoch:
             return After(current, last, reset_reason="epoch changed")
@@ -114,8 +132,9 @@ class LogHistory:
             return After(current, last, reset_reason="position unknown")
         if seq < last and (not entries or entries[0][0] > seq + 1):
             return After(current, last, reset_reason="position no longer in the log")
-        events = [(s, raw) for s, raw in entries if s > seq and flt.matches(json.loads(raw))]
-        return After(current, last, events)
+        end = last if until_seq is None else min(until_seq, last)
+        events = [(s, raw) for s, raw in entries if seq < s <= end and flt.matches(json.loads(raw))]
+        return After(current, last, events, reached=end)
 
     async def read_log(self, symbol: str, first: int, last: int) -> list[tuple[int, str]]:
         entries = await self._client.xrange(keys.log_key(symbol), min=f"{first}-0", max=f"{last}-0")
@@ -125,3 +144,46 @@ class LogHistory:
 def log_entries(entries: Any) -> list[tuple[int, str]]:
     """(seq, event json) pairs of an XRANGE reply (entry ids are ``<seq>-0``)."""
     return [(int(entry_id.split(b"-")[0]), fields[b"e"].decode()) for entry_id, fields in entries]
+
+
+def seq_of(raw: str) -> int:
+    """The seq of an event JSON string (it always starts ``{"seq":N,``)."""
+    return int(raw[7 : raw.index(",", 7)])
+
+
+class StoreHistory(LogHistory):
+    """History from SQL plus the log's tail the recorder has not stored yet (server/history.py)."""
+
+    def __init__(self, client: aioredis.Redis, engine: AsyncEngine, settings: HistorySettings) -> None:
+        super().__init__(client)
+        self._engine = engine
+        self._settings = settings
+
+    async def window(self, symbol: str, flt: EventFilter, *, minutes: int, max_points: int) -> Window:
+        minutes = min(minutes, self._settings.max_minutes)
+        found = await load_window(
+            self._engine,
+            self._client,
+            symbol,
+            flt,
+            since_ms=now_ms() - minutes * 60_000,
+            max_points=max_points,
+            max_events=self._settings.max_events,
+        )
+        return Window(found.epoch, found.to_seq, found.data, found.truncated, found.omitted)
+
+    async def after(
+        self, symbol: str, flt: EventFilter, *, epoch: str, seq: int, until_seq: int | None = None
+    ) -> After:
+        found = await load_after(
+            self._engine,
+            self._client,
+            symbol,
+            flt,
+            epoch=epoch,
+            seq=seq,
+            limit=AFTER_CHUNK,
+            until_seq=until_seq,
+        )
+        events = [(seq_of(raw), raw) for raw in found.events]
+        return After(found.epoch, found.to_seq, events, found.reset_reason, found.reached, found.complete)

@@ -77,6 +77,7 @@ class HttpRoutes:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        gateway.http = self
         self.auth = Authenticator(gateway.settings.auth)
         #: The principal of each open websocket connection (set at the handshake).
         self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = weakref.WeakKeyDictionary()
@@ -175,7 +176,7 @@ class HttpRoutes:
     async def _healthz(self, query: Query) -> Response:
         bus = self.gateway.bus
         redis_ok = bus.is_healthy(max_silence_s=10.0)
-        database = await self.gateway_database_state()
+        database = await self.database_state()
         healthy = redis_ok and database != "down"
         body = {
             "status": "ok" if healthy else "degraded",
@@ -186,11 +187,15 @@ class HttpRoutes:
         }
         return json_response(body, 200 if healthy else 503)
 
-    async def gateway_database_state(self) -> str:
+    async def database_state(self) -> str:
+        """ "up", "down", or "disabled" (no history store in this process)."""
         return "disabled"
 
+    def extra_metrics(self) -> list[str]:
+        return []
+
     async def _metrics(self, query: Query) -> Response:
-        text = render(self.gateway.metrics, self.gateway.gauges())
+        text = render(self.gateway.metrics, self.gateway.gauges(), self.extra_metrics)
         return text_response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def _symbols(self, query: Query) -> Response:

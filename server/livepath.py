@@ -141,7 +141,9 @@ class LivePath:
         wanted = list(range(hole.first, hole.last + 1))
         entries = await self.history.read_log(symbol, hole.first, hole.last)
         if [seq for seq, _ in entries] != wanted:
-            after = await self.history.after(symbol, EVERYTHING, epoch=epoch, seq=hole.first - 1)
+            after = await self.history.after(
+                symbol, EVERYTHING, epoch=epoch, seq=hole.first - 1, until_seq=hole.last
+            )
             entries = [(seq, raw) for seq, raw in after.events if seq <= hole.last]
             if after.reset_reason is not None or [seq for seq, _ in entries] != wanted:
                 log.error(

@@ -6,14 +6,13 @@ lagging (the housekeeping catches it up from the log once it drains).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from typing import cast
 
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from server.fanout import Fanout, GroupBatch, Member, Outgoing
+from server.fanout import Fanout, Member, MemberState, Outgoing
 from server.metrics import GatewayMetrics
 
 
@@ -43,18 +42,22 @@ class Outbox:
             live = cast(set[ServerConnection], batch.group.live)
             slow = [ws for ws in live if buffered(ws) > limit]
             for ws in slow:
-                self._lag(batch.group.members[ws], batch, now)
+                member = batch.group.members[ws]
+                self._lag(member, max(member.position, batch.from_seq - 1), now)
             data = batch.text.encode()  # once per group, whatever the number of recipients
             broadcast(live, data, text=True)
             metrics.frames_out += 1
             metrics.deliveries += len(live)
             metrics.bytes_out += len(data) * len(live)
-        for member, text in out.sends:
+        for send in out.sends:
+            member = send.member
+            if member.state is MemberState.LAGGING:
+                continue
             ws = ws_of(member)
             if buffered(ws) > limit:
-                self._lag(member, _as_batch(member, text), now)
+                self._lag(member, send.before, now)
                 continue
-            self.send_now(ws, text)
+            self.send_now(ws, send.text)
 
     def send_now(self, ws: ServerConnection, text: str) -> None:
         data = text.encode()
@@ -66,11 +69,6 @@ class Outbox:
     def broadcast_all(self, connections: Iterable[ServerConnection], text: str) -> None:
         broadcast(list(connections), text)
 
-    def _lag(self, member: Member, missed: GroupBatch, now: float) -> None:
-        self.fanout.mark_lagging(member, missed, now)
+    def _lag(self, member: Member, position: int, now: float) -> None:
+        self.fanout.mark_lagging(member, position, now)
         self.lagging.add(member)
-
-
-def _as_batch(member: Member, text: str) -> GroupBatch:
-    frame = json.loads(text)
-    return GroupBatch(member.group, frame.get("epoch"), frame["from_seq"], frame["to_seq"], (), text)

@@ -7,11 +7,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from publishers.config import Settings
 from publishers.demo import run_demo_bots
 from server.embedded import EmbeddedRedis
 from server.gateway import Gateway
 from server.http import HttpRoutes
+from server.http_api import ApiRoutes
+from server.store.engine import create_engine
+from server.store.migrate import upgrade_database
+from server.store.recorder import Recorder
 from server.supervisor import Supervisor
 
 log = logging.getLogger("signalpush")
@@ -42,17 +48,50 @@ async def redis_for(settings: Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
+async def history_store(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The history database, its schema upgraded to the latest migration."""
+    await upgrade_database(settings.database.url)
+    engine = create_engine(settings.database.url, echo=settings.database.echo)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running_recorder(
+    settings: Settings, redis_url: str, engine: AsyncEngine
+) -> AsyncIterator[Recorder | None]:
+    """The recorder as a task of this process (when ``recorder.enabled``); it finishes its batch on exit."""
+    if not settings.recorder.enabled:
+        yield None
+        return
+    recorder = Recorder(redis_url, engine, settings.recorder)
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop), name="signalpush-recorder")
+    try:
+        yield recorder
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 15)
+        except TimeoutError:
+            log.warning("recorder did not stop in time")
+
+
+@contextlib.asynccontextmanager
 async def running_gateway(
     settings: Settings, redis_url: str, *, reuse_port: bool = False
 ) -> AsyncIterator[tuple[Gateway, int]]:
-    """A started gateway with its HTTP routes; stopped (1012 to every client) on exit."""
-    gateway = Gateway(settings, redis_url=redis_url)
-    gateway.http = HttpRoutes(gateway)
-    port = await gateway.start(reuse_port=reuse_port)
-    try:
-        yield gateway, port
-    finally:
-        await gateway.stop()
+    """Gateway, HTTP routes, history store and recorder; stopped (1012 to every client) on exit."""
+    async with history_store(settings) as engine, running_recorder(settings, redis_url, engine) as recorder:
+        gateway = Gateway(settings, redis_url=redis_url, engine=engine)
+        ApiRoutes(HttpRoutes(gateway), engine, recorder)
+        port = await gateway.start(reuse_port=reuse_port)
+        try:
+            yield gateway, port
+        finally:
+            await gateway.stop()
 
 
 def _public_host(host: str) -> str:
@@ -73,6 +112,7 @@ async def run_serve(
         return 0
     async with redis_for(settings) as url:
         if workers > 1:
+            await upgrade_database(settings.database.url)  # once, before the workers race to do it
             supervisor = Supervisor(
                 settings,
                 redis_url=url,

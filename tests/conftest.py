@@ -14,7 +14,7 @@ import redis
 from server.embedded import EmbeddedRedis, free_port
 from tests.support import TEST_REDIS_ENV
 
-pytest_plugins = ["tests.support.fixtures_db"]
+pytest_plugins = ["tests.support.fixtures_db", "tests.support.fixtures_store"]
 
 
 def pytest_report_header() -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 #: Scenario name -> module (imported only when that scenario runs).
 SCENARIOS: dict[str, str] = {}
 SCENARIOS["performance"] = "server.bench.performance"
+SCENARIOS["backfill"] = "server.bench.backfill"
 
 
 class Scenario(Protocol):

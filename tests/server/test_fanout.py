@@ -52,8 +52,8 @@ class Recorder:
         for batch in out.broadcasts:
             for conn in batch.group.live:
                 self.frames.setdefault(conn, []).append(json.loads(batch.text))
-        for member, text in out.sends:
-            self.frames.setdefault(member.conn, []).append(json.loads(text))
+        for send in out.sends:
+            self.frames.setdefault(send.member.conn, []).append(json.loads(send.text))
 
 
 def live_member(fanout: Fanout, conn: str, flt: EventFilter = EVERYTHING, position: int = 0) -> Member:
@@ -283,3 +283,18 @@ def test_every_client_gets_exactly_its_filter_in_order_with_contiguous_ranges(
             assert all(e["seq"] > position for e in frame["items"]), "nothing the client already has"
             assert all(frame["from_seq"] <= e["seq"] <= frame["to_seq"] for e in frame["items"])
             position = max(position, frame["to_seq"])
+
+
+def test_a_member_lagging_on_its_own_frames_keeps_the_position_before_the_first_unsent_one() -> None:
+    fanout = Fanout()
+    member, _ = fanout.join("c", "SYM", EVERYTHING)
+    fanout.prime("SYM", "E", 0)
+    for seq in (1, 2, 3):
+        fanout.ingest("SYM", "E", [(seq, signal(seq))], now=0.0)
+    out = fanout.finish_loading(member, 0, member.generation)  # replays 1, 2, 3 as frames of its own
+    assert out is not None
+    assert [s.before for s in out.sends] == [0, 1, 2]
+    # the I/O layer could write the first frame only: it has seq 1, whatever the core advanced to
+    fanout.mark_lagging(member, out.sends[1].before, now=1.0)
+    fanout.mark_lagging(member, out.sends[2].before, now=1.0)  # ignored: already lagging
+    assert member.state is MemberState.LAGGING and member.position == 1

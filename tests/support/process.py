@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
@@ -29,7 +30,10 @@ class ServerProcess:
     ) -> None:
         self.port = port or free_port()
         self.args = args
-        self.env = {**os.environ, **(env or {})}
+        # Each server gets its own history database unless the test gives one.
+        self._scratch = tempfile.mkdtemp(prefix="signalpush-serve-")
+        defaults = {"SIGNALPUSH_DATABASE_URL": f"sqlite+aiosqlite:///{self._scratch}/history.db"}
+        self.env = {**os.environ, **defaults, **(env or {})}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

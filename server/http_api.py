@@ -1,0 +1,150 @@
+"""The JSON API on the gateway's port: history, figures, bots, performance (all behind the same tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.http11 import Response
+
+from publishers.errors import ProtocolError
+from publishers.events import SYMBOL_PATTERN
+from server.analytics_payloads import bots_payload, performance_payload
+from server.charts.wall import build_symbol_figure_async, kpis
+from server.filters import parse_filter_query
+from server.history import history_payload
+from server.history_source import Window
+from server.http import HttpRoutes, Query, json_response
+
+if TYPE_CHECKING:
+    from server.store.recorder import Recorder
+
+
+def _symbol(query: Query) -> str:
+    symbol = query.params.get("symbol", "")
+    if not SYMBOL_PATTERN.match(symbol):
+        raise ProtocolError("bad_request", f"symbol: {symbol!r} is not a symbol")
+    return symbol
+
+
+def _int(query: Query, key: str, default: int, low: int, high: int) -> int:
+    raw = query.params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ProtocolError("bad_request", f"{key}: {raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ProtocolError("bad_request", f"{key}: must be between {low} and {high}, got {value}")
+    return value
+
+
+class ApiRoutes:
+    """Adds /api/history, /api/figure, /api/bots, /api/performance and the store's health to ``routes``."""
+
+    def __init__(self, routes: HttpRoutes, engine: AsyncEngine, recorder: Recorder | None = None) -> None:
+        self.routes = routes
+        self.gateway = routes.gateway
+        self.engine = engine
+        self.recorder = recorder
+        history = self.gateway.settings.history
+        self.max_minutes = history.max_minutes
+        self.default_minutes = history.default_minutes
+        self.max_points = history.max_points
+        self.max_events = history.max_events
+        routes.add_route("/api/history", self._history)
+        routes.add_route("/api/figure", self._figure)
+        routes.add_route("/api/bots", self._bots)
+        routes.add_route("/api/performance", self._performance)
+        routes.figure_for = self.figure_for  # type: ignore[method-assign]
+        routes.database_state = self.database_state  # type: ignore[method-assign]
+        routes.extra_metrics = self.recorder_metrics  # type: ignore[method-assign]
+
+    async def figure_for(self, symbol: str, window: Window) -> dict[str, Any]:
+        figure = await build_symbol_figure_async(symbol, window.data, max_points=self.max_points)
+        figure["kpis"] = await asyncio.to_thread(kpis, window.data)
+        return figure
+
+    async def database_state(self) -> str:
+        try:
+            async with asyncio.timeout(2.0), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # any failure of the database means "down" for /healthz
+            return "down"
+        return "up"
+
+    def recorder_metrics(self) -> list[str]:
+        if self.recorder is None:
+            return []
+        stats = self.recorder.stats()
+        lines = [
+            "# HELP signalpush_recorder_events_total Events the recorder committed to SQL",
+            "# TYPE signalpush_recorder_events_total counter",
+            f"signalpush_recorder_events_total {stats.get('events_recorded', 0)}",
+            "# HELP signalpush_recorder_lag_events Events published but not yet committed, per symbol",
+            "# TYPE signalpush_recorder_lag_events gauge",
+        ]
+        lines += [
+            f'signalpush_recorder_lag_events{{symbol="{s}"}} {lag}' for s, lag in self.recorder.lag().items()
+        ]
+        last = stats.get("last_commit_ms") or 0
+        age = (time.time() * 1000 - last) / 1000 if last else -1
+        lines += [
+            "# HELP signalpush_recorder_last_commit_age_seconds Seconds since the recorder last committed",
+            "# TYPE signalpush_recorder_last_commit_age_seconds gauge",
+            f"signalpush_recorder_last_commit_age_seconds {age:.3f}",
+        ]
+        return lines
+
+    async def _history(self, query: Query) -> Response:
+        symbol = _symbol(query)
+        self.routes.require(query, [symbol])
+        minutes = _int(query, "minutes", self.default_minutes, 1, self.max_minutes)
+        points = _int(query, "max_points", self.max_points, 10, self.max_points * 10)
+        payload = await history_payload(
+            self.engine,
+            self.gateway.redis,
+            symbol,
+            parse_filter_query(query.params),
+            minutes,
+            points,
+            self.max_events,
+        )
+        return json_response(payload)
+
+    async def _figure(self, query: Query) -> Response:
+        symbol = _symbol(query)
+        self.routes.require(query, [symbol])
+        minutes = _int(query, "minutes", self.default_minutes, 1, self.max_minutes)
+        points = _int(query, "max_points", self.max_points, 10, self.max_points * 10)
+        window = await self.gateway.history.window(
+            symbol, parse_filter_query(query.params), minutes=minutes, max_points=points
+        )
+        figure = await self.figure_for(symbol, window)
+        return json_response({"symbol": symbol, "epoch": window.epoch, "to_seq": window.to_seq, **figure})
+
+    async def _bots(self, query: Query) -> Response:
+        principal = self.routes.require(query)
+        payload = await bots_payload(self.engine)
+        if principal.patterns != ("*",):
+            payload["bots"] = [
+                bot
+                for bot in payload.get("bots", [])
+                if any(principal.can_read(s) for s in bot.get("symbols") or [])
+            ]
+        return json_response(payload)
+
+    async def _performance(self, query: Query) -> Response:
+        principal = self.routes.require(query)
+        params = dict(query.params)
+        if principal.patterns != ("*",):
+            # A token limited to some symbols sees performance on those symbols only.
+            asked = [s for s in params.get("symbols", "").split(",") if s]
+            if not asked:
+                raise ProtocolError("forbidden", "symbols: this token must name the symbols it may read")
+            self.routes.require(query, asked)
+        return json_response(await performance_payload(self.engine, params))

@@ -1,0 +1,223 @@
+"""The recorder's atomic steps on one symbol's log (a Lua script, so each step sees one epoch).
+
+``read`` returns the symbol's epoch together with the entries it hands to the consumer,
+so an entry is never stored under the epoch that replaced it; it also re-creates the
+consumer group when a new epoch DELeted the log (NOGROUP). ``ack`` acknowledges only if
+the epoch is still the one the entries were read under (after a new epoch the same ids
+name other events, which another recorder may hold uncommitted), then trims the log
+behind the lowest unacknowledged seq: everything below it is committed in SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import redis
+import redis.asyncio as aioredis
+
+from publishers import keys
+
+RECORDER_SCRIPT: Final = r"""
+-- KEYS[1] meta hash  KEYS[2] log stream
+-- ARGV[1] 'read' | 'ack'   ARGV[2] group   ARGV[3] consumer
+-- read: ARGV[4] 'new' | 'own' | 'claim'   ARGV[5] count   ARGV[6] claim min idle ms   ARGV[7] claim cursor
+--   -> {epoch or '', group's last delivered id before the read or '', next claim cursor or '',
+--       id1, json1, id2, json2, ...}   (json '' = the entry is gone from the log)
+-- ack:  ARGV[4] epoch of the ids   ARGV[5] '1' to trim   ARGV[6..] ids
+--   -> {acked, committed watermark (-1 = no group), meta seq}
+local meta, log = KEYS[1], KEYS[2]
+local op, group, consumer = ARGV[1], ARGV[2], ARGV[3]
+
+local function seq_of(id)
+  return tonumber(string.match(id, '^(%d+)'))
+end
+
+local function last_delivered()
+  local groups = redis.pcall('XINFO', 'GROUPS', log)
+  if groups.err then return nil end
+  for _, g in ipairs(groups) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    if name == group then return last end
+  end
+  return nil
+end
+
+local epoch = redis.call('HGET', meta, 'epoch')
+
+if op == 'read' then
+  if not epoch then return {'', '', ''} end
+  if redis.call('EXISTS', log) == 0 then return {epoch, '', ''} end
+  local last = last_delivered()
+  if not last then
+    redis.call('XGROUP', 'CREATE', log, group, '0')
+    last = '0-0'
+  end
+  local out = {epoch, last, ''}
+  local entries
+  if ARGV[4] == 'claim' then
+    local reply = redis.call('XAUTOCLAIM', log, group, consumer, ARGV[6], ARGV[7], 'COUNT', ARGV[5])
+    out[3] = reply[1]
+    entries = reply[2]
+  else
+    local from = '>'
+    if ARGV[4] == 'own' then from = '0' end
+    local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', ARGV[5], 'STREAMS', log, from)
+    entries = {}
+    if reply then entries = reply[1][2] end
+  end
+  for _, entry in ipairs(entries) do
+    local json = ''
+    local fields = entry[2]
+    if fields then
+      for i = 1, #fields, 2 do
+        if fields[i] == 'e' then json = fields[i + 1] end
+      end
+    end
+    out[#out + 1] = entry[1]
+    out[#out + 1] = json
+  end
+  return out
+end
+
+-- ack
+local acked = 0
+if epoch and epoch == ARGV[4] then
+  local i = 6
+  while i <= #ARGV do
+    local chunk = {}
+    for j = i, math.min(i + 499, #ARGV) do chunk[#chunk + 1] = ARGV[j] end
+    local n = redis.pcall('XACK', log, group, unpack(chunk))
+    if type(n) == 'number' then acked = acked + n end
+    i = i + 500
+  end
+end
+local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
+local mark = -1
+local last = last_delivered()
+if last then
+  local pending = redis.call('XPENDING', log, group)
+  local lowest
+  if pending[1] > 0 then lowest = seq_of(pending[2]) else lowest = seq_of(last) + 1 end
+  mark = lowest - 1
+  if ARGV[5] == '1' and lowest > 1 then
+    redis.call('XTRIM', log, 'MINID', string.format('%d-0', lowest))
+  end
+end
+return {acked, mark, seq}
+"""
+RECORDER_SHA: Final = hashlib.sha1(RECORDER_SCRIPT.encode()).hexdigest()
+
+ReadMode = Literal["new", "own", "claim"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One log entry: its seq and its event JSON ('' when the entry was trimmed before it was read)."""
+
+    seq: int
+    json: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    epoch: str | None
+    #: The group's last delivered seq before this read (None: the log does not exist).
+    last_delivered: int | None
+    #: For claims: where the next XAUTOCLAIM starts ("0-0" = the scan is complete).
+    cursor: str | None
+    entries: list[LogEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    acked: int
+    #: Every seq up to this one is acknowledged, hence committed (-1: the group does not exist).
+    committed: int
+    meta_seq: int
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _seq(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def read_args(
+    symbol: str, mode: ReadMode, count: int, consumer: str, *, min_idle_ms: int = 0, cursor: str = "0-0"
+) -> list[Any]:
+    """EVALSHA arguments of a read."""
+    return [
+        2,
+        keys.meta_key(symbol),
+        keys.log_key(symbol),
+        "read",
+        keys.RECORDER_GROUP,
+        consumer,
+        mode,
+        count,
+        min_idle_ms,
+        cursor,
+    ]
+
+
+def ack_args(symbol: str, consumer: str, epoch: str, seqs: Sequence[int], *, trim: bool) -> list[Any]:
+    """EVALSHA arguments of an ack (no seqs: only refresh the watermark and trim)."""
+    return [
+        2,
+        keys.meta_key(symbol),
+        keys.log_key(symbol),
+        "ack",
+        keys.RECORDER_GROUP,
+        consumer,
+        epoch,
+        "1" if trim else "0",
+        *(f"{seq}-0" for seq in seqs),
+    ]
+
+
+def parse_read(raw: Sequence[Any]) -> ReadResult:
+    epoch, last, cursor = (_text(v) for v in raw[:3])
+    entries = [LogEntry(_seq(_text(raw[i])), _text(raw[i + 1])) for i in range(3, len(raw), 2)]
+    return ReadResult(
+        epoch=epoch or None,
+        last_delivered=_seq(last) if last else None,
+        cursor=cursor or None,
+        entries=entries,
+    )
+
+
+def parse_ack(raw: Sequence[Any]) -> AckResult:
+    return AckResult(acked=int(raw[0]), committed=int(raw[1]), meta_seq=int(raw[2]))
+
+
+async def run_scripts(client: aioredis.Redis, calls: Sequence[Sequence[Any]]) -> list[Any]:
+    """EVALSHA each call in one pipeline (loading the script once if Redis forgot it)."""
+    replies: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for _ in range(2):
+        async with client.pipeline(transaction=False) as pipe:
+            for index in todo:
+                pipe.evalsha(RECORDER_SHA, *calls[index])
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = []
+        for index, result in zip(todo, results, strict=True):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                missing.append(index)  # this call did nothing: send it again
+            replies[index] = result
+        if not missing:
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
+            return replies
+        # Redis restarted (or SCRIPT FLUSH) and forgot the script.
+        await client.script_load(RECORDER_SCRIPT)
+        todo = missing
+    raise redis.exceptions.NoScriptError("Redis keeps forgetting the recorder script")
