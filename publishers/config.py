@@ -121,6 +121,8 @@ class RecorderSettings:
     batch_size: int = field(default=1000, metadata=_rule(min=1))
     block_ms: int = field(default=200, metadata=_rule(min=1))
     trim: bool = True
+    #: Entries pending this long on another recorder (a dead one) are claimed and recorded.
+    claim_idle_ms: int = field(default=30_000, metadata=_rule(min=100))
 
 
 @dataclass(frozen=True, kw_only=True)

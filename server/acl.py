@@ -53,6 +53,9 @@ ROLES: Final[dict[str, tuple[str, ...]]] = {
     # Reads the logs through the consumer group, acknowledges, trims behind commits.
     "recorder": (
         *_COMMON,
+        "+evalsha",
+        "+eval",
+        "+script|load",
         "+multi",
         "+exec",
         "+hmget",

@@ -66,7 +66,7 @@ async def running_recorder(
     if not settings.recorder.enabled:
         yield None
         return
-    recorder = Recorder(redis_url, engine, settings.recorder)
+    recorder = Recorder(redis_url, engine, settings.recorder, claim_idle_ms=settings.recorder.claim_idle_ms)
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop), name="signalpush-recorder")
     try:

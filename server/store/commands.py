@@ -62,7 +62,7 @@ async def _record(settings: Settings, args: argparse.Namespace) -> int:
         settings.database.url,
         settings.recorder,
         consumer=args.consumer,
-        claim_idle_ms=args.claim_idle_ms,
+        claim_idle_ms=args.claim_idle_ms or settings.recorder.claim_idle_ms,
         symbols=symbols,
     )
     stop = asyncio.Event()
@@ -112,8 +112,8 @@ def register(commands: Any) -> None:
     record.add_argument(
         "--claim-idle-ms",
         type=int,
-        default=30_000,
-        help="claim entries another recorder left pending this long (default: 30000)",
+        default=None,
+        help="claim entries another recorder left pending this long (default: recorder.claim_idle_ms, 30000)",
     )
     record.add_argument("--symbols", help="comma-separated symbols to record (default: every symbol)")
     record.set_defaults(handler=cmd_record)

@@ -10,6 +10,7 @@ behind the lowest unacknowledged seq: everything below it is committed in SQL.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Final, Literal
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from publishers import keys
 
@@ -200,6 +202,9 @@ def parse_ack(raw: Sequence[Any]) -> AckResult:
 
 async def run_scripts(client: aioredis.Redis, calls: Sequence[Sequence[Any]]) -> list[Any]:
     """EVALSHA each call in one pipeline (loading the script once if Redis forgot it)."""
+    cluster: object = client  # async_client() types a cluster as a plain client
+    if isinstance(cluster, RedisCluster):
+        return await _run_scripts_cluster(cluster, calls)
     replies: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
     for _ in range(2):
@@ -221,3 +226,16 @@ async def run_scripts(client: aioredis.Redis, calls: Sequence[Sequence[Any]]) ->
         await client.script_load(RECORDER_SCRIPT)
         todo = missing
     raise redis.exceptions.NoScriptError("Redis keeps forgetting the recorder script")
+
+
+async def _run_scripts_cluster(client: RedisCluster, calls: Sequence[Sequence[Any]]) -> list[Any]:
+    """On a cluster scripts cannot be pipelined: one EVALSHA per call, on its symbol's node, side by side."""
+
+    async def one(call: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(RECORDER_SHA, *call)
+        except redis.exceptions.NoScriptError:
+            await client.script_load(RECORDER_SCRIPT)
+            return await client.evalsha(RECORDER_SHA, *call)
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))

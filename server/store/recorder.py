@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
 from publishers.config import RecorderSettings, redact_url
-from publishers.connection import async_client
+from publishers.connection import async_client, is_cluster_url
 from publishers.events import event_from_dict, now_ms
 from server.store import logops
 from server.store.engine import create_engine
@@ -370,7 +370,8 @@ class Recorder:
 
     async def _idle(self, client: Any, stop: asyncio.Event) -> None:
         """Wait up to block_ms for a new entry on any log (or for stop)."""
-        if not self._symbols or stop.is_set():
+        if not self._symbols or stop.is_set() or is_cluster_url(self.redis_url):
+            # On a cluster the logs live on several nodes: one blocking XREAD cannot wait on all.
             await _wait(stop, self.settings.block_ms / 1000)
             return
         streams = {keys.log_key(name): "$" for name in self._symbols}

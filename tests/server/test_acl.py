@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -69,3 +70,25 @@ def test_the_publisher_user_cannot_read_logs_or_touch_other_keys(
     with pytest.raises(redis.exceptions.NoPermissionError):
         client.set("not-ours", "x")
     client.close()
+
+
+async def test_the_recorder_user_records(acl_users: dict[str, str], symbol: str, tmp_path: Any) -> None:
+    import asyncio
+
+    from publishers.config import RecorderSettings
+    from server.store.migrate import upgrade_database
+    from server.store.recorder import Recorder
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'acl.db'}"
+    await upgrade_database(url)
+    async with Publisher(acl_users["publisher"], bot="b", strategy="s") as pub:
+        for _ in range(5):
+            await pub.signal(symbol, "buy", price=1, confidence=0.5)
+    recorder = Recorder(acl_users["recorder"], url, RecorderSettings(), symbols=[symbol])
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    await async_wait_until(
+        lambda: recorder.committed().get(symbol) == 5, what="5 events recorded as the recorder user"
+    )
+    stop.set()
+    await task
