@@ -24,6 +24,7 @@ from server.history_source import HistorySource, Window
 from server.metrics import GatewayMetrics
 from server.outbox import Outbox
 from server.protocol import (
+    CLOSE_INTERNAL,
     CLOSE_RESTART,
     HistoryRequest,
     ResumeRequest,
@@ -118,6 +119,11 @@ class CatchUp:
             log.warning("catch-up failed", extra={"sub": group.id, "symbol": group.symbol, "error": str(exc)})
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(CLOSE_RESTART, "history unavailable, resume later")
+        except Exception:
+            # A bug must not leave the subscription silently stuck: close so the client resumes.
+            log.exception("catch-up crashed", extra={"sub": group.id, "symbol": group.symbol})
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(CLOSE_INTERNAL, "internal error, resume")
 
     async def _replay(self, ws: ServerConnection, member: Member, resume: ResumeRequest) -> int | str:
         """Replay after the resume position in chunks; returns the position reached or a reset reason."""

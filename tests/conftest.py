@@ -37,14 +37,16 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
 
 @pytest.fixture(scope="session")
 def system_redis_url() -> str | None:
-    """The machine's Redis (CI: Redis 7, db 15) when SIGNALPUSH_TEST_REDIS_URL is set; flushed once."""
+    """The machine's Redis (CI: Redis 7, db 15) when SIGNALPUSH_TEST_REDIS_URL is set (flushed in CI)."""
     url = os.environ.get(TEST_REDIS_ENV)
     if not url:
         return None
     client = redis.Redis.from_url(url, socket_connect_timeout=3)
     try:
         client.ping()  # unreachable while asked for = a failure, never a skip
-        client.flushdb()
+        if os.environ.get("SIGNALPUSH_TEST_FLUSH_REDIS") == "1":
+            # CI owns that database: start clean. Elsewhere other test runs may share it.
+            client.flushdb()
     finally:
         client.close()
     return url

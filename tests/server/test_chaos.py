@@ -7,18 +7,61 @@ its symbol under its filter after its starting position, with no gap and no dupl
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import bindparam, text
 
 from publishers import Publisher
 from publishers.events import BotStatus, Event, Signal, Trade, now_ms
+from server.store.engine import create_engine
 from tests.support import async_wait_until, scaled
 from tests.support.chaos import FILTERS, ChaosClient, expected, stop_all
-from tests.support.process import ServerProcess
+from tests.support.process import REPO, ServerProcess
 
 SEED = 20261126
+
+
+class RecorderProcess:
+    """``signalpush record`` as a child process we can SIGKILL and start again."""
+
+    def __init__(self, redis_url: str, env: dict[str, str], log_path: Path) -> None:
+        self.command = [sys.executable, "-m", "server.cli", "record", "--redis-url", redis_url]
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.command, env=self.env, cwd=REPO, stdout=log, stderr=log)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+async def stored_rows(database_url: str, symbols: list[str]) -> list[tuple[str, str, int]]:
+    engine = create_engine(database_url)
+    rows: list[tuple[str, str, int]] = []
+    try:
+        async with engine.connect() as connection:
+            for kind, table in (("signal", "signals"), ("trade", "trades"), ("bot", "bot_status")):
+                query = text(f"SELECT symbol, seq FROM {table} WHERE symbol IN :symbols").bindparams(
+                    bindparam("symbols", expanding=True)
+                )
+                rows += [
+                    (kind, row[0], int(row[1]))
+                    for row in await connection.execute(query, {"symbols": symbols})
+                ]
+    finally:
+        await engine.dispose()
+    return rows
 
 
 def _next_event(rng: random.Random, symbol: str, n: int) -> Event:
@@ -70,12 +113,23 @@ async def _publish(
 
 
 @pytest.mark.slow
-async def test_clients_get_exactly_their_events_through_gateway_kills(redis_url: str, symbol: str) -> None:
+async def test_clients_get_exactly_their_events_through_gateway_and_recorder_kills(
+    redis_url: str, store_url: str, symbol: str, tmp_path: Path
+) -> None:
     rng = random.Random(SEED)
     symbols = [f"{symbol}{suffix}" for suffix in "ABC"]
-    env = {"SIGNALPUSH_SERVER_HEARTBEAT_S": "1"}
+    env = {
+        "SIGNALPUSH_SERVER_HEARTBEAT_S": "1",
+        "SIGNALPUSH_DATABASE_URL": store_url,
+        "SIGNALPUSH_RECORDER_ENABLED": "0",
+        "SIGNALPUSH_RECORDER_CLAIM_IDLE_MS": "500",
+    }
     gateway = ServerProcess("serve", "--redis-url", redis_url, env=env)
     gateway.start()
+    recorder = RecorderProcess(
+        redis_url, {**env, "SIGNALPUSH_RECORDER_ENABLED": "1"}, tmp_path / "recorder.log"
+    )
+    recorder.start()
     published: list[dict[str, Any]] = []
     stop_publishing, stop_clients = asyncio.Event(), asyncio.Event()
     publisher = asyncio.create_task(
@@ -92,24 +146,47 @@ async def test_clients_get_exactly_their_events_through_gateway_kills(redis_url:
     ]
     tasks = [asyncio.create_task(c.run(stop_clients, churn=0.3)) for c in clients]
     try:
-        for pause in (3.0, 3.0):
+        for round_number, pause in enumerate((3.0, 3.0)):
             await asyncio.sleep(pause)
             gateway.kill()  # SIGKILL: no goodbye to anyone
+            if round_number == 0:
+                recorder.kill()  # mid-batch or not: SQL must still hold everything exactly once
             await asyncio.sleep(rng.uniform(0.2, 1.0))
             await asyncio.to_thread(gateway.start)
+            if round_number == 0:
+                recorder.start()
         await asyncio.sleep(3.0)
         stop_publishing.set()
         await publisher
         last = {s: max(e["seq"] for e in published if e["symbol"] == s) for s in symbols}
-        await async_wait_until(
-            lambda: all(c.start is not None and c.position >= last[c.symbol] for c in clients),
-            timeout=30,
-            what="every client to reach the last seq of its symbol",
-        )
+        try:
+            await async_wait_until(
+                lambda: all(c.start is not None and c.position >= last[c.symbol] for c in clients),
+                timeout=30,
+                what="every client to reach the last seq of its symbol",
+            )
+        except AssertionError as exc:
+            behind = [
+                (c.name, c.symbol, c.filter, c.position, last[c.symbol], c.connects, c.problems[:2])
+                for c in clients
+                if c.start is None or c.position < last[c.symbol]
+            ]
+            raise AssertionError(f"{exc}; behind: {behind}; server log: {gateway.log_path}") from None
     finally:
         stop_clients.set()
         await asyncio.wait_for(stop_all(tasks), scaled(20))
         gateway.kill()
+    try:
+        expected_rows = sorted((e["kind"], e["symbol"], e["seq"]) for e in published)
+
+        async def recorded() -> bool:
+            return sorted(await stored_rows(store_url, symbols)) == expected_rows
+
+        await async_wait_until(recorded, timeout=30, what="SQL to hold every published event")
+    finally:
+        recorder.kill()
+    rows = await stored_rows(store_url, symbols)
+    assert len(rows) == len(set(rows)) == len(published), "every event exactly once in SQL"
     for client in clients:
         assert client.problems == [], f"{client.name}: {client.problems[:3]}"
         got = [item["seq"] for item in client.items]

@@ -34,7 +34,8 @@ class ServerProcess:
         self._scratch = tempfile.mkdtemp(prefix="signalpush-serve-")
         defaults = {"SIGNALPUSH_DATABASE_URL": f"sqlite+aiosqlite:///{self._scratch}/history.db"}
         self.env = {**os.environ, **defaults, **(env or {})}
-        self.log_path = log_path
+        # Logs go to a file next to the database: a failing test can point at it.
+        self.log_path = log_path or Path(self._scratch) / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
