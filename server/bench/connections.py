@@ -48,7 +48,7 @@ class Ramp:
 
 
 def ramp(bench: Rig, args: argparse.Namespace, kind: str) -> Ramp:
-    symbols = bench.symbols(f"{kind[0]}c", args.symbols)
+    symbols = bench.symbols(f"{kind[0]}C", args.symbols)
     server = bench.server(kind)
     fleet = LoadFleet(max(1, -(-args.clients // args.per_process)), bench.workdir)
     try:

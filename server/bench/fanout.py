@@ -72,7 +72,7 @@ def plan(symbols: list[str], clients: int, filters: int) -> list[ConnPlan]:
 
 
 def run_target(bench: Rig, args: argparse.Namespace, target: Target) -> TargetRun:
-    symbols = bench.symbols(f"{target.kind[0]}{target.filters}", args.symbols)
+    symbols = bench.symbols(f"{target.kind[0]}F{target.filters}", args.symbols)
     server = bench.server(target.kind)
     processes = max(args.load_processes, -(-args.clients // args.per_process))
     fleet = LoadFleet(processes, bench.workdir)
@@ -82,7 +82,7 @@ def run_target(bench: Rig, args: argparse.Namespace, target: Target) -> TargetRu
             raise RuntimeError(
                 f"{target.label}: {connected.failed} connections failed: {connected.errors[:3]}"
             )
-        flow_key = f"bench:{bench.tag}:{target.label}:flow"
+        flow_key = bench.flow_key(target.label.replace(" ", "-"))
         fleet.flow(bench.redis_url, flow_key)
         saturation = measure_phase(
             bench, server, fleet, symbols, latency=False, drain_s=args.drain,
@@ -101,7 +101,7 @@ def run_target(bench: Rig, args: argparse.Namespace, target: Target) -> TargetRu
 
 def publishers_alone(bench: Rig, args: argparse.Namespace) -> float:
     """Events/s the publishers reach with no server subscribed (Redis + publish script only)."""
-    symbols = bench.symbols("alone", args.symbols)
+    symbols = bench.symbols("P", args.symbols)
     result = run_publishers(
         bench.redis_url, symbols, mode="saturate", seconds=min(args.seconds, 3.0),
         processes=args.publishers, per_call=args.per_call, workdir=bench.workdir,
@@ -125,7 +125,8 @@ def figure_rows(runs: dict[str, TargetRun], rate: float) -> list[dict[str, Any]]
         row("saturation server CPU %", lambda r: r.saturation.server_cpu.percent),
         row("saturation load CPU %", lambda r: r.saturation.load_cpu.percent),
         row("saturation redis+pub CPU %", lambda r: _other_cpu(r.saturation)),
-        row("saturation others' CPU %", lambda r: r.saturation.other_cpu_pct),
+        row("saturation softirq CPU %", lambda r: r.saturation.softirq_pct),
+        row("saturation other CPU %", lambda r: r.saturation.other_cpu_pct),
         row(f"{fixed} deliveries/s", lambda r: round(r.fixed.delivery_rate)),
         row(f"{fixed} latency p50 ms", lambda r: r.fixed.report.latency.summary_ms()["p50_ms"]),
         row(f"{fixed} latency p95 ms", lambda r: r.fixed.report.latency.summary_ms()["p95_ms"]),
@@ -133,7 +134,7 @@ def figure_rows(runs: dict[str, TargetRun], rate: float) -> list[dict[str, Any]]
         row(f"{fixed} latency max ms", lambda r: r.fixed.report.latency.summary_ms()["max_ms"]),
         row(f"{fixed} lost", lambda r: r.fixed.lost),
         row(f"{fixed} server CPU %", lambda r: r.fixed.server_cpu.percent),
-        row(f"{fixed} others' CPU %", lambda r: r.fixed.other_cpu_pct),
+        row(f"{fixed} softirq+other CPU %", lambda r: round(r.fixed.softirq_pct + r.fixed.other_cpu_pct, 1)),
         row("server peak RSS MiB", lambda r: round(r.fixed.server_rss_kib / 1024, 1)),
         row("connect all clients s", lambda r: round(r.connect_s, 2)),
     ]

@@ -202,7 +202,7 @@ class Publishers:
         processes = max(1, min(processes, len(symbols)))
         self.seconds = seconds
         self.workdir = workdir
-        start_at = time.time() + 0.5
+        start_at = time.time() + 0.3
         self.children: list[subprocess.Popen[bytes]] = []
         for index in range(processes):
             share = list(symbols[index::processes])
@@ -226,6 +226,11 @@ class Publishers:
                 )
             finally:
                 log.close()
+
+    def stop(self) -> None:
+        """End them now (when what they published is read from Redis, not from them)."""
+        for child in self.children:
+            stop_process(child)
 
     def finish(self) -> PublishResult:
         """Wait for every publisher to end; their figures merged."""

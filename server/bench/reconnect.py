@@ -82,7 +82,7 @@ def plan(symbols: list[str], clients: int) -> list[ConnPlan]:
 
 
 def drill(bench: Rig, args: argparse.Namespace, kind: str) -> Drill:
-    symbols = bench.symbols(f"{kind[0]}r", args.symbols)
+    symbols = bench.symbols(f"{kind[0]}R", args.symbols)
     run_publishers(
         bench.redis_url, symbols, mode="saturate", seconds=30, max_events=args.history_events,
         workdir=bench.workdir,
@@ -97,7 +97,7 @@ def drill(bench: Rig, args: argparse.Namespace, kind: str) -> Drill:
         start = bench.seqs(symbols)
         fleet.mark()
         publishers = Publishers(
-            bench.redis_url, symbols, mode="rate", seconds=args.before_kill + args.after, rate=args.rate,
+            bench.redis_url, symbols, mode="rate", seconds=args.before_kill + args.after + 5, rate=args.rate,
             workdir=bench.workdir,
         )  # fmt: skip
         time.sleep(0.5 + args.before_kill)
@@ -113,10 +113,10 @@ def drill(bench: Rig, args: argparse.Namespace, kind: str) -> Drill:
             time.sleep(0.2)
             report = fleet.report()
         storm_cpu.stop()
-        published = publishers.finish()
-        del published
+        time.sleep(1.0)  # events keep flowing a little after the last client is back
+        publishers.stop()
         final = bench.seqs(symbols)
-        fleet.wait(final, 30)
+        fleet.wait(final, 10)
         report = fleet.report()
         warn_samples(kind, report)
         if report.failures:
