@@ -123,6 +123,7 @@ def figure_rows(runs: dict[str, TargetRun], rate: float) -> list[dict[str, Any]]
         row("saturation published ev/s", lambda r: round(r.saturation.publish.rate)),
         row("saturation items/frame", lambda r: _per_frame(r.saturation)),
         row("saturation server CPU %", lambda r: r.saturation.server_cpu.percent),
+        row("saturation server CPU ns/delivery", lambda r: _ns_per_delivery(r.saturation)),
         row("saturation load CPU %", lambda r: r.saturation.load_cpu.percent),
         row("saturation redis+pub CPU %", lambda r: _other_cpu(r.saturation)),
         row("saturation softirq CPU %", lambda r: r.saturation.softirq_pct),
@@ -142,6 +143,11 @@ def figure_rows(runs: dict[str, TargetRun], rate: float) -> list[dict[str, Any]]
 
 def _per_frame(phase: Phase) -> float:
     return round(phase.report.items / phase.report.frames, 1) if phase.report.frames else 0.0
+
+
+def _ns_per_delivery(phase: Phase) -> float:
+    """Server CPU per event delivered: its cost, whatever else the machine was doing."""
+    return round(1e9 * phase.server_cpu.seconds / phase.report.items, 1) if phase.report.items else 0.0
 
 
 def _other_cpu(phase: Phase) -> float:

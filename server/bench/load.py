@@ -68,6 +68,26 @@ class LoadConn:
         if self.worker.reconnect and not self.worker.stopping:
             self.worker.spawn(self._reconnect())
 
+    def retry_later(self) -> None:
+        self.worker.retries += 1
+        self.worker.spawn(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        """The server could not serve the subscription now: ask again after a jittered pause."""
+        await asyncio.sleep(random.uniform(0, BACKOFF_FIRST_S * 2))
+        if self.ws is not None and self.ws.open and not self.worker.stopping:
+            self.state.resubscribing()
+            self.ws.send_text(json.dumps(self.resume_request()))
+
+    def resume_request(self) -> dict[str, Any]:
+        """The subscribe frame to send again: with ``resume`` from the position (signalpush)."""
+        state = self.state
+        request = dict(self.request)
+        if self.worker.resume and state.epoch is not None:
+            request.pop("history", None)
+            request["resume"] = {"epoch": state.epoch, "seq": state.position}
+        return request
+
     async def _reconnect(self) -> None:
         cap = BACKOFF_FIRST_S
         for _ in range(MAX_ATTEMPTS):
@@ -76,10 +96,7 @@ class LoadConn:
             if self.worker.stopping:
                 return
             state = self.state
-            request = dict(self.request)
-            if self.worker.resume and state.epoch is not None:
-                request.pop("history", None)
-                request["resume"] = {"epoch": state.epoch, "seq": state.position}
+            request = self.resume_request()
             state.resubscribing()
             try:
                 self.ws = await open_websocket(
@@ -119,6 +136,7 @@ class LoadWorker:
         self.stopping = False
         self.closed = 0
         self.gave_up = 0
+        self.retries = 0
         #: Failed reconnect attempts by exception name.
         self.failures: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -155,6 +173,7 @@ class LoadWorker:
                     on_ready=lambda: _resolve(ready),
                 )
                 conn = LoadConn(self, state, request)
+                state.on_retry = conn.retry_later
                 try:
                     await conn.open()
                     await asyncio.wait_for(ready, self.timeout_s)
@@ -241,7 +260,7 @@ class LoadWorker:
             "gave_up": self.gave_up,
             "live_ns": live,
             "timeline": timeline,
-            "failures": self.failures,
+            "failures": {**self.failures, "internal error, subscribed again": self.retries},
             "not_live": sum(1 for c in self.conns if c.reconnects and not c.state.live_at_ns),
             "frames_parsed": self.cache.parsed,
         }

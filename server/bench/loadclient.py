@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,29 +31,41 @@ class ParsedFrame:
     epoch: str | None
     from_seq: int
     to_seq: int
-    seqs: tuple[int, ...]
-    #: meta.t of each item (ns since the epoch), 0 when absent.
-    stamps: tuple[int, ...]
+    seqs: Sequence[int]
+    #: meta.t of each item (ns since the epoch), 0 when absent; empty unless asked for.
+    stamps: Sequence[int]
 
 
-def parse_events_frame(payload: bytes) -> ParsedFrame:
-    """Seq range, item seqs and send stamps of a signalpush ``events`` frame, without a JSON decode."""
+def _item_seq(body: bytes, at: int) -> int:
+    end = body.index(b",", at + 7)
+    return int(body[at + 7 : end])
+
+
+def parse_events_frame(payload: bytes, stamps: bool = True) -> ParsedFrame:
+    """Seq range, item seqs (and send stamps) of a signalpush ``events`` frame, without a JSON decode.
+
+    A frame whose items are exactly ``from_seq..to_seq`` (the common case: nothing filtered
+    out) is recognised from its first and last item and its item count alone.
+    """
     split = payload.find(_ITEMS)
     header = payload[:split]
     numbers = {name.decode(): int(value) for name, value in _HEADER_INT_RE.findall(header)}
     epoch_match = _EPOCH_RE.search(header)
+    from_seq, to_seq = numbers["from_seq"], numbers["to_seq"]
     body = payload[split:]
-    seqs = tuple(int(s) for s in _SEQ_RE.findall(body))
-    stamps = tuple(int(s) for s in _STAMP_RE.findall(body))
-    if len(stamps) != len(seqs):
-        stamps = (0,) * len(seqs)
-    return ParsedFrame(
-        epoch_match.group(1).decode() if epoch_match else None,
-        numbers["from_seq"],
-        numbers["to_seq"],
-        seqs,
-        stamps,
-    )
+    count = body.count(b'{"seq":')
+    seqs: Sequence[int] = ()
+    if count:
+        first, last = _item_seq(body, body.find(b'{"seq":')), _item_seq(body, body.rfind(b'{"seq":'))
+        if last - first + 1 == count:
+            seqs = range(first, last + 1)
+        else:
+            seqs = tuple(int(s) for s in _SEQ_RE.findall(body))
+    found: Sequence[int] = tuple(int(s) for s in _STAMP_RE.findall(body)) if stamps else ()
+    if len(found) != len(seqs):
+        found = (0,) * len(seqs) if stamps else ()
+    epoch = epoch_match.group(1).decode() if epoch_match else None
+    return ParsedFrame(epoch, from_seq, to_seq, seqs, found)
 
 
 def parse_baseline_message(payload: bytes) -> tuple[str, int, int]:
@@ -76,13 +88,13 @@ class FrameCache:
         self._frames: dict[tuple[int, bytes], ParsedFrame] = {}
         self.parsed = 0
 
-    def get(self, payload: bytes) -> ParsedFrame:
+    def get(self, payload: bytes, stamps: bool) -> ParsedFrame:
         key = (len(payload), payload[: payload.find(_ITEMS)])
         frame = self._frames.get(key)
-        if frame is None:
+        if frame is None or (stamps and len(frame.stamps) != len(frame.seqs)):
             if len(self._frames) >= _CACHE_SIZE:
                 self._frames.clear()
-            frame = self._frames[key] = parse_events_frame(payload)
+            frame = self._frames[key] = parse_events_frame(payload, stamps)
             self.parsed += 1
         return frame
 
@@ -130,6 +142,7 @@ class ConnState:
         "last_item",
         "live_at_ns",
         "on_ready",
+        "on_retry",
         "position",
         "ready",
         "subscribe_seq",
@@ -155,6 +168,8 @@ class ConnState:
         self.cache = cache
         self.expects_history = expects_history
         self.on_ready = on_ready
+        #: Called when the server answers ``internal`` (docs/protocol.md: retry later).
+        self.on_retry: Callable[[], None] | None = None
         self.epoch: str | None = None
         #: Seq up to which this connection has everything (signalpush: the frames' to_seq).
         self.position = 0
@@ -169,7 +184,7 @@ class ConnState:
 
     def on_message(self, payload: bytes, received_ns: int) -> None:
         if payload[:14] == _EVENTS_PREFIX:
-            frame = self.cache.get(payload)
+            frame = self.cache.get(payload, self.tally.measure_latency)
             if frame.epoch is not None:
                 self.epoch = frame.epoch
             self._items(frame.from_seq, frame.to_seq, frame.seqs, frame.stamps, received_ns, len(payload))
@@ -184,8 +199,8 @@ class ConnState:
         self,
         from_seq: int,
         to_seq: int,
-        seqs: tuple[int, ...],
-        stamps: tuple[int, ...],
+        seqs: Sequence[int],
+        stamps: Sequence[int],
         received_ns: int,
         size: int,
     ) -> None:
@@ -247,7 +262,10 @@ class ConnState:
             self.tally.resets += 1
         elif op == "error":
             self.tally.errors += 1
-            self.tally.error_samples.append(str(message.get("message")))
+            if len(self.tally.error_samples) < 10:
+                self.tally.error_samples.append(f"{message.get('code')}: {message.get('message')}")
+            if message.get("code") == "internal" and self.on_retry is not None:
+                self.on_retry()
 
     def _set_ready(self) -> None:
         if not self.ready:

@@ -18,8 +18,11 @@ def _frame(from_seq: int, to_seq: int, seqs: list[int], stamp: int = 0) -> bytes
 def test_parse_events_frame_reads_range_items_and_stamps() -> None:
     frame = parse_events_frame(_frame(5, 9, [5, 7, 9], stamp=123))
     assert (frame.epoch, frame.from_seq, frame.to_seq) == ("e1", 5, 9)
-    assert frame.seqs == (5, 7, 9)
+    assert list(frame.seqs) == [5, 7, 9]
     assert frame.stamps == (123, 123, 123)
+    contiguous = parse_events_frame(_frame(5, 9, [5, 6, 7, 8, 9]), stamps=False)
+    assert list(contiguous.seqs) == [5, 6, 7, 8, 9]
+    assert contiguous.stamps == ()
 
 
 def test_parse_baseline_message() -> None:
@@ -84,5 +87,5 @@ def test_baseline_messages_count_like_events() -> None:
 def test_frame_cache_parses_a_shared_frame_once() -> None:
     cache = FrameCache()
     payload = _frame(1, 2, [1, 2])
-    assert cache.get(payload) is cache.get(bytes(payload))
+    assert cache.get(payload, False) is cache.get(bytes(payload), False)
     assert cache.parsed == 1
