@@ -260,7 +260,10 @@ class LoadWorker:
             "gave_up": self.gave_up,
             "live_ns": live,
             "timeline": timeline,
-            "failures": {**self.failures, "internal error, subscribed again": self.retries},
+            "failures": {
+                **self.failures,
+                **({"internal error, subscribed again": self.retries} if self.retries else {}),
+            },
             "not_live": sum(1 for c in self.conns if c.reconnects and not c.state.live_at_ns),
             "frames_parsed": self.cache.parsed,
         }
