@@ -260,6 +260,8 @@ class ConnState:
             self._set_ready()
         elif op == "reset":
             self.tally.resets += 1
+            if len(self.tally.error_samples) < 10:
+                self.tally.error_samples.append(f"reset on {self.symbol}: {message.get('reason')}")
         elif op == "error":
             self.tally.errors += 1
             if len(self.tally.error_samples) < 10:

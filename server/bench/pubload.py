@@ -120,8 +120,15 @@ class PublishLoad:
             bodies = [signal_body(symbol, start + i, now, pad) for i in range(count)]
             self.next_index[symbol] = start + count
             self.calls += 1
+            # Not in the symbol registry: recorders on a shared Redis must not pick up (and trim)
+            # the bench's synthetic symbols.
             call = build_call(
-                symbol, bodies, publisher_id=self.publisher_id, call_number=self.calls, log_maxlen=LOG_MAXLEN
+                symbol,
+                bodies,
+                publisher_id=self.publisher_id,
+                call_number=self.calls,
+                log_maxlen=LOG_MAXLEN,
+                register_symbol=False,
             )
             pipe.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
             sent += count
