@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 #: Scenario name -> module (imported only when that scenario runs).
-SCENARIOS: dict[str, str] = {}
+SCENARIOS: dict[str, str] = {
+    "fanout": "server.bench.fanout",
+    "filters": "server.bench.filters",
+    "connections": "server.bench.connections",
+    "reconnect": "server.bench.reconnect",
+}
 SCENARIOS["performance"] = "server.bench.performance"
 SCENARIOS["backfill"] = "server.bench.backfill"
 

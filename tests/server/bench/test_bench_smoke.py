@@ -1,0 +1,85 @@
+"""Each bench scenario end to end at a tiny size: it runs, both servers deliver, the JSON is sane.
+
+No timing is asserted: the figures of a run this small mean nothing; the program working does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.bench import SCENARIOS
+from server.cli import main
+
+pytestmark = pytest.mark.slow
+
+TINY: dict[str, list[str]] = {
+    "fanout": ["--symbols", "2", "--clients", "8", "--seconds", "1", "--rate", "40", "--rate-seconds", "1"],
+    "filters": [
+        "--symbols", "2", "--clients", "8", "--filters", "3", "--seconds", "1", "--rate", "40",
+        "--rate-seconds", "1",
+    ],
+    "connections": ["--symbols", "2", "--clients", "40", "--settle", "0.2"],
+    "reconnect": [
+        "--symbols", "2", "--clients", "20", "--rate", "40", "--history-events", "5", "--before-kill", "0.5",
+        "--after", "3",
+    ],
+}  # fmt: skip
+
+
+def run_bench(scenario: str, redis_url: str, tmp_path: Path) -> dict[str, Any]:
+    out = tmp_path / f"{scenario}.json"
+    assert main(["bench", scenario, *TINY[scenario], "--redis-url", redis_url, "--json", str(out)]) == 0
+    result: dict[str, Any] = json.loads(out.read_text())
+    assert result["scenario"] == scenario
+    assert result["machine"]["cpus"]
+    return result
+
+
+def figures(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["figure"]: row for row in result["rows"]}
+
+
+def test_every_scenario_has_a_smoke_test() -> None:
+    assert set(SCENARIOS) == set(TINY)
+
+
+def test_fanout(redis_url: str, tmp_path: Path) -> None:
+    rows = figures(run_bench("fanout", redis_url, tmp_path))
+    for server in ("baseline", "signalpush"):
+        assert rows["saturation deliveries/s"][server] > 0
+        assert rows["40 ev/s deliveries/s"][server] > 0
+        assert rows["40 ev/s latency p50 ms"][server] > 0
+        assert rows["saturation lost"][server] == 0
+        assert rows["40 ev/s lost"][server] == 0
+    assert rows["saturation duplicated"]["signalpush"] == 0
+    assert rows["saturation deliveries/s"]["ratio"] > 0
+    assert rows["publishers alone ev/s"]["signalpush"] > 0
+
+
+def test_filters(redis_url: str, tmp_path: Path) -> None:
+    rows = figures(run_bench("filters", redis_url, tmp_path))
+    for server in ("baseline", "1 group", "3 filters"):
+        assert rows["saturation deliveries/s"][server] > 0
+        assert rows["saturation lost"][server] == 0
+    assert rows["saturation deliveries/s"]["vs 1 group"] > 0
+
+
+def test_connections(redis_url: str, tmp_path: Path) -> None:
+    rows = figures(run_bench("connections", redis_url, tmp_path))
+    for server in ("baseline", "signalpush"):
+        assert rows["connections subscribed"][server] == 40
+        assert rows["connections live (got an event)"][server] == 40
+        assert rows["RSS after MiB"][server] > 0
+
+
+def test_reconnect(redis_url: str, tmp_path: Path) -> None:
+    rows = figures(run_bench("reconnect", redis_url, tmp_path))
+    assert rows["clients reconnected"]["signalpush"] == 20
+    assert rows["all live again after restart s"]["signalpush"] is not None
+    assert rows["events lost"]["signalpush"] == 0
+    assert rows["events duplicated"]["signalpush"] == 0
+    assert rows["clients reconnected"]["baseline"] == 20
