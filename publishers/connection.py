@@ -7,7 +7,7 @@ A Redis Cluster is addressed as ``redis+cluster://[user:pass@]host:port[,host:po
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
@@ -101,7 +101,9 @@ def _tls_kwargs(address: ClusterAddress) -> dict[str, object]:
     }
 
 
-def async_client(url: str, *, socket_timeout_s: float = 5.0, name: str = "signalpush") -> aioredis.Redis:
+def async_client(
+    url: str, *, socket_timeout_s: float = 5.0, name: str = "signalpush", max_connections: int | None = None
+) -> aioredis.Redis:
     """An asyncio Redis client whose failures surface at once (callers own the retry).
 
     For a cluster URL this is a ``RedisCluster``: it answers the same commands we use
@@ -119,14 +121,22 @@ def async_client(url: str, *, socket_timeout_s: float = 5.0, name: str = "signal
             **_tls_kwargs(address),  # type: ignore[arg-type]
         )
         return cast(aioredis.Redis, cluster)
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=socket_timeout_s,
-        retry=AsyncRetry(NoBackoff(), 0),
-        client_name=name,
-        health_check_interval=0,
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout_s,
+        "socket_connect_timeout": socket_timeout_s,
+        "retry": AsyncRetry(NoBackoff(), 0),
+        "client_name": name,
+        "health_check_interval": 0,
+    }
+    if max_connections is not None:
+        # A bounded pool that waits for a free connection: redis-py's default pool raises
+        # "Too many connections" past its limit, which turns a reconnect storm into errors.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=socket_timeout_s * 4, **options
+        )
+        pooled: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        return pooled
+    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
     return client
 
 

@@ -16,18 +16,16 @@ Connections are opaque handles here; the I/O layer (``server/gateway.py``) owns 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
-import json
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from server.filters import EventFilter
 from server.protocol import events_frame
+from server.selection import BatchView, Message
 
-#: A live message as it comes off the bus: (seq, event json).
-Message = tuple[int, str]
 #: Events remembered per symbol to recognise a rewritten history (see :class:`Diverged`).
 RECENT_EVENTS = 512
 
@@ -81,6 +79,8 @@ class GroupBatch:
     to_seq: int
     items: tuple[Message, ...]
     text: str
+    #: Who the broadcast goes to when not the group's whole live set (see ``_deliver``).
+    recipients: frozenset[Hashable] | None = None
 
 
 @dataclass(eq=False)
@@ -254,16 +254,10 @@ class Fanout:
         to_seq = messages[-1][0]
         state.last_seq = to_seq
         state.remember(messages)
-        parsed = _coalesce([(seq, raw, json.loads(raw)) for seq, raw in messages])
-        everything: tuple[Message, ...] | None = None
+        filtered = any(not flt.is_everything for flt in state.groups)
+        view = BatchView(messages, filtered=filtered)
         for group in state.groups.values():
-            if group.filter.is_everything:
-                if everything is None:
-                    everything = tuple((seq, raw) for seq, raw, _ in parsed)
-                items = everything
-            else:
-                match = group.filter.matches
-                items = tuple((seq, raw) for seq, raw, event in parsed if match(event))
+            items = view.select(group.filter)
             if not items:
                 out.extend(self._advance_quietly(group, state))
                 continue
@@ -370,10 +364,14 @@ class Fanout:
     def _deliver(self, batch: GroupBatch) -> Outgoing:
         out = Outgoing()
         group = batch.group
-        if group.live:
-            out.broadcasts.append(batch)
         if len(group.live) == len(group.members):
+            if group.live:
+                out.broadcasts.append(batch)
             return out
+        if group.live:
+            # Members below may go live on this very batch (they get it trimmed, alone): the
+            # broadcast goes to the members live before it, or they would get it twice.
+            out.broadcasts.append(dataclasses.replace(batch, recipients=frozenset(group.live)))
         state = self.symbols[group.symbol]
         for member in list(group.members.values()):
             if member.state is MemberState.LOADING:
@@ -418,18 +416,3 @@ class Fanout:
             member.group.live.add(member.conn)
             out.went_live.append(member)
         return out
-
-
-def _coalesce(parsed: list[tuple[int, str, dict[str, Any]]]) -> list[tuple[int, str, dict[str, Any]]]:
-    """Candles with the same (symbol, tf, ts) inside one batch collapse to the latest; nothing else does."""
-    last_index: dict[tuple[Any, Any], int] = {}
-    for index, (_, _, event) in enumerate(parsed):
-        if event.get("kind") == "candle":
-            last_index[(event.get("tf"), event.get("ts"))] = index
-    if len(last_index) == sum(1 for _, _, e in parsed if e.get("kind") == "candle"):
-        return parsed
-    return [
-        entry
-        for index, entry in enumerate(parsed)
-        if entry[2].get("kind") != "candle" or last_index[(entry[2].get("tf"), entry[2].get("ts"))] == index
-    ]

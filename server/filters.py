@@ -19,6 +19,13 @@ FILTER_KEYS: Final = ("kinds", "bots", "strategies", "signal_types", "min_confid
 _MAX_LIST = 100
 _BOT_KINDS: Final = frozenset(("signal", "trade", "bot"))
 
+#: What filters look at, besides confidence: (kind, bot, strategy, type, side).
+Signature = tuple[Any, Any, Any, Any, Any]
+
+
+def signature_of(event: Mapping[str, Any]) -> Signature:
+    return (event.get("kind"), event.get("bot"), event.get("strategy"), event.get("type"), event.get("side"))
+
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
@@ -53,6 +60,20 @@ class EventFilter:
         elif kind == "trade" and self.sides is not None and event.get("side") not in self.sides:
             return False
         return True
+
+    def admits(self, signature: Signature) -> bool:
+        """:meth:`matches` for every event with this signature, except ``min_confidence`` (per event)."""
+        kind, bot, strategy, type_, side = signature
+        if self.kinds is not None and kind not in self.kinds:
+            return False
+        if kind in _BOT_KINDS:
+            if self.bots is not None and bot not in self.bots:
+                return False
+            if self.strategies is not None and strategy not in self.strategies:
+                return False
+        if kind == "signal":
+            return self.signal_types is None or type_ in self.signal_types
+        return not (kind == "trade" and self.sides is not None and side not in self.sides)
 
     def wants_kind(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds

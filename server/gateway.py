@@ -75,7 +75,10 @@ class Gateway:
         self.settings = settings
         self.redis_url = redis_url
         self.redis: aioredis.Redis = async_client(
-            redis_url, socket_timeout_s=settings.redis.socket_timeout_s, name="signalpush-gateway"
+            redis_url,
+            socket_timeout_s=settings.redis.socket_timeout_s,
+            name="signalpush-gateway",
+            max_connections=32,
         )
         if history is None:
             history = (

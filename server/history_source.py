@@ -125,12 +125,20 @@ class LogHistory:
     async def after(
         self, symbol: str, flt: EventFilter, *, epoch: str, seq: int, until_seq: int | None = None
     ) -> After:
-        current, last, entries = await snapshot(self._client, symbol)
+        # Only the part after ``seq`` (and the oldest entry, to know whether seq+1 is still there).
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
+            pipe.xrange(keys.log_key(symbol), min="-", max="+", count=1)
+            pipe.xrange(keys.log_key(symbol), min=f"{seq + 1}-0", max="+")
+            (raw_epoch, raw_seq), oldest, tail = await pipe.execute()
+        current, last = (raw_epoch.decode() if raw_epoch else None), int(raw_seq or 0)
+        entries = log_entries(tail)
+        first = log_entries(oldest)[0][0] if oldest else None
         if current != epoch:
             return After(current, last, reset_reason="epoch changed")
         if seq > last:
             return After(current, last, reset_reason="position unknown")
-        if seq < last and (not entries or entries[0][0] > seq + 1):
+        if seq < last and (first is None or first > seq + 1):
             return After(current, last, reset_reason="position no longer in the log")
         end = last if until_seq is None else min(until_seq, last)
         events = [(s, raw) for s, raw in entries if seq < s <= end and flt.matches(json.loads(raw))]

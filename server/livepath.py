@@ -22,12 +22,13 @@ from publishers.connection import TRANSIENT_ERRORS
 from publishers.errors import BusError
 from publishers.script import parse_live_message
 from server.bus import Batch
-from server.fanout import Diverged, EpochChanged, Fanout, Hole, Member, Message
+from server.fanout import Diverged, EpochChanged, Fanout, Hole, Member
 from server.filters import EVERYTHING
 from server.history_source import HistorySource, read_meta
 from server.metrics import GatewayMetrics
 from server.outbox import Outbox
 from server.protocol import now_ms
+from server.selection import Message
 
 log = logging.getLogger(__name__)
 

@@ -39,11 +39,15 @@ class Outbox:
         now = time.monotonic()
         metrics = self.metrics
         for batch in out.broadcasts:
-            live = cast(set[ServerConnection], batch.group.live)
+            group_live = batch.group.live
+            recipients = group_live if batch.recipients is None else batch.recipients & group_live
+            live = cast(set[ServerConnection], recipients)
             slow = [ws for ws in live if buffered(ws) > limit]
             for ws in slow:
                 member = batch.group.members[ws]
                 self._lag(member, max(member.position, batch.from_seq - 1), now)
+            if slow and recipients is not group_live:
+                live = live - set(slow)
             data = batch.text.encode()  # once per group, whatever the number of recipients
             broadcast(live, data, text=True)
             metrics.frames_out += 1

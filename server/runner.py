@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -88,6 +89,9 @@ async def running_gateway(
         gateway = Gateway(settings, redis_url=redis_url, engine=engine)
         ApiRoutes(HttpRoutes(gateway), engine, recorder)
         port = await gateway.start(reuse_port=reuse_port)
+        # Everything allocated at start-up lives as long as the process: keep it out of the
+        # collector's full passes (they showed as 30-100 ms pauses under load).
+        gc.freeze()
         try:
             yield gateway, port
         finally:

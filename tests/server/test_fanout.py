@@ -50,7 +50,8 @@ class Recorder:
 
     def apply(self, out: Outgoing, fanout: Fanout) -> None:
         for batch in out.broadcasts:
-            for conn in batch.group.live:
+            recipients = batch.group.live if batch.recipients is None else batch.recipients & batch.group.live
+            for conn in recipients:
                 self.frames.setdefault(conn, []).append(json.loads(batch.text))
         for send in out.sends:
             self.frames.setdefault(send.member.conn, []).append(json.loads(send.text))
@@ -298,3 +299,17 @@ def test_a_member_lagging_on_its_own_frames_keeps_the_position_before_the_first_
     fanout.mark_lagging(member, out.sends[1].before, now=1.0)
     fanout.mark_lagging(member, out.sends[2].before, now=1.0)  # ignored: already lagging
     assert member.state is MemberState.LAGGING and member.position == 1
+
+
+def test_a_member_going_live_on_a_batch_does_not_also_get_its_broadcast() -> None:
+    fanout = Fanout()
+    recorder = Recorder()
+    live_member(fanout, "old")
+    recorder.apply(fanout.ingest("SYM", "E", [(1, signal(1))], now=0.0), fanout)
+    newcomer, _ = fanout.join("new", "SYM", EVERYTHING)
+    out = fanout.finish_loading(newcomer, 2, newcomer.generation)  # its history already saw seq 2
+    assert out is not None and newcomer.state is MemberState.WAITING
+    recorder.apply(fanout.ingest("SYM", "E", [(2, signal(2)), (3, signal(3))], now=0.0), fanout)
+    assert newcomer.state is MemberState.LIVE
+    assert [e["seq"] for f in recorder.frames["new"] for e in f["items"]] == [3]
+    assert [e["seq"] for f in recorder.frames["old"] for e in f["items"]] == [1, 2, 3]

@@ -22,9 +22,15 @@ async def test_workers_share_the_port_and_a_killed_one_is_replaced_without_loss(
 ) -> None:
     with ServerProcess("serve", "--redis-url", redis_url, "--workers", "2") as server:
         await async_wait_until(lambda: len(_worker_pids(server.pid)) == 2, what="2 workers")
-        clients = [await WsClient(server.ws_url).connect() for _ in range(16)]
+        clients: list[WsClient] = []
+
+        async def both_workers_answer() -> bool:
+            # A worker still starting does not listen yet: the kernel sends everyone to the other.
+            clients.append(await WsClient(server.ws_url).connect())
+            return len({c.frames[0]["instance"] for c in clients}) == 2 and len(clients) >= 16
+
+        await async_wait_until(both_workers_answer, timeout=30, what="connections on both workers")
         instances = {c.frames[0]["instance"] for c in clients}
-        assert len(instances) == 2, "the kernel spread connections over both workers"
         subs = [(await c.subscribe(symbol))["sub"] for c in clients]
         async with Publisher(redis_url, bot="b", strategy="s") as pub:
             for _ in range(5):
