@@ -334,7 +334,7 @@ async def test_real_clients_get_exactly_their_filters_events(redis_url: str, sym
             last = len(published)
             fanout = running.gateway.fanout
             await async_wait_until(
-                lambda s=sym: fanout.symbols[s].last_seq == last, what="the gateway took them all"
+                lambda s=sym, n=last, f=fanout: f.symbols[s].last_seq == n, what="the gateway took them all"
             )
             for client, sub, raw_filter in zip(clients, subs, filters, strict=True):
                 flt = parse_filter(raw_filter)
