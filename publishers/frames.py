@@ -42,6 +42,16 @@ def _ms_column(frame: pd.DataFrame) -> pd.Series:
             column = frame.index.to_series(index=frame.index)
         else:
             raise InvalidEventError("ts", "no ts/timestamp column and no DatetimeIndex")
+    if not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_datetime64_any_dtype(column):
+        # Text (a CSV): numbers as ms, else dates/times (UTC unless they say otherwise).
+        numeric = pd.to_numeric(column, errors="coerce")
+        if numeric.notna().all():
+            column = numeric
+        else:
+            try:
+                column = pd.to_datetime(column, utc=True, format="mixed")
+            except (ValueError, TypeError) as exc:
+                raise InvalidEventError("ts", f"cannot read the times: {exc}") from None
     if pd.api.types.is_datetime64_any_dtype(column):
         as_utc = column.dt.tz_localize("UTC") if column.dt.tz is None else column.dt.tz_convert("UTC")
         millis: pd.Series = (as_utc - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)

@@ -13,7 +13,7 @@ from typing import Any
 
 from publishers.config import Settings, load_settings
 from publishers.errors import SignalpushError
-from server import __version__, bench, stats_cli
+from server import __version__, bench, import_cli, stats_cli
 from server.logs import configure_logging
 from server.store import commands as store_commands
 
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Each capability registers its own subcommands (one line each here).
     bench.register(commands)
     stats_cli.register(commands)
+    import_cli.register(commands)
     store_commands.register(commands)
     return parser
 
