@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, text
 
 from publishers import Publisher
 from publishers.events import BotStatus, Event, Signal, Trade, now_ms
+from server.embedded import die_with_parent_hook
 from server.store.engine import create_engine
 from tests.support import async_wait_until, scaled
 from tests.support.chaos import FILTERS, ChaosClient, expected, stop_all
@@ -38,7 +39,14 @@ class RecorderProcess:
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, cwd=REPO, stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+                preexec_fn=die_with_parent_hook(),
+            )
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -130,66 +138,70 @@ async def test_clients_get_exactly_their_events_through_gateway_and_recorder_kil
         redis_url, {**env, "SIGNALPUSH_RECORDER_ENABLED": "1"}, tmp_path / "recorder.log"
     )
     recorder.start()
-    published: list[dict[str, Any]] = []
-    stop_publishing, stop_clients = asyncio.Event(), asyncio.Event()
-    publisher = asyncio.create_task(
-        _publish(redis_url, symbols, random.Random(rng.random()), stop_publishing, published, rate=150)
-    )
-    await async_wait_until(
-        lambda: {e["symbol"] for e in published} == set(symbols), what="every symbol published"
-    )
-    clients = [
-        ChaosClient(
-            f"c{i}", gateway.ws_url, rng.choice(symbols), rng.choice(FILTERS), random.Random(rng.random())
+    try:
+        published: list[dict[str, Any]] = []
+        stop_publishing, stop_clients = asyncio.Event(), asyncio.Event()
+        publisher = asyncio.create_task(
+            _publish(redis_url, symbols, random.Random(rng.random()), stop_publishing, published, rate=150)
         )
-        for i in range(50)
-    ]
-    tasks = [asyncio.create_task(c.run(stop_clients, churn=0.3)) for c in clients]
-    try:
-        for round_number, pause in enumerate((3.0, 3.0)):
-            await asyncio.sleep(pause)
-            gateway.kill()  # SIGKILL: no goodbye to anyone
-            if round_number == 0:
-                recorder.kill()  # mid-batch or not: SQL must still hold everything exactly once
-            await asyncio.sleep(rng.uniform(0.2, 1.0))
-            await asyncio.to_thread(gateway.start)
-            if round_number == 0:
-                recorder.start()
-        await asyncio.sleep(3.0)
-        stop_publishing.set()
-        await publisher
-        last = {s: max(e["seq"] for e in published if e["symbol"] == s) for s in symbols}
-        try:
-            await async_wait_until(
-                lambda: all(c.start is not None and c.position >= last[c.symbol] for c in clients),
-                timeout=30,
-                what="every client to reach the last seq of its symbol",
+        await async_wait_until(
+            lambda: {e["symbol"] for e in published} == set(symbols), what="every symbol published"
+        )
+        clients = [
+            ChaosClient(
+                f"c{i}", gateway.ws_url, rng.choice(symbols), rng.choice(FILTERS), random.Random(rng.random())
             )
-        except AssertionError as exc:
-            behind = [
-                (c.name, c.symbol, c.filter, c.position, last[c.symbol], c.connects, c.problems[:2])
-                for c in clients
-                if c.start is None or c.position < last[c.symbol]
-            ]
-            raise AssertionError(f"{exc}; behind: {behind}; server log: {gateway.log_path}") from None
-    finally:
-        stop_clients.set()
-        await asyncio.wait_for(stop_all(tasks), scaled(20))
-        gateway.kill()
-    try:
-        expected_rows = sorted((e["kind"], e["symbol"], e["seq"]) for e in published)
+            for i in range(50)
+        ]
+        tasks = [asyncio.create_task(c.run(stop_clients, churn=0.3)) for c in clients]
+        try:
+            for round_number, pause in enumerate((3.0, 3.0)):
+                await asyncio.sleep(pause)
+                gateway.kill()  # SIGKILL: no goodbye to anyone
+                if round_number == 0:
+                    recorder.kill()  # mid-batch or not: SQL must still hold everything exactly once
+                await asyncio.sleep(rng.uniform(0.2, 1.0))
+                await asyncio.to_thread(gateway.start)
+                if round_number == 0:
+                    recorder.start()
+            await asyncio.sleep(3.0)
+            stop_publishing.set()
+            await publisher
+            last = {s: max(e["seq"] for e in published if e["symbol"] == s) for s in symbols}
+            try:
+                await async_wait_until(
+                    lambda: all(c.start is not None and c.position >= last[c.symbol] for c in clients),
+                    timeout=30,
+                    what="every client to reach the last seq of its symbol",
+                )
+            except AssertionError as exc:
+                behind = [
+                    (c.name, c.symbol, c.filter, c.position, last[c.symbol], c.connects, c.problems[:2])
+                    for c in clients
+                    if c.start is None or c.position < last[c.symbol]
+                ]
+                raise AssertionError(f"{exc}; behind: {behind}; server log: {gateway.log_path}") from None
+        finally:
+            stop_clients.set()
+            await asyncio.wait_for(stop_all(tasks), scaled(20))
+            gateway.kill()
+        try:
+            expected_rows = sorted((e["kind"], e["symbol"], e["seq"]) for e in published)
 
-        async def recorded() -> bool:
-            return sorted(await stored_rows(store_url, symbols)) == expected_rows
+            async def recorded() -> bool:
+                return sorted(await stored_rows(store_url, symbols)) == expected_rows
 
-        await async_wait_until(recorded, timeout=30, what="SQL to hold every published event")
+            await async_wait_until(recorded, timeout=30, what="SQL to hold every published event")
+        finally:
+            recorder.kill()
+        rows = await stored_rows(store_url, symbols)
+        assert len(rows) == len(set(rows)) == len(published), "every event exactly once in SQL"
+        for client in clients:
+            assert client.problems == [], f"{client.name}: {client.problems[:3]}"
+            got = [item["seq"] for item in client.items]
+            assert got == expected(client, published), f"{client.name} ({client.filter}) differs"
+        assert sum(c.connects for c in clients) > 150, "the clients really did churn and reconnect"
+        assert len(published) > 500
     finally:
         recorder.kill()
-    rows = await stored_rows(store_url, symbols)
-    assert len(rows) == len(set(rows)) == len(published), "every event exactly once in SQL"
-    for client in clients:
-        assert client.problems == [], f"{client.name}: {client.problems[:3]}"
-        got = [item["seq"] for item in client.items]
-        assert got == expected(client, published), f"{client.name} ({client.filter}) differs"
-    assert sum(c.connects for c in clients) > 150, "the clients really did churn and reconnect"
-    assert len(published) > 500
+        gateway.kill()

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from server.embedded import free_port
+from server.embedded import die_with_parent_hook, free_port
 from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +64,7 @@ class ServerProcess:
                 cwd=REPO,
                 stdout=log,
                 stderr=log,
+                preexec_fn=die_with_parent_hook(),
             )
         finally:
             if log is not subprocess.DEVNULL:
