@@ -1,10 +1,11 @@
 /**
  * wall.js — the live wall: one tile per symbol, filling the screen, no clicks needed.
  *
- * Each tile subscribes with `history: {minutes, max_points, figure: true}`, draws the figure
- * with Plotly.react once per (re)load or reset, then queues live events and applies every
- * queued event of an animation frame together (TileModel.plan → addTraces / extendTraces with
- * maxPoints / in-place replacement of the live candle). All settings are URL parameters
+ * Each tile subscribes with `history: {minutes, max_points, figure: true}`, draws the server's
+ * figure with Plotly.react once per (re)load or reset, then queues live events and applies
+ * every queued event of an animation frame together (TileModel.plan → relayout / addTraces /
+ * extendTraces with maxPoints / in-place replacement of the live candle), following the
+ * server's rules for appending live events (docs/charts.md). All settings are URL parameters
  * (docs/client.md). `window.signalpushWall` exposes read-only state for tests and operators.
  */
 
@@ -63,7 +64,7 @@ class Tile {
     this.kpiNodes = {};
     const strip = el("div", "kpis");
     if (!config.kpis) strip.hidden = true;
-    for (const [key, label] of [["last_price", "last"], ["pnl_today", "P&L today"], ["win_rate", "win rate"], ["open_positions", "open"], ["active_bots", "bots"]]) {
+    for (const [key, label] of [["last_price", "last"], ["today_pnl", "P&L today"], ["win_rate", "win rate"], ["open_positions", "open"], ["active_bots", "bots"]]) {
       const kpi = el("div", "kpi");
       kpi.append(el("span", "kpi-label", label));
       this.kpiNodes[key] = el("span", "kpi-value", "–");
@@ -91,9 +92,9 @@ class Tile {
   }
 
   onHistory(frame) {
-    const payload = frame.figure?.figure ? structuredClone(frame.figure) : buildFigure(this.symbol, frame.data);
+    const payload = frame.figure?.figure ? structuredClone(frame.figure) : buildFigure(this.symbol, frame.data, { maxPoints: config.maxPoints });
     prepareFigure(payload, { maxPoints: config.maxPoints, legend: config.legend });
-    this.model = new TileModel(payload, frame.data, { maxPoints: config.maxPoints, equityGapMs: config.equityGapS * 1000 });
+    this.model = new TileModel(payload, frame.data, { maxPoints: config.maxPoints, gapMs: config.gapS * 1000 });
     this.queue.length = 0;
     this.ready = false;
     this.reloads += 1;
@@ -129,9 +130,14 @@ class Tile {
     this.queue = [];
     try {
       const plan = this.model.plan(items, this.plot.data);
+      if (plan.relayout) Plotly.relayout(this.plot, plan.relayout);
+      if (plan.swap) {
+        Plotly.deleteTraces(this.plot, plan.swap.index);
+        Plotly.addTraces(this.plot, plan.swap.trace, plan.swap.index);
+      }
       if (plan.add.length) Plotly.addTraces(this.plot, plan.add);
       for (const group of plan.extend) Plotly.extendTraces(this.plot, group.update, group.indices, group.maxPoints);
-      if (plan.replaced && !plan.add.length && !plan.extend.length) Plotly.redraw(this.plot);
+      if (plan.replaced && !plan.add.length && !plan.extend.length && !plan.swap) Plotly.redraw(this.plot);
       this.flushes += 1;
       if (plan.kpis) this.renderKpis();
     } catch (error) {
@@ -169,11 +175,11 @@ class Tile {
       if (node.dataset.tone !== cls) node.dataset.tone = cls;
     };
     set("last_price", fmtPrice(k.last_price));
-    const pnl = k.pnl_today ?? 0;
-    set("pnl_today", `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { maximumFractionDigits: 2 })}`, pnl > 0 ? "good" : pnl < 0 ? "bad" : "");
-    set("win_rate", k.win_rate == null ? "–" : `${Math.round(k.win_rate * 100)}%`);
+    const pnl = k.today_pnl ?? 0;
+    set("today_pnl", `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`, pnl > 0 ? "good" : pnl < 0 ? "bad" : "");
+    set("win_rate", k.win_rate == null ? "–" : `${Math.round(k.win_rate)}%`);
     set("open_positions", String(k.open_positions ?? 0));
-    set("active_bots", String(k.active_bots ?? 0));
+    set("active_bots", k.active_bots == null ? "–" : String(k.active_bots));
   }
 
   renderAge(now) {

@@ -66,6 +66,22 @@ def _candle_trace(candles: pd.DataFrame, symbol: str) -> dict[str, Any]:
     }
 
 
+def price_template(symbol: str, theme: styles.Theme) -> dict[str, Any]:
+    """The price line (no points) of a chart without candles."""
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "name": f"{symbol} price",
+        "x": [],
+        "y": [],
+        "connectgaps": False,
+        "line": {"color": theme.text, "width": 2},
+        "showlegend": False,
+        "hovertemplate": "price: %{y:,.2f}<br>%{x|%Y-%m-%d %H:%M:%S} UTC<extra></extra>",
+        "meta": {"layer": "market", "key": "price"},
+    }
+
+
 def _price_trace(
     signals: pd.DataFrame, trades: pd.DataFrame, symbol: str, theme: styles.Theme, max_points: int
 ) -> dict[str, Any]:
@@ -74,19 +90,11 @@ def _price_trace(
     if len(points) > max_points > 0:
         points = points.iloc[np.linspace(0, len(points) - 1, max_points).round().astype(int)]
     ts = points["ts"].to_numpy(dtype="int64")
-    xs, ys = traces.with_gaps(ts, traces.floats(points["price"]), traces.gap_threshold(ts, factor=10.0))
-    return {
-        "type": "scatter",
-        "mode": "lines",
-        "name": f"{symbol} price",
-        "x": xs,
-        "y": ys,
-        "connectgaps": False,
-        "line": {"color": theme.text, "width": 2},
-        "showlegend": False,
-        "hovertemplate": "price: %{y:,.2f}<br>%{x|%Y-%m-%d %H:%M:%S} UTC<extra></extra>",
-        "meta": {"layer": "market", "key": "price"},
-    }
+    trace = price_template(symbol, theme)
+    trace["x"], trace["y"] = traces.with_gaps(
+        ts, traces.floats(points["price"]), traces.gap_threshold(ts, factor=10.0)
+    )
+    return trace
 
 
 def equity_template(bot: str, index: int, theme: styles.Theme) -> dict[str, Any]:
@@ -120,6 +128,41 @@ def _equity_traces(status: pd.DataFrame, theme: styles.Theme, max_points: int) -
         trace["x"], trace["y"] = traces.with_gaps(ts, traces.floats(mine["equity"]), traces.gap_threshold(ts))
         out.append((f"equity:{bot}", trace))
     return out
+
+
+def _equity_axis(symbol: str, theme: styles.Theme) -> dict[str, Any]:
+    return {
+        **theme.axis(),
+        "domain": [0.0, EQUITY_HEIGHT],
+        "side": "right",
+        "uirevision": symbol,
+        "automargin": True,
+        "nticks": 3,
+    }
+
+
+def _equity_annotation(theme: styles.Theme) -> dict[str, Any]:
+    return {
+        "text": "equity",
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.0,
+        "y": EQUITY_HEIGHT,
+        "xanchor": "left",
+        "yanchor": "top",
+        "showarrow": False,
+        "font": {"size": theme.font_size - 4, "color": theme.text},
+    }
+
+
+def equity_axes(symbol: str, theme: styles.Theme) -> dict[str, Any]:
+    """The ``Plotly.relayout`` update that makes room for the equity strip in a figure without one."""
+    return {
+        "yaxis.domain": [EQUITY_HEIGHT + EQUITY_GAP, 1.0],
+        "yaxis2": _equity_axis(symbol, theme),
+        "xaxis.anchor": "y2",
+        "annotations": [_equity_annotation(theme)],
+    }
 
 
 def _layout(symbol: str, theme: styles.Theme, has_equity: bool) -> dict[str, Any]:
@@ -156,26 +199,8 @@ def _layout(symbol: str, theme: styles.Theme, has_equity: bool) -> dict[str, Any
         },
     )
     if has_equity:
-        layout["yaxis2"] = {
-            **axis,
-            "domain": [0.0, EQUITY_HEIGHT],
-            "side": "right",
-            "uirevision": symbol,
-            "automargin": True,
-        }
-        layout["annotations"] = [
-            {
-                "text": "equity",
-                "xref": "paper",
-                "yref": "paper",
-                "x": 0.0,
-                "y": EQUITY_HEIGHT,
-                "xanchor": "left",
-                "yanchor": "top",
-                "showarrow": False,
-                "font": {"size": theme.font_size - 4, "color": theme.text},
-            }
-        ]
+        layout["yaxis2"] = _equity_axis(symbol, theme)
+        layout["annotations"] = [_equity_annotation(theme)]
     return layout
 
 
@@ -280,8 +305,11 @@ def live_spec(symbol: str, style: styles.Theme, max_points: int, equity_bots: li
                 t: traces.signal_template(t, "{strategy}", style, unit="ms") for t in ("buy", "sell", "hold")
             },
             "equity": equity_template("{bot}", 0, style),
+            "candle": _candle_trace(candle_frame(None), symbol),
+            "price": price_template(symbol, style),
             **trade_templates,
         },
+        "equity_axes": equity_axes(symbol, style),
         "naming": {
             "signal": "{strategy} {type}",
             "signal_key": "signal:{strategy}:{type}",
