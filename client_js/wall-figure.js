@@ -22,10 +22,10 @@ export const DARK = Object.freeze({
   grid: "#1f2937",
   fontSize: 18,
   markerLine: "#0b0f14",
-  tradeMarkerSize: 16.0,
+  tradeMarkerSize: 11.0,
   tradeLineWidth: 2.5,
   equityLineWidth: 2.5,
-  confidence: { size: [10.0, 26.0], opacity: [0.35, 1.0] },
+  confidence: { size: [6.0, 16.0], opacity: [0.35, 1.0] },
 });
 
 const SIGNAL_COLORS = { buy: "#22c55e", sell: "#ef4444", hold: "#9ca3af" };
@@ -89,7 +89,10 @@ export function pnlColor(value, live) {
   return value > 0 ? colors.win : colors.loss;
 }
 
-/** A gap is a step longer than `factor` × the median step, at least `floorMs`; null with too few points. */
+/**
+ * A gap is a step longer than `factor` × the usual long step (the 75th percentile of the steps
+ * between distinct times, numpy's linear interpolation), at least `floorMs`; null with too few points.
+ */
 export function gapThreshold(ts, factor = 3, floorMs = 60_000) {
   if (ts.length < 3) return null;
   const sorted = [...ts].sort((a, b) => a - b);
@@ -97,9 +100,13 @@ export function gapThreshold(ts, factor = 3, floorMs = 60_000) {
   for (let i = 1; i < sorted.length; i++) if (sorted[i] - sorted[i - 1] > 0) steps.push(sorted[i] - sorted[i - 1]);
   if (!steps.length) return null;
   steps.sort((a, b) => a - b);
-  const mid = steps.length >> 1;
-  const median = steps.length % 2 ? steps[mid] : (steps[mid - 1] + steps[mid]) / 2;
-  return Math.max(median * factor, floorMs);
+  const at = 0.75 * (steps.length - 1);
+  const lo = Math.floor(at);
+  const t = at - lo;
+  const a = steps[lo];
+  const b = steps[Math.min(lo + 1, steps.length - 1)];
+  const p75 = t >= 0.5 ? b - (b - a) * (1 - t) : a + (b - a) * t; // numpy's _lerp
+  return Math.max(p75 * factor, floorMs);
 }
 
 /** A `null` point (at previous ts + 1) wherever consecutive times are more than `gapMs` apart. */
@@ -175,7 +182,7 @@ function tradeTemplates() {
   const size = DARK.tradeMarkerSize;
   const line = (outcome, name) => ({
     type: "scatter", mode: "lines", name, legendgroup: "trades", x: [], y: [], customdata: [], connectgaps: false,
-    line: { color: PNL_COLORS[outcome], width: DARK.tradeLineWidth }, opacity: 0.75,
+    line: { color: PNL_COLORS[outcome], width: DARK.tradeLineWidth }, opacity: 0.75, showlegend: false,
     hovertemplate: "<b>%{customdata[0]}</b> P&L: %{customdata[1]}<extra></extra>",
     meta: { layer: "trades", key: `trade_line:${outcome}` },
   });

@@ -101,12 +101,12 @@ test("signals: customdata [bot, strategy, confidence], size and opacity from liv
   assert.equal(added.marker.symbol, payload.live.symbols.signal.sell);
   assert.equal(added.marker.color, payload.live.colors.signal.sell);
   const style = confidenceStyle(0.1234, payload.live);
-  assert.deepEqual(style, { size: 11.974, opacity: 0.43 }, "10 + 16c and 0.35 + 0.65c, 3 decimals");
+  assert.deepEqual(style, { size: 7.234, opacity: 0.43 }, "6 + 10c and 0.35 + 0.65c, 3 decimals");
   assert.deepEqual(added.marker.size, [style.size]);
   assert.deepEqual(added.customdata, [["momo-1", "ema_crossover", 0.1234]]);
   const index = model.index("signal:momentum:buy");
   assert.deepEqual(plan.extend[0].indices, [index]);
-  assert.deepEqual(plan.extend[0].update["marker.size"], [[26]]);
+  assert.deepEqual(plan.extend[0].update["marker.size"], [[16]]);
   assert.deepEqual(plan.extend[0].update.customdata, [[["momo-1", "momentum", 1]]]);
   applyPlan(data, plan);
   assert.equal(data.length, before + 1);

@@ -204,6 +204,14 @@ def _layout(symbol: str, theme: styles.Theme, has_equity: bool) -> dict[str, Any
     return layout
 
 
+def _on_wall(key: str, trace: dict[str, Any]) -> dict[str, Any]:
+    """Wall styling of the shared trade traces: the entry→exit lines stay out of the legend (their
+    colour says win or loss, the exit marker's hover the P&L), so the legend fits a tile."""
+    if key.startswith("trade_line:"):
+        trace["showlegend"] = False
+    return trace
+
+
 def build_symbol_figure(
     symbol: str,
     data: Mapping[str, Mapping[str, Any]],
@@ -228,7 +236,7 @@ def build_symbol_figure(
     else:
         keyed.append(("price", _price_trace(signals, trades, symbol, style, max_points)))
     keyed += traces.signal_traces(signals, style, unit="ms", group_by_strategy=True, layer="signals")
-    keyed += traces.trade_traces(trades, style, unit="ms", layer="trades")
+    keyed += [(key, _on_wall(key, trace)) for key, trace in traces.trade_traces(trades, style, unit="ms")]
     equity = _equity_traces(status, style, max_points)
     keyed += equity
     gaps = _gap_thresholds(signals, trades, status)
@@ -275,7 +283,9 @@ async def build_symbol_figure_async(
 
 def live_spec(symbol: str, style: styles.Theme, max_points: int, equity_bots: list[str]) -> dict[str, Any]:
     """What a client needs to append live events with the figure's styling (docs/charts.md)."""
-    trade_templates = traces.trade_templates(style, unit="ms", layer="trades")
+    trade_templates = {
+        key: _on_wall(key, trace) for key, trace in traces.trade_templates(style, unit="ms").items()
+    }
     return {
         "symbol": symbol,
         "x": "ms",
