@@ -466,7 +466,7 @@ export function wallLayout(symbol, hasEquity) {
     font: { color: DARK.text, size: DARK.fontSize, family: "Inter, system-ui, sans-serif" },
     hoverlabel: { font: { size: DARK.fontSize } },
     hovermode: "closest",
-    legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom", font: { size: DARK.fontSize - 2 }, groupclick: "togglegroup" },
+    legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom", font: { size: DARK.fontSize - 2 }, groupclick: "togglegroup", itemsizing: "constant" },
     title: { text: symbol, font: { size: DARK.fontSize + 8 }, x: 0.01, xanchor: "left", yref: "container", y: 0.985, yanchor: "top" },
     uirevision: symbol,
     margin: { l: 20, r: 20, t: 130, b: 50 },

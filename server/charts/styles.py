@@ -101,6 +101,8 @@ class Theme:
                 "yanchor": "bottom",
                 "font": {"size": self.font_size - 2},
                 "groupclick": "togglegroup",
+                # Legend symbols at one readable size (markers sized by confidence would draw tiny ones).
+                "itemsizing": "constant",
             },
         }
 
