@@ -57,6 +57,14 @@ function numberParam(params, name, fallback, { min = 0, max = Infinity } = {}) {
   return Number.isFinite(value) && value >= min && value <= max ? value : fallback;
 }
 
+/** `legend`: "key" (one key for the whole wall, default), "tiles" (Plotly's legend per tile), "none". */
+function legendMode(raw) {
+  const value = String(raw ?? "key").toLowerCase();
+  if (["1", "true", "on", "yes", "tiles"].includes(value)) return "tiles";
+  if (["0", "false", "off", "no", "none"].includes(value)) return "none";
+  return "key";
+}
+
 /** Every wall setting from the URL (docs/client.md lists them). */
 export function parseWallParams(search) {
   const params = new URLSearchParams(search);
@@ -78,11 +86,14 @@ export function parseWallParams(search) {
     cols: Math.round(numberParam(params, "cols", 0, { min: 0, max: 24 })),
     title: params.get("title") || null,
     kpis: flag("kpis", true),
-    legend: flag("legend", true),
+    legend: legendMode(params.get("legend")),
     figure: flag("figure", true),
     gapS: numberParam(params, "gap_s", 600, { min: 1 }),
-    flushMs: numberParam(params, "flush_ms", 0, { min: 0, max: 60_000 }),
     backoffMaxS: numberParam(params, "backoff_max_s", 20, { min: 1, max: 3600 }),
+    frameBudgetMs: numberParam(params, "frame_budget_ms", 8, { min: 1, max: 1000 }),
+    redrawMs: numberParam(params, "redraw_ms", 1000, { min: 0, max: 60_000 }),
+    gl: ((v) => (["1", "true", "on", "yes"].includes(v) ? "on" : ["0", "false", "off", "no"].includes(v) ? "off" : "auto"))(String(params.get("gl") ?? "auto").toLowerCase()),
+    perf: flag("perf", false),
   };
 }
 
@@ -129,9 +140,22 @@ function cutTrace(trace, limit) {
  * Ready a figure payload for a wall tile, in place: x values as ms (date strings are UTC when
  * they carry no zone), date x axes, zoom kept (`uirevision`), every trace within its bound.
  * The tile shows the symbol in its own header, so the figure's title goes unless `title`.
+ * `gl`: draw markers and lines with WebGL (`scattergl`, templates too): far cheaper redraws on
+ * a screen with a GPU; candles stay SVG.
  */
-export function prepareFigure(payload, { maxPoints = 2000, legend = true, title = false } = {}) {
+export function prepareFigure(payload, { maxPoints = 2000, legend = "tiles", title = false, gl = false } = {}) {
   const { data, layout } = payload.figure;
+  if (gl) {
+    const toGl = (trace) => {
+      if (trace?.type === "scatter") trace.type = "scattergl";
+    };
+    data.forEach(toGl);
+    const templates = payload.live?.templates ?? {};
+    for (const value of Object.values(templates)) {
+      if (value?.type) toGl(value);
+      else for (const nested of Object.values(value ?? {})) toGl(nested);
+    }
+  }
   const keys = new Map(Object.entries(payload.trace_map ?? {}).map(([k, i]) => [i, k]));
   data.forEach((trace, index) => {
     if (!Array.isArray(trace.x)) return;
@@ -143,11 +167,11 @@ export function prepareFigure(payload, { maxPoints = 2000, legend = true, title 
   }
   if (!layout.xaxis) layout.xaxis = { type: "date" };
   if (layout.uirevision == null) layout.uirevision = payload.live?.symbol ?? "wall";
+  if (legend !== "tiles" && legend !== true) layout.showlegend = false;
   if (!title) {
     delete layout.title;
-    layout.margin = { ...(layout.margin ?? {}), t: 6 }; // the legend pushes the margin it needs
+    layout.margin = { ...(layout.margin ?? {}), t: layout.showlegend === false ? 14 : 6 }; // a legend pushes the margin it needs
   }
-  if (!legend) layout.showlegend = false;
   return payload;
 }
 
@@ -392,4 +416,76 @@ export class TileModel {
     for (const [key, index] of this.traceMap) out[key] = data[index]?.x?.length ?? 0;
     return out;
   }
+}
+
+/** Durations in a fixed histogram (0.25 ms buckets up to 2 s): constant memory for a soak of any length. */
+export class FrameStats {
+  constructor() {
+    this.buckets = new Uint32Array(8001);
+    this.reset();
+  }
+
+  reset() {
+    this.buckets.fill(0);
+    this.count = 0;
+    this.max = 0;
+    this.total = 0;
+  }
+
+  record(ms) {
+    if (!(ms >= 0)) return;
+    this.buckets[Math.min(this.buckets.length - 1, Math.round(ms * 4))] += 1;
+    this.count += 1;
+    this.total += ms;
+    if (ms > this.max) this.max = ms;
+  }
+
+  /** The q-quantile (0..1) in ms, to the bucket (0.25 ms); null when nothing was recorded. */
+  quantile(q) {
+    if (!this.count) return null;
+    const rank = Math.max(1, Math.ceil(q * this.count));
+    let seen = 0;
+    for (let i = 0; i < this.buckets.length; i++) {
+      seen += this.buckets[i];
+      if (seen >= rank) return i / 4;
+    }
+    return this.max;
+  }
+
+  /** Share of the recorded durations above `ms`. */
+  over(ms) {
+    let n = 0;
+    for (let i = Math.floor(ms * 4) + 1; i < this.buckets.length; i++) n += this.buckets[i];
+    return this.count ? n / this.count : 0;
+  }
+
+  snapshot() {
+    return {
+      count: this.count,
+      mean: this.count ? this.total / this.count : null,
+      p50: this.quantile(0.5),
+      p95: this.quantile(0.95),
+      p99: this.quantile(0.99),
+      max: this.max,
+    };
+  }
+}
+
+/**
+ * What `Plotly.extendTraces(gd, update, indices, maxPoints)` does to `gd.data`, without the redraw:
+ * every attribute of `update` (dotted paths) concatenated, then cut to its last `maxPoints`.
+ * A flush appends all its groups but the last this way, so one extendTraces call redraws once.
+ */
+export function extendInPlace(data, { update, indices, maxPoints }) {
+  indices.forEach((index, j) => {
+    for (const [attr, values] of Object.entries(update)) {
+      const parts = attr.split(".");
+      let owner = data[index];
+      for (const p of parts.slice(0, -1)) owner = owner?.[p];
+      const key = parts.at(-1);
+      if (!owner || !Array.isArray(owner[key])) throw new Error(`cannot extend missing or non-extendable attribute: ${attr}`);
+      const joined = owner[key].concat(values[j]);
+      owner[key] = joined.length > maxPoints ? joined.slice(joined.length - maxPoints) : joined;
+    }
+  });
 }

@@ -31,6 +31,9 @@ test("URL parameters: symbols, window, filter, thresholds, with defaults for the
   assert.equal(c.gapS, 120);
   assert.equal(c.kpis, true);
   assert.equal(parseWallParams("?kpis=0&legend=off").kpis, false);
+  assert.deepEqual(["", "?legend=1", "?legend=off", "?legend=tiles"].map((q) => parseWallParams(q).legend), ["key", "tiles", "none", "tiles"]);
+  assert.deepEqual(["", "?gl=1", "?gl=0", "?gl=auto"].map((q) => parseWallParams(q).gl), ["auto", "on", "off", "auto"]);
+  assert.equal(c.redrawMs, 1000);
   assert.deepEqual(parseWallParams("").symbols, []);
 });
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 SCENARIOS: dict[str, str] = {}
 SCENARIOS["performance"] = "server.bench.performance"
 SCENARIOS["backfill"] = "server.bench.backfill"
+SCENARIOS["wall"] = "server.bench.wall"
 
 
 class Scenario(Protocol):

@@ -183,7 +183,13 @@ def _assert_wall_equals_history(state: dict[str, Any]) -> None:
     state["feed"].pause()
     try:
         walls = [(everything, symbols), (filtered, symbols[:2])]
-        wait_until(lambda: _caught_up(server, walls), 30, what="every tile at the server's last seq")
+        try:
+            wait_until(lambda: _caught_up(server, walls), 30, what="every tile at the server's last seq")
+        except AssertionError:
+            seqs = {s["symbol"]: s["seq"] for s in _get(server, "/api/symbols")["symbols"]}
+            states = [(s, w.tile(s)) for w, chosen in walls for s in chosen]
+            detail = [(s, seqs.get(s), t.get("lastSeq"), t.get("queue"), t.get("ready"), t.get("lastError")) for s, t in states]
+            raise AssertionError(f"walls behind the server: {detail}") from None
         for wall, chosen, params in ((everything, symbols, {}), (filtered, symbols[:2], FILTER)):
             for symbol in chosen:
                 drawn, stored = wall.points(symbol), _history_points(server, symbol, params)

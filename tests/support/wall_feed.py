@@ -119,7 +119,7 @@ class FloorFeed:
                     )
                 )
             if rng.random() < 0.2:
-                equity = round(1000 + rng.uniform(-5, 5), 2)
+                equity = round(10_000 + rng.uniform(-20, 20), 2)
                 events.append(
                     BotStatus(
                         symbol=symbol,
