@@ -221,7 +221,7 @@ class Tile {
       if (node.dataset.tone !== cls) node.dataset.tone = cls;
     };
     set("last_price", fmtPrice(k.last_price));
-    const pnl = k.today_pnl ?? 0;
+    const pnl = Math.round((k.today_pnl ?? 0) * 100) / 100 || 0; // no "−0.00"
     set("today_pnl", `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`, pnl > 0 ? "good" : pnl < 0 ? "bad" : "");
     set("win_rate", k.win_rate == null ? "–" : `${Math.round(k.win_rate)}%`);
     set("open_positions", String(k.open_positions ?? 0));
@@ -354,8 +354,15 @@ function layoutGrid() {
   const { cols, rows } = gridShape(tiles.size, root.clientWidth, root.clientHeight, config.cols);
   root.style.setProperty("--cols", String(cols));
   root.style.setProperty("--rows", String(rows));
-  for (const tile of tiles.values()) if (tile.ready) Plotly.Plots.resize(tile.plot);
 }
+
+/** A plot follows its box: the window, the grid, or its tile's header (KPIs that wrap) resizing it. */
+const plotSizes = new ResizeObserver((entries) => {
+  for (const entry of entries) {
+    const tile = [...tiles.values()].find((t) => t.plot === entry.target);
+    if (tile?.ready) Plotly.Plots.resize(tile.plot);
+  }
+});
 
 let resizeTimer = null;
 window.addEventListener("resize", () => {
@@ -404,6 +411,7 @@ async function start() {
     const tile = new Tile(symbol);
     tiles.set(symbol, tile);
     root.append(tile.node);
+    plotSizes.observe(tile.plot);
   }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
