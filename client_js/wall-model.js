@@ -1,21 +1,44 @@
 /**
- * wall-model.js — the wall's pure logic (no DOM, no Plotly): URL parameters, KPIs, and
- * turning a batch of live events into Plotly operations on a tile's traces.
+ * wall-model.js — the wall's pure logic (no DOM, no Plotly): URL parameters, the grid, and
+ * turning a batch of live events into Plotly operations on a tile's traces, following the
+ * server's rules for appending live events (docs/charts.md section 1).
  *
  * A tile's traces live in Plotly's `gd.data`; `TileModel.plan(items, gd.data)` reads them and
- * returns what to do in one go: traces to add (a new strategy or bot appeared; their points
- * are already in them), one `extendTraces` call per group of traces sharing the same per-point
- * attributes, and whether points were replaced in place (the live candle: same ts as the last
- * one). Every trace is bounded to `maxPoints` (trade lines to 3 × maxPoints: entry, exit, gap).
+ * returns what to do in one go: a relayout (the first equity line of a figure without the
+ * equity strip), a trace to swap (the empty price line of a new symbol becomes the candle
+ * trace), traces to add (a new strategy, bot, or the first trade; their points are already in
+ * them), one `extendTraces` call per group of traces sharing the same per-point attributes,
+ * and whether points were replaced in place (the live candle: same ts as the last one).
+ * Every trace is bounded to `maxPoints` (trade lines to 3 × maxPoints: entry, exit, gap).
  */
 
-import { DEFAULT_LIVE, confidenceStyle, equityTrace, historyRows, signalTrace, tradeSegments, tradeWon } from "./wall-figure.js";
+import { confidenceStyle, equityTrace, historyRows, liveSpec, pnlColor, pnlLabel, round6, signalTrace } from "./wall-figure.js";
+import { Ledger } from "./wall-ledger.js";
 
-const POINT_ATTRS = ["y", "open", "high", "low", "close", "text", "hovertext", "customdata", "marker.size", "marker.opacity", "marker.color", "marker.symbol"];
-const DAY = 86_400_000;
-const TF_UNITS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY, w: 7 * DAY };
-const MAX_TRACKED_POSITIONS = 5000;
+/** Per-point attributes of each kind of trace (what extendTraces appends to). */
+const ROLE_ATTRS = {
+  candle: ["x", "open", "high", "low", "close"],
+  price: ["x", "y"],
+  signal: ["x", "y", "customdata", "marker.size", "marker.opacity"],
+  "trade:entry": ["x", "y", "customdata", "marker.color"],
+  "trade:exit": ["x", "y", "customdata", "marker.color"],
+  trade_line: ["x", "y", "customdata"],
+  equity: ["x", "y"],
+};
+/** Arrays cut with x when a history figure is bounded to maxPoints. */
+const CUT_ATTRS = ["y", "open", "high", "low", "close", "text", "hovertext", "customdata", "marker.size", "marker.opacity", "marker.color", "marker.symbol"];
+const SIGNAL_TYPES = new Set(["buy", "sell", "hold"]);
 const FILTER_PARAMS = ["kinds", "bots", "strategies", "signal_types", "sides"];
+
+/** The role of a trace_map key: candle, price, signal, trade:entry, trade:exit, trade_line, equity. */
+export function roleOf(key) {
+  const k = String(key ?? "");
+  if (k === "candle" || k === "price" || k === "trade:entry" || k === "trade:exit") return k;
+  if (k.startsWith("signal:")) return "signal";
+  if (k.startsWith("trade_line:")) return "trade_line";
+  if (k.startsWith("equity:")) return "equity";
+  return null;
+}
 
 /** ms since epoch from a Plotly x value: a number (ms) or a date string (UTC when no zone given). */
 export function toMs(x) {
@@ -27,18 +50,19 @@ export function toMs(x) {
   return Date.parse(s);
 }
 
-export function timeframeMs(tf) {
-  const m = /^([1-9][0-9]*)([smhdw])$/.exec(String(tf ?? ""));
-  return m ? Number(m[1]) * TF_UNITS[m[2]] : 60_000;
-}
-
-const utcDayStart = (ms) => Math.floor(ms / DAY) * DAY;
-
 function numberParam(params, name, fallback, { min = 0, max = Infinity } = {}) {
   const raw = params.get(name);
   if (raw == null || raw === "") return fallback;
   const value = Number(raw);
   return Number.isFinite(value) && value >= min && value <= max ? value : fallback;
+}
+
+/** `legend`: "key" (one key for the whole wall, default), "tiles" (Plotly's legend per tile), "none". */
+function legendMode(raw) {
+  const value = String(raw ?? "key").toLowerCase();
+  if (["1", "true", "on", "yes", "tiles"].includes(value)) return "tiles";
+  if (["0", "false", "off", "no", "none"].includes(value)) return "none";
+  return "key";
 }
 
 /** Every wall setting from the URL (docs/client.md lists them). */
@@ -62,10 +86,14 @@ export function parseWallParams(search) {
     cols: Math.round(numberParam(params, "cols", 0, { min: 0, max: 24 })),
     title: params.get("title") || null,
     kpis: flag("kpis", true),
-    legend: flag("legend", true),
+    legend: legendMode(params.get("legend")),
     figure: flag("figure", true),
-    equityGapS: numberParam(params, "equity_gap_s", 600, { min: 1 }),
+    gapS: numberParam(params, "gap_s", 600, { min: 1 }),
     backoffMaxS: numberParam(params, "backoff_max_s", 20, { min: 1, max: 3600 }),
+    frameBudgetMs: numberParam(params, "frame_budget_ms", 8, { min: 1, max: 1000 }),
+    redrawMs: numberParam(params, "redraw_ms", 1000, { min: 0, max: 60_000 }),
+    gl: ((v) => (["1", "true", "on", "yes"].includes(v) ? "on" : ["0", "false", "off", "no"].includes(v) ? "off" : "auto"))(String(params.get("gl") ?? "auto").toLowerCase()),
+    perf: flag("perf", false),
   };
 }
 
@@ -84,79 +112,6 @@ export function gridShape(n, width, height, forcedCols = 0) {
   return { cols: best.cols, rows: best.rows };
 }
 
-/** KPIs of one tile: last price, today's P&L (UTC day), win rate, open positions, active bots. */
-export class Kpis {
-  constructor(payloadKpis, rows, now = Date.now()) {
-    const k = payloadKpis ?? {};
-    this.dayStart = utcDayStart(now);
-    const lastCandle = rows.candles.at(-1);
-    this.lastPrice = k.last_price ?? lastCandle?.close ?? null;
-    const todayExits = rows.trades.filter((t) => t.action === "exit" && t.ts >= this.dayStart);
-    this.pnlToday = k.pnl_today ?? todayExits.reduce((sum, t) => sum + (t.pnl ?? 0), 0);
-    if (k.wins_today != null || k.losses_today != null) {
-      this.wins = k.wins_today ?? 0;
-      this.losses = k.losses_today ?? 0;
-    } else if (k.win_rate != null && k.trades_today != null) {
-      this.wins = Math.round(k.win_rate * k.trades_today);
-      this.losses = k.trades_today - this.wins;
-    } else {
-      this.wins = todayExits.filter((t) => t.pnl != null && t.pnl > 0).length;
-      this.losses = todayExits.length - this.wins;
-    }
-    const open = k.open_positions ?? tradeSegments(rows.trades).open.size;
-    this.openPositions = Array.isArray(open) ? open.length : Number(open) || 0;
-    this.bots = new Map();
-    this.activeBase = null;
-    if (Array.isArray(k.active_bots)) for (const bot of k.active_bots) this.bots.set(bot, "active");
-    else if (k.active_bots != null) this.activeBase = Number(k.active_bots) || 0;
-    else if (rows.bots.length) for (const b of rows.bots) this.bots.set(b.bot, b.status); // in seq order: latest wins
-    else {
-      const since = (lastCandle?.ts ?? now) - 3_600_000;
-      for (const e of [...rows.signals, ...rows.trades]) if (e.ts >= since && e.bot) this.bots.set(e.bot, "active");
-    }
-  }
-
-  rollDay(now = Date.now()) {
-    const day = utcDayStart(now);
-    if (day === this.dayStart) return false;
-    this.dayStart = day;
-    this.pnlToday = 0;
-    this.wins = this.losses = 0;
-    return true;
-  }
-
-  onEvent(event) {
-    if (event.kind === "candle") this.lastPrice = event.close;
-    else if (event.kind === "trade") {
-      if (event.action === "entry") this.openPositions += 1;
-      else {
-        this.openPositions = Math.max(0, this.openPositions - 1);
-        if (event.ts >= this.dayStart) {
-          this.pnlToday += event.pnl ?? 0;
-          if (event.pnl != null && event.pnl > 0) this.wins += 1;
-          else this.losses += 1;
-        }
-      }
-    } else if (event.kind === "bot") {
-      this.bots.set(event.bot, event.status);
-      this.activeBase = null;
-    }
-  }
-
-  snapshot() {
-    const exits = this.wins + this.losses;
-    let active = 0;
-    for (const status of this.bots.values()) if (status === "active") active += 1;
-    return {
-      last_price: this.lastPrice,
-      pnl_today: this.pnlToday,
-      win_rate: exits ? this.wins / exits : null,
-      trades_today: exits,
-      open_positions: this.openPositions,
-      active_bots: this.activeBase ?? active,
-    };
-  }
-}
 
 function getPath(obj, path) {
   let v = obj;
@@ -171,213 +126,277 @@ function setPath(obj, path, value) {
   o[parts.at(-1)] = value;
 }
 
-const isSegmentsKey = (key) => String(key).startsWith("trade_line:");
+/** Cut every per-point array of `trace` (those as long as x) to its last `limit` points. */
+function cutTrace(trace, limit) {
+  const n = trace.x?.length ?? 0;
+  if (n <= limit) return;
+  for (const attr of ["x", ...CUT_ATTRS]) {
+    const arr = getPath(trace, attr);
+    if (Array.isArray(arr) && arr.length === n) setPath(trace, attr, arr.slice(n - limit));
+  }
+}
 
-/** Normalize a figure payload in place for the wall: ms x values, date axes, zoom kept, bounded. */
-export function prepareFigure(payload, { maxPoints = 2000, legend = true } = {}) {
+/**
+ * Ready a figure payload for a wall tile, in place: x values as ms (date strings are UTC when
+ * they carry no zone), date x axes, zoom kept (`uirevision`), every trace within its bound.
+ * The tile shows the symbol in its own header, so the figure's title goes unless `title`.
+ * `gl`: draw markers and lines with WebGL (`scattergl`, templates too): far cheaper redraws on
+ * a screen with a GPU; candles stay SVG.
+ */
+export function prepareFigure(payload, { maxPoints = 2000, legend = "tiles", title = false, gl = false } = {}) {
   const { data, layout } = payload.figure;
-  const segments = new Set(Object.entries(payload.trace_map ?? {}).filter(([k]) => isSegmentsKey(k)).map(([, i]) => i));
+  if (gl) {
+    const toGl = (trace) => {
+      if (trace?.type === "scatter") trace.type = "scattergl";
+    };
+    data.forEach(toGl);
+    const templates = payload.live?.templates ?? {};
+    for (const value of Object.values(templates)) {
+      if (value?.type) toGl(value);
+      else for (const nested of Object.values(value ?? {})) toGl(nested);
+    }
+  }
+  const keys = new Map(Object.entries(payload.trace_map ?? {}).map(([k, i]) => [i, k]));
   data.forEach((trace, index) => {
     if (!Array.isArray(trace.x)) return;
-    const n = trace.x.length;
-    trace.x = trace.x.map((x) => (x == null ? null : toMs(x)));
-    const limit = segments.has(index) ? 3 * maxPoints : maxPoints;
-    if (n <= limit) return;
-    for (const attr of ["x", ...POINT_ATTRS]) {
-      const arr = getPath(trace, attr);
-      if (Array.isArray(arr) && arr.length === n) setPath(trace, attr, arr.slice(n - limit));
-    }
+    if (trace.x.some((x) => typeof x !== "number" && x != null)) trace.x = trace.x.map((x) => (x == null ? null : toMs(x)));
+    cutTrace(trace, roleOf(keys.get(index)) === "trade_line" ? 3 * maxPoints : maxPoints);
   });
   for (const key of Object.keys(layout)) {
     if (/^xaxis\d*$/.test(key) && layout[key] && !layout[key].type) layout[key].type = "date";
   }
   if (!layout.xaxis) layout.xaxis = { type: "date" };
-  if (layout.uirevision == null) layout.uirevision = "wall";
-  if (!legend) layout.showlegend = false;
+  if (layout.uirevision == null) layout.uirevision = payload.live?.symbol ?? "wall";
+  if (legend !== "tiles" && legend !== true) layout.showlegend = false;
+  if (!title) {
+    delete layout.title;
+    layout.margin = { ...(layout.margin ?? {}), t: layout.showlegend === false ? 14 : 6 }; // a legend pushes the margin it needs
+  }
   return payload;
 }
 
 /** The live side of one tile; see the module comment. */
 export class TileModel {
-  /** `payload`: the (prepared) figure payload; `historyData`: the history frame's `data`. */
-  constructor(payload, historyData, { maxPoints = 2000, gapFactor = 3, equityGapMs = 600_000, now = Date.now() } = {}) {
-    this.live = { ...DEFAULT_LIVE, ...(payload.live ?? {}) };
-    this.live.colors = { ...DEFAULT_LIVE.colors, ...(payload.live?.colors ?? {}) };
-    this.live.templates = { ...DEFAULT_LIVE.templates, ...(payload.live?.templates ?? {}) };
+  /**
+   * `payload`: the (prepared) figure payload; `historyData`: the history frame's `data`.
+   * `gapMs` stands in for the figure's `live.gap_ms` values the server could not tell (null).
+   */
+  constructor(payload, historyData, { maxPoints = 2000, gapMs = 600_000, now = Date.now() } = {}) {
+    const symbol = payload.live?.symbol ?? payload.figure.layout?.uirevision ?? "";
+    const defaults = liveSpec(symbol, { maxPoints });
+    const given = payload.live ?? {};
+    this.live = { ...defaults, ...given, templates: { ...defaults.templates, ...(given.templates ?? {}) } };
     this.traceMap = new Map(Object.entries(payload.trace_map ?? {}));
-    this.maxPoints = maxPoints;
-    this.gapFactor = gapFactor;
-    this.equityGapMs = equityGapMs;
+    this.keyOf = [];
+    for (const [key, index] of this.traceMap) this.keyOf[index] = key;
     this.traceCount = payload.figure.data.length;
-    const rows = historyRows(historyData);
-    this.kpis = new Kpis(payload.kpis, rows, now);
-    this.positions = new Map(); // open position id -> entry trade (for entry→exit lines)
-    for (const [id, entry] of tradeSegments(rows.trades).open) this.positions.set(id, entry);
+    this.maxPoints = maxPoints;
+    this.gapMs = { price: this.live.gap_ms?.price ?? gapMs, equity: this.live.gap_ms?.equity ?? gapMs };
+    this.equityBots = [...(this.live.equity_bots ?? [])];
+    this.hasEquityAxis = Boolean(payload.figure.layout?.yaxis2);
+    this.ledger = new Ledger(historyRows(historyData), now);
     this.stats = { planned: 0, replaced: 0, late: 0, unplotted: 0 };
   }
 
-  /** Trace index for a role key ("candle"/"price", "signal:<s>:<t>", "trade:entry", ...), or undefined. */
+  /** The KPIs (server keys, docs/charts.md). */
+  get kpis() {
+    return this.ledger;
+  }
+
+  /** Trace index for a trace_map key, or undefined. */
   index(key) {
     return this.traceMap.get(key);
   }
 
   /** Turn `items` (in seq order) into operations on `data` (gd.data); see the module comment. */
   plan(items, data) {
-    const ctx = { data, add: [], pending: new Map(), replaced: false, kpis: false };
+    const ctx = { data, add: [], fresh: new Map(), pending: new Map(), swap: null, relayout: null, replaced: false };
     for (const event of items) {
       this.stats.planned += 1;
-      this.kpis.onEvent(event);
-      ctx.kpis = true;
+      const booked = this.ledger.onEvent(event);
       if (event.kind === "candle") this._candle(ctx, event);
       else if (event.kind === "signal") this._signal(ctx, event);
-      else if (event.kind === "trade") this._trade(ctx, event);
-      else if (event.kind === "bot" && event.equity != null) this._equity(ctx, event);
+      else if (event.kind === "trade") this._trade(ctx, event, booked);
+      else if (event.kind === "bot" && event.equity != null && Number.isFinite(Number(event.equity))) this._equity(ctx, event);
     }
     const extend = this._groups(ctx);
     this.traceCount += ctx.add.length; // the caller adds them to gd.data before extending
-    return { add: ctx.add, extend, replaced: ctx.replaced, kpis: ctx.kpis };
+    return { relayout: ctx.relayout, swap: ctx.swap, add: ctx.add, extend, replaced: ctx.replaced, kpis: items.length > 0 };
   }
 
   _trace(ctx, index) {
-    return index < this.traceCount ? ctx.data[index] : ctx.add[index - this.traceCount];
+    return ctx.fresh.get(index) ?? ctx.data[index];
   }
 
   _limit(index) {
-    for (const [key, i] of this.traceMap) if (i === index && isSegmentsKey(key)) return 3 * this.maxPoints;
-    return this.maxPoints;
+    return roleOf(this.keyOf[index]) === "trade_line" ? 3 * this.maxPoints : this.maxPoints;
   }
 
-  /** Per-point attributes of a trace: x plus every array attribute as long as x. */
-  _attrs(trace) {
-    const n = trace.x?.length ?? 0;
-    return ["x", ...POINT_ATTRS.filter((a) => Array.isArray(getPath(trace, a)) && getPath(trace, a).length === n)];
+  /** The per-point attributes to append to for trace `index` (those the trace holds as arrays). */
+  _attrs(trace, index) {
+    const role = roleOf(this.keyOf[index]);
+    return (ROLE_ATTRS[role] ?? ["x", "y"]).filter((a) => Array.isArray(getPath(trace, a)));
   }
 
   /** Queue a point (values by attribute) for trace `index`; new traces take it directly. */
   _append(ctx, index, point) {
     const trace = this._trace(ctx, index);
-    if (index >= this.traceCount) {
-      for (const attr of this._attrs(trace)) getPath(trace, attr).push(this._value(trace, attr, point));
+    if (ctx.fresh.has(index)) {
+      for (const attr of this._attrs(trace, index)) getPath(trace, attr).push(point[attr] ?? null);
       return;
     }
     let pending = ctx.pending.get(index);
     if (!pending) {
-      pending = { attrs: this._attrs(trace), values: {} };
+      pending = { attrs: this._attrs(trace, index), values: {} };
       for (const attr of pending.attrs) pending.values[attr] = [];
       ctx.pending.set(index, pending);
     }
-    for (const attr of pending.attrs) pending.values[attr].push(this._value(trace, attr, point));
+    for (const attr of pending.attrs) pending.values[attr].push(point[attr] ?? null);
   }
 
-  _value(trace, attr, point) {
-    if (attr in point) return point[attr];
-    const arr = getPath(trace, attr);
-    if (attr === "text" || attr === "hovertext" || attr === "customdata") return null;
-    return Array.isArray(arr) && arr.length ? arr.at(-1) : null; // keep the trace's style
-  }
-
+  /** The x of the last point of trace `index`, queued ones included (null when it has none). */
   _lastX(ctx, index) {
+    const queued = ctx.pending.get(index)?.values.x;
+    if (queued?.length) return queued.at(-1);
+    const x = this._trace(ctx, index)?.x;
+    return x?.length ? x.at(-1) : null;
+  }
+
+  _length(ctx, index) {
+    return (this._trace(ctx, index)?.x?.length ?? 0) + (ctx.pending.get(index)?.values.x.length ?? 0);
+  }
+
+  /** A point with the same x as an existing one overwrites it (in the queue, else in place). */
+  _replace(ctx, index, ts, point) {
     const pending = ctx.pending.get(index);
-    if (pending?.values.x.length) return { x: pending.values.x.at(-1), pending };
-    const trace = this._trace(ctx, index);
-    const x = trace?.x;
-    return { x: x?.length ? x.at(-1) : null, pending: null };
-  }
-
-  _candle(ctx, c) {
-    let index = this.index("candle");
-    const line = index === undefined;
-    if (line) index = this.index("price");
-    if (index === undefined) return void (this.stats.unplotted += 1);
-    const point = line ? { x: c.ts, y: c.close } : { x: c.ts, open: c.open, high: c.high, low: c.low, close: c.close };
-    const { x: lastX, pending } = this._lastX(ctx, index);
-    if (lastX != null && c.ts <= lastX) return this._replace(ctx, index, c.ts, point, pending);
-    if (line && lastX != null && c.ts - lastX > this.gapFactor * timeframeMs(c.tf)) {
-      this._append(ctx, index, { x: (lastX + c.ts) / 2, y: null });
-    }
-    this._append(ctx, index, point);
-  }
-
-  /** Same ts as an existing candle: overwrite it (the live candle), in the queue or in place. */
-  _replace(ctx, index, ts, point, pending) {
-    if (pending) {
-      const i = pending.values.x.lastIndexOf(ts);
-      if (i >= 0) {
-        for (const [attr, value] of Object.entries(point)) if (pending.values[attr]) pending.values[attr][i] = value;
-        return;
-      }
+    const i = pending ? pending.values.x.lastIndexOf(ts) : -1;
+    if (i >= 0) {
+      for (const [attr, value] of Object.entries(point)) if (pending.values[attr]) pending.values[attr][i] = value;
+      return;
     }
     const trace = this._trace(ctx, index);
-    const i = trace.x.lastIndexOf(ts);
-    if (i < 0) return void (this.stats.late += 1); // an old candle we no longer show
+    const j = trace.x.lastIndexOf(ts);
+    if (j < 0) return void (this.stats.late += 1); // an old point we no longer show
     for (const [attr, value] of Object.entries(point)) {
       const arr = getPath(trace, attr);
-      if (Array.isArray(arr) && i < arr.length) arr[i] = value;
+      if (Array.isArray(arr) && j < arr.length) arr[j] = value;
     }
-    ctx.replaced = true;
-    this.stats.replaced += 1;
+    if (!ctx.fresh.has(index)) {
+      ctx.replaced = true;
+      this.stats.replaced += 1;
+    }
+  }
+
+  /** A point of a time line (price, equity): same ts replaces, older is dropped, a long pause is a gap. */
+  _linePoint(ctx, index, ts, value, gapMs) {
+    const lastX = this._lastX(ctx, index);
+    if (lastX != null && ts < lastX) return void (this.stats.late += 1);
+    if (lastX != null && ts === lastX) return this._replace(ctx, index, ts, { y: value });
+    if (lastX != null && gapMs != null && ts - lastX > gapMs) this._append(ctx, index, { x: lastX + 1, y: null });
+    this._append(ctx, index, { x: ts, y: value });
   }
 
   _indexFor(ctx, key, make) {
     let index = this.index(key);
     if (index === undefined) {
       const trace = make();
-      trace.meta = { ...(trace.meta ?? {}), key };
+      cutTrace(trace, 0); // templates carry no points
       index = this.traceCount + ctx.add.length;
       ctx.add.push(trace);
+      ctx.fresh.set(index, trace);
       this.traceMap.set(key, index);
+      this.keyOf[index] = key;
     }
     return index;
   }
 
-  _signal(ctx, s) {
-    const index = this._indexFor(ctx, `signal:${s.strategy}:${s.type}`, () => signalTrace(s.strategy, s.type, this.live));
-    const style = confidenceStyle(s.confidence, this.live);
-    this._append(ctx, index, {
-      x: s.ts, y: s.price, customdata: [s.bot, s.confidence], "marker.size": style.size, "marker.opacity": style.opacity,
-      text: `${s.bot} ${s.type} ${Number(s.confidence).toFixed(2)}`,
-    });
+  _template(key) {
+    return structuredClone(this.live.templates[key]);
   }
 
-  _trade(ctx, t) {
+  /** On a chart without candles, signal and trade prices (and candle closes) draw the price line. */
+  _price(ctx, ts, price) {
+    const index = this.index("price");
+    if (index !== undefined && this.index("candle") === undefined) this._linePoint(ctx, index, ts, Number(price), this.gapMs.price);
+  }
+
+  _candle(ctx, c) {
+    let index = this.index("candle");
+    if (index === undefined) {
+      const price = this.index("price");
+      if (price === undefined) return void (this.stats.unplotted += 1);
+      if (this._length(ctx, price) > 0 || ctx.swap) return this._linePoint(ctx, price, c.ts, Number(c.close), this.gapMs.price);
+      // A symbol with no history yet: its empty price line becomes the candle trace.
+      const trace = this._template("candle");
+      ctx.swap = { index: price, trace };
+      ctx.fresh.set(price, trace);
+      this.traceMap.delete("price");
+      this.traceMap.set("candle", price);
+      this.keyOf[price] = "candle";
+      index = price;
+    }
+    const point = { x: c.ts, open: c.open, high: c.high, low: c.low, close: c.close };
+    const lastX = this._lastX(ctx, index);
+    if (lastX != null && c.ts <= lastX) return this._replace(ctx, index, c.ts, point);
+    this._append(ctx, index, point);
+  }
+
+  _signal(ctx, s) {
+    if (!SIGNAL_TYPES.has(s.type)) return void (this.stats.unplotted += 1);
+    const index = this._indexFor(ctx, `signal:${s.strategy}:${s.type}`, () => signalTrace(s.strategy, s.type, this.live));
+    const raw = Number(s.confidence);
+    const confidence = Number.isFinite(raw) ? Math.min(1, Math.max(0, raw)) : 1;
+    const style = confidenceStyle(confidence, this.live);
+    this._append(ctx, index, {
+      x: s.ts, y: s.price, customdata: [s.bot, s.strategy, confidence], "marker.size": style.size, "marker.opacity": style.opacity,
+    });
+    this._price(ctx, s.ts, s.price);
+  }
+
+  _trade(ctx, t, booked) {
     const colors = this.live.colors;
-    const entryTrace = this.index(`trade:${t.action}`);
     if (t.action === "entry") {
-      this.positions.set(t.position, t);
-      if (this.positions.size > MAX_TRACKED_POSITIONS) this.positions.delete(this.positions.keys().next().value);
-    }
-    const entry = t.action === "exit" ? this.positions.get(t.position) : null;
-    const win = t.action === "exit" ? tradeWon(entry, t) : null;
-    if (entryTrace !== undefined) {
-      this._append(ctx, entryTrace, {
-        x: t.ts, y: t.price, customdata: [t.bot, t.qty, t.pnl, t.position],
-        "marker.color": t.action === "exit" ? (win ? colors.win : colors.loss) : colors[t.side] ?? colors.entry,
-        text: `${t.bot} ${t.side} ${t.action}${t.pnl != null ? ` pnl ${t.pnl}` : ""}`,
+      const index = this._indexFor(ctx, "trade:entry", () => this._template("trade:entry"));
+      this._append(ctx, index, {
+        x: t.ts, y: t.price, customdata: [t.bot, t.strategy, t.side, t.qty, t.position],
+        "marker.color": colors.side?.[t.side] ?? colors.pnl.flat,
       });
+    } else if (t.action === "exit") {
+      const pnl = booked?.pnl ?? null;
+      const value = pnl == null ? null : round6(pnl);
+      const index = this._indexFor(ctx, "trade:exit", () => this._template("trade:exit"));
+      this._append(ctx, index, {
+        x: t.ts, y: t.price, customdata: [t.bot, t.strategy, t.side, t.qty, t.position, value, pnlLabel(value)],
+        "marker.color": pnlColor(value, this.live),
+      });
+      if (booked?.entry && pnl != null) {
+        const key = pnl > 0 ? "trade_line:win" : "trade_line:loss";
+        const line = this._indexFor(ctx, key, () => this._template(key));
+        const label = pnlLabel(pnl);
+        this._append(ctx, line, { x: booked.entry.ts, y: booked.entry.price, customdata: [t.bot, label] });
+        this._append(ctx, line, { x: t.ts, y: t.price, customdata: [t.bot, label] });
+        this._append(ctx, line, { x: null, y: null, customdata: null });
+      }
     }
-    if (t.action !== "exit") return;
-    this.positions.delete(t.position);
-    const line = entry && this.index(win ? "trade_line:win" : "trade_line:loss");
-    if (line === undefined || !entry) return;
-    this._append(ctx, line, { x: entry.ts, y: entry.price });
-    this._append(ctx, line, { x: t.ts, y: t.price });
-    this._append(ctx, line, { x: null, y: null });
+    this._price(ctx, t.ts, t.price);
   }
 
   _equity(ctx, b) {
-    const index = this._indexFor(ctx, `equity:${b.bot}`, () => equityTrace(b.bot, this.live));
-    const { x: lastX } = this._lastX(ctx, index);
-    if (lastX != null && b.ts <= lastX) return;
-    if (lastX != null && b.ts - lastX > this.equityGapMs) this._append(ctx, index, { x: (lastX + b.ts) / 2, y: null });
-    this._append(ctx, index, { x: b.ts, y: b.equity });
+    const key = `equity:${b.bot}`;
+    const index = this._indexFor(ctx, key, () => {
+      this.equityBots.push(b.bot);
+      return equityTrace(b.bot, this.equityBots.length - 1, this.live);
+    });
+    if (!this.hasEquityAxis) {
+      ctx.relayout = structuredClone(this.live.equity_axes);
+      this.hasEquityAxis = true;
+    }
+    this._linePoint(ctx, index, b.ts, Number(b.equity), this.gapMs.equity);
   }
 
   /** One extendTraces call per (attribute set, maxPoints): usually a single call per frame. */
   _groups(ctx) {
-    for (const [i, trace] of ctx.add.entries()) {
-      const limit = this._limit(this.traceCount + i);
-      if (trace.x.length > limit) for (const attr of this._attrs(trace)) setPath(trace, attr, getPath(trace, attr).slice(-limit));
-    }
+    for (const [index, trace] of ctx.fresh) cutTrace(trace, this._limit(index));
     const groups = new Map();
     for (const [index, pending] of ctx.pending) {
       if (!pending.values.x.length) continue;
@@ -391,10 +410,82 @@ export class TileModel {
     return [...groups.values()];
   }
 
-  /** Points per trace role, for window.signalpushWall. */
+  /** Points per trace key, for window.signalpushWall. */
   traceLengths(data) {
     const out = {};
     for (const [key, index] of this.traceMap) out[key] = data[index]?.x?.length ?? 0;
     return out;
   }
+}
+
+/** Durations in a fixed histogram (0.25 ms buckets up to 2 s): constant memory for a soak of any length. */
+export class FrameStats {
+  constructor() {
+    this.buckets = new Uint32Array(8001);
+    this.reset();
+  }
+
+  reset() {
+    this.buckets.fill(0);
+    this.count = 0;
+    this.max = 0;
+    this.total = 0;
+  }
+
+  record(ms) {
+    if (!(ms >= 0)) return;
+    this.buckets[Math.min(this.buckets.length - 1, Math.round(ms * 4))] += 1;
+    this.count += 1;
+    this.total += ms;
+    if (ms > this.max) this.max = ms;
+  }
+
+  /** The q-quantile (0..1) in ms, to the bucket (0.25 ms); null when nothing was recorded. */
+  quantile(q) {
+    if (!this.count) return null;
+    const rank = Math.max(1, Math.ceil(q * this.count));
+    let seen = 0;
+    for (let i = 0; i < this.buckets.length; i++) {
+      seen += this.buckets[i];
+      if (seen >= rank) return i / 4;
+    }
+    return this.max;
+  }
+
+  /** Share of the recorded durations above `ms`. */
+  over(ms) {
+    let n = 0;
+    for (let i = Math.floor(ms * 4) + 1; i < this.buckets.length; i++) n += this.buckets[i];
+    return this.count ? n / this.count : 0;
+  }
+
+  snapshot() {
+    return {
+      count: this.count,
+      mean: this.count ? this.total / this.count : null,
+      p50: this.quantile(0.5),
+      p95: this.quantile(0.95),
+      p99: this.quantile(0.99),
+      max: this.max,
+    };
+  }
+}
+
+/**
+ * What `Plotly.extendTraces(gd, update, indices, maxPoints)` does to `gd.data`, without the redraw:
+ * every attribute of `update` (dotted paths) concatenated, then cut to its last `maxPoints`.
+ * A flush appends all its groups but the last this way, so one extendTraces call redraws once.
+ */
+export function extendInPlace(data, { update, indices, maxPoints }) {
+  indices.forEach((index, j) => {
+    for (const [attr, values] of Object.entries(update)) {
+      const parts = attr.split(".");
+      let owner = data[index];
+      for (const p of parts.slice(0, -1)) owner = owner?.[p];
+      const key = parts.at(-1);
+      if (!owner || !Array.isArray(owner[key])) throw new Error(`cannot extend missing or non-extendable attribute: ${attr}`);
+      const joined = owner[key].concat(values[j]);
+      owner[key] = joined.length > maxPoints ? joined.slice(joined.length - maxPoints) : joined;
+    }
+  });
 }

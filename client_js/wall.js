@@ -1,25 +1,54 @@
 /**
  * wall.js — the live wall: one tile per symbol, filling the screen, no clicks needed.
  *
- * Each tile subscribes with `history: {minutes, max_points, figure: true}`, draws the figure
- * with Plotly.react once per (re)load or reset, then queues live events and applies every
- * queued event of an animation frame together (TileModel.plan → addTraces / extendTraces with
- * maxPoints / in-place replacement of the live candle). All settings are URL parameters
+ * Each tile subscribes with `history: {minutes, max_points, figure: true}`, draws the server's
+ * figure with Plotly.react once per (re)load or reset, then queues live events and applies
+ * every queued event of an animation frame together (TileModel.plan → relayout / addTraces /
+ * extendTraces with maxPoints / in-place replacement of the live candle), following the
+ * server's rules for appending live events (docs/charts.md). All settings are URL parameters
  * (docs/client.md). `window.signalpushWall` exposes read-only state for tests and operators.
  */
 
 import { SignalPushClient } from "./signalpush.js";
 import { buildFigure } from "./wall-figure.js";
-import { TileModel, gridShape, parseWallParams, prepareFigure } from "./wall-model.js";
+import { FrameStats, TileModel, extendInPlace, gridShape, parseWallParams, prepareFigure } from "./wall-model.js";
 
 const Plotly = globalThis.Plotly;
 const MAX_QUEUE = 50_000; // a hidden tab gets no animation frames: flush by timer past this
 const PLOT_CONFIG = { displayModeBar: false, responsive: false, scrollZoom: false, staticPlot: false };
 
 const config = parseWallParams(location.search);
+/** WebGL markers and lines (`gl`; with gl=auto when the browser has WebGL and the wall has at
+ * most GL_AUTO_MAX_TILES tiles). Set in start(). */
+let useGl = false;
+/** A Plotly graph with WebGL traces holds 2 WebGL contexts; Chromium keeps 16 per page. */
+const GL_AUTO_MAX_TILES = 8;
+
+function webglAvailable() {
+  try {
+    return Boolean(document.createElement("canvas").getContext("webgl"));
+  } catch {
+    return false;
+  }
+}
 const root = document.getElementById("wall");
 const badge = document.getElementById("connection");
 const clock = document.getElementById("clock");
+const keyNode = document.getElementById("key");
+
+/** One key for the whole wall (`legend=key`): every tile draws markers the same way (docs/charts.md). */
+function renderKey(live) {
+  if (config.legend !== "key" || keyNode.childElementCount || !live?.colors) return;
+  const { signal, pnl } = live.colors;
+  const items = [["▲", signal.buy, "buy"], ["▼", signal.sell, "sell"], ["●", signal.hold, "hold"], ["◆", null, "entry"], ["✖", null, "exit"], ["━", pnl.win, "win"], ["━", pnl.loss, "loss"]];
+  for (const [glyph, color, label] of items) {
+    const item = el("b", null, `${glyph} `);
+    if (color) item.style.color = color;
+    item.append(el("span", null, label));
+    keyNode.append(item);
+  }
+  keyNode.title = "signals by type; entries coloured by side, exits and entry→exit lines by P&L";
+}
 
 function wsUrl() {
   if (config.ws) return config.ws;
@@ -57,13 +86,14 @@ class Tile {
     this.lastError = null;
     this.failedAt = null;
     this.reloadTimer = null;
+    this.lastFlushAt = -Infinity;
     this.node = el("section", "tile");
     const head = el("header", "tile-head");
     this.titleNode = el("h2", "tile-symbol", symbol);
     this.kpiNodes = {};
     const strip = el("div", "kpis");
     if (!config.kpis) strip.hidden = true;
-    for (const [key, label] of [["last_price", "last"], ["pnl_today", "P&L today"], ["win_rate", "win rate"], ["open_positions", "open"], ["active_bots", "bots"]]) {
+    for (const [key, label] of [["last_price", "last"], ["today_pnl", "P&L today"], ["win_rate", "win rate"], ["open_positions", "open"], ["active_bots", "bots"]]) {
       const kpi = el("div", "kpi");
       kpi.append(el("span", "kpi-label", label));
       this.kpiNodes[key] = el("span", "kpi-value", "–");
@@ -91,9 +121,10 @@ class Tile {
   }
 
   onHistory(frame) {
-    const payload = frame.figure?.figure ? structuredClone(frame.figure) : buildFigure(this.symbol, frame.data);
-    prepareFigure(payload, { maxPoints: config.maxPoints, legend: config.legend });
-    this.model = new TileModel(payload, frame.data, { maxPoints: config.maxPoints, equityGapMs: config.equityGapS * 1000 });
+    const payload = frame.figure?.figure ? structuredClone(frame.figure) : buildFigure(this.symbol, frame.data, { maxPoints: config.maxPoints });
+    prepareFigure(payload, { maxPoints: config.maxPoints, legend: config.legend, gl: useGl });
+    renderKey(payload.live);
+    this.model = new TileModel(payload, frame.data, { maxPoints: config.maxPoints, gapMs: config.gapS * 1000 });
     this.queue.length = 0;
     this.ready = false;
     this.reloads += 1;
@@ -123,20 +154,41 @@ class Tile {
     this.showNote(`reset: ${frame.reason ?? "server state changed"}; reloading…`);
   }
 
+  get hasWork() {
+    return this.ready && this.model != null && this.queue.length > 0;
+  }
+
+  /** When this tile may redraw next (performance.now() time): at most once per `redraw_ms`. */
+  get dueAt() {
+    return this.queue.length > MAX_QUEUE ? 0 : this.lastFlushAt + config.redrawMs;
+  }
+
+  /** Apply every queued event in one go; returns whether anything was drawn. */
   flush() {
-    if (!this.ready || !this.model || this.queue.length === 0) return;
+    if (!this.hasWork) return false;
+    this.lastFlushAt = performance.now();
     const items = this.queue;
     this.queue = [];
     try {
       const plan = this.model.plan(items, this.plot.data);
+      if (plan.relayout) Plotly.relayout(this.plot, plan.relayout);
+      if (plan.swap) {
+        Plotly.deleteTraces(this.plot, plan.swap.index);
+        Plotly.addTraces(this.plot, plan.swap.trace, plan.swap.index);
+      }
       if (plan.add.length) Plotly.addTraces(this.plot, plan.add);
-      for (const group of plan.extend) Plotly.extendTraces(this.plot, group.update, group.indices, group.maxPoints);
-      if (plan.replaced && !plan.add.length && !plan.extend.length) Plotly.redraw(this.plot);
+      // One redraw per flush: every extendTraces call redraws the whole tile (tens of ms for a
+      // few thousand points), so all groups but the last are appended in place first.
+      const last = plan.extend.at(-1);
+      for (const group of plan.extend.slice(0, -1)) extendInPlace(this.plot.data, group);
+      if (last) Plotly.extendTraces(this.plot, last.update, last.indices, last.maxPoints);
+      else if (plan.replaced && !plan.add.length && !plan.swap) Plotly.redraw(this.plot);
       this.flushes += 1;
       if (plan.kpis) this.renderKpis();
     } catch (error) {
       this.fail(error);
     }
+    return true;
   }
 
   fail(error) {
@@ -169,11 +221,11 @@ class Tile {
       if (node.dataset.tone !== cls) node.dataset.tone = cls;
     };
     set("last_price", fmtPrice(k.last_price));
-    const pnl = k.pnl_today ?? 0;
-    set("pnl_today", `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { maximumFractionDigits: 2 })}`, pnl > 0 ? "good" : pnl < 0 ? "bad" : "");
-    set("win_rate", k.win_rate == null ? "–" : `${Math.round(k.win_rate * 100)}%`);
+    const pnl = Math.round((k.today_pnl ?? 0) * 100) / 100 || 0; // no "−0.00"
+    set("today_pnl", `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`, pnl > 0 ? "good" : pnl < 0 ? "bad" : "");
+    set("win_rate", k.win_rate == null ? "–" : `${Math.round(k.win_rate)}%`);
     set("open_positions", String(k.open_positions ?? 0));
-    set("active_bots", String(k.active_bots ?? 0));
+    set("active_bots", k.active_bots == null ? "–" : String(k.active_bots));
   }
 
   renderAge(now) {
@@ -219,28 +271,98 @@ const tiles = new Map();
 let flushPending = false;
 let flushTimer = null;
 let frameRequest = null;
+let nextTile = 0;
+let wakeTimer = null;
 
-function flushAll() {
+/**
+ * Frame cost of applying updates, with URL parameter `perf=1` (read by `signalpush bench wall`):
+ * `script` is the time in the flush, `frame` the time from the flush to the first task after that
+ * frame was rendered (style, layout and paint included), `interval` the time between frames.
+ */
+const perf = config.perf ? { script: new FrameStats(), frame: new FrameStats(), interval: new FrameStats() } : null;
+const afterFrame = (() => {
+  const channel = new MessageChannel();
+  const waiting = [];
+  channel.port1.onmessage = () => waiting.shift()?.();
+  return (fn) => {
+    waiting.push(fn);
+    channel.port2.postMessage(null);
+  };
+})();
+if (perf) {
+  let last = null;
+  const tick = (now) => {
+    if (last != null) perf.interval.record(now - last);
+    last = now;
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}
+
+/**
+ * Apply queued events: each tile's whole queue in one go (one Plotly redraw), at most once per
+ * `redraw_ms` per tile, and tiles in turn until the frame's budget (`frame_budget_ms`) is spent,
+ * the rest in the next frame: a Plotly redraw costs tens of ms for a few thousand points, so
+ * one frame must not redraw every tile of a busy wall. From the 1 s timer (no frames: a hidden
+ * tab) every due tile is flushed.
+ */
+function flushAll(fromTimer = false) {
   flushPending = false;
   cancelAnimationFrame(frameRequest);
   clearTimeout(flushTimer);
-  for (const tile of tiles.values()) tile.flush();
+  const started = performance.now();
+  const list = [...tiles.values()];
+  let worked = false;
+  let left = false;
+  let nextDue = Infinity;
+  const first = nextTile;
+  for (let k = 0; k < list.length; k++) {
+    const index = (first + k) % list.length;
+    const tile = list[index];
+    if (!tile.hasWork) continue;
+    if (tile.dueAt > started) {
+      nextDue = Math.min(nextDue, tile.dueAt);
+      continue;
+    }
+    if (worked && !fromTimer && performance.now() - started >= config.frameBudgetMs) {
+      left = true;
+      continue;
+    }
+    worked = tile.flush() || worked;
+    nextTile = (index + 1) % list.length;
+  }
+  if (perf && worked) {
+    perf.script.record(performance.now() - started);
+    afterFrame(() => perf.frame.record(performance.now() - started));
+  }
+  if (left) scheduleFlush();
+  else if (nextDue < Infinity) {
+    clearTimeout(wakeTimer);
+    wakeTimer = setTimeout(scheduleFlush, nextDue - started);
+  }
 }
 
-/** One flush per animation frame for every tile; a timer stands in when frames stop (hidden tab). */
+/** One flush per animation frame; a timer stands in when frames stop (hidden tab). */
 function scheduleFlush() {
   if (flushPending) return;
   flushPending = true;
-  frameRequest = requestAnimationFrame(flushAll);
-  flushTimer = setTimeout(flushAll, 1000);
+  frameRequest = requestAnimationFrame(() => flushAll(false));
+  flushTimer = setTimeout(() => flushAll(true), 1000);
 }
 
 function layoutGrid() {
   const { cols, rows } = gridShape(tiles.size, root.clientWidth, root.clientHeight, config.cols);
   root.style.setProperty("--cols", String(cols));
   root.style.setProperty("--rows", String(rows));
-  for (const tile of tiles.values()) if (tile.ready) Plotly.Plots.resize(tile.plot);
 }
+
+/** A plot follows its box: the window, the grid, or its tile's header (KPIs that wrap) resizing it. */
+const plotSizes = new ResizeObserver((entries) => {
+  for (const entry of entries) {
+    const tile = [...tiles.values()].find((t) => t.plot === entry.target);
+    if (tile?.ready) Plotly.Plots.resize(tile.plot);
+  }
+});
 
 let resizeTimer = null;
 window.addEventListener("resize", () => {
@@ -284,10 +406,12 @@ async function start() {
     onState: (state) => renderBadge(state, client),
     onStatus: () => renderBadge(client.state, client),
   });
+  useGl = config.gl === "on" || (config.gl === "auto" && symbols.length <= GL_AUTO_MAX_TILES && webglAvailable());
   for (const symbol of symbols) {
     const tile = new Tile(symbol);
     tiles.set(symbol, tile);
     root.append(tile.node);
+    plotSizes.observe(tile.plot);
   }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
@@ -305,10 +429,15 @@ async function start() {
     get state() { return client.state; },
     get busUp() { return client.busUp; },
     get config() { return structuredClone(config); },
+    get gl() { return useGl; },
     get stats() { return Object.freeze({ ...client.stats }); },
     get symbols() { return [...tiles.keys()]; },
     get tiles() { return Object.freeze(Object.fromEntries([...tiles].map(([s, t]) => [s, t.snapshot()]))); },
     tile(symbol) { return tiles.get(symbol)?.snapshot() ?? null; },
+    get perf() {
+      return perf && Object.freeze(Object.fromEntries(Object.entries(perf).map(([k, v]) => [k, v.snapshot()])));
+    },
+    resetPerf() { if (perf) for (const stats of Object.values(perf)) stats.reset(); },
   };
   Object.defineProperty(window, "signalpushWall", { value: Object.freeze(api), writable: false, configurable: false });
 }

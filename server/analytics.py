@@ -38,6 +38,7 @@ from server.analytics_frames import (
 )
 from server.store.analytics_queries import (
     BotFilter,
+    bot_symbols_query,
     bots_query,
     performance_query,
     signals_query,
@@ -236,6 +237,13 @@ class BotDataService:
         rows, keys = await self._rows(engine, bots_query(flt))
         return bots_frame(rows, keys)
 
+    async def _bot_symbols(self, engine: AsyncEngine, since_ms: int | None) -> dict[str, list[str]]:
+        rows, _keys = await self._rows(engine, bot_symbols_query(since_ms))
+        symbols: dict[str, list[str]] = {}
+        for bot, symbol in sorted(rows):
+            symbols.setdefault(bot, []).append(symbol)
+        return symbols
+
     async def _signals(
         self, engine: AsyncEngine, flt: BotFilter, start: object, end: object, types: Any, min_conf: Any
     ) -> pd.DataFrame:
@@ -268,6 +276,10 @@ class BotDataService:
     async def get_bots_async(self, flt: FilterLike = None) -> pd.DataFrame:
         """Registry rows of the filtered bots: ``id, name, strategy, status, equity, first_seen, ...``."""
         return await self._call_async(self._bots, as_filter(flt))
+
+    async def get_bot_symbols_async(self, since_ms: int | None = None) -> dict[str, list[str]]:
+        """Bot name -> the symbols it reported status, traded or signalled on (since ``since_ms``), sorted."""
+        return await self._call_async(self._bot_symbols, since_ms)
 
     async def get_signals_async(
         self,

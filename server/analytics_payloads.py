@@ -60,10 +60,15 @@ def frame_records(frame: pd.DataFrame, *, keep_index: bool = False) -> list[dict
     ]
 
 
-async def bots_payload(engine: AsyncEngine) -> dict[str, Any]:
-    """``GET /api/bots``: every bot in the registry, by id."""
-    bots = await BotDataService(engine=engine).get_bots_async()
-    return {"bots": frame_records(bots), "generated": int(time.time() * 1000)}
+async def bots_payload(engine: AsyncEngine, *, since_ms: int | None = None) -> dict[str, Any]:
+    """``GET /api/bots``: every bot in the registry, by id, each with ``symbols``: the symbols it
+    reported status, traded or signalled on since ``since_ms`` (all time when None), sorted."""
+    service = BotDataService(engine=engine)
+    bots = frame_records(await service.get_bots_async())
+    symbols = await service.get_bot_symbols_async(since_ms)
+    for bot in bots:
+        bot["symbols"] = symbols.get(str(bot["name"]), [])
+    return {"bots": bots, "generated": int(time.time() * 1000)}
 
 
 def _list(query: Mapping[str, str], key: str) -> tuple[str, ...] | None:

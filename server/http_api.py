@@ -129,7 +129,9 @@ class ApiRoutes:
 
     async def _bots(self, query: Query) -> Response:
         principal = self.routes.require(query)
-        payload = await bots_payload(self.engine)
+        # The symbols a bot was seen on within the longest history window a wall may ask for.
+        since = int(time.time() * 1000) - self.max_minutes * 60_000
+        payload = await bots_payload(self.engine, since_ms=since)
         if principal.patterns != ("*",):
             payload["bots"] = [
                 bot

@@ -30,9 +30,7 @@ before(async () => {
     ],
     figure: (symbol, data, history) => {
       figureRequests.push({ symbol, history });
-      const payload = buildFigure(symbol, data);
-      payload.kpis = { last_price: data.candle.close.at(-1) ?? null, pnl_today: 12.5, wins_today: 1, losses_today: 1, open_positions: 1, active_bots: ["momo-1"] };
-      return payload;
+      return buildFigure(symbol, data);
     },
   });
   let ts = T0;
@@ -65,7 +63,9 @@ test("the wall draws every symbol from the history figure and follows live event
   assert.equal(btc.traces["signal:momentum:buy"], 1);
   assert.equal(btc.traces["trade_line:win"], 3);
   assert.equal(btc.lastSeq, 44);
-  assert.equal(btc.kpis.pnl_today, 12.5);
+  assert.equal(btc.kpis.trades, 1, "KPIs from the history rows, by the server's rules");
+  assert.equal(btc.kpis.win_rate, 100);
+  assert.equal(btc.kpis.realized_pnl, 3);
 
   // Live: a new candle, then the same minute updated twice (replaced, not appended), a signal
   // of a strategy not seen yet (a new trace from the template), equity for a bot.
@@ -91,7 +91,7 @@ test("the wall draws every symbol from the history figure and follows live event
   assert.equal(btc.traces["equity:momo-1"], 1);
   assert.equal(btc.traces["trade:entry"], 2);
   assert.equal(btc.kpis.last_price, 152.5);
-  assert.equal(btc.kpis.open_positions, 2);
+  assert.equal(btc.kpis.open_positions, 1, "p-1 was closed in the history, p-2 is open");
   assert.equal(btc.reloads, 1, "live updates never reload the figure");
   const traceNames = await browser.evaluate(`document.querySelector('.plot').data.map((t) => t.name)`);
   assert.ok(traceNames.includes("ema_crossover buy"));

@@ -31,6 +31,7 @@ SCENARIOS: dict[str, str] = {
 }
 SCENARIOS["performance"] = "server.bench.performance"
 SCENARIOS["backfill"] = "server.bench.backfill"
+SCENARIOS["wall"] = "server.bench.wall"
 
 
 class Scenario(Protocol):

@@ -101,6 +101,8 @@ class Theme:
                 "yanchor": "bottom",
                 "font": {"size": self.font_size - 2},
                 "groupclick": "togglegroup",
+                # Legend symbols at one readable size (markers sized by confidence would draw tiny ones).
+                "itemsizing": "constant",
             },
         }
 
@@ -114,8 +116,17 @@ class Theme:
 
 
 THEMES: Final = {
+    # A wall shows hours of a busy symbol on a quarter of a screen: markers small enough that the
+    # candles under them stay visible, text large enough to read from across a room.
     "dark": Theme(
-        "dark", background="#0b0f14", text="#e5e7eb", grid="#1f2937", font_size=18, marker_line="#0b0f14"
+        "dark",
+        background="#0b0f14",
+        text="#e5e7eb",
+        grid="#1f2937",
+        font_size=18,
+        marker_line="#0b0f14",
+        confidence=ConfidenceScale(6.0, 16.0, 0.35, 1.0),
+        trade_marker_size=11.0,
     ),
     "light": Theme(
         "light",

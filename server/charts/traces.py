@@ -392,11 +392,16 @@ def with_gaps(ts: np.ndarray, values: Sequence[Any], gap_ms: float) -> tuple[lis
 
 
 def gap_threshold(ts: np.ndarray, *, factor: float = 3.0, floor_ms: float = 60_000.0) -> float:
-    """A gap is a step longer than ``factor`` times the median step (and at least ``floor_ms``)."""
+    """A gap is a step longer than ``factor`` times the usual long step (and at least ``floor_ms``).
+
+    The usual long step is the 75th percentile of the steps between distinct times (numpy's
+    linear interpolation), not the median: a bot that reports every 5 minutes and also on
+    every status change has many short steps, and its regular 5-minute steps are no gap.
+    """
     if len(ts) < 3:
         return math.inf
     steps = np.diff(np.sort(ts))
     steps = steps[steps > 0]
     if not len(steps):
         return math.inf
-    return max(float(np.median(steps)) * factor, floor_ms)
+    return max(float(np.percentile(steps, 75)) * factor, floor_ms)

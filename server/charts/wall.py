@@ -66,6 +66,22 @@ def _candle_trace(candles: pd.DataFrame, symbol: str) -> dict[str, Any]:
     }
 
 
+def price_template(symbol: str, theme: styles.Theme) -> dict[str, Any]:
+    """The price line (no points) of a chart without candles."""
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "name": f"{symbol} price",
+        "x": [],
+        "y": [],
+        "connectgaps": False,
+        "line": {"color": theme.text, "width": 2},
+        "showlegend": False,
+        "hovertemplate": "price: %{y:,.2f}<br>%{x|%Y-%m-%d %H:%M:%S} UTC<extra></extra>",
+        "meta": {"layer": "market", "key": "price"},
+    }
+
+
 def _price_trace(
     signals: pd.DataFrame, trades: pd.DataFrame, symbol: str, theme: styles.Theme, max_points: int
 ) -> dict[str, Any]:
@@ -74,19 +90,11 @@ def _price_trace(
     if len(points) > max_points > 0:
         points = points.iloc[np.linspace(0, len(points) - 1, max_points).round().astype(int)]
     ts = points["ts"].to_numpy(dtype="int64")
-    xs, ys = traces.with_gaps(ts, traces.floats(points["price"]), traces.gap_threshold(ts, factor=10.0))
-    return {
-        "type": "scatter",
-        "mode": "lines",
-        "name": f"{symbol} price",
-        "x": xs,
-        "y": ys,
-        "connectgaps": False,
-        "line": {"color": theme.text, "width": 2},
-        "showlegend": False,
-        "hovertemplate": "price: %{y:,.2f}<br>%{x|%Y-%m-%d %H:%M:%S} UTC<extra></extra>",
-        "meta": {"layer": "market", "key": "price"},
-    }
+    trace = price_template(symbol, theme)
+    trace["x"], trace["y"] = traces.with_gaps(
+        ts, traces.floats(points["price"]), traces.gap_threshold(ts, factor=10.0)
+    )
+    return trace
 
 
 def equity_template(bot: str, index: int, theme: styles.Theme) -> dict[str, Any]:
@@ -120,6 +128,41 @@ def _equity_traces(status: pd.DataFrame, theme: styles.Theme, max_points: int) -
         trace["x"], trace["y"] = traces.with_gaps(ts, traces.floats(mine["equity"]), traces.gap_threshold(ts))
         out.append((f"equity:{bot}", trace))
     return out
+
+
+def _equity_axis(symbol: str, theme: styles.Theme) -> dict[str, Any]:
+    return {
+        **theme.axis(),
+        "domain": [0.0, EQUITY_HEIGHT],
+        "side": "right",
+        "uirevision": symbol,
+        "automargin": True,
+        "nticks": 3,
+    }
+
+
+def _equity_annotation(theme: styles.Theme) -> dict[str, Any]:
+    return {
+        "text": "equity",
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.0,
+        "y": EQUITY_HEIGHT,
+        "xanchor": "left",
+        "yanchor": "top",
+        "showarrow": False,
+        "font": {"size": theme.font_size - 4, "color": theme.text},
+    }
+
+
+def equity_axes(symbol: str, theme: styles.Theme) -> dict[str, Any]:
+    """The ``Plotly.relayout`` update that makes room for the equity strip in a figure without one."""
+    return {
+        "yaxis.domain": [EQUITY_HEIGHT + EQUITY_GAP, 1.0],
+        "yaxis2": _equity_axis(symbol, theme),
+        "xaxis.anchor": "y2",
+        "annotations": [_equity_annotation(theme)],
+    }
 
 
 def _layout(symbol: str, theme: styles.Theme, has_equity: bool) -> dict[str, Any]:
@@ -156,27 +199,17 @@ def _layout(symbol: str, theme: styles.Theme, has_equity: bool) -> dict[str, Any
         },
     )
     if has_equity:
-        layout["yaxis2"] = {
-            **axis,
-            "domain": [0.0, EQUITY_HEIGHT],
-            "side": "right",
-            "uirevision": symbol,
-            "automargin": True,
-        }
-        layout["annotations"] = [
-            {
-                "text": "equity",
-                "xref": "paper",
-                "yref": "paper",
-                "x": 0.0,
-                "y": EQUITY_HEIGHT,
-                "xanchor": "left",
-                "yanchor": "top",
-                "showarrow": False,
-                "font": {"size": theme.font_size - 4, "color": theme.text},
-            }
-        ]
+        layout["yaxis2"] = _equity_axis(symbol, theme)
+        layout["annotations"] = [_equity_annotation(theme)]
     return layout
+
+
+def _on_wall(key: str, trace: dict[str, Any]) -> dict[str, Any]:
+    """Wall styling of the shared trade traces: the entry→exit lines stay out of the legend (their
+    colour says win or loss, the exit marker's hover the P&L), so the legend fits a tile."""
+    if key.startswith("trade_line:"):
+        trace["showlegend"] = False
+    return trace
 
 
 def build_symbol_figure(
@@ -203,7 +236,7 @@ def build_symbol_figure(
     else:
         keyed.append(("price", _price_trace(signals, trades, symbol, style, max_points)))
     keyed += traces.signal_traces(signals, style, unit="ms", group_by_strategy=True, layer="signals")
-    keyed += traces.trade_traces(trades, style, unit="ms", layer="trades")
+    keyed += [(key, _on_wall(key, trace)) for key, trace in traces.trade_traces(trades, style, unit="ms")]
     equity = _equity_traces(status, style, max_points)
     keyed += equity
     gaps = _gap_thresholds(signals, trades, status)
@@ -250,7 +283,9 @@ async def build_symbol_figure_async(
 
 def live_spec(symbol: str, style: styles.Theme, max_points: int, equity_bots: list[str]) -> dict[str, Any]:
     """What a client needs to append live events with the figure's styling (docs/charts.md)."""
-    trade_templates = traces.trade_templates(style, unit="ms", layer="trades")
+    trade_templates = {
+        key: _on_wall(key, trace) for key, trace in traces.trade_templates(style, unit="ms").items()
+    }
     return {
         "symbol": symbol,
         "x": "ms",
@@ -280,8 +315,11 @@ def live_spec(symbol: str, style: styles.Theme, max_points: int, equity_bots: li
                 t: traces.signal_template(t, "{strategy}", style, unit="ms") for t in ("buy", "sell", "hold")
             },
             "equity": equity_template("{bot}", 0, style),
+            "candle": _candle_trace(candle_frame(None), symbol),
+            "price": price_template(symbol, style),
             **trade_templates,
         },
+        "equity_axes": equity_axes(symbol, style),
         "naming": {
             "signal": "{strategy} {type}",
             "signal_key": "signal:{strategy}:{type}",

@@ -26,6 +26,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    union,
     union_all,
 )
 
@@ -128,6 +129,17 @@ def bots_query(flt: BotFilter) -> AnySelect:
         ]
         query = query.where(or_(*on_symbols))
     return query.order_by(BotRow.id)
+
+
+def bot_symbols_query(since_ms: int | None = None) -> CompoundSelect[Any]:
+    """Distinct ``(bot, symbol)`` pairs of status reports, trades and signals (at or after ``since_ms``)."""
+    parts = []
+    for table in (BotStatusRow, TradeRow, SignalRow):
+        part = select(table.bot.label("bot"), table.symbol.label("symbol")).distinct()
+        if since_ms is not None:
+            part = part.where(table.ts >= since_ms)
+        parts.append(part)
+    return union(*parts)
 
 
 def signals_query(

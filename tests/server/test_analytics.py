@@ -234,6 +234,10 @@ async def test_payloads_are_json_safe(database_url: str) -> None:
         bots = await bots_payload(engine)
         assert [b["name"] for b in bots["bots"]] == ["momo-1", "ema-1", "momo-2"]
         assert bots["bots"][1]["equity"] is None
+        # Each bot's symbols (for the index page's per-bot walls): from status, trades and signals.
+        assert [b["symbols"] for b in bots["bots"]] == [["BTCUSDT"], ["ETHUSDT"], ["BTCUSDT"]]
+        recent = await bots_payload(engine, since_ms=DAY0 + 5 * HOUR_MS)
+        assert [b["symbols"] for b in recent["bots"]] == [[], ["ETHUSDT"], []]
         payload = await performance_payload(
             engine, {"days": "2", "end": str(END), "symbols": "BTCUSDT,ETHUSDT"}
         )

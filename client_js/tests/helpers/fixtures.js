@@ -4,6 +4,7 @@ const COLUMNS = {
   candle: ["ts", "open", "high", "low", "close", "volume"],
   signal: ["seq", "ts", "bot", "strategy", "type", "price", "confidence"],
   trade: ["seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "pnl", "position"],
+  bot: ["seq", "ts", "bot", "strategy", "status", "equity"],
 };
 
 /** Events → the `data` object of a history frame (columns per kind; the latest candle per ts wins). */

@@ -113,7 +113,11 @@ def test_markers_follow_the_styling_rules_the_live_block_publishes(demo: dict[st
         "trade:exit",
         "trade_line:win",
         "trade_line:loss",
+        "candle",
+        "price",
     }
+    assert templates["candle"]["type"] == "candlestick" and templates["candle"]["x"] == []
+    assert templates["price"]["x"] == [] and templates["price"]["connectgaps"] is False
     skeleton = templates["signal"]["buy"]
     assert (
         skeleton["x"] == []
@@ -214,6 +218,39 @@ def test_price_line_and_equity_show_time_gaps_as_gaps() -> None:
     assert equity["y"].count(None) == 1 and equity["connectgaps"] is False
     # the thresholds used, for the client: 10x / 3x the median step (1 minute), at least a minute
     assert out["live"]["gap_ms"] == {"price": 600_000, "equity": 180_000}
+
+
+def test_a_bot_that_also_reports_on_every_status_change_has_no_false_gaps() -> None:
+    regular = [DAY0 + m * 5 * 60_000 for m in range(24)]  # every 5 minutes for two hours
+    flips = [t + d for t in regular[:-1] for d in (10_000, 20_000)]  # and on status changes
+    ts = sorted(regular + flips)
+    data = {
+        "bot": {
+            "ts": ts,
+            "bot": ["b"] * len(ts),
+            "strategy": ["s"] * len(ts),
+            "status": ["active"] * len(ts),
+            "equity": [1000.0] * len(ts),
+        }
+    }
+    out = build_symbol_figure("X", data)
+    assert None not in trace(out, "equity:b")["y"]  # the median step is short; 5 minutes is no gap
+    assert 5 * 60_000 < out["live"]["gap_ms"]["equity"] <= 3 * 5 * 60_000
+    late = [*ts, ts[-1] + 60 * 60_000]  # then an hour of silence: a gap
+    data["bot"] = {k: [*v, v[-1]] for k, v in data["bot"].items()} | {"ts": late}
+    assert trace(build_symbol_figure("X", data), "equity:b")["y"].count(None) == 1
+
+
+def test_a_figure_without_equity_says_how_to_make_room_for_it() -> None:
+    out = build_symbol_figure("X", {})
+    axes = out["live"]["equity_axes"]
+    with_equity = build_symbol_figure(
+        "X",
+        {"bot": {"ts": [DAY0], "bot": ["b"], "strategy": ["s"], "status": ["active"], "equity": [1.0]}},
+    )["figure"]["layout"]
+    assert axes["yaxis.domain"] == with_equity["yaxis"]["domain"]
+    assert axes["yaxis2"] == with_equity["yaxis2"] and axes["annotations"] == with_equity["annotations"]
+    assert axes["xaxis.anchor"] == with_equity["xaxis"]["anchor"] == "y2"
 
 
 def test_candles_are_downsampled_in_time_buckets_and_gaps_stay() -> None:
