@@ -14,10 +14,13 @@ Database failures raise :class:`~publishers.errors.StoreError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import math
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
@@ -265,11 +268,12 @@ class BotDataService:
         start_ms, end_ms = _window(flt, start, end, DEFAULT_DAYS)
         assert start_ms is not None and end_ms is not None
         began = time.perf_counter()
-        rows, _keys = await self._rows(engine, performance_query(flt, start_ms, end_ms))
-        query_ms = (time.perf_counter() - began) * 1000
-        if engine is self._given_engine:  # the caller's loop (the gateway): keep pandas off it
-            return await asyncio.to_thread(build_report, rows, start_ms, end_ms, query_ms)
-        return build_report(rows, start_ms, end_ms, query_ms)
+        with collector_paused():
+            rows, _keys = await self._rows(engine, performance_query(flt, start_ms, end_ms))
+            query_ms = (time.perf_counter() - began) * 1000
+            if engine is self._given_engine:  # the caller's loop (the gateway): keep pandas off it
+                return await asyncio.to_thread(build_report, rows, start_ms, end_ms, query_ms)
+            return build_report(rows, start_ms, end_ms, query_ms)
 
     # -- public API: async ----------------------------------------------------------------
 
@@ -352,6 +356,34 @@ class BotDataService:
     ) -> pd.DataFrame:
         """Blocking :meth:`get_performance_async`."""
         return self.performance_report(flt, start, end).by_bot
+
+
+_pause_lock = threading.Lock()
+_pauses = 0
+_collector_was_enabled = False
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection while a report's rows are turned into frames.
+
+    Every object made there lives until the report is built, so collecting only costs: a full
+    collection in the middle took as long as the query itself. Nested and concurrent uses share
+    one pause; the collector runs again when the last one ends.
+    """
+    global _pauses, _collector_was_enabled
+    with _pause_lock:
+        if _pauses == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _collector_was_enabled:
+                gc.enable()
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:

@@ -58,10 +58,18 @@ def _utc(ms: pd.Series) -> pd.Series:
 
 
 def _frame(rows: list[Any], columns: Sequence[str]) -> pd.DataFrame:
-    # Plain tuples first: pandas builds frames from SQLAlchemy rows ~10x slower.
+    # Column by column with the dtype decided once per column: pandas builds frames from
+    # SQLAlchemy rows ~10x slower, and inferring a string dtype per value costs more than the query.
     if not rows:
         return pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
-    return pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
+    data: dict[str, Any] = {}
+    for name, values in zip(columns, zip(*rows, strict=True), strict=True):
+        sample = next((v for v in values if v is not None), None)
+        if isinstance(sample, str) or sample is None:
+            data[name] = pd.Series(values, dtype=object)
+        else:
+            data[name] = pd.Series(values)
+    return pd.DataFrame(data)
 
 
 def bots_frame(rows: list[Any], keys: list[str]) -> pd.DataFrame:

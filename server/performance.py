@@ -139,10 +139,13 @@ class Book:
 
 
 def _position_ids(trades: pd.DataFrame) -> tuple[np.ndarray, int]:
-    keys = trades["bot"].to_numpy(dtype=object) + "\x1f" + trades["symbol"].to_numpy(dtype=object)
-    keys = keys + "\x1f" + trades["position"].to_numpy(dtype=object)
-    codes, uniques = pd.factorize(keys)
-    return codes.astype("int64"), len(uniques)
+    # One integer per (bot, symbol, position): factorize each column, then the combined code.
+    combined = np.zeros(len(trades), dtype="int64")
+    for column in ("bot", "symbol", "position"):
+        codes, uniques = pd.factorize(trades[column].to_numpy(dtype=object))
+        combined = combined * (len(uniques) + 1) + codes
+    ids, uniques = pd.factorize(combined)
+    return ids.astype("int64"), len(uniques)
 
 
 def _first_per(ids: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
