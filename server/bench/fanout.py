@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--drain", type=float, default=30.0, help="max seconds to wait for clients to catch up"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run signalpush with `serve --workers N` in the same run, beside 1 worker (default: 1)",
+    )
 
 
 @dataclass
@@ -48,6 +54,7 @@ class Target:
     label: str
     kind: str
     filters: int
+    workers: int = 1
 
 
 @dataclass
@@ -73,7 +80,7 @@ def plan(symbols: list[str], clients: int, filters: int) -> list[ConnPlan]:
 
 def run_target(bench: Rig, args: argparse.Namespace, target: Target) -> TargetRun:
     symbols = bench.symbols(f"{target.kind[0]}F{target.filters}", args.symbols)
-    server = bench.server(target.kind)
+    server = bench.server(target.kind, workers=target.workers)
     processes = max(args.load_processes, -(-args.clients // args.per_process))
     fleet = LoadFleet(processes, bench.workdir)
     try:
@@ -170,11 +177,15 @@ def run_targets(
 
 
 def one_run(bench: Rig, args: argparse.Namespace, index: int) -> list[dict[str, Any]]:
-    runs = run_targets(
-        bench, args, index, [Target("baseline", "baseline", 1), Target("signalpush", "signalpush", 1)]
-    )
+    targets = [Target("baseline", "baseline", 1), Target("signalpush", "signalpush", 1)]
+    workers = getattr(args, "workers", 1)
+    if workers > 1:
+        targets.append(Target(f"{workers} workers", "signalpush", 1, workers))
+    runs = run_targets(bench, args, index, targets)
     rows = figure_rows(runs, args.rate)
     add_ratio(rows, "ratio", "signalpush", "baseline")
+    if workers > 1:
+        add_ratio(rows, f"{workers}w / 1w", f"{workers} workers", "signalpush")
     rows.append({"figure": "publishers alone ev/s", "signalpush": publishers_alone(bench, args)})
     return rows
 

@@ -43,6 +43,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def children_of(pid: int) -> list[int]:
+    """Direct children of a process (Linux /proc)."""
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text().split()
+            found += [int(child) for child in text]
+    except OSError:
+        pass
+    return found
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (now) and VmHWM (peak) of a process in KiB; empty if it is gone."""
     out: dict[str, int] = {}
@@ -199,8 +211,11 @@ class ServerChild:
         workdir: Path,
         port: int | None = None,
         profile_dir: Path | None = None,
+        workers: int = 1,
     ) -> None:
         self.kind = kind
+        #: ``signalpush serve --workers N``: N gateway processes under a supervisor.
+        self.workers = workers
         self.profile_dir = profile_dir
         self.profilers: list[subprocess.Popen[bytes]] = []
         self.redis_url = redis_url
@@ -215,6 +230,7 @@ class ServerChild:
             return python_module(
                 "server.bench.baseline", "--redis-url", self.redis_url, "--port", str(self.port)
             )
+        workers = ["--workers", str(self.workers)] if self.workers > 1 else []
         return python_module(
             "server.cli",
             "serve",
@@ -224,6 +240,7 @@ class ServerChild:
             "127.0.0.1",
             "--port",
             str(self.port),
+            *workers,
         )
 
     def spawn(self) -> None:
@@ -287,6 +304,14 @@ class ServerChild:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    def pids(self) -> list[int]:
+        """The server's processes: itself and, with workers, its worker children."""
+        return [self.pid, *children_of(self.pid)] if self.workers > 1 else [self.pid]
+
+    def peak_rss_kib(self) -> int:
+        """Peak RSS summed over the server's processes (workers each count)."""
+        return sum(memory_kib(pid).get("VmHWM", 0) for pid in self.pids())
 
     def kill(self) -> None:
         """SIGKILL (the reconnect drill)."""

@@ -25,7 +25,6 @@ from server.bench.procs import (
     ServerChild,
     bench_redis,
     machine_busy_seconds,
-    memory_kib,
     redis_cpu_seconds,
     workdir,
 )
@@ -81,8 +80,10 @@ class Rig:
         finally:
             client.close()
 
-    def server(self, kind: str) -> ServerChild:
-        return ServerChild(kind, self.redis_url, self.workdir, profile_dir=self.profile_dir).start()
+    def server(self, kind: str, workers: int = 1) -> ServerChild:
+        return ServerChild(
+            kind, self.redis_url, self.workdir, profile_dir=self.profile_dir, workers=workers
+        ).start()
 
     def fleet(self, connections: int, per_process: int, name: str = "load") -> LoadFleet:
         return LoadFleet(max(1, -(-connections // per_process)), self.workdir, name)
@@ -176,7 +177,7 @@ def measure_phase(
     """Publish on ``symbols`` (``publish`` = run_publishers' options), wait for the clients, count."""
     start = bench.seqs(symbols)
     fleet.mark(latency=latency)
-    server_cpu, load_cpu = CpuMeter([server.pid]).start(), CpuMeter(fleet.pids).start()
+    server_cpu, load_cpu = CpuMeter(server.pids()).start(), CpuMeter(fleet.pids).start()
     redis_before = bench.redis_cpu()
     machine_before = machine_busy_seconds()
     result = run_publishers(bench.redis_url, symbols, workdir=bench.workdir, **publish)
@@ -197,7 +198,7 @@ def measure_phase(
         server_cpu=server_cpu,
         load_cpu=load_cpu,
         redis_cpu_s=redis_used,
-        server_rss_kib=memory_kib(server.pid).get("VmHWM", 0),
+        server_rss_kib=server.peak_rss_kib(),
         machine_cpu_s=machine_after[0] - machine_before[0],
         softirq_s=machine_after[1] - machine_before[1],
     )
