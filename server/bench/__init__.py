@@ -32,6 +32,7 @@ SCENARIOS: dict[str, str] = {
 SCENARIOS["performance"] = "server.bench.performance"
 SCENARIOS["backfill"] = "server.bench.backfill"
 SCENARIOS["wall"] = "server.bench.wall"
+SCENARIOS["soak"] = "server.bench.soak"
 
 
 class Scenario(Protocol):

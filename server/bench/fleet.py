@@ -45,6 +45,9 @@ class FleetReport:
     #: Failed reconnect attempts by exception name.
     failures: dict[str, int] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
+    #: With ``report(final)``: seqs each connection missed, summed; connections retired by ``churn``.
+    accounted_lost: int = 0
+    retired: int = 0
 
     def add(self, reply: dict[str, Any]) -> None:
         for name in ("items", "frames", "bytes", "duplicates", "holes", "resets", "errors"):
@@ -63,6 +66,8 @@ class FleetReport:
             self.failures[reason] = self.failures.get(reason, 0) + count
         self.timeline.extend((int(a), int(b), int(c)) for a, b, c in reply["timeline"])
         self.error_samples.extend(reply["error_samples"])
+        self.accounted_lost += int(reply.get("lost", 0))
+        self.retired += int(reply.get("retired", 0))
 
     def lost(self, published: dict[str, int]) -> int:
         """Events expected but not received: ``published[symbol]`` events for each of its connections."""
@@ -153,11 +158,22 @@ class LoadFleet:
         replies = self._all({"cmd": "wait", "final": final, "timeout_s": timeout_s}, timeout_s + 30)
         return sum(int(r["behind"]) for r in replies)
 
-    def report(self) -> FleetReport:
+    def report(self, final: dict[str, int] | None = None) -> FleetReport:
+        """The merged counters; with ``final`` (each symbol's last seq) also what each connection missed."""
         report = FleetReport()
-        for reply in self._all({"cmd": "report"}, 60):
+        for reply in self._all({"cmd": "report", **({"final": final} if final is not None else {})}, 60):
             report.add(reply)
         return report
+
+    def churn(self, *, drop: int, retire: int) -> None:
+        """Drop ``drop`` connections (they reconnect and resume) and close ``retire`` for good, spread over
+        the processes."""
+        count = len(self.children)
+        for index, child in enumerate(self.children):
+            shares = {"drop": _share(drop, count, index), "retire": _share(retire, count, index)}
+            child.send({"cmd": "churn", **shares})
+        for child in self.children:
+            child.receive(30)
 
     def close(self) -> None:
         for child in self.children:
@@ -166,6 +182,11 @@ class LoadFleet:
             except BenchError:
                 pass
             child.stop()
+
+
+def _share(total: int, parts: int, index: int) -> int:
+    """``index``'s share when ``total`` is split over ``parts`` as evenly as possible."""
+    return total // parts + (1 if index < total % parts else 0)
 
 
 @dataclass

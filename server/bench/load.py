@@ -9,7 +9,12 @@ every load process of a run). Commands:
              publishers' flow control).
 ``mark``     start a measurement phase (counters to zero); ``latency`` turns latency on.
 ``wait``     until every connection reached the given seq of its symbol (or a timeout).
-``report``   the phase's counters, per-symbol unique items, reconnect timeline.
+``report``   the phase's counters, per-symbol unique items, reconnect timeline; with
+             ``final`` also the seqs each connection missed (the soak's check).
+``churn``    drop some connections (they reconnect and resume) and retire others for good.
+``stall``    open a connection that subscribes with history and then stops reading.
+``flood``    open a connection that sends pings as fast as it can.
+``faults``   what became of the stalled and the flooding connection.
 ``close``    close everything and exit.
 
 Connections that drop reconnect when asked to: exponential backoff with full jitter
@@ -29,6 +34,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from publishers.connection import async_client
+from server.bench.faultconn import FaultConn, flood, stall
 from server.bench.loadclient import ConnState, FrameCache, Tally
 from server.bench.wsclient import RawWebSocket, open_websocket
 
@@ -41,7 +47,17 @@ MAX_ATTEMPTS = 30
 class LoadConn:
     """A load connection: socket + state + how to subscribe again."""
 
-    __slots__ = ("attempts", "closed_ns", "reconnected_ns", "reconnects", "request", "state", "worker", "ws")
+    __slots__ = (
+        "attempts",
+        "closed_ns",
+        "reconnected_ns",
+        "reconnects",
+        "request",
+        "retired",
+        "state",
+        "worker",
+        "ws",
+    )
 
     def __init__(self, worker: LoadWorker, state: ConnState, request: dict[str, Any]) -> None:
         self.worker = worker
@@ -52,6 +68,8 @@ class LoadConn:
         self.reconnected_ns = 0
         self.reconnects = 0
         self.attempts = 0
+        #: Closed for good by ``churn``: no reconnect; checked up to where it got.
+        self.retired = False
 
     async def open(self) -> None:
         worker = self.worker
@@ -65,7 +83,7 @@ class LoadConn:
         self.worker.closed += 1
         reason = f"closed {code}"
         self.worker.failures[reason] = self.worker.failures.get(reason, 0) + 1
-        if self.worker.reconnect and not self.worker.stopping:
+        if self.worker.reconnect and not self.worker.stopping and not self.retired:
             self.worker.spawn(self._reconnect())
 
     def retry_later(self) -> None:
@@ -142,6 +160,8 @@ class LoadWorker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flow: asyncio.Task[None] | None = None
         self._redis: aioredis.Redis | None = None
+        self.stalled: FaultConn | None = None
+        self.flooder: FaultConn | None = None
 
     def spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -183,6 +203,7 @@ class LoadWorker:
                         conn.ws.abort()
                     return
                 state.on_ready = None
+                state.mark()  # a connection joining a running phase is checked from here on
                 self.conns.append(conn)
                 durations.append(time.monotonic() - start)
 
@@ -200,6 +221,8 @@ class LoadWorker:
     def positions(self) -> dict[str, int]:
         lowest: dict[str, int] = {}
         for conn in self.conns:
+            if conn.retired:
+                continue
             state = conn.state
             progress = state.progress
             if progress < lowest.get(state.symbol, progress + 1):
@@ -226,19 +249,21 @@ class LoadWorker:
         self.tally = Tally(measure_latency=bool(command.get("latency", False)))
         for conn in self.conns:
             conn.state.tally = self.tally
-            conn.state.unique_at_mark = conn.state.unique
+            conn.state.mark()
         return {"ok": True}
 
     async def wait(self, command: dict[str, Any]) -> dict[str, Any]:
         final: dict[str, int] = command["final"]
         deadline = time.monotonic() + float(command.get("timeout_s", 30))
         while True:
-            behind = sum(1 for c in self.conns if c.state.progress < final.get(c.state.symbol, 0))
+            behind = sum(
+                1 for c in self.conns if not c.retired and c.state.progress < final.get(c.state.symbol, 0)
+            )
             if not behind or time.monotonic() > deadline:
                 return {"behind": behind}
             await asyncio.sleep(0.01)
 
-    def report(self) -> dict[str, Any]:
+    def report(self, final: dict[str, int] | None = None) -> dict[str, Any]:
         unique: dict[str, list[int]] = {}
         live: list[int] = []
         timeline: list[tuple[int, int, int]] = []
@@ -266,7 +291,52 @@ class LoadWorker:
             },
             "not_live": sum(1 for c in self.conns if c.reconnects and not c.state.live_at_ns),
             "frames_parsed": self.cache.parsed,
+            **(self.accounting(final) if final is not None else {}),
         }
+
+    def accounting(self, final: dict[str, int]) -> dict[str, Any]:
+        """Per connection: seqs missed since it was marked (up to ``final``, or where it was retired)."""
+        lost = behind = retired = 0
+        for conn in self.conns:
+            state = conn.state
+            if conn.retired:
+                retired += 1
+                lost += state.lost(state.progress)
+                continue
+            up_to = final.get(state.symbol, 0)
+            lost += state.lost(up_to)
+            behind += state.progress < up_to
+        return {"lost": lost, "behind": behind, "retired": retired}
+
+    def churn(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Drop ``drop`` random live connections (they reconnect and resume) and retire ``retire``."""
+        active = [c for c in self.conns if not c.retired and c.ws is not None and c.ws.open]
+        random.shuffle(active)
+        drop, retire = int(command.get("drop", 0)), int(command.get("retire", 0))
+        for conn in active[:retire]:
+            conn.retired = True
+            assert conn.ws is not None
+            conn.ws.close()
+        for conn in active[retire : retire + drop]:
+            assert conn.ws is not None
+            conn.ws.abort()
+        return {"dropped": len(active[retire : retire + drop]), "retired": len(active[:retire])}
+
+    async def stall(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.stalled = await stall(self._address(command), command)
+        return {"ok": True}
+
+    async def flood(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.flooder = await FaultConn.open("flooding", self._address(command))
+        return await flood(self.flooder, float(command.get("seconds", 10.0)))
+
+    def _address(self, command: dict[str, Any]) -> tuple[str, int, str, float]:
+        self.host, self.port = command.get("host", self.host), int(command.get("port", self.port))
+        return self.host, self.port, self.path, self.timeout_s
+
+    def faults(self) -> dict[str, Any]:
+        conns = (("stalled", self.stalled), ("flooding", self.flooder))
+        return {name: conn.to_json() for name, conn in conns if conn is not None}
 
     async def close(self) -> dict[str, Any]:
         self.stopping = True
@@ -293,7 +363,15 @@ class LoadWorker:
         if name == "wait":
             return await self.wait(command)
         if name == "report":
-            return self.report()
+            return self.report(command.get("final"))
+        if name == "churn":
+            return self.churn(command)
+        if name == "stall":
+            return await self.stall(command)
+        if name == "flood":
+            return await self.flood(command)
+        if name == "faults":
+            return self.faults()
         if name == "close":
             return await self.close()
         return {"error": f"unknown command {name!r}"}

@@ -144,6 +144,7 @@ class ConnState:
         "on_ready",
         "on_retry",
         "position",
+        "position_at_mark",
         "ready",
         "subscribe_seq",
         "subscribed_once",
@@ -176,6 +177,8 @@ class ConnState:
         self.last_item = 0
         self.unique = 0
         self.unique_at_mark = 0
+        #: Where the measurement started for this connection (see :meth:`mark`).
+        self.position_at_mark = 0
         self.ready = False
         self.subscribed_once = False
         self.subscribe_seq = 0
@@ -279,6 +282,15 @@ class ConnState:
         if self.waiting_live and self.position >= self.subscribe_seq:
             self.waiting_live = False
             self.live_at_ns = received_ns
+
+    def mark(self) -> None:
+        """Start counting from here: what arrives from now on is checked against the seqs published."""
+        self.unique_at_mark = self.unique
+        self.position_at_mark = self.progress
+
+    def lost(self, up_to: int) -> int:
+        """Seqs in (position at mark, ``up_to``] this connection never received (no filter: all seqs)."""
+        return max(0, up_to - self.position_at_mark - (self.unique - self.unique_at_mark))
 
     def resubscribing(self) -> None:
         """A resume subscription is on its way (after a reconnect): live again once it caught up."""

@@ -212,8 +212,11 @@ class ServerChild:
         port: int | None = None,
         profile_dir: Path | None = None,
         workers: int = 1,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.kind = kind
+        #: Extra environment (config overrides, e.g. ``SIGNALPUSH_RECORDER_ENABLED``).
+        self.env = env or {}
         #: ``signalpush serve --workers N``: N gateway processes under a supervisor.
         self.workers = workers
         self.profile_dir = profile_dir
@@ -252,7 +255,7 @@ class ServerChild:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
-                env=child_env(),
+                env=child_env(**self.env),
             )
         finally:
             log.close()

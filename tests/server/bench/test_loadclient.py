@@ -89,3 +89,16 @@ def test_frame_cache_parses_a_shared_frame_once() -> None:
     payload = _frame(1, 2, [1, 2])
     assert cache.get(payload, False) is cache.get(bytes(payload), False)
     assert cache.parsed == 1
+
+
+def test_lost_counts_the_seqs_missed_since_the_mark() -> None:
+    conn = _conn()
+    conn.on_message(_frame(1, 3, [1, 2, 3]), 0)
+    conn.mark()
+    conn.on_message(_frame(4, 6, [4, 5, 6]), 0)
+    assert conn.lost(6) == 0
+    assert conn.lost(8) == 2  # 7 and 8 never came
+    conn.on_message(_frame(9, 10, [9, 10]), 0)  # a hole: 7 and 8 skipped
+    assert conn.lost(10) == 2
+    conn.on_message(_frame(9, 10, [9, 10]), 0)  # duplicates do not hide the hole
+    assert conn.lost(10) == 2

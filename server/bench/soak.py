@@ -1,0 +1,400 @@
+"""``signalpush bench soak``: the failure drills under steady load, counted event by event.
+
+A gateway (``serve`` without its in-process recorder), a separate recorder
+(``signalpush record``), an embedded Redis with its append-only file and a SQLite (or
+``--database-url``) store run on loopback. One publisher process publishes signals, trades
+and bot status at a steady rate through the public :class:`~publishers.Publisher`. Clients
+subscribe with history and churn: every few seconds some drop (they reconnect with backoff
+and resume from their position) and a few leave for good, replaced by new ones
+subscribing with history. A fault schedule runs the drills in turn: gateway SIGKILL and
+restart, Redis restart, a client that stops reading, recorder SIGKILL and restart, a
+client that floods.
+
+At the end every connection is checked seq by seq (nothing filtered, so each must have
+every seq from where it was first counted up to the last one published, or up to where it
+left): lost and duplicated must be 0. SQL must hold every event exactly once. The RSS of
+each gateway and recorder life is reported from warm (after ``--warmup``) to its end.
+
+There is no baseline: the baseline has neither resume nor history, so it cannot be
+gap-free through these drills (``bench reconnect`` measures it through a restart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from server.bench import BenchResult
+from server.bench.fleet import ConnPlan, FleetReport, LoadFleet
+from server.bench.procs import (
+    BenchError,
+    JsonChild,
+    ServerChild,
+    child_env,
+    memory_kib,
+    python_module,
+    stop_process,
+    workdir,
+)
+from server.bench.rig import Rig, judge
+from server.bench.soakplan import MemoryLife, fault_schedule
+from server.embedded import EmbeddedRedis, free_port
+from server.store.engine import create_engine
+
+DESCRIPTION = "soak: steady publishing, churning clients, gateway/Redis/recorder drills; lost, dups, RSS"
+
+_SAMPLE_EVERY_S = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the run (default: 10)")
+    parser.add_argument("--symbols", type=int, default=4, help="symbols (default: 4)")
+    parser.add_argument("--rate", type=float, default=40.0, help="events/s over all symbols (default: 40)")
+    parser.add_argument("--clients", type=int, default=200, help="subscribed clients (default: 200)")
+    parser.add_argument("--churn-every", type=float, default=5.0, help="seconds between churns (default: 5)")
+    parser.add_argument(
+        "--churn", type=float, default=0.05, help="share of the clients dropped per churn (default: 0.05)"
+    )
+    parser.add_argument(
+        "--replace", type=float, default=0.01, help="share leaving for good per churn, replaced (0.01)"
+    )
+    parser.add_argument(
+        "--fault-every", type=float, help="seconds between drills (default: the run / 6; 0: none)"
+    )
+    parser.add_argument("--redis-down", type=float, default=2.0, help="seconds Redis stays down (default: 2)")
+    parser.add_argument("--warmup", type=float, help="seconds before a process's RSS counts (default: 30)")
+    parser.add_argument("--redis-url", help="use this Redis (then the Redis restart drill is skipped)")
+    parser.add_argument("--database-url", help="history store (default: SQLite in the scratch dir)")
+    parser.add_argument("--per-process", type=int, default=2500, help="connections per load process")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the scratch dir with every log")
+
+
+class RecorderChild:
+    """``signalpush record`` for the soak's symbols, SIGKILLed and restarted by a drill."""
+
+    def __init__(self, redis_url: str, database_url: str, symbols: list[str], directory: Path) -> None:
+        self.argv = python_module(
+            "server.cli", "record", "--redis-url", redis_url, "--database-url", database_url,
+            "--symbols", ",".join(symbols), "--claim-idle-ms", "2000",
+        )  # fmt: skip
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.directory / "recorder.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.directory,
+                env=child_env(),
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+
+@dataclass
+class Soak:
+    args: argparse.Namespace
+    bench: Rig
+    redis: EmbeddedRedis | None
+    database_url: str
+    symbols: list[str]
+    server: ServerChild
+    recorder: RecorderChild
+    faults: JsonChild
+    began: float = field(default_factory=time.monotonic)
+    gateway_lives: list[MemoryLife] = field(default_factory=list)
+    recorder_lives: list[MemoryLife] = field(default_factory=list)
+    drills: list[str] = field(default_factory=list)
+    flooding: bool = False
+
+    @property
+    def warmup_s(self) -> float:
+        return float(self.args.warmup) if self.args.warmup is not None else 30.0
+
+    def now(self) -> float:
+        return time.monotonic() - self.began
+
+    def new_lives(self, gateway: bool = True, recorder: bool = True) -> None:
+        if gateway:
+            self.gateway_lives.append(
+                MemoryLife(f"gateway {len(self.gateway_lives) + 1}", self.now(), self.warmup_s)
+            )
+        if recorder:
+            self.recorder_lives.append(
+                MemoryLife(f"recorder {len(self.recorder_lives) + 1}", self.now(), self.warmup_s)
+            )
+
+    def sample(self) -> None:
+        at = self.now()
+        self.gateway_lives[-1].add(at, memory_kib(self.server.pid).get("VmRSS", 0))
+        self.recorder_lives[-1].add(at, memory_kib(self.recorder.pid).get("VmRSS", 0))
+
+    def drill(self, name: str) -> None:
+        started = self.now()
+        if name.startswith("gateway"):
+            self.sample()
+            self.server.kill()
+            self.server.spawn()
+            self.new_lives(recorder=False)
+            self.server.wait_healthy(60)
+        elif name.startswith("Redis"):
+            if self.redis is None:
+                self.drills.append(f"{started:.0f}s {name}: skipped (--redis-url: not ours to restart)")
+                return
+            self.redis.stop()
+            time.sleep(self.args.redis_down)
+            self.redis.start()
+            self.server.wait_healthy(60)
+        elif name.startswith("recorder"):
+            self.sample()
+            self.recorder.kill()
+            self.recorder.start()
+            self.new_lives(gateway=False)
+        elif name == "client stops reading":
+            self.faults.request(
+                {"cmd": "stall", "host": "127.0.0.1", "port": self.server.port, "symbols": self.symbols,
+                 "subscriptions": 40, "history_minutes": 60},
+                30,
+            )  # fmt: skip
+        elif name == "client floods":
+            if self.flooding:
+                self.faults.receive(60)
+            self.faults.send({"cmd": "flood", "host": "127.0.0.1", "port": self.server.port, "seconds": 10})
+            self.flooding = True
+        self.drills.append(f"{started:.0f}s {name} ({self.now() - started:.1f}s)")
+        print(f"  soak {started:.0f}s: {name}", file=sys.stderr, flush=True)
+
+
+def plan(symbols: list[str], count: int, offset: int = 0) -> list[ConnPlan]:
+    return [
+        (symbols[(offset + i) % len(symbols)], {
+            "op": "subscribe", "symbol": symbols[(offset + i) % len(symbols)], "history": {"minutes": 60},
+        })
+        for i in range(count)
+    ]  # fmt: skip
+
+
+async def _stored(database_url: str, symbols: list[str]) -> dict[str, tuple[int, int]]:
+    """Per symbol: (rows, distinct seqs) over the event tables."""
+    engine = create_engine(database_url)
+    query = text(
+        "SELECT count(*), count(DISTINCT seq) FROM (SELECT seq FROM signals WHERE symbol = :s"
+        " UNION ALL SELECT seq FROM trades WHERE symbol = :s"
+        " UNION ALL SELECT seq FROM bot_status WHERE symbol = :s) t"
+    )
+    try:
+        async with engine.connect() as connection:
+            out: dict[str, tuple[int, int]] = {}
+            for symbol in symbols:
+                rows, distinct = (await connection.execute(query, {"s": symbol})).one()
+                out[symbol] = (int(rows), int(distinct))
+            return out
+    finally:
+        await engine.dispose()
+
+
+def wait_stored(database_url: str, final: dict[str, int], timeout_s: float) -> dict[str, tuple[int, int]]:
+    """Poll the store until it holds every published seq (or ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stored = asyncio.run(_stored(database_url, list(final)))
+        if all(stored[s][1] >= final[s] for s in final) or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace) -> BenchResult:
+    with workdir(keep=bool(args.keep_logs)) as path:
+        redis: EmbeddedRedis | None = None
+        url = args.redis_url
+        if not url:
+            redis = EmbeddedRedis(port=free_port(), data_dir=path / "redis", appendonly=True)
+            url = redis.start()
+        bench = Rig(url, redis.pid if redis else None, path)
+        try:
+            return soak(args, bench, redis)
+        finally:
+            if redis is not None:
+                redis.stop()
+            else:
+                bench.cleanup()
+
+
+def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> BenchResult:
+    duration = args.minutes * 60
+    path = bench.workdir
+    database_url = args.database_url or f"sqlite+aiosqlite:///{path / 'soak.db'}"
+    subprocess.run(
+        python_module("server.cli", "db", "upgrade", "--database-url", database_url),
+        check=True, cwd=path, env=child_env(), stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    symbols = bench.symbols("SOAK", args.symbols)
+    server = ServerChild(
+        "signalpush", bench.redis_url, path,
+        env={"SIGNALPUSH_DATABASE_URL": database_url, "SIGNALPUSH_RECORDER_ENABLED": "false"},
+    )  # fmt: skip
+    recorder = RecorderChild(bench.redis_url, database_url, symbols, path)
+    faults = JsonChild(
+        python_module("server.bench.load"), name="faults", cwd=path, log_path=path / "faults.log"
+    )
+    fleet = LoadFleet(max(1, -(-args.clients // args.per_process)), path)
+    publisher: subprocess.Popen[bytes] | None = None
+    state = Soak(args, bench, redis, database_url, symbols, server, recorder, faults)
+    try:
+        server.start(60)
+        recorder.start()
+        state.began = time.monotonic()
+        state.new_lives()
+        with (path / "publisher.log").open("ab") as log:
+            publisher = subprocess.Popen(
+                python_module("server.bench.soakpub", "--redis-url", bench.redis_url,
+                              "--symbols", ",".join(symbols), "--seconds", str(duration),
+                              "--rate", str(args.rate)),
+                stdout=subprocess.PIPE, stderr=log, cwd=path, env=child_env(),
+            )  # fmt: skip
+        start = _wait_published(bench, symbols, 30)
+        connected = fleet.connect(server.port, plan(symbols, args.clients), reconnect=True, resume=True,
+                                  expect_history=True)  # fmt: skip
+        fleet.mark(latency=True)
+        schedule = fault_schedule(duration, args.fault_every)
+        joined = 0
+        next_churn, next_sample = args.churn_every, 0.0
+        while state.now() < duration:
+            at = state.now()
+            if schedule and at >= schedule[0].at_s:
+                state.drill(schedule.pop(0).name)
+            elif at >= next_churn:
+                next_churn = at + args.churn_every
+                leaving = int(args.clients * args.replace + 0.5)
+                fleet.churn(drop=int(args.clients * args.churn + 0.5), retire=leaving)
+                if leaving:
+                    fleet.connect(server.port, plan(symbols, leaving, joined), reconnect=True, resume=True,
+                                  expect_history=True)  # fmt: skip
+                    joined += leaving
+            if at >= next_sample:
+                next_sample = at + _SAMPLE_EVERY_S
+                state.sample()
+            time.sleep(0.1)
+        out, _ = publisher.communicate(timeout=120)
+        final = bench.seqs(symbols)
+        behind = fleet.wait(final, 60)
+        state.sample()
+        report = fleet.report(final)
+        if state.flooding:
+            faults.receive(60)
+        fault_report = faults.request({"cmd": "faults"}, 30)
+        stored = wait_stored(database_url, final, 60)
+        counts = {"behind": behind, "subscribed": connected.ok, "joined": joined}
+        return result(args, state, report, fault_report, stored, start, final, counts, out)
+    finally:
+        fleet.close()
+        faults.stop()
+        if publisher is not None:
+            stop_process(publisher)
+        recorder.stop()
+        server.stop()
+
+
+def _wait_published(bench: Rig, symbols: list[str], timeout_s: float) -> dict[str, int]:
+    """Until every symbol has some history to backfill; returns the seqs then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seqs = bench.seqs(symbols)
+        if all(seqs.values()):
+            return seqs
+        if time.monotonic() > deadline:
+            raise BenchError("the soak publisher published nothing; see publisher.log in --keep-logs")
+        time.sleep(0.1)
+
+
+def result(
+    args: argparse.Namespace,
+    state: Soak,
+    report: FleetReport,
+    faults: dict[str, Any],
+    stored: dict[str, tuple[int, int]],
+    start: dict[str, int],
+    final: dict[str, int],
+    counts: dict[str, int],
+    publisher_out: bytes,
+) -> BenchResult:
+    published = json.loads(publisher_out.strip().splitlines()[-1]) if publisher_out.strip() else {}
+    latency = report.latency.summary_ms()
+    rows: list[dict[str, Any]] = []
+
+    def add(figure: str, value: Any) -> None:
+        rows.append({"figure": figure, "value": value})
+
+    add("minutes", args.minutes)
+    add("events published", sum(final.values()))
+    add("publishes failed after retries", published.get("failed"))
+    add("clients subscribed at start", counts["subscribed"])
+    add("clients joined / left during the run", f"{counts['joined']} / {report.retired}")
+    add("client disconnects (churn and drills)", report.closed)
+    add("deliveries received", report.items)
+    add("events lost", report.accounted_lost)
+    add("events duplicated", report.duplicates)
+    add("holes seen by clients", report.holes)
+    add("resets", report.resets)
+    add("clients behind at the end", counts["behind"])
+    add("latency p50 / p99 / max ms", f"{latency['p50_ms']} / {latency['p99_ms']} / {latency['max_ms']}")
+    add("SQL rows missing", sum(max(0, final[s] - stored[s][1]) for s in final))
+    add("SQL rows duplicated", sum(rows_ - distinct for rows_, distinct in stored.values()))
+    for life in state.gateway_lives + state.recorder_lives:
+        add(f"{life.label} RSS MiB warm -> end ({life.span_s:g}s)", _mib_pair(life))
+    final_gateway = state.gateway_lives[-1]
+    add("gateway RSS growth % (last life)", final_gateway.growth_pct)
+    stalled, flooding = faults.get("stalled", {}), faults.get("flooding", {})
+    add("stalled client closed by the server after s (code)", _closed(stalled))
+    add("flooding client closed by the server after s (code)", _closed(flooding))
+    targets = {
+        "events lost": ("value", "== 0"),
+        "events duplicated": ("value", "== 0"),
+        "SQL rows missing": ("value", "== 0"),
+        "SQL rows duplicated": ("value", "== 0"),
+        "clients behind at the end": ("value", "== 0"),
+        "gateway RSS growth % (last life)": ("value", "<= 10"),
+    }
+    judge(rows, targets)
+    summary = "soak drills: " + "; ".join(state.drills)
+    extra = {
+        "params": {k: v for k, v in vars(args).items() if k not in ("handler", "json")},
+        "start_seqs": start, "final_seqs": final, "faults": faults, "drills": state.drills,
+        "failures": report.failures, "error_samples": report.error_samples[:10],
+    }  # fmt: skip
+    return BenchResult("soak", rows, summary, extra)
+
+
+def _mib_pair(life: MemoryLife) -> str:
+    start, end = life.start_kib, life.end_kib
+    if start is None or end is None:
+        return f"(not warm; peak {life.peak_kib / 1024:.1f})"
+    return f"{start / 1024:.1f} -> {end / 1024:.1f}"
+
+
+def _closed(conn: dict[str, Any]) -> str | None:
+    if not conn:
+        return None
+    if conn.get("closed_after_s") is None:
+        return f"still open ({conn.get('messages')} messages read)"
+    return f"{conn['closed_after_s']} ({conn.get('close_code')})"

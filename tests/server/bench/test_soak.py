@@ -1,0 +1,40 @@
+"""``bench soak`` end to end, compressed: every drill within half a minute, nothing lost or duplicated.
+
+The program runs its own embedded Redis (the Redis restart drill restarts it), a gateway,
+a separate recorder and a SQLite store. No timing is asserted; the counts are.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.bench.soakplan import FAULTS
+from server.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_short_soak_survives_every_drill_gap_free(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    argv = [
+        "bench", "soak", "--minutes", "0.6", "--clients", "30", "--symbols", "2", "--rate", "30",
+        "--churn-every", "2", "--churn", "0.2", "--replace", "0.1", "--fault-every", "5",
+        "--redis-down", "0.5", "--warmup", "3", "--json", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    rows = {row["figure"]: row for row in result["rows"]}
+    assert [drill.split(" ", 1)[1].rsplit(" (", 1)[0] for drill in result["drills"][:5]] == list(FAULTS)
+    assert rows["events published"]["value"] > 0
+    assert rows["deliveries received"]["value"] > rows["events published"]["value"]
+    for figure in ("events lost", "events duplicated", "clients behind at the end", "SQL rows missing",
+                   "SQL rows duplicated", "publishes failed after retries"):  # fmt: skip
+        assert rows[figure]["value"] == 0, figure
+    assert rows["resets"]["value"] == 0
+    joined, left = rows["clients joined / left during the run"]["value"].split(" / ")
+    assert int(joined) > 0 and int(left) > 0
+    assert result["faults"]["flooding"]["close_code"] == 1008
+    assert len([row for row in rows if row.startswith("gateway ")]) >= 3  # two drills, three lives
