@@ -56,9 +56,11 @@ from server.protocol import (
     subscribed_frame,
     unsubscribed_frame,
 )
-from server.session import Session, TokenBucket
+from server.session import Session, TokenBucket, close_stalled, stalled_sessions
 
 log = logging.getLogger(__name__)
+#: websockets' close timeout: how long a closing handshake may take before the socket is dropped.
+CLOSE_TIMEOUT_S = 2.0
 
 
 class Gateway:
@@ -149,7 +151,7 @@ class Gateway:
             max_size=server.max_frame_bytes,
             ping_interval=server.heartbeat_s,
             ping_timeout=server.heartbeat_s,
-            close_timeout=2,
+            close_timeout=CLOSE_TIMEOUT_S,
             max_queue=64,
             reuse_port=reuse_port,
         )
@@ -302,9 +304,11 @@ class Gateway:
         await session.ws.send(
             subscribed_frame(request.ref, sub, request.symbol, state.epoch, member.position)
         )
-        session.tasks[sub] = asyncio.create_task(
-            self.catchup.run(session.ws, member, member.generation, request.history, request.resume),
-            name=f"signalpush-catchup-{sub}",
+        history, resume = request.history, request.resume
+        session.start_catch_up(
+            sub,
+            lambda: self.catchup.run(session.ws, member, member.generation, history, resume),
+            f"signalpush-catchup-{sub}",
         )
 
     async def _ensure_primed(self, symbol: str, new_symbol: bool) -> None:
@@ -318,11 +322,11 @@ class Gateway:
         if session is None:
             return
         session.cancel(member.sub)
-        session.tasks[member.sub] = asyncio.create_task(
-            self.catchup.run(
-                session.ws, member, member.generation, session.history.get(member.sub), None, reason
-            ),
-            name=f"signalpush-reset-{member.sub}",
+        history = session.history.get(member.sub)
+        session.start_catch_up(
+            member.sub,
+            lambda: self.catchup.run(session.ws, member, member.generation, history, None, reason),
+            f"signalpush-reset-{member.sub}",
         )
 
     async def _figure(self, symbol: str, window: Window) -> dict[str, Any] | None:
@@ -335,12 +339,24 @@ class Gateway:
 
     async def _housekeeping(self) -> None:
         server = self.settings.server
+        next_stall_check = 0.0
         while True:
             await asyncio.sleep(min(0.25, server.heartbeat_s / 4))
             now = time.monotonic()
             self.outbox.write(self.fanout.idle_frames(now, server.heartbeat_s))
             for member in list(self.outbox.lagging):
                 self._check_lagging(member, now)
+            if now >= next_stall_check:
+                next_stall_check = now + 1.0
+                for session in stalled_sessions(self.sessions.values(), now, server.slow_client_timeout_s):
+                    self._close_slow(session)
+
+    def _close_slow(self, session: Session) -> None:
+        """4008 (resume later); aborted if the close frame cannot get through the full buffer either."""
+        if not session.closing:
+            session.closing = True
+            self.metrics.slow_closes += 1
+            self._spawn(close_stalled(session.ws, CLOSE_TOO_SLOW, "too slow: resume", 2 * CLOSE_TIMEOUT_S))
 
     def _check_lagging(self, member: Member, now: float) -> None:
         lagging = self.outbox.lagging
@@ -351,8 +367,7 @@ class Gateway:
         ws = session.ws
         if now - member.lagging_since > self.settings.server.slow_client_timeout_s:
             lagging.discard(member)
-            self.metrics.slow_closes += 1
-            self._spawn(ws.close(CLOSE_TOO_SLOW, "too slow: resume"))
+            self._close_slow(session)
             return
         if buffered(ws) <= self.settings.server.max_buffer_bytes // 4:
             lagging.discard(member)
@@ -360,15 +375,11 @@ class Gateway:
             self.fanout.restart_loading(member)
             epoch = self.fanout.symbols[member.group.symbol].epoch or ""
             session.cancel(member.sub)
-            session.tasks[member.sub] = asyncio.create_task(
-                self.catchup.run(
-                    session.ws,
-                    member,
-                    member.generation,
-                    None,
-                    ResumeRequest(epoch, member.position),
-                ),
-                name=f"signalpush-slow-{member.sub}",
+            resume = ResumeRequest(epoch, member.position)
+            session.start_catch_up(
+                member.sub,
+                lambda: self.catchup.run(session.ws, member, member.generation, None, resume),
+                f"signalpush-slow-{member.sub}",
             )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:

@@ -381,6 +381,7 @@ def result(
         "params": {k: v for k, v in vars(args).items() if k not in ("handler", "json")},
         "start_seqs": start, "final_seqs": final, "faults": faults, "drills": state.drills,
         "failures": report.failures, "error_samples": report.error_samples[:10],
+        "rss_kib": {life.label: life.samples for life in state.gateway_lives + state.recorder_lives},
     }  # fmt: skip
     return BenchResult("soak", rows, summary, extra)
 

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Final
@@ -180,14 +181,19 @@ async def open_websocket(
     on_message: MessageCallback,
     on_close: CloseCallback,
     timeout_s: float = 10.0,
+    sock: socket.socket | None = None,
 ) -> RawWebSocket:
-    """Connect and finish the handshake; raises OSError/ConnectionError/TimeoutError on failure."""
+    """Connect (or use the connected ``sock``) and finish the handshake; raises OSError/ConnectionError/
+    TimeoutError on failure."""
     loop = asyncio.get_running_loop()
 
     def factory() -> RawWebSocket:
         return RawWebSocket(host, port, path, on_message, on_close)
 
-    _, protocol = await asyncio.wait_for(loop.create_connection(factory, host, port), timeout_s)
+    connecting = (
+        loop.create_connection(factory, sock=sock) if sock else loop.create_connection(factory, host, port)
+    )
+    _, protocol = await asyncio.wait_for(connecting, timeout_s)
     try:
         await asyncio.wait_for(asyncio.shield(protocol.opened), timeout_s)
     except BaseException:

@@ -14,6 +14,7 @@ import psutil
 from websockets.asyncio.client import connect
 
 from publishers import Publisher
+from server.bench.wsclient import open_websocket
 from tests.support import async_wait_until, scaled
 from tests.support.gateway import WsClient
 from tests.support.process import ServerProcess
@@ -118,3 +119,59 @@ async def test_a_client_that_stops_reading_costs_bounded_memory_and_loses_nothin
         )
         await slow.close()
         await fast.close()
+
+
+async def test_a_client_that_stops_reading_during_its_history_is_closed_and_costs_one_frame(
+    redis_url: str, symbol: str
+) -> None:
+    """Keepalive cannot catch it (a ping waits behind the data); the stalled-connection rule does."""
+    env = {"SIGNALPUSH_SERVER_SLOW_CLIENT_TIMEOUT_S": "2"}
+    with ServerProcess("serve", "--redis-url", redis_url, env=env) as server:
+        async with Publisher(redis_url, bot="history", strategy="s") as pub:
+            for _ in range(5):
+                await asyncio.gather(
+                    *(pub.signal(symbol, "buy", price=1, confidence=0.5) for _ in range(1000))
+                )
+        other = await WsClient(server.ws_url).connect()
+        other_sub = (await other.subscribe(symbol))["sub"]
+        start_rss = psutil.Process(server.pid).memory_info().rss
+
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        stalled = await open_websocket(
+            "127.0.0.1", server.port, "/ws", lambda *_: None, lambda _: None, sock=sock
+        )
+        stalled.transport.pause_reading()  # type: ignore[union-attr]
+        for index in range(40):  # 40 groups, each with a ~1 MB history frame to send
+            stalled.send_text(
+                json.dumps(
+                    {"op": "subscribe", "symbol": symbol, "filter": {"min_confidence": index / 100},
+                     "history": {"minutes": 60}}
+                )
+            )  # fmt: skip
+
+        def closed_by_server() -> bool:
+            state: int = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+            return state != 1  # no longer ESTABLISHED: the server closed or reset it
+
+        peak = [start_rss]
+        stop = threading.Event()
+        sampler = threading.Thread(target=_rss_sampler, args=(server.pid, stop, peak), daemon=True)
+        sampler.start()
+        await async_wait_until(closed_by_server, timeout=20, what="the server to drop the stalled client")
+        stop.set()
+        sampler.join()
+        growth_mb = (peak[0] - start_rss) / 2**20
+        assert growth_mb < 15, f"server RSS grew {growth_mb:.1f} MiB for one client's 40 history frames"
+        metrics = await asyncio.to_thread(
+            lambda: urlopen(f"{server.http_url}/metrics", timeout=5).read().decode()
+        )
+        assert "signalpush_slow_closes_total 1" in metrics
+        # Everyone else is served as before.
+        async with Publisher(redis_url, bot="history", strategy="s") as pub:
+            last = await pub.signal(symbol, "sell", price=2, confidence=0.9)
+        await async_wait_until(lambda: other.position(other_sub) == last, what="the other client")
+        stalled.abort()
+        await other.close()
