@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbols", type=int, default=4, help="symbols (default: 4)")
     parser.add_argument("--rate", type=float, default=40.0, help="events/s over all symbols (default: 40)")
     parser.add_argument("--clients", type=int, default=200, help="subscribed clients (default: 200)")
+    parser.add_argument(
+        "--history-minutes", type=float, default=5.0,
+        help="history each client subscribes with, published before the run (default: 5)",
+    )  # fmt: skip
     parser.add_argument("--churn-every", type=float, default=5.0, help="seconds between churns (default: 5)")
     parser.add_argument(
         "--churn", type=float, default=0.05, help="share of the clients dropped per churn (default: 0.05)"
@@ -173,7 +177,7 @@ class Soak:
         elif name == "client stops reading":
             self.faults.request(
                 {"cmd": "stall", "host": "127.0.0.1", "port": self.server.port, "symbols": self.symbols,
-                 "subscriptions": 40, "history_minutes": 60},
+                 "subscriptions": 40, "history_minutes": max(1, round(self.args.history_minutes))},
                 30,
             )  # fmt: skip
         elif name == "client floods":
@@ -185,10 +189,11 @@ class Soak:
         print(f"  soak {started:.0f}s: {name}", file=sys.stderr, flush=True)
 
 
-def plan(symbols: list[str], count: int, offset: int = 0) -> list[ConnPlan]:
+def plan(symbols: list[str], count: int, minutes: float, offset: int = 0) -> list[ConnPlan]:
+    history = {"minutes": max(1, round(minutes))}
     return [
         (symbols[(offset + i) % len(symbols)], {
-            "op": "subscribe", "symbol": symbols[(offset + i) % len(symbols)], "history": {"minutes": 60},
+            "op": "subscribe", "symbol": symbols[(offset + i) % len(symbols)], "history": history,
         })
         for i in range(count)
     ]  # fmt: skip
@@ -269,12 +274,12 @@ def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> B
             publisher = subprocess.Popen(
                 python_module("server.bench.soakpub", "--redis-url", bench.redis_url,
                               "--symbols", ",".join(symbols), "--seconds", str(duration),
-                              "--rate", str(args.rate)),
+                              "--rate", str(args.rate), "--seed-minutes", str(args.history_minutes)),
                 stdout=subprocess.PIPE, stderr=log, cwd=path, env=child_env(),
             )  # fmt: skip
-        start = _wait_published(bench, symbols, 30)
-        connected = fleet.connect(server.port, plan(symbols, args.clients), reconnect=True, resume=True,
-                                  expect_history=True)  # fmt: skip
+        start = _wait_published(bench, symbols, int(args.history_minutes * 60 * args.rate), 120)
+        connected = fleet.connect(server.port, plan(symbols, args.clients, args.history_minutes),
+                                  reconnect=True, resume=True, expect_history=True)  # fmt: skip
         fleet.mark(latency=True)
         schedule = fault_schedule(duration, args.fault_every)
         joined = 0
@@ -288,8 +293,8 @@ def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> B
                 leaving = int(args.clients * args.replace + 0.5)
                 fleet.churn(drop=int(args.clients * args.churn + 0.5), retire=leaving)
                 if leaving:
-                    fleet.connect(server.port, plan(symbols, leaving, joined), reconnect=True, resume=True,
-                                  expect_history=True)  # fmt: skip
+                    fleet.connect(server.port, plan(symbols, leaving, args.history_minutes, joined),
+                                  reconnect=True, resume=True, expect_history=True)  # fmt: skip
                     joined += leaving
             if at >= next_sample:
                 next_sample = at + _SAMPLE_EVERY_S
@@ -315,12 +320,12 @@ def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> B
         server.stop()
 
 
-def _wait_published(bench: Rig, symbols: list[str], timeout_s: float) -> dict[str, int]:
-    """Until every symbol has some history to backfill; returns the seqs then."""
+def _wait_published(bench: Rig, symbols: list[str], seeded: int, timeout_s: float) -> dict[str, int]:
+    """Until the history seed is published and every symbol has an event; returns the seqs then."""
     deadline = time.monotonic() + timeout_s
     while True:
         seqs = bench.seqs(symbols)
-        if all(seqs.values()):
+        if all(seqs.values()) and sum(seqs.values()) >= seeded:
             return seqs
         if time.monotonic() > deadline:
             raise BenchError("the soak publisher published nothing; see publisher.log in --keep-logs")
@@ -347,6 +352,7 @@ def result(
 
     add("minutes", args.minutes)
     add("events published", sum(final.values()))
+    add("of which history published before the run", published.get("seeded"))
     add("publishes failed after retries", published.get("failed"))
     add("clients subscribed at start", counts["subscribed"])
     add("clients joined / left during the run", f"{counts['joined']} / {report.retired}")

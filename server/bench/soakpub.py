@@ -26,7 +26,7 @@ from publishers.errors import PublishError
 _SIGNAL_TYPES = ("buy", "sell", "hold")
 
 
-async def publish_one(publisher: Publisher, symbol: str, index: int) -> int:
+async def publish_one(publisher: Publisher, symbol: str, index: int, ts_ms: int | None = None) -> int:
     """The ``index``-th event of ``symbol``: 8 signals, then a trade (entry or exit), then a bot status."""
     meta = {"t": time.time_ns()}
     price = 100.0 + (index % 500) / 4
@@ -41,13 +41,33 @@ async def publish_one(publisher: Publisher, symbol: str, index: int) -> int:
             qty=0.01,
             position=f"p-{index // 20}",
             pnl=None if entry else round((index % 7 - 3) * 0.5, 2),
+            ts=ts_ms,
             meta=meta,
         )
     if step == 9:
+        # Status has no ts of its own (it is the bot's state now): the seed's history is signals and trades.
         return await publisher.status("active", symbol=symbol, equity=10_000.0 + index % 100, meta=meta)
     return await publisher.signal(
-        symbol, _SIGNAL_TYPES[index % 3], price=price, confidence=0.5 + index % 50 / 100, meta=meta
+        symbol, _SIGNAL_TYPES[index % 3], price=price, confidence=0.5 + index % 50 / 100, ts=ts_ms, meta=meta
     )
+
+
+async def seed(publisher: Publisher, symbols: list[str], minutes: float, rate: float) -> int:
+    """``minutes`` of history at ``rate``, time-stamped over the last ``minutes``, as fast as it goes:
+    the window a client asks for is full from the first subscribe, so memory is judged at steady state."""
+    total = int(minutes * 60 * rate)
+    now_ms = time.time_ns() // 1_000_000
+    start_ms = now_ms - int(minutes * 60_000)
+    for first in range(0, total, 500):
+        await asyncio.gather(
+            *(
+                publish_one(
+                    publisher, symbols[k % len(symbols)], k // len(symbols), start_ms + int(k * 1000 / rate)
+                )
+                for k in range(first, min(total, first + 500))
+            )
+        )
+    return total
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,6 +78,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     async with Publisher(
         args.redis_url, bot="soak-bot", strategy="soak", retry_attempts=10_000, retry_timeout_s=args.retry_s
     ) as publisher:
+        seeded = await seed(publisher, symbols, args.seed_minutes, args.rate) if args.seed_minutes else 0
         start = time.monotonic()
         total = int(args.seconds * args.rate)
         for k in range(total):
@@ -71,7 +92,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             except PublishError as exc:
                 failed += 1
                 print(f"publish failed after retries: {exc}", file=sys.stderr, flush=True)
-    return {"events": published, "failed": failed, "last_seq": last_seq}
+    return {"events": published, "seeded": seeded, "failed": failed, "last_seq": last_seq}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--rate", type=float, default=40.0, help="events/s over all symbols")
     parser.add_argument("--retry-s", type=float, default=60.0, help="how long one publish is retried")
+    parser.add_argument("--seed-minutes", type=float, default=0.0, help="history to publish first (minutes)")
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))
     sys.stdout.write(json.dumps(result) + "\n")

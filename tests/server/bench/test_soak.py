@@ -22,13 +22,14 @@ def test_a_short_soak_survives_every_drill_gap_free(tmp_path: Path) -> None:
     argv = [
         "bench", "soak", "--minutes", "0.6", "--clients", "30", "--symbols", "2", "--rate", "30",
         "--churn-every", "2", "--churn", "0.2", "--replace", "0.1", "--fault-every", "5",
-        "--redis-down", "0.5", "--warmup", "3", "--json", str(out),
+        "--redis-down", "0.5", "--warmup", "3", "--history-minutes", "1", "--json", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     result = json.loads(out.read_text())
     rows = {row["figure"]: row for row in result["rows"]}
     assert [drill.split(" ", 1)[1].rsplit(" (", 1)[0] for drill in result["drills"][:5]] == list(FAULTS)
-    assert rows["events published"]["value"] > 0
+    seeded = rows["of which history published before the run"]["value"]
+    assert rows["events published"]["value"] > seeded == 1800  # 1 minute at 30 events/s
     assert rows["deliveries received"]["value"] > rows["events published"]["value"]
     for figure in ("events lost", "events duplicated", "clients behind at the end", "SQL rows missing",
                    "SQL rows duplicated", "publishes failed after retries"):  # fmt: skip
