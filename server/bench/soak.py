@@ -29,12 +29,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 
 from server.bench import BenchResult
-from server.bench.fleet import ConnPlan, FleetReport, LoadFleet
+from server.bench.fleet import ConnPlan, LoadFleet
 from server.bench.procs import (
     BenchError,
     JsonChild,
@@ -45,8 +44,9 @@ from server.bench.procs import (
     stop_process,
     workdir,
 )
-from server.bench.rig import Rig, judge
+from server.bench.rig import Rig
 from server.bench.soakplan import MemoryLife, fault_schedule
+from server.bench.soakreport import SoakOutcome
 from server.embedded import EmbeddedRedis, free_port
 from server.store.engine import create_engine
 
@@ -117,6 +117,8 @@ class RecorderChild:
 
 @dataclass
 class Soak:
+    """A running soak: its processes, the drills done, each process life's RSS."""
+
     args: argparse.Namespace
     bench: Rig
     redis: EmbeddedRedis | None
@@ -309,8 +311,14 @@ def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> B
             faults.receive(60)
         fault_report = faults.request({"cmd": "faults"}, 30)
         stored = wait_stored(database_url, final, 60)
-        counts = {"behind": behind, "subscribed": connected.ok, "joined": joined}
-        return result(args, state, report, fault_report, stored, start, final, counts, out)
+        published = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        return SoakOutcome(
+            params={k: v for k, v in vars(args).items() if k not in ("handler", "json")},
+            report=report, faults=fault_report, stored=stored, start=start, final=final,
+            counts={"behind": behind, "subscribed": connected.ok, "joined": joined},
+            published=published, gateway_lives=state.gateway_lives,
+            recorder_lives=state.recorder_lives, drills=state.drills,
+        ).result()  # fmt: skip
     finally:
         fleet.close()
         faults.stop()
@@ -330,78 +338,3 @@ def _wait_published(bench: Rig, symbols: list[str], seeded: int, timeout_s: floa
         if time.monotonic() > deadline:
             raise BenchError("the soak publisher published nothing; see publisher.log in --keep-logs")
         time.sleep(0.1)
-
-
-def result(
-    args: argparse.Namespace,
-    state: Soak,
-    report: FleetReport,
-    faults: dict[str, Any],
-    stored: dict[str, tuple[int, int]],
-    start: dict[str, int],
-    final: dict[str, int],
-    counts: dict[str, int],
-    publisher_out: bytes,
-) -> BenchResult:
-    published = json.loads(publisher_out.strip().splitlines()[-1]) if publisher_out.strip() else {}
-    latency = report.latency.summary_ms()
-    rows: list[dict[str, Any]] = []
-
-    def add(figure: str, value: Any) -> None:
-        rows.append({"figure": figure, "value": value})
-
-    add("minutes", args.minutes)
-    add("events published", sum(final.values()))
-    add("of which history published before the run", published.get("seeded"))
-    add("publishes failed after retries", published.get("failed"))
-    add("clients subscribed at start", counts["subscribed"])
-    add("clients joined / left during the run", f"{counts['joined']} / {report.retired}")
-    add("client disconnects (churn and drills)", report.closed)
-    add("deliveries received", report.items)
-    add("events lost", report.accounted_lost)
-    add("events duplicated", report.duplicates)
-    add("holes seen by clients", report.holes)
-    add("resets", report.resets)
-    add("clients behind at the end", counts["behind"])
-    add("latency p50 / p99 / max ms", f"{latency['p50_ms']} / {latency['p99_ms']} / {latency['max_ms']}")
-    add("SQL rows missing", sum(max(0, final[s] - stored[s][1]) for s in final))
-    add("SQL rows duplicated", sum(rows_ - distinct for rows_, distinct in stored.values()))
-    for life in state.gateway_lives + state.recorder_lives:
-        add(f"{life.label} RSS MiB warm -> end ({life.span_s:g}s)", _mib_pair(life))
-    final_gateway = state.gateway_lives[-1]
-    add("gateway RSS growth % (last life)", final_gateway.growth_pct)
-    stalled, flooding = faults.get("stalled", {}), faults.get("flooding", {})
-    add("stalled client closed by the server after s (code)", _closed(stalled))
-    add("flooding client closed by the server after s (code)", _closed(flooding))
-    targets = {
-        "events lost": ("value", "== 0"),
-        "events duplicated": ("value", "== 0"),
-        "SQL rows missing": ("value", "== 0"),
-        "SQL rows duplicated": ("value", "== 0"),
-        "clients behind at the end": ("value", "== 0"),
-        "gateway RSS growth % (last life)": ("value", "<= 10"),
-    }
-    judge(rows, targets)
-    summary = "soak drills: " + "; ".join(state.drills)
-    extra = {
-        "params": {k: v for k, v in vars(args).items() if k not in ("handler", "json")},
-        "start_seqs": start, "final_seqs": final, "faults": faults, "drills": state.drills,
-        "failures": report.failures, "error_samples": report.error_samples[:10],
-        "rss_kib": {life.label: life.samples for life in state.gateway_lives + state.recorder_lives},
-    }  # fmt: skip
-    return BenchResult("soak", rows, summary, extra)
-
-
-def _mib_pair(life: MemoryLife) -> str:
-    start, end = life.start_kib, life.end_kib
-    if start is None or end is None:
-        return f"(not warm; peak {life.peak_kib / 1024:.1f})"
-    return f"{start / 1024:.1f} -> {end / 1024:.1f}"
-
-
-def _closed(conn: dict[str, Any]) -> str | None:
-    if not conn:
-        return None
-    if conn.get("closed_after_s") is None:
-        return f"still open ({conn.get('messages')} messages read)"
-    return f"{conn['closed_after_s']} ({conn.get('close_code')})"
