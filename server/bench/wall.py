@@ -328,7 +328,8 @@ def run(args: argparse.Namespace) -> BenchResult:
                 frame = wall.perf()["frame"]
                 _progress(
                     f"  {(time.monotonic() - began) / 60:.1f} min: {feed.published:,} events published, "
-                    f"frame p95 {frame['p95']} ms, DOM {wall.dom_nodes()}"
+                    f"frame p95 {frame['p95']} ms, DOM {wall.dom_nodes()}, heap {wall.heap_mib():.1f} MiB, "
+                    f"points {wall.points():,}"
                 )
             measured = wall.perf()
             end = {"heap": wall.heap_mib(), "dom": wall.dom_nodes(), "points": wall.points()}
