@@ -55,7 +55,7 @@ const wall = (expr) => browser.evaluate(`(() => { const w = window.signalpushWal
 const tile = (symbol) => wall(`w.tile(${JSON.stringify(symbol)})`);
 
 test("the wall draws every symbol from the history figure and follows live events", opts, async () => {
-  await browser.goto(`${server.httpUrl}/wall?symbols=BTCUSDT,ETHUSDT&minutes=120&max_points=50&stale_s=2&dead_s=4&backoff_max_s=2`);
+  await browser.goto(`${server.httpUrl}/wall?symbols=BTCUSDT,ETHUSDT&minutes=120&max_points=50&stale_s=2&dead_s=6&backoff_max_s=2`);
   await waitUntil(async () => (await wall("w.state")) === "live" && (await tile("BTCUSDT"))?.ready && (await tile("ETHUSDT"))?.ready, { timeoutMs: 30000, message: "wall ready" });
   assert.deepEqual(figureRequests.slice(0, 2).map((r) => r.history), [{ minutes: 120, max_points: 50, figure: true }, { minutes: 120, max_points: 50, figure: true }]);
   let btc = await tile("BTCUSDT");
@@ -111,9 +111,12 @@ test("the wall draws every symbol from the history figure and follows live event
   assert.ok(layout.sw <= layout.w && layout.sh <= layout.h, JSON.stringify(layout));
   if (process.env.SIGNALPUSH_WALL_SCREENSHOT) writeFileSync(process.env.SIGNALPUSH_WALL_SCREENSHOT, await browser.screenshot());
 
-  // Quiet tiles turn amber, then red; data brings them back.
+  // Quiet tiles turn amber, then red; data brings them back. The age starts now (the last
+  // candle updated in place), so a slow machine cannot skip the amber window (2 s to 6 s).
+  server.publish("ETHUSDT", candle(T0 + 29 * MINUTE, 2000.5));
+  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "ok", { message: "ok after data" });
   await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "amber", { message: "amber" });
-  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "red", { message: "red" });
+  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "red", { timeoutMs: 15000, message: "red" });
   server.publish("ETHUSDT", candle(T0 + 30 * MINUTE, 2001));
   await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "ok", { message: "ok again" });
   assert.deepEqual(pageErrors(), []);
