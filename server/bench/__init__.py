@@ -62,6 +62,30 @@ class BenchResult:
         }
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer above 0 (a bench of 0 symbols or clients measures nothing)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    """An argparse type: a share between 0 and 1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),

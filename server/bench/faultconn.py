@@ -32,10 +32,22 @@ class FaultConn:
         self.watch: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, name: str, address: Address) -> FaultConn:
+    async def open(cls, name: str, address: Address, receive_buffer: int | None = None) -> FaultConn:
+        """Connect; with ``receive_buffer`` the kernel's receive buffer is set that small before
+        connecting (the window is agreed at connect), as on a slow far-away client."""
         host, port, path, timeout_s = address
         conn = cls(name)
-        conn.ws = await open_websocket(host, port, path, conn.on_message, conn.on_close, timeout_s)
+        sock = None
+        if receive_buffer is not None:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), timeout_s)
+            except BaseException:
+                sock.close()
+                raise
+        conn.ws = await open_websocket(host, port, path, conn.on_message, conn.on_close, timeout_s, sock=sock)
         return conn
 
     def on_message(self, payload: bytes, received_ns: int) -> None:
@@ -56,7 +68,8 @@ class FaultConn:
 
 async def stall(address: Address, command: dict[str, Any]) -> FaultConn:
     """Subscribe with history under many filters (each its own group and history frame), then stop reading."""
-    conn = await FaultConn.open("stalled", address)
+    # A small receive window: loopback's kernel buffers would otherwise absorb megabytes first.
+    conn = await FaultConn.open("stalled", address, receive_buffer=4096)
     symbols: list[str] = command["symbols"]
     for index in range(int(command.get("subscriptions", 40))):
         request = {

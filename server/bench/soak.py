@@ -32,7 +32,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from server.bench import BenchResult
+from server.bench import BenchResult, positive_float, positive_int, share
 from server.bench.fleet import ConnPlan, LoadFleet
 from server.bench.procs import (
     BenchError,
@@ -56,29 +56,30 @@ _SAMPLE_EVERY_S = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--minutes", type=float, default=10.0, help="length of the run (default: 10)")
-    parser.add_argument("--symbols", type=int, default=4, help="symbols (default: 4)")
-    parser.add_argument("--rate", type=float, default=40.0, help="events/s over all symbols (default: 40)")
-    parser.add_argument("--clients", type=int, default=200, help="subscribed clients (default: 200)")
+    number, count = positive_float, positive_int
+    parser.add_argument("--minutes", type=number, default=10.0, help="length of the run (default: 10)")
+    parser.add_argument("--symbols", type=count, default=4, help="symbols (default: 4)")
+    parser.add_argument("--rate", type=number, default=40.0, help="events/s over all symbols (default: 40)")
+    parser.add_argument("--clients", type=count, default=200, help="subscribed clients (default: 200)")
     parser.add_argument(
-        "--history-minutes", type=float, default=5.0,
+        "--history-minutes", type=number, default=5.0,
         help="history each client subscribes with, published before the run (default: 5)",
     )  # fmt: skip
-    parser.add_argument("--churn-every", type=float, default=5.0, help="seconds between churns (default: 5)")
+    parser.add_argument("--churn-every", type=number, default=5.0, help="seconds between churns (default: 5)")
     parser.add_argument(
-        "--churn", type=float, default=0.05, help="share of the clients dropped per churn (default: 0.05)"
+        "--churn", type=share, default=0.05, help="share of the clients dropped per churn (default: 0.05)"
     )
     parser.add_argument(
-        "--replace", type=float, default=0.01, help="share leaving for good per churn, replaced (0.01)"
+        "--replace", type=share, default=0.01, help="share leaving for good per churn, replaced (0.01)"
     )
     parser.add_argument(
         "--fault-every", type=float, help="seconds between drills (default: the run / 6; 0: none)"
     )
-    parser.add_argument("--redis-down", type=float, default=2.0, help="seconds Redis stays down (default: 2)")
+    parser.add_argument("--redis-down", type=number, default=2.0, help="seconds Redis is down (default: 2)")
     parser.add_argument("--warmup", type=float, help="seconds before a process's RSS counts (default: 30)")
     parser.add_argument("--redis-url", help="use this Redis (then the Redis restart drill is skipped)")
     parser.add_argument("--database-url", help="history store (default: SQLite in the scratch dir)")
-    parser.add_argument("--per-process", type=int, default=2500, help="connections per load process")
+    parser.add_argument("--per-process", type=count, default=2500, help="connections per load process")
     parser.add_argument("--keep-logs", action="store_true", help="keep the scratch dir with every log")
 
 
@@ -120,9 +121,7 @@ class Soak:
     """A running soak: its processes, the drills done, each process life's RSS."""
 
     args: argparse.Namespace
-    bench: Rig
     redis: EmbeddedRedis | None
-    database_url: str
     symbols: list[str]
     server: ServerChild
     recorder: RecorderChild
@@ -266,7 +265,7 @@ def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> B
     )
     fleet = LoadFleet(max(1, -(-args.clients // args.per_process)), path)
     publisher: subprocess.Popen[bytes] | None = None
-    state = Soak(args, bench, redis, database_url, symbols, server, recorder, faults)
+    state = Soak(args, redis, symbols, server, recorder, faults)
     try:
         server.start(60)
         recorder.start()
@@ -336,5 +335,8 @@ def _wait_published(bench: Rig, symbols: list[str], seeded: int, timeout_s: floa
         if all(seqs.values()) and sum(seqs.values()) >= seeded:
             return seqs
         if time.monotonic() > deadline:
-            raise BenchError("the soak publisher published nothing; see publisher.log in --keep-logs")
+            raise BenchError(
+                f"the soak publisher did not publish its {seeded:,} history events within {timeout_s:g}s "
+                f"(Redis has {sum(seqs.values()):,}); run with --keep-logs and see publisher.log"
+            )
         time.sleep(0.1)

@@ -14,7 +14,7 @@ import psutil
 from websockets.asyncio.client import connect
 
 from publishers import Publisher
-from server.bench.wsclient import open_websocket
+from server.bench.faultconn import FaultConn
 from tests.support import async_wait_until, scaled
 from tests.support.gateway import WsClient
 from tests.support.process import ServerProcess
@@ -136,13 +136,9 @@ async def test_a_client_that_stops_reading_during_its_history_is_closed_and_cost
         other_sub = (await other.subscribe(symbol))["sub"]
         start_rss = psutil.Process(server.pid).memory_info().rss
 
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-        stalled = await open_websocket(
-            "127.0.0.1", server.port, "/ws", lambda *_: None, lambda _: None, sock=sock
-        )
+        client = await FaultConn.open("stalled", ("127.0.0.1", server.port, "/ws", 10.0), receive_buffer=4096)
+        stalled = client.ws
+        sock = stalled.transport.get_extra_info("socket")  # type: ignore[union-attr]
         stalled.transport.pause_reading()  # type: ignore[union-attr]
         for index in range(40):  # 40 groups, each with a ~1 MB history frame to send
             stalled.send_text(

@@ -17,7 +17,9 @@ from server.cli import main
 pytestmark = pytest.mark.slow
 
 
-def test_a_short_soak_survives_every_drill_gap_free(tmp_path: Path) -> None:
+def test_a_short_soak_survives_every_drill_gap_free(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The gateway the soak starts inherits this: the stalled client is closed within the run.
+    monkeypatch.setenv("SIGNALPUSH_SERVER_SLOW_CLIENT_TIMEOUT_S", "2")
     out = tmp_path / "soak.json"
     argv = [
         "bench", "soak", "--minutes", "0.6", "--clients", "30", "--symbols", "2", "--rate", "30",
@@ -38,4 +40,17 @@ def test_a_short_soak_survives_every_drill_gap_free(tmp_path: Path) -> None:
     joined, left = rows["clients joined / left during the run"]["value"].split(" / ")
     assert int(joined) > 0 and int(left) > 0
     assert result["faults"]["flooding"]["close_code"] == 1008
+    assert result["faults"]["stalled"]["closed_after_s"] is not None, result["faults"]
     assert len([row for row in rows if row.startswith("gateway ")]) >= 3  # two drills, three lives
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--clients", "0"), ("--symbols", "-1"), ("--rate", "0"), ("--churn", "1.5")]
+)
+def test_a_bad_option_is_refused_before_anything_starts(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "soak", option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: must be" in capsys.readouterr().err
