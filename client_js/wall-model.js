@@ -8,7 +8,7 @@
  * equity strip), a trace to swap (the empty price line of a new symbol becomes the candle
  * trace), traces to add (a new strategy, bot, or the first trade; their points are already in
  * them), one `extendTraces` call per group of traces sharing the same per-point attributes,
- * and whether points were replaced in place (the live candle: same ts as the last one).
+ * and which points were replaced in place (the live candle: same ts as the last one).
  * Every trace is bounded to `maxPoints` (trade lines to 3 × maxPoints: entry, exit, gap).
  */
 
@@ -91,7 +91,9 @@ export function parseWallParams(search) {
     gapS: numberParam(params, "gap_s", 600, { min: 1 }),
     backoffMaxS: numberParam(params, "backoff_max_s", 20, { min: 1, max: 3600 }),
     frameBudgetMs: numberParam(params, "frame_budget_ms", 8, { min: 1, max: 1000 }),
-    redrawMs: numberParam(params, "redraw_ms", 1000, { min: 0, max: 60_000 }),
+    liveLayer: flag("live_layer", true),
+    redrawMs: numberParam(params, "redraw_ms", flag("live_layer", true) ? 250 : 1000, { min: 0, max: 60_000 }),
+    foldS: numberParam(params, "fold_s", 60, { min: 1, max: 3600 }),
     gl: ((v) => (["1", "true", "on", "yes"].includes(v) ? "on" : ["0", "false", "off", "no"].includes(v) ? "off" : "auto"))(String(params.get("gl") ?? "auto").toLowerCase()),
     perf: flag("perf", false),
   };
@@ -210,7 +212,7 @@ export class TileModel {
 
   /** Turn `items` (in seq order) into operations on `data` (gd.data); see the module comment. */
   plan(items, data) {
-    const ctx = { data, add: [], fresh: new Map(), pending: new Map(), swap: null, relayout: null, replaced: false };
+    const ctx = { data, add: [], fresh: new Map(), pending: new Map(), swap: null, relayout: null, replaced: false, replacedAt: [] };
     for (const event of items) {
       this.stats.planned += 1;
       const booked = this.ledger.onEvent(event);
@@ -221,7 +223,9 @@ export class TileModel {
     }
     const extend = this._groups(ctx);
     this.traceCount += ctx.add.length; // the caller adds them to gd.data before extending
-    return { relayout: ctx.relayout, swap: ctx.swap, add: ctx.add, extend, replaced: ctx.replaced, kpis: items.length > 0 };
+    return {
+      relayout: ctx.relayout, swap: ctx.swap, add: ctx.add, extend, replaced: ctx.replaced, replacedAt: ctx.replacedAt, kpis: items.length > 0,
+    };
   }
 
   _trace(ctx, index) {
@@ -283,6 +287,7 @@ export class TileModel {
     }
     if (!ctx.fresh.has(index)) {
       ctx.replaced = true;
+      ctx.replacedAt.push([index, ts]);
       this.stats.replaced += 1;
     }
   }

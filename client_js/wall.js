@@ -11,11 +11,16 @@
 
 import { SignalPushClient } from "./signalpush.js";
 import { buildFigure } from "./wall-figure.js";
+import { LiveLayer, PlotView, wallRanges } from "./wall-live.js";
 import { FrameStats, TileModel, extendInPlace, gridShape, parseWallParams, prepareFigure } from "./wall-model.js";
 
 const Plotly = globalThis.Plotly;
 const MAX_QUEUE = 50_000; // a hidden tab gets no animation frames: flush by timer past this
 const PLOT_CONFIG = { displayModeBar: false, responsive: false, scrollZoom: false, staticPlot: false };
+/** A point outside the axes folds its tile this soon at the earliest (the point is clipped until then). */
+const OUTSIDE_FOLD_MS = 5000;
+/** Layout keys of a user's zoom or pan: the tile stops managing its ranges until autorange comes back. */
+const ZOOM_KEY = /^[xy]axis\d*\.(range|autorange)/;
 
 const config = parseWallParams(location.search);
 /** WebGL markers and lines (`gl`; with gl=auto when the browser has WebGL and the wall has at
@@ -102,10 +107,96 @@ class Tile {
     }
     this.ageNode = el("span", "age age-wait", "waiting");
     head.append(this.titleNode, strip, this.ageNode);
+    this.stage = el("div", "stage");
     this.plot = el("div", "plot");
+    // The live layer: points since the last Plotly draw, painted over the plot (wall-live.js);
+    // `tip` (what may still change: the live candle) under `settled` (new points, painted once).
+    this.tip = el("canvas", "live live-tip");
+    this.settled = el("canvas", "live live-settled");
+    this.stage.append(this.plot, this.tip, this.settled);
     this.note = el("div", "tile-note", "loading history…");
-    this.node.append(head, this.plot, this.note);
+    this.node.append(head, this.stage, this.note);
     this.sub = null;
+    this.layer = new LiveLayer();
+    this.view = null;
+    this.size = { width: 0, height: 0 };
+    this.userZoom = false;
+    this.ownRelayout = false;
+    this.foldNow = false;
+    this.foldAt = Infinity;
+    this.drawnAt = -Infinity;
+    this.listening = false;
+  }
+
+  /** Fixed ranges with room for live points, unless the user zoomed (the live layer needs fixed axes). */
+  applyRanges(layout) {
+    if (!config.liveLayer || this.userZoom || !this.plot.data) return;
+    for (const [key, range] of Object.entries(wallRanges(this.plot.data))) {
+      if (!layout[key]) continue;
+      layout[key].range = range;
+      layout[key].autorange = false;
+    }
+  }
+
+  /** Plotly has just drawn every point: the live layer starts over, the next fold is planned. */
+  drawn() {
+    this.layer.folded(this.plot.data ?? []);
+    this.view = plotView(this.plot);
+    this.foldNow = false;
+    // Jitter keeps the tiles of a wall from folding in the same second.
+    this.drawnAt = performance.now();
+    this.foldAt = this.drawnAt + config.foldS * 1000 * (0.85 + 0.3 * Math.random());
+    this.paint();
+    if (!this.listening && typeof this.plot.on === "function") {
+      this.listening = true;
+      this.plot.on("plotly_relayout", (change) => this.onRelayout(change));
+    }
+  }
+
+  onRelayout(change) {
+    if (!config.liveLayer || this.ownRelayout || !change) return;
+    const keys = Object.keys(change).filter((k) => ZOOM_KEY.test(k));
+    if (!keys.length) return;
+    // Autorange back on (a double click) hands the ranges back to the wall.
+    this.userZoom = !keys.some((k) => k.endsWith("autorange") && change[k] === true);
+    this.foldNow = true; // Plotly redrew its own points at the new ranges: the live ones need a fold
+    scheduleFlush();
+  }
+
+  /** Paint the live layer: the points that arrived since the last paint, and the live candle. */
+  paint() {
+    if (!this.view || !this.plot.data) return;
+    const ratio = window.devicePixelRatio || 1;
+    const { width, height } = this.size;
+    const [w, h] = [Math.round(width * ratio), Math.round(height * ratio)];
+    const contexts = [this.settled, this.tip].map((canvas) => {
+      if (canvas.width !== w || canvas.height !== h) {
+        [canvas.width, canvas.height] = [w, h]; // clears it
+        this.layer.dirty = true;
+      }
+      const ctx = canvas.getContext("2d");
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      return ctx;
+    });
+    this.view.width = width;
+    this.view.height = height;
+    this.layer.draw(contexts[0], contexts[1], this.plot.data, this.view);
+  }
+
+  /** One Plotly redraw of the whole tile with every point, at fixed ranges with room for live ones. */
+  fold() {
+    const started = performance.now();
+    this.applyRanges(this.plot.layout);
+    Plotly.redraw(this.plot);
+    this.drawn();
+    if (perf) perf.fold.record(performance.now() - started);
+  }
+
+  get foldDue() {
+    if (this.foldNow) return true;
+    if (!this.layer.pending) return false;
+    const now = performance.now();
+    return now >= this.foldAt || (this.layer.outside && now >= this.drawnAt + OUTSIDE_FOLD_MS);
   }
 
   subscribe(client) {
@@ -129,10 +220,18 @@ class Tile {
     this.ready = false;
     this.reloads += 1;
     const reload = this.reloads;
+    if (config.liveLayer && !this.userZoom) {
+      for (const [key, range] of Object.entries(wallRanges(payload.figure.data))) {
+        const layout = payload.figure.layout;
+        if (key !== "xaxis" && !layout[key]) continue;
+        layout[key] = { ...(layout[key] ?? {}), range, autorange: false };
+      }
+    }
     Promise.resolve(Plotly.react(this.plot, payload.figure.data, payload.figure.layout, PLOT_CONFIG))
       .then(() => {
         if (reload !== this.reloads) return;
         this.ready = true;
+        this.drawn();
         scheduleFlush();
       })
       .catch((error) => this.fail(error));
@@ -155,7 +254,7 @@ class Tile {
   }
 
   get hasWork() {
-    return this.ready && this.model != null && this.queue.length > 0;
+    return this.ready && this.model != null && (this.queue.length > 0 || this.foldNow);
   }
 
   /** When this tile may redraw next (performance.now() time): at most once per `redraw_ms`. */
@@ -171,7 +270,20 @@ class Tile {
     this.queue = [];
     try {
       const plan = this.model.plan(items, this.plot.data);
-      if (plan.relayout) Plotly.relayout(this.plot, plan.relayout);
+      const structural = plan.relayout || plan.swap || plan.add.length;
+      if (config.liveLayer && !structural) {
+        this.applyLive(plan);
+        return true;
+      }
+      this.applyRanges(this.plot.layout);
+      if (plan.relayout) {
+        this.ownRelayout = true;
+        try {
+          Plotly.relayout(this.plot, plan.relayout);
+        } finally {
+          this.ownRelayout = false;
+        }
+      }
       if (plan.swap) {
         Plotly.deleteTraces(this.plot, plan.swap.index);
         Plotly.addTraces(this.plot, plan.swap.trace, plan.swap.index);
@@ -183,12 +295,27 @@ class Tile {
       for (const group of plan.extend.slice(0, -1)) extendInPlace(this.plot.data, group);
       if (last) Plotly.extendTraces(this.plot, last.update, last.indices, last.maxPoints);
       else if (plan.replaced && !plan.add.length && !plan.swap) Plotly.redraw(this.plot);
+      if (config.liveLayer) this.drawn();
       this.flushes += 1;
       if (plan.kpis) this.renderKpis();
     } catch (error) {
       this.fail(error);
     }
     return true;
+  }
+
+  /** The live-layer flush: data appended in place, new points painted, a fold when one is due. */
+  applyLive(plan) {
+    const data = this.plot.data;
+    for (const group of plan.extend) {
+      extendInPlace(data, group);
+      group.indices.forEach((index, j) => this.layer.appended(index, group.update.x[j].length, data[index].x.length));
+    }
+    for (const [index, x] of plan.replacedAt) this.layer.replaced(index, x, data[index]);
+    this.paint();
+    if (this.foldDue) this.fold();
+    this.flushes += 1;
+    if (plan.kpis) this.renderKpis();
   }
 
   fail(error) {
@@ -260,6 +387,7 @@ class Tile {
       flushes: this.flushes,
       kpis: Object.freeze(this.model ? this.model.kpis.snapshot() : {}),
       replaced: this.model?.stats.replaced ?? 0,
+      live: Object.freeze({ pending: this.layer.pending, folds: this.layer.stats.folds, draws: this.layer.stats.draws, userZoom: this.userZoom }),
       age: this.ageNode.textContent,
       ageTone: this.ageNode.className.replace("age age-", ""),
       lastError: this.lastError,
@@ -279,7 +407,7 @@ let wakeTimer = null;
  * `script` is the time in the flush, `frame` the time from the flush to the first task after that
  * frame was rendered (style, layout and paint included), `interval` the time between frames.
  */
-const perf = config.perf ? { script: new FrameStats(), frame: new FrameStats(), interval: new FrameStats() } : null;
+const perf = config.perf ? { script: new FrameStats(), frame: new FrameStats(), interval: new FrameStats(), fold: new FrameStats() } : null;
 const afterFrame = (() => {
   const channel = new MessageChannel();
   const waiting = [];
@@ -297,6 +425,20 @@ if (perf) {
     requestAnimationFrame(tick);
   };
   requestAnimationFrame(tick);
+}
+
+/** The geometry of a drawn plot for the live layer (Plotly's axes after its last draw). */
+function plotView(gd) {
+  const full = gd._fullLayout;
+  if (!full) return null;
+  const axes = {};
+  for (const key of Object.keys(full)) {
+    const m = /^([xy])axis(\d*)$/.exec(key);
+    const ax = full[key];
+    if (!m || !Array.isArray(ax?.range) || !(ax._length > 0) || typeof ax.r2l !== "function") continue;
+    axes[m[1] + m[2]] = { offset: ax._offset, length: ax._length, lo: ax.r2l(ax.range[0]), hi: ax.r2l(ax.range[1]) };
+  }
+  return new PlotView(axes, { background: full.plot_bgcolor ?? "#000" });
 }
 
 /**
@@ -360,7 +502,9 @@ function layoutGrid() {
 const plotSizes = new ResizeObserver((entries) => {
   for (const entry of entries) {
     const tile = [...tiles.values()].find((t) => t.plot === entry.target);
-    if (tile?.ready) Plotly.Plots.resize(tile.plot);
+    if (!tile) continue;
+    tile.size = { width: entry.contentRect.width, height: entry.contentRect.height };
+    if (tile.ready) Promise.resolve(Plotly.Plots.resize(tile.plot)).then(() => tile.drawn()).catch((error) => tile.fail(error));
   }
 });
 
@@ -421,6 +565,11 @@ async function start() {
     clock.textContent = `${new Date(now).toISOString().slice(11, 19)} UTC`;
     for (const tile of tiles.values()) {
       tile.renderAge(now);
+      // A tile that went quiet still folds its live points in (hover, then the next draw is Plotly's).
+      if (tile.ready && !tile.foldNow && tile.foldDue) {
+        tile.foldNow = true;
+        scheduleFlush();
+      }
       if (tile.model?.kpis.rollDay(now)) tile.renderKpis();
     }
   }, 1000);

@@ -33,7 +33,11 @@ test("URL parameters: symbols, window, filter, thresholds, with defaults for the
   assert.equal(parseWallParams("?kpis=0&legend=off").kpis, false);
   assert.deepEqual(["", "?legend=1", "?legend=off", "?legend=tiles"].map((q) => parseWallParams(q).legend), ["key", "tiles", "none", "tiles"]);
   assert.deepEqual(["", "?gl=1", "?gl=0", "?gl=auto"].map((q) => parseWallParams(q).gl), ["auto", "on", "off", "auto"]);
-  assert.equal(c.redrawMs, 1000);
+  assert.equal(c.redrawMs, 250, "the live layer paints cheaply: 4 times a second per tile");
+  assert.equal(c.liveLayer, true);
+  assert.equal(c.foldS, 60);
+  assert.deepEqual([parseWallParams("?live_layer=0").redrawMs, parseWallParams("?live_layer=0").liveLayer], [1000, false]);
+  assert.equal(parseWallParams("?fold_s=0").foldS, 60, "out of range falls back");
   assert.deepEqual(parseWallParams("").symbols, []);
 });
 

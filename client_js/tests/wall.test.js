@@ -75,8 +75,10 @@ test("the wall draws every symbol from the history figure and follows live event
   await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === 46 && (await tile("BTCUSDT")).queue === 0);
   server.publish("BTCUSDT", candle(next, 151.5)); // alone in its frame: an in-place replacement + redraw
   await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === 47 && (await tile("BTCUSDT")).queue === 0);
-  await waitUntil(() => browser.evaluate(`document.querySelector('.plot').calcdata?.[0]?.at(-1)?.med === 151.5`), { message: "redrawn" });
+  // In gd.data at once; on screen through the live layer until the next fold (no Plotly redraw).
+  assert.equal(await browser.evaluate(`document.querySelector('.plot').data[0].close.at(-1)`), 151.5);
   assert.ok((await tile("BTCUSDT")).replaced >= 1, JSON.stringify(await tile("BTCUSDT")));
+  assert.ok((await tile("BTCUSDT")).live.pending >= 1, JSON.stringify(await tile("BTCUSDT")));
   server.publish("BTCUSDT", candle(next, 152.5));
   server.publish("BTCUSDT", signal(next, { strategy: "ema_crossover", price: 152, confidence: 0.6 }));
   server.publish("BTCUSDT", botStatus(next, { equity: 10100 }));
@@ -202,5 +204,71 @@ test("the index lists symbols and bots with links to walls", opts, async () => {
   assert.deepEqual(page.symbols, [["BTCUSDT", "/wall?minutes=60&symbols=BTCUSDT"], ["ETHUSDT", "/wall?minutes=60&symbols=ETHUSDT"]]);
   assert.deepEqual(page.bots, [["momo-1", "active", "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT&bots=momo-1"], ["mr-2", "paused", null]]);
   assert.equal(page.all, "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT");
+  assert.deepEqual(pageErrors(), []);
+});
+
+// In the page: where the live layer would paint (x, y) on the tile's plot, and its alpha there.
+const livePixel = (symbol, x, y) => browser.evaluate(`(() => {
+  const tile = [...document.querySelectorAll('.tile')].find((t) => t.querySelector('.tile-symbol').textContent === ${JSON.stringify(symbol)});
+  const gd = tile.querySelector('.plot');
+  const { xaxis, yaxis } = gd._fullLayout;
+  return Math.max(...[...tile.querySelectorAll('canvas.live')].map((canvas) => {
+    const ratio = canvas.width / canvas.clientWidth;
+    const px = Math.round((xaxis._offset + xaxis.l2p(${x})) * ratio);
+    const py = Math.round((yaxis._offset + yaxis.l2p(${y})) * ratio);
+    return canvas.getContext('2d').getImageData(px, py, 1, 1).data[3];
+  }));
+})()`);
+const plotted = (symbol) => browser.evaluate(`(() => {
+  const tile = [...document.querySelectorAll('.tile')].find((t) => t.querySelector('.tile-symbol').textContent === ${JSON.stringify(symbol)});
+  const gd = tile.querySelector('.plot');
+  return { drawn: gd.calcdata[0].length, data: gd.data[0].x.length, y: gd._fullLayout.yaxis.range, x: gd._fullLayout.xaxis.range.map((v) => new Date(v.replace(' ', 'T') + 'Z').getTime()), auto: gd.layout.xaxis.autorange };
+})()`);
+
+test("the live layer paints new points without a Plotly redraw and folds them in", opts, async () => {
+  for (const c of candleSeries(30, T0, 50)) server.publish("SOLUSDT", c);
+  await browser.goto(`${server.httpUrl}/wall?symbols=SOLUSDT&minutes=120&fold_s=600`);
+  await waitUntil(async () => (await tile("SOLUSDT"))?.ready && (await tile("SOLUSDT")).lastSeq === 30, { timeoutMs: 30000, message: "tile ready" });
+  let shown = await plotted("SOLUSDT");
+  assert.equal(shown.drawn, 30);
+  assert.equal(shown.auto, false, "the wall manages the ranges");
+  assert.ok(shown.x[1] > T0 + 29 * MINUTE + MINUTE, `room for live points on the right: ${shown.x}`);
+  const folds = (await tile("SOLUSDT")).live.folds;
+
+  // Inside the axes: in gd.data at once, painted by the live layer, Plotly not redrawn.
+  const ts = T0 + 30 * MINUTE;
+  const price = (shown.y[0] + shown.y[1]) / 2;
+  server.publish("SOLUSDT", candle(ts, price));
+  await waitUntil(async () => (await tile("SOLUSDT")).live.pending === 1, { message: "painted" });
+  shown = await plotted("SOLUSDT");
+  assert.deepEqual([shown.drawn, shown.data], [30, 31]);
+  assert.ok((await livePixel("SOLUSDT", ts, price)) > 0, "the new candle is on the live layer");
+  await sleep(1000);
+  assert.equal((await tile("SOLUSDT")).live.folds, folds, "no fold before fold_s");
+
+  // Far above the axes: the tile folds within 5 s, and the new range holds the candle.
+  server.publish("SOLUSDT", candle(ts + MINUTE, 500));
+  await waitUntil(async () => (await tile("SOLUSDT")).live.folds > folds, { timeoutMs: 10000, message: "fold on a point outside" });
+  shown = await plotted("SOLUSDT");
+  assert.deepEqual([shown.drawn, shown.data], [32, 32]);
+  assert.ok(shown.y[1] > 502, `y range ${shown.y}`);
+  assert.equal((await tile("SOLUSDT")).live.pending, 0);
+  assert.equal(await livePixel("SOLUSDT", ts, price), 0, "the live layer is clear after a fold");
+
+  // A user's zoom is kept: the wall stops managing the ranges until autorange comes back.
+  await browser.evaluate(`Plotly.relayout(document.querySelector('.plot'), { 'xaxis.range': [${T0}, ${T0 + 10 * MINUTE}] }).then(() => null)`);
+  await waitUntil(async () => (await tile("SOLUSDT")).live.userZoom, { message: "user zoom seen" });
+  server.publish("SOLUSDT", candle(ts + 2 * MINUTE, 60));
+  await waitUntil(async () => (await plotted("SOLUSDT")).drawn === 33, { timeoutMs: 10000, message: "folded after the zoom" });
+  assert.deepEqual((await plotted("SOLUSDT")).x, [T0, T0 + 10 * MINUTE]);
+  await browser.evaluate(`Plotly.relayout(document.querySelector('.plot'), { 'xaxis.autorange': true }).then(() => null)`);
+  await waitUntil(async () => !(await tile("SOLUSDT")).live.userZoom, { message: "zoom handed back" });
+
+  // A quiet tile folds by itself after fold_s.
+  await browser.goto(`${server.httpUrl}/wall?symbols=SOLUSDT&minutes=120&fold_s=2`);
+  await waitUntil(async () => (await tile("SOLUSDT"))?.ready, { timeoutMs: 30000, message: "tile ready again" });
+  server.publish("SOLUSDT", candle(ts + 3 * MINUTE, 61));
+  await waitUntil(async () => (await tile("SOLUSDT")).lastSeq === 34, { message: "live" });
+  await waitUntil(async () => (await plotted("SOLUSDT")).drawn === 34 && (await tile("SOLUSDT")).live.pending === 0, { timeoutMs: 10000, message: "quiet fold" });
   assert.deepEqual(pageErrors(), []);
 });

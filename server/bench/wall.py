@@ -42,7 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="events/s per symbol (default 20)")
     parser.add_argument("--max-points", type=int, default=2000, help="the wall's max_points (default 2000)")
     parser.add_argument(
-        "--seed-minutes", type=float, default=60.0, help="history before the soak, at 1 event/s (default 60)"
+        "--seed-minutes", type=float, default=60.0, help="history before the soak (default 60)"
+    )
+    parser.add_argument(
+        "--seed-rate",
+        type=float,
+        default=1.0,
+        help="events/s per symbol in that history (default 1; 5.5 over 240 minutes fills every trace "
+        "of max_points 2000, so the soak starts at steady state)",
     )
     parser.add_argument(
         "--warmup-s", type=float, default=30.0, help="live before the start figures (default 30)"
@@ -53,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="use this Redis (default: an embedded redis-server)")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the wall at the end")
     parser.add_argument("--redraw-ms", type=int, help="the wall's redraw_ms (default: the wall's, 1000)")
+    parser.add_argument(
+        "--live-layer",
+        choices=("on", "off"),
+        default="on",
+        help="the wall's live layer (default on; off: every flush is a whole-tile Plotly redraw)",
+    )
+    parser.add_argument("--fold-s", type=float, help="the wall's fold_s (default: the wall's, 60)")
     parser.add_argument(
         "--gl",
         choices=("auto", "on", "off"),
@@ -71,6 +85,7 @@ class MixFeed:
         self.rate = rate
         self.rng = random.Random(seed)
         self.price = {s: _BASES[i % len(_BASES)] for i, s in enumerate(symbols)}
+        self.price_ts: dict[str, int] = {}
         self.open: dict[tuple[str, str], tuple[str, str, float, float]] = {}
         self.positions = 0
         self.equity = {bot: 10_000.0 for bot, _ in _STRATEGIES}
@@ -84,7 +99,11 @@ class MixFeed:
         from publishers.events import BotStatus, Candle, Signal, Trade
 
         rng = self.rng
-        price = self.price[symbol] = self.price[symbol] * (1 + rng.gauss(0, 3e-4))
+        # Volatility per unit of time (3e-4 per sqrt(s)), not per event: a symbol's price does not
+        # move faster because its bots publish more, and the live part must look like the seed.
+        elapsed_s = max(0.0, (ts - self.price_ts.get(symbol, ts - 1000)) / 1000)
+        self.price_ts[symbol] = ts
+        price = self.price[symbol] = self.price[symbol] * (1 + rng.gauss(0, 3e-4 * elapsed_s**0.5))
         p = round(price, 6)
         bot, strategy = rng.choice(_STRATEGIES)
         roll = rng.random()
@@ -161,19 +180,23 @@ class MixFeed:
             )
         ]
 
-    def seed(self, minutes: float) -> int:
-        """``minutes`` of history ending now, one event per second per symbol."""
+    def seed(self, minutes: float, rate: float = 1.0) -> int:
+        """``minutes`` of history ending now, ``rate`` events per second per symbol."""
         now = int(time.time() * 1000)
-        events = [
-            e
-            for t in range(now - int(minutes * 60_000), now, 1000)
-            for s in self.symbols
-            for e in self.events(s, t)
-        ]
-        for start in range(0, len(events), 5000):
-            self.publisher.publish_many(events[start : start + 5000])
-        self.published += len(events)
-        return len(events)
+        step = max(1, round(1000 / rate))
+        published = 0
+        for first in range(now - int(minutes * 60_000), now, 600_000):  # ten minutes at a time
+            events = [
+                e
+                for t in range(first, min(first + 600_000, now), step)
+                for s in self.symbols
+                for e in self.events(s, t)
+            ]
+            for start in range(0, len(events), 5000):
+                self.publisher.publish_many(events[start : start + 5000])
+            published += len(events)
+        self.published += published
+        return published
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="wall-bench-feed", daemon=True)
@@ -220,6 +243,19 @@ def _healthy(url: str) -> bool:
             return bool(json.loads(response.read())["status"] == "ok")
     except OSError:
         return False
+
+
+def _recorded(url: str) -> int:
+    """Events the server's recorder has committed to SQL (its /metrics counter)."""
+    try:
+        with urlopen(f"{url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("signalpush_recorder_events_total "):
+            return int(float(line.split()[1]))
+    return 0
 
 
 class _Page:
@@ -291,7 +327,9 @@ def run(args: argparse.Namespace) -> BenchResult:
     http = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: _healthy(http), 30, "the server")
-        seeded = feed.seed(args.seed_minutes)
+        seeded = feed.seed(args.seed_minutes, args.seed_rate)
+        # The wall starts once the history is in SQL: the recorder's catching up is not the wall's load.
+        _wait(lambda: _recorded(http) >= seeded, 60 + seeded / 2000, "the recorder to store the history")
         _progress(f"seeded {seeded:,} events over {args.tiles} symbols; opening the wall")
         params: dict[str, Any] = {
             "symbols": ",".join(symbols),
@@ -301,6 +339,9 @@ def run(args: argparse.Namespace) -> BenchResult:
         }
         if args.redraw_ms is not None:
             params["redraw_ms"] = args.redraw_ms
+        if args.fold_s is not None:
+            params["fold_s"] = args.fold_s
+        params["live_layer"] = 1 if args.live_layer == "on" else 0
         params["gl"] = args.gl
         query = urlencode(params)
         with sync_playwright() as driver:
@@ -358,6 +399,7 @@ def _result(
     errors: list[str],
 ) -> BenchResult:
     frame, script, interval = measured["frame"], measured["script"], measured["interval"]
+    fold = measured.get("fold") or {}
     idle = baseline["interval"]
     rows = [
         {
@@ -383,6 +425,8 @@ def _result(
         {"figure": "frame time max (ms)", "end": round(frame["max"], 1)},
         {"figure": "script in the flush p95 (ms)", "end": script["p95"]},
         {"figure": "frames that applied updates", "end": frame["count"]},
+        {"figure": "folds (whole-tile Plotly redraws)", "end": fold.get("count", 0)},
+        {"figure": "fold script p95 (ms)", "end": fold.get("p95")},
         {
             "figure": "frame interval p95 (ms)",
             "start": idle["p95"],
@@ -395,7 +439,7 @@ def _result(
     problems = [*errors, *(str(e) for e in feed.errors)]
     summary = (
         f"wall soak {args.minutes:g} min, {args.tiles} tiles x {args.rate:g} events/s"
-        f" (gl={args.gl}: {'WebGL' if args.gl_used else 'SVG'}): "
+        f" (gl={args.gl}: {'WebGL' if args.gl_used else 'SVG'}, live layer {args.live_layer}): "
         f"heap {start['heap']:.1f} -> {end['heap']:.1f} MiB, "
         f"DOM {start['dom']} -> {end['dom']}, frame p95 {frame['p95']} ms (target < 16; "
         f"idle frame interval p95 {idle['p95']} ms), {feed.published:,} events, "
