@@ -25,12 +25,11 @@ const visible = (trace) => trace && trace.visible !== false && trace.visible !==
 const pick = (v, i, fallback) => (Array.isArray(v) ? (v[i] ?? fallback) : (v ?? fallback));
 
 /**
- * The ranges a managed tile draws with: x from the first point to the last (or `now`, the
- * later) plus headroom; each y axis (`yaxis`, `yaxis2`, …) around every value on it (candle
- * lows and highs, marker and line ys), padded. Keys are layout keys; absent when an axis has
- * no finite value.
+ * The extent of the data on each axis, by layout key: `xaxis` over every point, each y axis
+ * (`yaxis`, `yaxis2`, …) over every value on it (candle lows and highs, marker and line ys).
+ * Absent when an axis has no finite value.
  */
-export function wallRanges(data, { now = Date.now(), headroom = HEADROOM } = {}) {
+export function dataExtents(data) {
   let xlo = Infinity;
   let xhi = -Infinity;
   const ys = new Map();
@@ -60,19 +59,39 @@ export function wallRanges(data, { now = Date.now(), headroom = HEADROOM } = {})
     }
     ys.set(axis, [lo, hi]);
   }
+  const extents = {};
+  if (xlo <= xhi) extents.xaxis = [xlo, xhi];
+  for (const [axis, [lo, hi]] of ys) if (lo <= hi) extents[axis] = [lo, hi];
+  return extents;
+}
+
+/**
+ * The ranges a managed tile draws with: x from the first point to the last (or `now`, the
+ * later) plus headroom; each y axis around its values, padded. Keys are layout keys.
+ */
+export function wallRanges(data, { now = Date.now(), headroom = HEADROOM } = {}) {
   const ranges = {};
-  if (xlo <= xhi) {
-    const end = Math.max(xhi, now);
-    const span = Math.max(end - xlo, 1);
+  for (const [axis, [lo, hi]] of Object.entries(dataExtents(data))) {
+    if (axis !== "xaxis") {
+      const pad = (hi - lo) * Y_PAD || Math.abs(hi) * 0.01 || 1;
+      ranges[axis] = [lo - pad, hi + pad];
+      continue;
+    }
+    const end = Math.max(hi, now);
+    const span = Math.max(end - lo, 1);
     const head = Math.min(headroom.maxMs, Math.max(headroom.minMs, span * headroom.share));
-    ranges.xaxis = [xlo - span * 0.005, end + head];
-  }
-  for (const [axis, [lo, hi]] of ys) {
-    if (!(lo <= hi)) continue;
-    const pad = (hi - lo) * Y_PAD || Math.abs(hi) * 0.01 || 1;
-    ranges[axis] = [lo - pad, hi + pad];
+    ranges.xaxis = [lo - span * 0.005, end + head];
   }
   return ranges;
+}
+
+/** Whether some data lies outside the given ranges ({layoutKey: [lo, hi]}, x in ms). */
+export function beyondRanges(data, ranges) {
+  for (const [axis, [lo, hi]] of Object.entries(dataExtents(data))) {
+    const range = ranges[axis];
+    if (range && (lo < Math.min(...range) || hi > Math.max(...range))) return true;
+  }
+  return false;
 }
 
 /**
@@ -81,11 +100,13 @@ export function wallRanges(data, { now = Date.now(), headroom = HEADROOM } = {})
  * `background` paints over a point Plotly drew that has changed since.
  */
 export class PlotView {
-  constructor(axes, { background = "#000", width = 0, height = 0 } = {}) {
+  constructor(axes, { background = "#000", width = 0, height = 0, left = 0 } = {}) {
     this.axes = axes;
     this.background = background;
     this.width = width;
     this.height = height;
+    /** Nothing left of this (px) can be painted: the live canvases cover only the strip to its right. */
+    this.left = left;
   }
 
   x(value, id = "x") {
@@ -98,10 +119,17 @@ export class PlotView {
     return a.offset + ((a.hi - value) / (a.hi - a.lo)) * a.length;
   }
 
-  /** Whether a value lies inside axis `id`'s range. */
+  /** Whether a value lies inside axis `id`'s range (and, on an x axis, right of `left`). */
   inside(value, id) {
     const a = this.axes[id];
-    return a != null && value >= Math.min(a.lo, a.hi) && value <= Math.max(a.lo, a.hi);
+    if (a == null || value < Math.min(a.lo, a.hi) || value > Math.max(a.lo, a.hi)) return false;
+    return id[0] !== "x" || this.x(value, id) >= this.left;
+  }
+
+  /** Whether a value lies beyond the right end of x axis `id`. */
+  beyond(value, id) {
+    const a = this.axes[id];
+    return a != null && value > Math.max(a.lo, a.hi);
   }
 
   /** The plot area of (x, y axis ids): [left, top, width, height]. */
@@ -330,7 +358,9 @@ function drawLine(ctx, trace, from, n, view, layer) {
       open = false;
       continue;
     }
-    if (!view.inside(x, xid) || !view.inside(y, yid)) layer.outside = true;
+    // A line may start left of the live strip (an exit's line from its entry): the part in the
+    // strip shows now, the rest at the next fold. Only a point off the axes asks for a fold.
+    if (view.beyond(x, xid) || !view.inside(y, yid)) layer.outside = true;
     const [px, py] = [view.x(x, xid), view.y(y, yid)];
     if (open) ctx.lineTo(px, py);
     else ctx.moveTo(px, py);

@@ -11,7 +11,7 @@
 
 import { SignalPushClient } from "./signalpush.js";
 import { buildFigure } from "./wall-figure.js";
-import { LiveLayer, PlotView, wallRanges } from "./wall-live.js";
+import { LiveLayer, PlotView, beyondRanges, dataExtents, wallRanges } from "./wall-live.js";
 import { FrameStats, TileModel, extendInPlace, gridShape, parseWallParams, prepareFigure } from "./wall-model.js";
 
 const Plotly = globalThis.Plotly;
@@ -138,10 +138,18 @@ class Tile {
     }
   }
 
+  /** The ranges Plotly drew with, as {layoutKey: [lo, hi]} (x in ms). */
+  managedRanges() {
+    const ranges = {};
+    for (const [id, axis] of Object.entries(this.view?.axes ?? {})) ranges[id[0] + "axis" + id.slice(1)] = [axis.lo, axis.hi];
+    return ranges;
+  }
+
   /** Plotly has just drawn every point: the live layer starts over, the next fold is planned. */
   drawn() {
     this.layer.folded(this.plot.data ?? []);
     this.view = plotView(this.plot);
+    this.strip = this.view ? liveStrip(this.view, this.plot.data ?? [], this.userZoom) : null;
     this.foldNow = false;
     // Jitter keeps the tiles of a wall from folding in the same second.
     this.drawnAt = performance.now();
@@ -165,20 +173,27 @@ class Tile {
 
   /** Paint the live layer: the points that arrived since the last paint, and the live candle. */
   paint() {
-    if (!this.view || !this.plot.data) return;
+    if (!this.view || !this.strip || !this.plot.data) return;
     const ratio = window.devicePixelRatio || 1;
-    const { width, height } = this.size;
+    const { height } = this.size;
+    const { left, width } = this.strip;
     const [w, h] = [Math.round(width * ratio), Math.round(height * ratio)];
     const contexts = [this.settled, this.tip].map((canvas) => {
       if (canvas.width !== w || canvas.height !== h) {
         [canvas.width, canvas.height] = [w, h]; // clears it
+        canvas.style.left = `${left}px`;
+        canvas.style.width = `${width}px`;
+        this.layer.dirty = true;
+      } else if (canvas.style.left !== `${left}px`) {
+        canvas.style.left = `${left}px`;
         this.layer.dirty = true;
       }
       const ctx = canvas.getContext("2d");
-      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.setTransform(ratio, 0, 0, ratio, -left * ratio, 0); // the layer paints in plot coordinates
       return ctx;
     });
-    this.view.width = width;
+    this.view.left = left;
+    this.view.width = left + width;
     this.view.height = height;
     this.layer.draw(contexts[0], contexts[1], this.plot.data, this.view);
   }
@@ -295,7 +310,11 @@ class Tile {
       for (const group of plan.extend.slice(0, -1)) extendInPlace(this.plot.data, group);
       if (last) Plotly.extendTraces(this.plot, last.update, last.indices, last.maxPoints);
       else if (plan.replaced && !plan.add.length && !plan.swap) Plotly.redraw(this.plot);
-      if (config.liveLayer) this.drawn();
+      if (config.liveLayer) {
+        this.drawn();
+        // New traces came with points the ranges set before them may not hold: refit at once.
+        if (!this.userZoom && beyondRanges(this.plot.data, this.managedRanges())) this.foldNow = true;
+      }
       this.flushes += 1;
       if (plan.kpis) this.renderKpis();
     } catch (error) {
@@ -425,6 +444,31 @@ if (perf) {
     requestAnimationFrame(tick);
   };
   requestAnimationFrame(tick);
+}
+
+/**
+ * Where live points can land until the next fold: from just left of the last point Plotly drew
+ * to the right end of the plot area (the headroom). The canvases cover only this strip: the
+ * browser composites a changed canvas whole, and on a wall without a GPU that cost follows its
+ * area. A zoomed tile's live points can land anywhere: the whole plot width.
+ */
+function liveStrip(view, data, zoomed) {
+  const xa = view.axes.x;
+  if (!xa) return null;
+  const right = xa.offset + xa.length;
+  const last = dataExtents(data).xaxis?.[1];
+  let left = xa.offset;
+  if (!zoomed && last != null) {
+    // Room for the last candle's body and its cover, and for a marker's radius.
+    let margin = Math.max(24, 0.02 * xa.length);
+    for (const trace of data) {
+      const n = trace?.x?.length ?? 0;
+      if ((trace?.type === "candlestick" || trace?.type === "ohlc") && n > 1) margin = Math.max(margin, 0.6 * (view.x(trace.x[n - 1]) - view.x(trace.x[n - 2])) + 4);
+    }
+    left = Math.min(Math.max(xa.offset, view.x(last) - margin), right - 24);
+  }
+  left = Math.floor(Math.max(0, left));
+  return { left, width: Math.ceil(right - left) + 2 };
 }
 
 /** The geometry of a drawn plot for the live layer (Plotly's axes after its last draw). */

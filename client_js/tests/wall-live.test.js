@@ -2,7 +2,7 @@
 // draws, and what it paints, against a recording 2D context (the browser side is wall.test.js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { HEADROOM, LiveLayer, PlotView, wallRanges } from "../wall-live.js";
+import { HEADROOM, LiveLayer, PlotView, beyondRanges, wallRanges } from "../wall-live.js";
 import { MINUTE, T0 } from "./helpers/fixtures.js";
 
 /** A CanvasRenderingContext2D stand-in that records what would be painted. */
@@ -182,4 +182,29 @@ test("painting: hidden traces and traces on axes the plot lacks are left alone",
   assert.equal(layer.draw(...args, [hidden, elsewhere], view()), 0);
   assert.deepEqual(settled.calls.map((x) => x.op), ["clearRect"]);
   assert.deepEqual(tip.calls.map((x) => x.op), ["clearRect"]);
+});
+
+test("beyond the ranges: any value outside an axis's range, on axes that have one", () => {
+  const data = [candles(3), { type: "scatter", mode: "lines", yaxis: "y2", x: [0, 20], y: [100, 300] }];
+  assert.equal(beyondRanges(data, { xaxis: [-1, 30], yaxis: [2, 7], yaxis2: [0, 400] }), false);
+  assert.equal(beyondRanges(data, { xaxis: [-1, 10], yaxis: [2, 7] }), true, "x beyond");
+  assert.equal(beyondRanges(data, { xaxis: [-1, 30], yaxis: [3.5, 7] }), true, "a low below");
+  assert.equal(beyondRanges(data, { xaxis: [-1, 30], yaxis: [2, 7], yaxis2: [150, 400] }), true, "the equity axis");
+  assert.equal(beyondRanges(data, {}), false, "no ranges: nothing to leave");
+});
+
+test("the live strip: a marker left of it asks for a fold, a line that starts left of it does not", () => {
+  const layer = new LiveLayer();
+  const markers = { type: "scatter", mode: "markers", x: [], y: [], marker: { size: 8 } };
+  const lines = { type: "scatter", mode: "lines", x: [], y: [], line: { color: "#22c55e" } };
+  layer.folded([markers, lines]);
+  const strip = view();
+  strip.left = 800; // x = 75 and right of it
+  lines.x.push(10, 90, null); lines.y.push(5, 6, null); layer.appended(1, 3, 3);
+  const { args } = surfaces();
+  layer.draw(...args, [markers, lines], strip);
+  assert.equal(layer.outside, false, "an exit's line from an old entry: partly shown until the fold");
+  markers.x.push(20); markers.y.push(5); layer.appended(0, 1, 1);
+  layer.draw(...surfaces().args, [markers, lines], strip);
+  assert.equal(layer.outside, true, "a late marker left of the strip");
 });

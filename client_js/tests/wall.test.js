@@ -214,8 +214,9 @@ const livePixel = (symbol, x, y) => browser.evaluate(`(() => {
   const { xaxis, yaxis } = gd._fullLayout;
   return Math.max(...[...tile.querySelectorAll('canvas.live')].map((canvas) => {
     const ratio = canvas.width / canvas.clientWidth;
-    const px = Math.round((xaxis._offset + xaxis.l2p(${x})) * ratio);
+    const px = Math.round((xaxis._offset + xaxis.l2p(${x}) - canvas.offsetLeft) * ratio);
     const py = Math.round((yaxis._offset + yaxis.l2p(${y})) * ratio);
+    if (px < 0 || px >= canvas.width) return 0;
     return canvas.getContext('2d').getImageData(px, py, 1, 1).data[3];
   }));
 })()`);
@@ -226,23 +227,27 @@ const plotted = (symbol) => browser.evaluate(`(() => {
 })()`);
 
 test("the live layer paints new points without a Plotly redraw and folds them in", opts, async () => {
-  for (const c of candleSeries(30, T0, 50)) server.publish("SOLUSDT", c);
+  // Recent data: the managed x axis runs to now, so the live strip is next to the last candle.
+  const S0 = Math.floor(Date.now() / MINUTE) * MINUTE - 35 * MINUTE;
+  for (const c of candleSeries(30, S0, 50)) server.publish("SOLUSDT", c);
   await browser.goto(`${server.httpUrl}/wall?symbols=SOLUSDT&minutes=120&fold_s=600`);
   await waitUntil(async () => (await tile("SOLUSDT"))?.ready && (await tile("SOLUSDT")).lastSeq === 30, { timeoutMs: 30000, message: "tile ready" });
   let shown = await plotted("SOLUSDT");
   assert.equal(shown.drawn, 30);
   assert.equal(shown.auto, false, "the wall manages the ranges");
-  assert.ok(shown.x[1] > T0 + 29 * MINUTE + MINUTE, `room for live points on the right: ${shown.x}`);
+  assert.ok(shown.x[1] > S0 + 29 * MINUTE + MINUTE, `room for live points on the right: ${shown.x}`);
   const folds = (await tile("SOLUSDT")).live.folds;
 
   // Inside the axes: in gd.data at once, painted by the live layer, Plotly not redrawn.
-  const ts = T0 + 30 * MINUTE;
+  const ts = S0 + 30 * MINUTE;
   const price = (shown.y[0] + shown.y[1]) / 2;
   server.publish("SOLUSDT", candle(ts, price));
   await waitUntil(async () => (await tile("SOLUSDT")).live.pending === 1, { message: "painted" });
   shown = await plotted("SOLUSDT");
   assert.deepEqual([shown.drawn, shown.data], [30, 31]);
   assert.ok((await livePixel("SOLUSDT", ts, price)) > 0, "the new candle is on the live layer");
+  const strip = await browser.evaluate(`(() => { const c = document.querySelector('canvas.live'); return [c.offsetLeft, c.clientWidth, document.querySelector('.plot').clientWidth]; })()`);
+  assert.ok(strip[0] > 0 && strip[1] < strip[2] / 3, `the live canvases cover only the strip where live points land: ${strip}`);
   await sleep(1000);
   assert.equal((await tile("SOLUSDT")).live.folds, folds, "no fold before fold_s");
 
@@ -256,11 +261,11 @@ test("the live layer paints new points without a Plotly redraw and folds them in
   assert.equal(await livePixel("SOLUSDT", ts, price), 0, "the live layer is clear after a fold");
 
   // A user's zoom is kept: the wall stops managing the ranges until autorange comes back.
-  await browser.evaluate(`Plotly.relayout(document.querySelector('.plot'), { 'xaxis.range': [${T0}, ${T0 + 10 * MINUTE}] }).then(() => null)`);
+  await browser.evaluate(`Plotly.relayout(document.querySelector('.plot'), { 'xaxis.range': [${S0}, ${S0 + 10 * MINUTE}] }).then(() => null)`);
   await waitUntil(async () => (await tile("SOLUSDT")).live.userZoom, { message: "user zoom seen" });
   server.publish("SOLUSDT", candle(ts + 2 * MINUTE, 60));
   await waitUntil(async () => (await plotted("SOLUSDT")).drawn === 33, { timeoutMs: 10000, message: "folded after the zoom" });
-  assert.deepEqual((await plotted("SOLUSDT")).x, [T0, T0 + 10 * MINUTE]);
+  assert.deepEqual((await plotted("SOLUSDT")).x, [S0, S0 + 10 * MINUTE]);
   await browser.evaluate(`Plotly.relayout(document.querySelector('.plot'), { 'xaxis.autorange': true }).then(() => null)`);
   await waitUntil(async () => !(await tile("SOLUSDT")).live.userZoom, { message: "zoom handed back" });
 
