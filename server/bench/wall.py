@@ -68,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fold-s", type=float, help="the wall's fold_s (default: the wall's, 60)")
     parser.add_argument(
+        "--compare-s",
+        type=float,
+        default=60.0,
+        help="then the same wall with live_layer=0 (whole-tile Plotly redraws) for this long, "
+        "as the baseline of the frame figures (default 60; 0 skips it)",
+    )
+    parser.add_argument(
         "--gl",
         choices=("auto", "on", "off"),
         default="auto",
@@ -353,7 +360,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             wall = _Page(page)
             _wait(
                 lambda: len(wall.tiles()) == args.tiles and all(t["ready"] for t in wall.tiles().values()),
-                60,
+                180,
                 "every tile to draw",
             )
             time.sleep(args.baseline_s)
@@ -378,6 +385,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             args.gl_used = bool(page.evaluate("() => window.signalpushWall.gl"))
             if args.screenshot:
                 page.screenshot(path=str(args.screenshot))
+            redraws = _compare(page, wall, http, params, args) if args.live_layer == "on" else None
             browser.close()
     finally:
         feed.stop()
@@ -385,7 +393,24 @@ def run(args: argparse.Namespace) -> BenchResult:
         server.wait(20)
         if redis is not None:
             redis.stop()
-    return _result(args, baseline, measured, start, end, tiles, feed, errors)
+    return _result(args, baseline, measured, start, end, tiles, feed, errors, redraws)
+
+
+def _compare(page: Any, wall: _Page, http: str, params: dict[str, Any], args: argparse.Namespace) -> Any:
+    """The same wall, same feed, without the live layer: the frame figures' baseline, same run."""
+    if args.compare_s <= 0:
+        return None
+    _progress(f"  baseline: the same wall with live_layer=0 for {args.compare_s:g} s")
+    page.goto(f"{http}/wall?{urlencode({**params, 'live_layer': 0})}")
+    _wait(
+        lambda: len(wall.tiles()) == args.tiles and all(t["ready"] for t in wall.tiles().values()),
+        120,
+        "every tile to draw again",
+    )
+    time.sleep(min(args.warmup_s, 20.0))
+    wall.reset_perf()
+    time.sleep(args.compare_s)
+    return wall.perf()
 
 
 def _result(
@@ -397,6 +422,7 @@ def _result(
     tiles: dict[str, Any],
     feed: MixFeed,
     errors: list[str],
+    redraws: dict[str, Any] | None = None,
 ) -> BenchResult:
     frame, script, interval = measured["frame"], measured["script"], measured["interval"]
     fold = measured.get("fold") or {}
@@ -422,6 +448,20 @@ def _result(
         },
         {"figure": "frame time p50 (ms)", "end": frame["p50"]},
         {"figure": "frame time p95 (ms)", "end": frame["p95"], "ratio": "target < 16"},
+        *(
+            [
+                {
+                    "figure": "frame time p95, live_layer=0 (ms)",
+                    "end": redraws["frame"]["p95"],
+                    "ratio": round(frame["p95"] / redraws["frame"]["p95"], 4)
+                    if frame["p95"] and redraws["frame"]["p95"]
+                    else None,
+                },
+                {"figure": "frame time p50, live_layer=0 (ms)", "end": redraws["frame"]["p50"]},
+            ]
+            if redraws
+            else []
+        ),
         {"figure": "frame time max (ms)", "end": round(frame["max"], 1)},
         {"figure": "script in the flush p95 (ms)", "end": script["p95"]},
         {"figure": "frames that applied updates", "end": frame["count"]},
@@ -446,4 +486,13 @@ def _result(
         f"at most {waiting} waiting in a tile at the end"
         + (f"; problems: {problems[:3]}" if problems else "")
     )
-    return BenchResult("wall", rows=rows, summary=summary, extra={"baseline": baseline, "measured": measured})
+    if redraws:
+        summary += (
+            f"; same wall with whole-tile redraws (live_layer=0): frame p95 {redraws['frame']['p95']} ms"
+        )
+    return BenchResult(
+        "wall",
+        rows=rows,
+        summary=summary,
+        extra={"baseline": baseline, "measured": measured, "live_layer_off": redraws},
+    )
