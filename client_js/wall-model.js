@@ -99,6 +99,18 @@ export function parseWallParams(search) {
   };
 }
 
+/**
+ * When a tile that last flushed at `last` may flush next: the first start of its slot after
+ * `last + 0`, where tile `slot` of `count` owns the instants `slot/count × period + m × period`.
+ * Spreads a wall's flushes over the period instead of letting tiles whose events arrive
+ * together flush (and be composited) in the same frames.
+ */
+export function slotDue(last, slot, count, period) {
+  if (!(period > 0)) return last;
+  const phase = (slot * period) / Math.max(1, count);
+  return Math.floor((last - phase) / period + 1) * period + phase;
+}
+
 /** Columns × rows that give n tiles the largest readable area in a width × height screen. */
 export function gridShape(n, width, height, forcedCols = 0) {
   if (n <= 0) return { cols: 1, rows: 1 };

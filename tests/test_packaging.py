@@ -59,7 +59,17 @@ def test_the_unpacked_wheel_runs_without_the_checkout(wheel: Path, tmp_path: Pat
 def test_wheel_ships_the_client_and_the_wall_but_not_node_modules(wheel: Path, tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {n.removeprefix("client_js/") for n in names if n.startswith("client_js/")}
-    expected = {"signalpush.js", "signalpush.d.ts", "wall.html", "wall.js", "wall.css", "wall-model.js"}
+    expected = {
+        "signalpush.js",
+        "signalpush.d.ts",
+        "wall.html",
+        "wall.js",
+        "wall.css",
+        "wall-model.js",
+        "wall-tile.js",
+        "wall-live.js",
+        "wall-paint.js",
+    }
     assert expected | {"wall-figure.js", "wall-ledger.js", "index.html", "index.js"} <= shipped
     assert not any("/" in name for name in shipped), "node_modules and tests stay out of the wheel"
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")

@@ -2,7 +2,7 @@
 // draws, and what it paints, against a recording 2D context (the browser side is wall.test.js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { HEADROOM, LiveLayer, PlotView, beyondRanges, wallRanges } from "../wall-live.js";
+import { HEADROOM, LiveLayer, PlotView, beyondRanges, liveStrip, plotView, wallRanges } from "../wall-live.js";
 import { MINUTE, T0 } from "./helpers/fixtures.js";
 
 /** A CanvasRenderingContext2D stand-in that records what would be painted. */
@@ -207,4 +207,19 @@ test("the live strip: a marker left of it asks for a fold, a line that starts le
   markers.x.push(20); markers.y.push(5); layer.appended(0, 1, 1);
   layer.draw(...surfaces().args, [markers, lines], strip);
   assert.equal(layer.outside, true, "a late marker left of the strip");
+});
+
+test("the plot's geometry from Plotly's axes, and the strip where live points land", () => {
+  const axis = (offset, length, range) => ({ _offset: offset, _length: length, range, r2l: (v) => v });
+  const gd = { _fullLayout: { plot_bgcolor: "#0b0f14", xaxis: axis(50, 1000, [0, 100]), yaxis: axis(20, 400, [0, 10]), yaxis2: axis(450, 100, [0, 1000]), xaxis_extra: {} } };
+  const v = plotView(gd);
+  assert.deepEqual(Object.keys(v.axes).sort(), ["x", "y", "y2"]);
+  assert.deepEqual([v.x(50), v.y(10), v.y(0, "y2"), v.background], [550, 20, 550, "#0b0f14"]);
+  assert.equal(plotView({}), null, "not drawn yet");
+
+  const data = [candles(8)]; // x 0..70 every 10: a candle is 100 px wide here
+  assert.deepEqual(liveStrip(v, data, false), { left: 50 + 700 - 64, width: 1050 - 686 + 2 }, "from the last candle, less its width");
+  const markers = [{ type: "scatter", x: [0, 100], y: [1, 1] }]; // the last point at the right end
+  assert.deepEqual(liveStrip(v, markers, false), { left: 1050 - 24, width: 26 }, "at least 24 px wide, inside the plot");
+  assert.deepEqual(liveStrip(v, markers, true), { left: 50, width: 1002 }, "zoomed: the whole plot width");
 });

@@ -3,7 +3,7 @@
 // figures the server built; these are the small cases, one rule at a time.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TileModel, gridShape, parseWallParams, prepareFigure, toMs } from "../wall-model.js";
+import { TileModel, gridShape, parseWallParams, prepareFigure, slotDue, toMs } from "../wall-model.js";
 import { buildFigure, confidenceStyle, historyRows, pnlLabel } from "../wall-figure.js";
 import { Ledger } from "../wall-ledger.js";
 import { historyData, candle, candleSeries, signal, trade, botStatus, T0, MINUTE } from "./helpers/fixtures.js";
@@ -39,6 +39,19 @@ test("URL parameters: symbols, window, filter, thresholds, with defaults for the
   assert.deepEqual([parseWallParams("?live_layer=0").redrawMs, parseWallParams("?live_layer=0").liveLayer], [1000, false]);
   assert.equal(parseWallParams("?fold_s=0").foldS, 60, "out of range falls back");
   assert.deepEqual(parseWallParams("").symbols, []);
+});
+
+test("tiles flush in their own slots of the period, never twice in one period", () => {
+  // 4 tiles, 200 ms: slots at 0, 50, 100, 150 (+ m × 200).
+  assert.deepEqual([0, 1, 2, 3].map((slot) => slotDue(1000, slot, 4, 200)), [1200, 1050, 1100, 1150]);
+  assert.equal(slotDue(1049, 1, 4, 200), 1050, "the next start of its slot");
+  assert.equal(slotDue(1050, 1, 4, 200), 1250, "not twice in a period");
+  assert.equal(slotDue(-Infinity, 2, 4, 200), -Infinity, "never flushed: at once");
+  assert.equal(slotDue(1000, 0, 4, 0), 1000, "redraw_ms=0: every frame");
+  // Tiles that all flushed in the same frame come due at different instants.
+  const due = [0, 1, 2, 3, 4, 5].map((slot) => slotDue(5000, slot, 6, 250));
+  assert.equal(new Set(due).size, 6);
+  assert.ok(due.every((t) => t > 5000 && t <= 5250));
 });
 
 test("the grid uses the screen: landscape tiles, no more empty cells than needed", () => {

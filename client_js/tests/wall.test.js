@@ -190,6 +190,8 @@ test("memory and DOM stay flat under a long stream (bounded traces, no growing D
   const growthMb = (heap1 - heap0) / 2 ** 20;
   console.log(`# wall soak: ${server.log("BTCUSDT").events.length} events, heap ${(heap0 / 2 ** 20).toFixed(1)} -> ${(heap1 / 2 ** 20).toFixed(1)} MiB, DOM ${nodes0} -> ${nodes1}`);
   assert.ok(growthMb < 5, `heap grew ${growthMb.toFixed(1)} MiB`);
+  // KPI and age text change all the time; the plot must not be resized (a whole-tile redraw) by it.
+  assert.ok(btc.resizes <= 2, `plot resized ${btc.resizes} times`);
   assert.deepEqual(pageErrors(), []);
 });
 

@@ -317,6 +317,9 @@ def run(args: argparse.Namespace) -> BenchResult:
         url = redis.url
     port = free_port()
     env = {
+        # Room for a history that fills every trace to max_points (9 signal traces, trades,
+        # equity), so that the soak starts at steady state; the default 20,000 stops short.
+        "SIGNALPUSH_HISTORY_MAX_EVENTS": str(max(20_000, 40 * args.max_points)),
         **os.environ,
         "SIGNALPUSH_REDIS_URL": url,
         "SIGNALPUSH_DATABASE_URL": f"sqlite+aiosqlite:///{scratch}/h.db",
