@@ -7,8 +7,12 @@ live candles, signals of three strategies, trades with P&L and equity reports, a
 ``/wall?symbols=...&perf=1``. After a warm-up it measures, in the page, the JS heap (after a
 forced GC) and the DOM node count at the start and at the end, and the frame cost of applying
 updates (``perf=1`` in client_js/wall.js: the flush until the first task after the frame was
-rendered; and the interval between frames). The baseline is the same wall with no events, for
-``--baseline-s`` seconds, in the same run.
+rendered; and the interval between frames, against the same wall with no events for
+``--baseline-s`` seconds). The frame figures' baseline is the same wall and feed without the
+live layer (``live_layer=0``: every flush a whole-tile Plotly redraw) for ``--compare-s``
+seconds, in the same run, after the soak. The server's ``history.max_events`` is raised so
+that a long enough seed (``--seed-minutes 165 --seed-rate 8`` for max_points 2000) fills
+every trace before the soak: memory is judged at steady state, not while traces fill.
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "of max_points 2000, so the soak starts at steady state)",
     )
     parser.add_argument(
-        "--warmup-s", type=float, default=30.0, help="live before the start figures (default 30)"
+        "--warmup-s",
+        type=float,
+        default=90.0,
+        help="live before the start figures (default 90: past the first folds, at 51-69 s)",
     )
     parser.add_argument(
         "--baseline-s", type=float, default=15.0, help="idle wall for the baseline (default 15)"
