@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.bench import BenchResult
+from server.bench import BenchResult, positive_float, positive_int
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -43,14 +43,16 @@ _TABLES = {"candle": "candles", "signal": "signals", "trade": "trades", "bot": "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rows", type=int, default=1_000_000, help="events to load (default 1,000,000)")
-    parser.add_argument("--days", type=float, default=30.0, help="span of the events (default 30)")
-    parser.add_argument("--window-hours", type=float, default=6.0, help="history window (default 6)")
-    parser.add_argument("--max-points", type=int, default=2000, help="candle points (default 2000)")
     parser.add_argument(
-        "--max-events", type=int, default=20_000, help="signals+trades+status cap (default 20000)"
+        "--rows", type=positive_int, default=1_000_000, help="events to load (default 1,000,000)"
     )
-    parser.add_argument("--runs", type=int, default=15, help="timed runs per database (default 15)")
+    parser.add_argument("--days", type=positive_float, default=30.0, help="span of the events (default 30)")
+    parser.add_argument("--window-hours", type=positive_float, default=6.0, help="history window (default 6)")
+    parser.add_argument("--max-points", type=positive_int, default=2000, help="candle points (default 2000)")
+    parser.add_argument(
+        "--max-events", type=positive_int, default=20_000, help="signals+trades+status cap (default 20000)"
+    )
+    parser.add_argument("--runs", type=positive_int, default=15, help="timed runs per database (default 15)")
     parser.add_argument(
         "--log-tail", type=int, default=1000, help="newest events left in Redis only (default 1000)"
     )

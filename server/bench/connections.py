@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from server.bench import BenchResult
+from server.bench import BenchResult, positive_int
 from server.bench.fanout import plan
 from server.bench.fleet import LoadFleet, run_publishers
 from server.bench.procs import CpuMeter, memory_kib
@@ -25,9 +25,11 @@ DESCRIPTION = "connections: RSS per idle subscribed connection and time to accep
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--clients", type=int, default=10_000, help="connections (default: 10,000)")
-    parser.add_argument("--symbols", type=int, default=10, help="symbols (default: 10)")
-    parser.add_argument("--concurrency", type=int, default=64, help="handshakes in flight per load process")
+    parser.add_argument("--clients", type=positive_int, default=10_000, help="connections (default: 10,000)")
+    parser.add_argument("--symbols", type=positive_int, default=10, help="symbols (default: 10)")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=64, help="handshakes in flight per load process"
+    )
     parser.add_argument("--settle", type=float, default=2.0, help="seconds idle before reading RSS")
 
 

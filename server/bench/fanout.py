@@ -14,7 +14,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from server.bench import BenchResult
+from server.bench import BenchResult, positive_float, positive_int
 from server.bench.fleet import ConnPlan, LoadFleet, run_publishers
 from server.bench.pubload import bench_filters
 from server.bench.rig import Phase, Rig, add_common_arguments, judge, measure_phase, repeat, vars_of
@@ -25,21 +25,31 @@ DESCRIPTION = "fan-out: deliveries/s at saturation and latency at a fixed rate, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--symbols", type=int, default=10, help="symbols (default: 10)")
+    parser.add_argument("--symbols", type=positive_int, default=10, help="symbols (default: 10)")
     parser.add_argument(
-        "--clients", type=int, default=1000, help="connections, one symbol each (default: 1,000)"
+        "--clients", type=positive_int, default=1000, help="connections, one symbol each (default: 1,000)"
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="saturation time T (default: 10)")
-    parser.add_argument("--rate", type=float, default=200.0, help="fixed rate, events/s (default: 200)")
-    parser.add_argument("--rate-seconds", type=float, default=10.0, help="fixed-rate time (default: 10)")
     parser.add_argument(
-        "--window", type=int, default=500, help="saturation: seqs ahead of the slowest client"
+        "--seconds", type=positive_float, default=10.0, help="saturation time T (default: 10)"
     )
-    parser.add_argument("--per-call", type=int, default=20, help="saturation: events per publish call")
-    parser.add_argument("--publishers", type=int, default=2, help="publisher processes (default: 2)")
-    parser.add_argument("--load-processes", type=int, default=2, help="load processes at least (default: 2)")
     parser.add_argument(
-        "--drain", type=float, default=30.0, help="max seconds to wait for clients to catch up"
+        "--rate", type=positive_float, default=200.0, help="fixed rate, events/s (default: 200)"
+    )
+    parser.add_argument(
+        "--rate-seconds", type=positive_float, default=10.0, help="fixed-rate time (default: 10)"
+    )
+    parser.add_argument(
+        "--window", type=positive_int, default=500, help="saturation: seqs ahead of the slowest client"
+    )
+    parser.add_argument(
+        "--per-call", type=positive_int, default=20, help="saturation: events per publish call"
+    )
+    parser.add_argument("--publishers", type=positive_int, default=2, help="publisher processes (default: 2)")
+    parser.add_argument(
+        "--load-processes", type=positive_int, default=2, help="load processes at least (default: 2)"
+    )
+    parser.add_argument(
+        "--drain", type=positive_float, default=30.0, help="max seconds to wait for clients to catch up"
     )
     parser.add_argument(
         "--workers",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from server.bench import BenchResult, fanout
+from server.bench import BenchResult, fanout, positive_int
 from server.bench.fanout import Target, add_ratio, figure_rows, run_targets
 from server.bench.rig import Rig, judge, repeat, vars_of
 
@@ -21,7 +21,9 @@ DESCRIPTION = "filters: fan-out with 20 distinct filters per symbol vs one group
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     fanout.add_arguments(parser)
-    parser.add_argument("--filters", type=int, default=20, help="distinct filters per symbol (default: 20)")
+    parser.add_argument(
+        "--filters", type=positive_int, default=20, help="distinct filters per symbol (default: 20)"
+    )
 
 
 def one_run(bench: Rig, args: argparse.Namespace, index: int) -> list[dict[str, Any]]:

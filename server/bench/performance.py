@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.bench import BenchResult
+from server.bench import BenchResult, positive_int
 
 DESCRIPTION = "time /api/performance's payload builder against its raw SQL query (30 days x 50 bots)"
 TARGET_MS = 200.0
@@ -32,11 +32,13 @@ _MINUTE = 60_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bots", type=int, default=50, help="number of bots (default 50)")
-    parser.add_argument("--days", type=int, default=30, help="days of history (default 30)")
-    parser.add_argument("--positions-per-day", type=int, default=10, help="positions per bot per day")
-    parser.add_argument("--symbols", type=int, default=10, help="number of symbols (default 10)")
-    parser.add_argument("--repeat", type=int, default=15, help="timed repetitions (default 15)")
+    parser.add_argument("--bots", type=positive_int, default=50, help="number of bots (default 50)")
+    parser.add_argument("--days", type=positive_int, default=30, help="days of history (default 30)")
+    parser.add_argument(
+        "--positions-per-day", type=positive_int, default=10, help="positions per bot per day"
+    )
+    parser.add_argument("--symbols", type=positive_int, default=10, help="number of symbols (default 10)")
+    parser.add_argument("--repeat", type=positive_int, default=15, help="timed repetitions (default 15)")
     parser.add_argument("--database-url", help="benchmark this database instead of a temp SQLite file")
     parser.add_argument("--seed", type=int, default=11)
 

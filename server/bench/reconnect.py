@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from server.bench import BenchResult
+from server.bench import BenchResult, positive_float, positive_int
 from server.bench.fleet import ConnPlan, FleetReport, LoadFleet, Publishers, run_publishers
 from server.bench.procs import CpuMeter, memory_kib
 from server.bench.rig import (
@@ -37,9 +37,11 @@ DESCRIPTION = "reconnect: SIGKILL + restart under load; time until every client 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--clients", type=int, default=5000, help="connections (default: 5,000)")
-    parser.add_argument("--symbols", type=int, default=10, help="symbols (default: 10)")
-    parser.add_argument("--rate", type=float, default=40.0, help="events/s during the drill (default: 40)")
+    parser.add_argument("--clients", type=positive_int, default=5000, help="connections (default: 5,000)")
+    parser.add_argument("--symbols", type=positive_int, default=10, help="symbols (default: 10)")
+    parser.add_argument(
+        "--rate", type=positive_float, default=40.0, help="events/s during the drill (default: 40)"
+    )
     parser.add_argument(
         "--history-events", type=int, default=100, help="events per symbol before subscribing"
     )

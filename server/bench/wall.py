@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from typing import Any
 from urllib.parse import urlencode
 from urllib.request import urlopen
 
-from server.bench import BenchResult
+from server.bench import BenchResult, positive_float, positive_int
 from server.bench.browser import CHROMIUM_ARGS, chromium_path
 
 DESCRIPTION = "wall soak: tiles at N events/s in headless Chromium (JS heap, DOM nodes, frame time p95)"
@@ -41,16 +42,18 @@ _BASES = (64_000.0, 3_200.0, 150.0, 0.45, 25.0, 600.0, 1.1, 90.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--minutes", type=float, default=30.0, help="soak length (default 30)")
-    parser.add_argument("--tiles", type=int, default=6, help="symbols on the wall (default 6)")
-    parser.add_argument("--rate", type=float, default=20.0, help="events/s per symbol (default 20)")
-    parser.add_argument("--max-points", type=int, default=2000, help="the wall's max_points (default 2000)")
+    parser.add_argument("--minutes", type=positive_float, default=30.0, help="soak length (default 30)")
+    parser.add_argument("--tiles", type=positive_int, default=6, help="symbols on the wall (default 6)")
+    parser.add_argument("--rate", type=positive_float, default=20.0, help="events/s per symbol (default 20)")
     parser.add_argument(
-        "--seed-minutes", type=float, default=60.0, help="history before the soak (default 60)"
+        "--max-points", type=positive_int, default=2000, help="the wall's max_points (default 2000)"
+    )
+    parser.add_argument(
+        "--seed-minutes", type=positive_float, default=60.0, help="history before the soak (default 60)"
     )
     parser.add_argument(
         "--seed-rate",
-        type=float,
+        type=positive_float,
         default=1.0,
         help="events/s per symbol in that history (default 1; 5.5 over 240 minutes fills every trace "
         "of max_points 2000, so the soak starts at steady state)",
@@ -304,6 +307,19 @@ class _Page:
 
 
 def run(args: argparse.Namespace) -> BenchResult:
+    """The soak; SIGTERM stops it like Ctrl-C, so its server, Redis and browser go with it."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(f"bench wall: stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> BenchResult:
     path = chromium_path()
     try:
         from playwright.sync_api import sync_playwright

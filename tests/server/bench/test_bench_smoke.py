@@ -85,3 +85,27 @@ def test_reconnect(redis_url: str, tmp_path: Path) -> None:
     assert rows["events lost"]["signalpush"] == 0
     assert rows["events duplicated"]["signalpush"] == 0
     assert rows["clients reconnected"]["baseline"] == 20
+
+
+@pytest.mark.parametrize(
+    ("scenario", "option", "value"),
+    [
+        ("fanout", "--clients", "0"),
+        ("fanout", "--rate", "-5"),
+        ("filters", "--filters", "0"),
+        ("connections", "--clients", "0"),
+        ("reconnect", "--symbols", "0"),
+        ("backfill", "--rows", "0"),
+        ("performance", "--bots", "0"),
+        ("wall", "--tiles", "0"),
+        ("wall", "--seed-rate", "0"),
+    ],
+)
+def test_every_scenario_refuses_an_empty_load_at_the_command_line(
+    scenario: str, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before anything starts: a count of 0 used to fail minutes later with a traceback.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", scenario, option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: must be above 0, got {value}" in capsys.readouterr().err
