@@ -109,12 +109,11 @@ export class Tile {
   }
 
   /** Fixed ranges with room for live points, unless the user zoomed (the live layer needs fixed axes). */
-  applyRanges(layout) {
-    if (!wall.config.liveLayer || this.userZoom || !this.plot.data) return;
-    for (const [key, range] of Object.entries(wallRanges(this.plot.data))) {
-      if (!layout[key]) continue;
-      layout[key].range = range;
-      layout[key].autorange = false;
+  applyRanges(layout, data = this.plot.data) {
+    if (!wall.config.liveLayer || this.userZoom || !data) return;
+    for (const [key, range] of Object.entries(wallRanges(data))) {
+      if (key !== "xaxis" && !layout[key]) continue; // a y axis the figure lacks stays absent
+      layout[key] = { ...(layout[key] ?? {}), range, autorange: false };
     }
   }
 
@@ -215,13 +214,7 @@ export class Tile {
     this.ready = false;
     this.reloads += 1;
     const reload = this.reloads;
-    if (wall.config.liveLayer && !this.userZoom) {
-      for (const [key, range] of Object.entries(wallRanges(payload.figure.data))) {
-        const layout = payload.figure.layout;
-        if (key !== "xaxis" && !layout[key]) continue;
-        layout[key] = { ...(layout[key] ?? {}), range, autorange: false };
-      }
-    }
+    this.applyRanges(payload.figure.layout, payload.figure.data);
     Promise.resolve(Plotly.react(this.plot, payload.figure.data, payload.figure.layout, PLOT_CONFIG))
       .then(() => {
         if (reload !== this.reloads) return;

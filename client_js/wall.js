@@ -3,10 +3,10 @@
  *
  * Each tile subscribes with `history: {minutes, max_points, figure: true}`, draws the server's
  * figure with Plotly.react once per (re)load or reset, then queues live events and applies
- * every queued event of an animation frame together (TileModel.plan → relayout / addTraces /
- * extendTraces with maxPoints / in-place replacement of the live candle), following the
- * server's rules for appending live events (docs/charts.md). All settings are URL parameters
- * (docs/client.md). `window.signalpushWall` exposes read-only state for tests and operators.
+ * every queued event of a flush together (TileModel.plan), following the server's rules for
+ * appending live events (docs/charts.md): new points go to the live layer and are folded into
+ * the figure once per `fold_s` (wall-tile.js, wall-live.js). This module is the page: the
+ * grid, the flush scheduling, the badges. All settings are URL parameters (docs/client.md). `window.signalpushWall` exposes read-only state for tests and operators.
  */
 
 import { SignalPushClient } from "./signalpush.js";
@@ -90,10 +90,10 @@ if (perf) {
 bindWall({ config, perf, gl: () => useGl, tileCount: () => tiles.size, renderKey, scheduleFlush });
 
 /**
- * Apply queued events: each tile's whole queue in one go (one Plotly redraw), at most once per
- * `redraw_ms` per tile, and tiles in turn until the frame's budget (`frame_budget_ms`) is spent,
- * the rest in the next frame: a Plotly redraw costs tens of ms for a few thousand points, so
- * one frame must not redraw every tile of a busy wall. From the 1 s timer (no frames: a hidden
+ * Apply queued events: each tile's whole queue in one go, at most once per `redraw_ms` per
+ * tile (in its slot), and tiles in turn until the frame's budget (`frame_budget_ms`) is spent,
+ * the rest in the next frame: a fold (or, with `live_layer=0`, any flush) is a whole-tile
+ * Plotly redraw, so one frame must not redraw every tile of a busy wall. From the 1 s timer (no frames: a hidden
  * tab) every due tile is flushed.
  */
 function flushAll(fromTimer = false) {
