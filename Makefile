@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest nodetest clean
+.PHONY: demo test lint jslint typecheck pytest nodetest clean
+NODE_MODULES := client_js/node_modules/.installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +22,17 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/signalpush demo
 
-lint: $(VENV)/.installed-test
+$(NODE_MODULES): client_js/package-lock.json
+	cd client_js && npm ci --no-audit --no-fund --silent
+	touch $@
+
+lint: $(VENV)/.installed-test jslint
 	$(BIN)/ruff check server publishers tests
 	$(BIN)/ruff format --check server publishers tests
+
+# Biome (pinned in client_js/package.json): lint rules and formatting of the JS client and wall.
+jslint: $(NODE_MODULES)
+	cd client_js && node_modules/.bin/biome check .
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy server publishers
@@ -31,10 +40,8 @@ typecheck: $(VENV)/.installed-test
 pytest: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-nodetest:
-	@if [ -f client_js/package.json ]; then \
-		cd client_js && npm ci --no-audit --no-fund --silent && node --test tests/; \
-	fi
+nodetest: $(NODE_MODULES)
+	cd client_js && node --test tests/
 
 test: lint typecheck pytest nodetest
 

@@ -42,16 +42,24 @@ function ago(value) {
   const ms = typeof value === "number" ? value : Date.parse(value);
   if (!Number.isFinite(ms)) return String(value);
   const s = Math.max(0, (Date.now() - ms) / 1000);
-  return s < 90 ? `${Math.round(s)} s ago` : s < 5400 ? `${Math.round(s / 60)} min ago` : `${(s / 3600).toFixed(1)} h ago`;
+  return s < 90
+    ? `${Math.round(s)} s ago`
+    : s < 5400
+      ? `${Math.round(s / 60)} min ago`
+      : `${(s / 3600).toFixed(1)} h ago`;
 }
 
 async function load() {
   const status = document.getElementById("status");
   const [symbolsResult, botsResult] = await Promise.allSettled([api("/api/symbols"), api("/api/bots")]);
-  const symbols = symbolsResult.status === "fulfilled" ? symbolsResult.value.symbols ?? [] : [];
-  const bots = botsResult.status === "fulfilled" ? botsResult.value.bots ?? [] : [];
-  const problems = [symbolsResult, botsResult].filter((r) => r.status === "rejected").map((r) => r.reason.message);
-  status.textContent = problems.length ? problems.join("; ") : `${symbols.length} symbols, ${bots.length} bots`;
+  const symbols = symbolsResult.status === "fulfilled" ? (symbolsResult.value.symbols ?? []) : [];
+  const bots = botsResult.status === "fulfilled" ? (botsResult.value.bots ?? []) : [];
+  const problems = [symbolsResult, botsResult]
+    .filter((r) => r.status === "rejected")
+    .map((r) => r.reason.message);
+  status.textContent = problems.length
+    ? problems.join("; ")
+    : `${symbols.length} symbols, ${bots.length} bots`;
   symbols.sort((a, b) => a.symbol.localeCompare(b.symbol));
   document.getElementById("all-walls").href = wallHref({ symbols: symbols.map((s) => s.symbol).join(",") });
 
@@ -62,7 +70,13 @@ async function load() {
     cell(row, s.symbol);
     cell(row, String(s.seq ?? 0));
     cell(row, s.epoch ?? "–");
-    cell(row, bots.filter((b) => (b.symbols ?? []).includes(s.symbol)).map((b) => b.name).join(", ") || "–");
+    cell(
+      row,
+      bots
+        .filter((b) => (b.symbols ?? []).includes(s.symbol))
+        .map((b) => b.name)
+        .join(", ") || "–",
+    );
     cell(row, link(wallHref({ symbols: s.symbol }), "wall"));
     symbolBody.append(row);
   }
@@ -74,7 +88,10 @@ async function load() {
     cell(row, b.name);
     cell(row, b.strategy);
     cell(row, b.status).className = `status-${b.status}`;
-    cell(row, b.equity == null ? "–" : Number(b.equity).toLocaleString("en-US", { maximumFractionDigits: 2 }));
+    cell(
+      row,
+      b.equity == null ? "–" : Number(b.equity).toLocaleString("en-US", { maximumFractionDigits: 2 }),
+    );
     cell(row, ago(b.last_seen));
     cell(row, (b.symbols ?? []).join(", "));
     const syms = (b.symbols ?? []).join(",");

@@ -1,7 +1,14 @@
 // Types for signalpush.js — the client for the signalpush websocket protocol v1 (docs/client.md).
 
 export declare const PROTOCOL_VERSION: 1;
-export declare const FILTER_KEYS: readonly ["kinds", "bots", "strategies", "signal_types", "min_confidence", "sides"];
+export declare const FILTER_KEYS: readonly [
+  "kinds",
+  "bots",
+  "strategies",
+  "signal_types",
+  "min_confidence",
+  "sides",
+];
 
 export type Kind = "signal" | "trade" | "candle" | "bot";
 export type ConnectionState = "connecting" | "live" | "stale" | "down" | "closed";
@@ -40,28 +47,94 @@ interface BaseEvent {
   meta?: Record<string, unknown>;
 }
 export interface SignalEvent extends BaseEvent {
-  kind: "signal"; bot: string; strategy: string; type: "buy" | "sell" | "hold"; price: number; confidence: number;
+  kind: "signal";
+  bot: string;
+  strategy: string;
+  type: "buy" | "sell" | "hold";
+  price: number;
+  confidence: number;
 }
 export interface TradeEvent extends BaseEvent {
-  kind: "trade"; bot: string; strategy: string; side: "buy" | "sell"; action: "entry" | "exit";
-  price: number; qty: number; fee: number; pnl: number | null; position: string;
+  kind: "trade";
+  bot: string;
+  strategy: string;
+  side: "buy" | "sell";
+  action: "entry" | "exit";
+  price: number;
+  qty: number;
+  fee: number;
+  pnl: number | null;
+  position: string;
 }
 export interface CandleEvent extends BaseEvent {
-  kind: "candle"; tf: string; open: number; high: number; low: number; close: number; volume: number;
+  kind: "candle";
+  tf: string;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number;
 }
 export interface BotEvent extends BaseEvent {
-  kind: "bot"; bot: string; strategy: string; status: "active" | "paused" | "stopped" | "error"; equity: number | null;
+  kind: "bot";
+  bot: string;
+  strategy: string;
+  status: "active" | "paused" | "stopped" | "error";
+  equity: number | null;
 }
 export type SignalPushEvent = SignalEvent | TradeEvent | CandleEvent | BotEvent;
 
-export interface HelloFrame { op: "hello"; protocol: number; server: string; heartbeat_s: number }
-export interface SubscribedFrame { op: "subscribed"; ref?: string; sub: string; symbol: string; epoch: string | null; seq: number }
+export interface HelloFrame {
+  op: "hello";
+  protocol: number;
+  server: string;
+  heartbeat_s: number;
+}
+export interface SubscribedFrame {
+  op: "subscribed";
+  ref?: string;
+  sub: string;
+  symbol: string;
+  epoch: string | null;
+  seq: number;
+}
 export interface HistoryFrame {
-  op: "history"; sub: string; symbol: string; epoch: string | null; reset: boolean; to_seq: number;
+  op: "history";
+  sub: string;
+  symbol: string;
+  epoch: string | null;
+  reset: boolean;
+  to_seq: number;
   data: {
-    candle?: { ts: number[]; open: number[]; high: number[]; low: number[]; close: number[]; volume: number[] };
-    signal?: { seq: number[]; ts: number[]; bot: string[]; strategy: string[]; type: string[]; price: number[]; confidence: number[] };
-    trade?: { seq: number[]; ts: number[]; bot: string[]; strategy: string[]; side: string[]; action: string[]; price: number[]; qty: number[]; pnl: Array<number | null>; position: string[] };
+    candle?: {
+      ts: number[];
+      open: number[];
+      high: number[];
+      low: number[];
+      close: number[];
+      volume: number[];
+    };
+    signal?: {
+      seq: number[];
+      ts: number[];
+      bot: string[];
+      strategy: string[];
+      type: string[];
+      price: number[];
+      confidence: number[];
+    };
+    trade?: {
+      seq: number[];
+      ts: number[];
+      bot: string[];
+      strategy: string[];
+      side: string[];
+      action: string[];
+      price: number[];
+      qty: number[];
+      pnl: Array<number | null>;
+      position: string[];
+    };
   };
   truncated?: boolean;
   /** Present when the subscribe asked `history.figure`; see docs/client.md "Figure contract". */
@@ -69,12 +142,28 @@ export interface HistoryFrame {
   [key: string]: unknown;
 }
 export interface EventsFrame {
-  op: "events"; sub: string; symbol: string; epoch: string; from_seq: number; to_seq: number; items: SignalPushEvent[];
+  op: "events";
+  sub: string;
+  symbol: string;
+  epoch: string;
+  from_seq: number;
+  to_seq: number;
+  items: SignalPushEvent[];
 }
-export interface ResetFrame { op: "reset"; sub: string; symbol: string; reason: string }
-export interface StatusFrame { op: "status"; bus: "up" | "down"; time: number }
+export interface ResetFrame {
+  op: "reset";
+  sub: string;
+  symbol: string;
+  reason: string;
+}
+export interface StatusFrame {
+  op: "status";
+  bus: "up" | "down";
+  time: number;
+}
 export interface ErrorFrame {
-  op: "error"; ref?: string;
+  op: "error";
+  ref?: string;
   code: "bad_request" | "unauthorized" | "forbidden" | "too_many" | "rate_limited" | "internal" | string;
   message: string;
 }
@@ -171,8 +260,14 @@ export declare class SignalPushClient {
   /** Server clock minus local clock, from pongs. */
   readonly clockOffsetMs: number | null;
   readonly stats: {
-    connects: number; frames: number; badFrames: number; breaks: number; resets: number; resumes: number;
-    duplicatesDropped: number; handlerErrors: number;
+    connects: number;
+    frames: number;
+    badFrames: number;
+    breaks: number;
+    resets: number;
+    resumes: number;
+    duplicatesDropped: number;
+    handlerErrors: number;
   };
   readonly subscriptions: Subscription[];
   subscribe(spec: SubscribeSpec, handlers?: SubscriptionHandlers): Subscription;
@@ -180,10 +275,16 @@ export declare class SignalPushClient {
   close(): void;
 }
 
-export declare function backoffDelay(attempt: number, backoff?: { initialMs?: number; maxMs?: number }, random?: () => number): number;
+export declare function backoffDelay(
+  attempt: number,
+  backoff?: { initialMs?: number; maxMs?: number },
+  random?: () => number,
+): number;
 export declare function canonicalFilter(filter?: Filter | null): Filter;
 export declare function subscriptionKey(symbol: string, filter?: Filter | null): string;
 export declare function checkEventsFrame(
   position: { epoch: string | null; lastSeq: number },
   frame: Pick<EventsFrame, "from_seq" | "to_seq" | "items"> & { epoch?: string | null },
-): { ok: true; items: SignalPushEvent[]; dropped: number; epoch: string | null; lastSeq: number } | { ok: false; reason: "gap" | "epoch" };
+):
+  | { ok: true; items: SignalPushEvent[]; dropped: number; epoch: string | null; lastSeq: number }
+  | { ok: false; reason: "gap" | "epoch" };

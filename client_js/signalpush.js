@@ -34,7 +34,14 @@
  */
 
 export const PROTOCOL_VERSION = 1;
-export const FILTER_KEYS = Object.freeze(["kinds", "bots", "strategies", "signal_types", "min_confidence", "sides"]);
+export const FILTER_KEYS = Object.freeze([
+  "kinds",
+  "bots",
+  "strategies",
+  "signal_types",
+  "min_confidence",
+  "sides",
+]);
 
 const DEFAULTS = Object.freeze({
   backoff: { initialMs: 500, maxMs: 20000 },
@@ -43,7 +50,10 @@ const DEFAULTS = Object.freeze({
   stableAfterMs: 5000,
   authRetryMs: 60000,
 });
-const AUTH_CLOSE_CODES = new Map([[4001, "unauthorized"], [4003, "token expired"]]);
+const AUTH_CLOSE_CODES = new Map([
+  [4001, "unauthorized"],
+  [4003, "token expired"],
+]);
 const FATAL_SUBSCRIBE_ERRORS = new Set(["bad_request", "unauthorized", "forbidden"]);
 
 /** Delay before reconnect attempt `attempt` (0-based): uniform in [0, min(maxMs, initialMs·2^attempt)). */
@@ -58,7 +68,8 @@ export function canonicalFilter(filter) {
   if (filter == null) return out;
   if (typeof filter !== "object" || Array.isArray(filter)) throw new TypeError("filter must be an object");
   for (const key of Object.keys(filter)) {
-    if (!FILTER_KEYS.includes(key)) throw new TypeError(`filter.${key}: unknown key; known: ${FILTER_KEYS.join(", ")}`);
+    if (!FILTER_KEYS.includes(key))
+      throw new TypeError(`filter.${key}: unknown key; known: ${FILTER_KEYS.join(", ")}`);
   }
   for (const key of FILTER_KEYS) {
     const value = filter[key];
@@ -101,7 +112,8 @@ export function checkEventsFrame(position, frame) {
   const fresh = [];
   let seen = last;
   for (const item of items) {
-    if (item === null || typeof item !== "object" || !Number.isInteger(item.seq) || item.seq <= seen) continue;
+    if (item === null || typeof item !== "object" || !Number.isInteger(item.seq) || item.seq <= seen)
+      continue;
     fresh.push(item);
     seen = item.seq;
   }
@@ -140,21 +152,33 @@ export class Subscription {
     /** What was asked: {symbol, filter, history}. */
     this.spec = Object.freeze({ ...spec });
   }
-  get symbol() { return this._channel.symbol; }
+  get symbol() {
+    return this._channel.symbol;
+  }
   /** The server's group id (`subscribed.sub`), null until subscribed. */
-  get id() { return this._channel.subId; }
-  get epoch() { return this._channel.epoch; }
+  get id() {
+    return this._channel.subId;
+  }
+  get epoch() {
+    return this._channel.epoch;
+  }
   /** Last seq this subscription has (history.to_seq, then each frame's to_seq); null while unknown. */
-  get lastSeq() { return this._channel.lastSeq; }
+  get lastSeq() {
+    return this._channel.lastSeq;
+  }
   /** Date.now() when the last history or events frame (empty ones too) arrived; null before. */
-  get lastEventAt() { return this._channel.lastEventAt; }
+  get lastEventAt() {
+    return this._channel.lastEventAt;
+  }
   /** "pending" | "live" | "failed" | "closed". */
   get state() {
     if (this._closed) return "closed";
     if (this._failed) return "failed";
     return this._channel.state === "live" ? "live" : "pending";
   }
-  get error() { return this._failed; }
+  get error() {
+    return this._failed;
+  }
   /** Drop this subscription (the server subscription goes when its last local one does). */
   unsubscribe() {
     if (this._closed) return;
@@ -202,7 +226,9 @@ export class SignalPushClient {
     this._options = options;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
-      throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. the 'ws' package in Node)");
+      throw new TypeError(
+        "no WebSocket implementation: pass options.WebSocket (e.g. the 'ws' package in Node)",
+      );
     }
     this._backoff = { ...DEFAULTS.backoff, ...(options.backoff ?? {}) };
     this._staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
@@ -231,14 +257,22 @@ export class SignalPushClient {
     this.rttMs = null;
     this.clockOffsetMs = null;
     this.stats = {
-      connects: 0, frames: 0, badFrames: 0, breaks: 0, resets: 0, resumes: 0, duplicatesDropped: 0,
+      connects: 0,
+      frames: 0,
+      badFrames: 0,
+      breaks: 0,
+      resets: 0,
+      resumes: 0,
+      duplicatesDropped: 0,
       handlerErrors: 0,
     };
     this._connect();
   }
 
   /** "connecting" | "live" | "stale" | "down" | "closed". */
-  get state() { return this._state; }
+  get state() {
+    return this._state;
+  }
 
   /** The client's subscriptions (read-only view). */
   get subscriptions() {
@@ -253,7 +287,8 @@ export class SignalPushClient {
    */
   subscribe(spec, handlers = {}) {
     if (this._closed) throw new Error("client is closed");
-    if (!spec || typeof spec.symbol !== "string" || !spec.symbol) throw new TypeError("subscribe: symbol is required");
+    if (!spec || typeof spec.symbol !== "string" || !spec.symbol)
+      throw new TypeError("subscribe: symbol is required");
     const filter = canonicalFilter(spec.filter);
     const key = subscriptionKey(spec.symbol, filter);
     let channel = this._channels.get(key);
@@ -262,7 +297,12 @@ export class SignalPushClient {
       channel = new Channel(key, spec.symbol, filter);
       this._channels.set(key, channel);
     }
-    const sub = new Subscription(this, channel, { symbol: spec.symbol, filter, history: spec.history ?? null }, handlers);
+    const sub = new Subscription(
+      this,
+      channel,
+      { symbol: spec.symbol, filter, history: spec.history ?? null },
+      handlers,
+    );
     channel.members.add(sub);
     const before = JSON.stringify(channel.history);
     channel.history = mergeHistory(channel.history, spec.history);
@@ -324,7 +364,14 @@ export class SignalPushClient {
     }
     this._ws = ws;
     this.stats.connects += 1;
-    const conn = { openedAt: null, helloAt: null, lastRx: Date.now(), lastPing: 0, startedAt: Date.now(), error: null };
+    const conn = {
+      openedAt: null,
+      helloAt: null,
+      lastRx: Date.now(),
+      lastPing: 0,
+      startedAt: Date.now(),
+      error: null,
+    };
     this._conn = conn;
     ws.onopen = () => {
       if (ws === this._ws) conn.openedAt = conn.lastRx = Date.now();
@@ -402,7 +449,9 @@ export class SignalPushClient {
 
   _scheduleReconnect({ code, reason, handshakeRefused = false }) {
     let delay;
-    const auth = AUTH_CLOSE_CODES.get(code) ?? (handshakeRefused ? (/403/.test(reason) ? "forbidden" : "unauthorized") : null);
+    const auth =
+      AUTH_CLOSE_CODES.get(code) ??
+      (handshakeRefused ? (/403/.test(reason) ? "forbidden" : "unauthorized") : null);
     if (auth) {
       delay = Math.floor(this._authRetryMs * (0.5 + this._random() / 2));
       reason = reason || auth;
@@ -412,7 +461,10 @@ export class SignalPushClient {
       delay = backoffDelay(this._attempt, this._backoff, this._random);
     }
     this._attempt += 1;
-    this._setState("down", auth ? { code, reason, auth, retryInMs: delay } : { code, reason, retryInMs: delay });
+    this._setState(
+      "down",
+      auth ? { code, reason, auth, retryInMs: delay } : { code, reason, retryInMs: delay },
+    );
     this._reconnectTimer = setTimeout(() => this._connect(), delay);
   }
 
@@ -426,7 +478,8 @@ export class SignalPushClient {
     }
     const silence = now - conn.lastRx;
     if (silence >= this._deadAfterMs) return this._abandon("server silent");
-    if (silence >= this._staleAfterMs && this._state === "live") this._setState("stale", { silentMs: silence });
+    if (silence >= this._staleAfterMs && this._state === "live")
+      this._setState("stale", { silentMs: silence });
     const heartbeatMs = (this.server?.heartbeat_s ?? 20) * 1000;
     const pingEvery = this._options.pingIntervalMs ?? Math.min(heartbeatMs, this._staleAfterMs / 3);
     if (now - conn.lastPing >= pingEvery) {
@@ -473,7 +526,8 @@ export class SignalPushClient {
     try {
       if (typeof data !== "string") throw new TypeError("binary frame");
       frame = JSON.parse(data);
-      if (frame === null || typeof frame !== "object" || Array.isArray(frame)) throw new TypeError("frame is not an object");
+      if (frame === null || typeof frame !== "object" || Array.isArray(frame))
+        throw new TypeError("frame is not an object");
       this._dispatch(frame, conn);
     } catch (error) {
       this.stats.badFrames += 1;
@@ -511,7 +565,10 @@ export class SignalPushClient {
       this._conn = null;
       for (const channel of this._channels.values()) this._channelOffline(channel);
       const delay = this._authRetryMs;
-      this._setState("down", { reason: `server speaks protocol ${frame.protocol}, client ${PROTOCOL_VERSION}`, retryInMs: delay });
+      this._setState("down", {
+        reason: `server speaks protocol ${frame.protocol}, client ${PROTOCOL_VERSION}`,
+        retryInMs: delay,
+      });
       this._reconnectTimer = setTimeout(() => this._connect(), delay);
       return;
     }
@@ -563,7 +620,8 @@ export class SignalPushClient {
       const key = this._orphanRefs.get(frame.ref);
       this._orphanRefs.delete(frame.ref);
       // Unsubscribing the group would also end a newer subscription with the same key.
-      if (key !== undefined && !this._channels.has(key) && frame.sub != null) this._send({ op: "unsubscribe", sub: frame.sub });
+      if (key !== undefined && !this._channels.has(key) && frame.sub != null)
+        this._send({ op: "unsubscribe", sub: frame.sub });
       return;
     }
     this._byRef.delete(frame.ref);

@@ -11,7 +11,7 @@
  * the wall applies to live events, so appended points look exactly like the backfill.
  */
 
-import { Ledger, exitPnl } from "./wall-ledger.js";
+import { exitPnl, Ledger } from "./wall-ledger.js";
 
 export { exitPnl };
 
@@ -32,7 +32,16 @@ const SIGNAL_COLORS = { buy: "#22c55e", sell: "#ef4444", hold: "#9ca3af" };
 const SIGNAL_SYMBOLS = { buy: "triangle-up", sell: "triangle-down", hold: "circle" };
 const SIDE_COLORS = { buy: "#22c55e", sell: "#ef4444" };
 const PNL_COLORS = { win: "#22c55e", loss: "#ef4444", flat: "#9ca3af" };
-const EQUITY_PALETTE = ["#60a5fa", "#f59e0b", "#a78bfa", "#34d399", "#f472b6", "#facc15", "#38bdf8", "#fb7185"];
+const EQUITY_PALETTE = [
+  "#60a5fa",
+  "#f59e0b",
+  "#a78bfa",
+  "#34d399",
+  "#f472b6",
+  "#facc15",
+  "#38bdf8",
+  "#fb7185",
+];
 const CANDLE_UP = "#22c55e";
 const CANDLE_DOWN = "#ef4444";
 const SIGNAL_TYPES = ["buy", "sell", "hold"];
@@ -97,7 +106,8 @@ export function gapThreshold(ts, factor = 3, floorMs = 60_000) {
   if (ts.length < 3) return null;
   const sorted = [...ts].sort((a, b) => a - b);
   const steps = [];
-  for (let i = 1; i < sorted.length; i++) if (sorted[i] - sorted[i - 1] > 0) steps.push(sorted[i] - sorted[i - 1]);
+  for (let i = 1; i < sorted.length; i++)
+    if (sorted[i] - sorted[i - 1] > 0) steps.push(sorted[i] - sorted[i - 1]);
   if (!steps.length) return null;
   steps.sort((a, b) => a - b);
   const at = 0.75 * (steps.length - 1);
@@ -146,7 +156,11 @@ function columns(block, names) {
   return rows;
 }
 
-const byTs = (rows) => rows.map((r, i) => [r, i]).sort((a, b) => a[0].ts - b[0].ts || a[1] - b[1]).map(([r]) => r);
+const byTs = (rows) =>
+  rows
+    .map((r, i) => [r, i])
+    .sort((a, b) => a[0].ts - b[0].ts || a[1] - b[1])
+    .map(([r]) => r);
 
 /** Rows of `history.data`, each kind sorted by time (stable): {candles, signals, trades, bots}. */
 export function historyRows(data) {
@@ -154,12 +168,32 @@ export function historyRows(data) {
   for (const c of byTs(columns(data?.candle, ["ts", "open", "high", "low", "close", "volume"]))) {
     if (finite(c.close) != null) candles.set(c.ts, c); // the last candle of a ts wins
   }
-  const signals = columns(data?.signal, ["seq", "ts", "bot", "strategy", "type", "price", "confidence"])
-    .filter((s) => SIGNAL_TYPES.includes(s.type) && finite(s.price) != null);
+  const signals = columns(data?.signal, [
+    "seq",
+    "ts",
+    "bot",
+    "strategy",
+    "type",
+    "price",
+    "confidence",
+  ]).filter((s) => SIGNAL_TYPES.includes(s.type) && finite(s.price) != null);
   return {
     candles: [...candles.values()],
     signals: byTs(signals),
-    trades: byTs(columns(data?.trade, ["seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "pnl", "position"])),
+    trades: byTs(
+      columns(data?.trade, [
+        "seq",
+        "ts",
+        "bot",
+        "strategy",
+        "side",
+        "action",
+        "price",
+        "qty",
+        "pnl",
+        "position",
+      ]),
+    ),
     bots: byTs(columns(data?.bot, ["seq", "ts", "bot", "strategy", "status", "equity"])),
   };
 }
@@ -169,9 +203,20 @@ export function historyRows(data) {
 function signalTemplate(type) {
   const label = type.toUpperCase();
   return {
-    type: "scatter", mode: "markers", name: `{strategy} ${type}`, legendgroup: "{strategy}",
-    x: [], y: [], customdata: [],
-    marker: { symbol: SIGNAL_SYMBOLS[type], color: SIGNAL_COLORS[type], size: [], opacity: [], line: { width: 1, color: DARK.markerLine } },
+    type: "scatter",
+    mode: "markers",
+    name: `{strategy} ${type}`,
+    legendgroup: "{strategy}",
+    x: [],
+    y: [],
+    customdata: [],
+    marker: {
+      symbol: SIGNAL_SYMBOLS[type],
+      color: SIGNAL_COLORS[type],
+      size: [],
+      opacity: [],
+      line: { width: 1, color: DARK.markerLine },
+    },
     hovertemplate: `<b>%{customdata[1]}</b> · ${label}<br>bot: %{customdata[0]}<br>confidence: %{customdata[2]:.2f}<br>price: %{y:,.2f}<br>${HOVER_TIME}<extra></extra>`,
     meta: { layer: "signals", key: `signal:{strategy}:${type}` },
   };
@@ -181,20 +226,41 @@ function tradeTemplates() {
   const bot = "bot: %{customdata[0]} · %{customdata[1]}<br>position: %{customdata[4]}<br>";
   const size = DARK.tradeMarkerSize;
   const line = (outcome, name) => ({
-    type: "scatter", mode: "lines", name, legendgroup: "trades", x: [], y: [], customdata: [], connectgaps: false,
-    line: { color: PNL_COLORS[outcome], width: DARK.tradeLineWidth }, opacity: 0.75, showlegend: false,
+    type: "scatter",
+    mode: "lines",
+    name,
+    legendgroup: "trades",
+    x: [],
+    y: [],
+    customdata: [],
+    connectgaps: false,
+    line: { color: PNL_COLORS[outcome], width: DARK.tradeLineWidth },
+    opacity: 0.75,
+    showlegend: false,
     hovertemplate: "<b>%{customdata[0]}</b> P&L: %{customdata[1]}<extra></extra>",
     meta: { layer: "trades", key: `trade_line:${outcome}` },
   });
   return {
     "trade:entry": {
-      type: "scatter", mode: "markers", name: "entries", legendgroup: "trades", x: [], y: [], customdata: [],
+      type: "scatter",
+      mode: "markers",
+      name: "entries",
+      legendgroup: "trades",
+      x: [],
+      y: [],
+      customdata: [],
       marker: { symbol: "diamond", size, color: [], line: { width: 1.5, color: DARK.text } },
       hovertemplate: `<b>ENTRY %{customdata[2]}</b> %{customdata[3]} @ %{y:,.2f}<br>${bot}${HOVER_TIME}<extra></extra>`,
       meta: { layer: "trades", key: "trade:entry" },
     },
     "trade:exit": {
-      type: "scatter", mode: "markers", name: "exits", legendgroup: "trades", x: [], y: [], customdata: [],
+      type: "scatter",
+      mode: "markers",
+      name: "exits",
+      legendgroup: "trades",
+      x: [],
+      y: [],
+      customdata: [],
       marker: { symbol: "x", size, color: [], line: { width: 0 } },
       hovertemplate: `<b>EXIT %{customdata[2]}</b> %{customdata[3]} @ %{y:,.2f}<br>P&L: %{customdata[6]}<br>${bot}${HOVER_TIME}<extra></extra>`,
       meta: { layer: "trades", key: "trade:exit" },
@@ -206,8 +272,16 @@ function tradeTemplates() {
 
 function equityTemplate(bot, index) {
   return {
-    type: "scatter", mode: "lines", name: bot, legendgroup: "equity", x: [], y: [], connectgaps: false,
-    yaxis: "y2", xaxis: "x", showlegend: false,
+    type: "scatter",
+    mode: "lines",
+    name: bot,
+    legendgroup: "equity",
+    x: [],
+    y: [],
+    connectgaps: false,
+    yaxis: "y2",
+    xaxis: "x",
+    showlegend: false,
     line: { color: EQUITY_PALETTE[index % EQUITY_PALETTE.length], width: DARK.equityLineWidth },
     hovertemplate: `<b>${bot}</b> equity: %{y:,.2f}<br>${HOVER_TIME}<extra></extra>`,
     meta: { layer: "equity", key: `equity:${bot}` },
@@ -216,45 +290,86 @@ function equityTemplate(bot, index) {
 
 function candleTemplate(symbol) {
   return {
-    type: "candlestick", name: symbol, x: [], open: [], high: [], low: [], close: [],
+    type: "candlestick",
+    name: symbol,
+    x: [],
+    open: [],
+    high: [],
+    low: [],
+    close: [],
     increasing: { line: { color: CANDLE_UP }, fillcolor: CANDLE_UP },
     decreasing: { line: { color: CANDLE_DOWN }, fillcolor: CANDLE_DOWN },
-    showlegend: false, hoverinfo: "x+y", meta: { layer: "market", key: "candle" },
+    showlegend: false,
+    hoverinfo: "x+y",
+    meta: { layer: "market", key: "candle" },
   };
 }
 
 function priceTemplate(symbol) {
   return {
-    type: "scatter", mode: "lines", name: `${symbol} price`, x: [], y: [], connectgaps: false,
-    line: { color: DARK.text, width: 2 }, showlegend: false,
+    type: "scatter",
+    mode: "lines",
+    name: `${symbol} price`,
+    x: [],
+    y: [],
+    connectgaps: false,
+    line: { color: DARK.text, width: 2 },
+    showlegend: false,
     hovertemplate: `price: %{y:,.2f}<br>${HOVER_TIME}<extra></extra>`,
     meta: { layer: "market", key: "price" },
   };
 }
 
 function axis() {
-  return { gridcolor: DARK.grid, zerolinecolor: DARK.grid, linecolor: DARK.grid, tickfont: { size: DARK.fontSize - 2 } };
+  return {
+    gridcolor: DARK.grid,
+    zerolinecolor: DARK.grid,
+    linecolor: DARK.grid,
+    tickfont: { size: DARK.fontSize - 2 },
+  };
 }
 
 function equityAxis(symbol) {
-  return { ...axis(), domain: [0.0, EQUITY_HEIGHT], side: "right", uirevision: symbol, automargin: true, nticks: 3 };
+  return {
+    ...axis(),
+    domain: [0.0, EQUITY_HEIGHT],
+    side: "right",
+    uirevision: symbol,
+    automargin: true,
+    nticks: 3,
+  };
 }
 
 function equityAnnotation() {
   return {
-    text: "equity", xref: "paper", yref: "paper", x: 0.0, y: EQUITY_HEIGHT, xanchor: "left", yanchor: "top",
-    showarrow: false, font: { size: DARK.fontSize - 4, color: DARK.text },
+    text: "equity",
+    xref: "paper",
+    yref: "paper",
+    x: 0.0,
+    y: EQUITY_HEIGHT,
+    xanchor: "left",
+    yanchor: "top",
+    showarrow: false,
+    font: { size: DARK.fontSize - 4, color: DARK.text },
   };
 }
 
 /** The `live` block of the server's payload (dark theme). */
-export function liveSpec(symbol, { maxPoints = DEFAULT_MAX_POINTS, equityBots = [], gapMs = { price: null, equity: null } } = {}) {
+export function liveSpec(
+  symbol,
+  { maxPoints = DEFAULT_MAX_POINTS, equityBots = [], gapMs = { price: null, equity: null } } = {},
+) {
   return {
     symbol,
     x: "ms",
     max_points: maxPoints,
     confidence: structuredClone(DARK.confidence),
-    colors: { signal: { ...SIGNAL_COLORS }, side: { ...SIDE_COLORS }, pnl: { ...PNL_COLORS }, equity: [...EQUITY_PALETTE] },
+    colors: {
+      signal: { ...SIGNAL_COLORS },
+      side: { ...SIDE_COLORS },
+      pnl: { ...PNL_COLORS },
+      equity: [...EQUITY_PALETTE],
+    },
     symbols: { signal: { ...SIGNAL_SYMBOLS }, entry: "diamond", exit: "x" },
     customdata: {
       signal: ["bot", "strategy", "confidence"],
@@ -311,7 +426,11 @@ export function signalTrace(strategy, type, live) {
 
 /** A new equity trace for `bot` (colour by its position in `equity_bots`), from `live.templates.equity`. */
 export function equityTrace(bot, index, live) {
-  const trace = fromTemplate(live?.templates?.equity ?? equityTemplate("{bot}", 0), { bot }, ["name", "hovertemplate", "meta.key"]);
+  const trace = fromTemplate(live?.templates?.equity ?? equityTemplate("{bot}", 0), { bot }, [
+    "name",
+    "hovertemplate",
+    "meta.key",
+  ]);
   const palette = live?.colors?.equity ?? EQUITY_PALETTE;
   trace.line = { ...(trace.line ?? {}), color: palette[index % palette.length] };
   return trace;
@@ -323,7 +442,10 @@ export function equityTrace(bot, index, live) {
 function downsampleCandles(candles, maxPoints) {
   if (candles.length <= maxPoints || maxPoints < 1) return candles;
   const ts = candles.map((c) => c.ts);
-  const diffs = ts.slice(1).map((t, i) => t - ts[i]).sort((a, b) => a - b);
+  const diffs = ts
+    .slice(1)
+    .map((t, i) => t - ts[i])
+    .sort((a, b) => a - b);
   const mid = diffs.length >> 1;
   const step = Math.trunc(diffs.length % 2 ? diffs[mid] : (diffs[mid - 1] + diffs[mid]) / 2) || 1;
   const span = ts.at(-1) - ts[0];
@@ -351,7 +473,10 @@ function positionBook(trades) {
     if (t.action !== "entry") continue;
     const key = `${t.bot}\u001f${t.position}`;
     let p = book.get(key);
-    if (!p) book.set(key, (p = { side: t.side, firstTs: t.ts, qty: 0, notional: 0 }));
+    if (!p) {
+      p = { side: t.side, firstTs: t.ts, qty: 0, notional: 0 };
+      book.set(key, p);
+    }
     p.qty += Number(t.qty);
     p.notional += Number(t.price) * Number(t.qty);
   }
@@ -372,10 +497,18 @@ export function buildFigure(symbol, data, { maxPoints = DEFAULT_MAX_POINTS, now 
     const byTime = new Map();
     for (const p of byTs([...rows.signals, ...rows.trades])) byTime.set(p.ts, p.price);
     let points = [...byTime.entries()].sort((a, b) => a[0] - b[0]);
-    if (points.length > maxPoints && maxPoints > 0) points = linspacePick(points.length, maxPoints).map((i) => points[i]);
+    if (points.length > maxPoints && maxPoints > 0)
+      points = linspacePick(points.length, maxPoints).map((i) => points[i]);
     const ts = points.map(([t]) => t);
     const trace = priceTemplate(symbol);
-    Object.assign(trace, withGaps(ts, points.map(([, p]) => finite(p)), gapThreshold(ts, 10)));
+    Object.assign(
+      trace,
+      withGaps(
+        ts,
+        points.map(([, p]) => finite(p)),
+        gapThreshold(ts, 10),
+      ),
+    );
     keyed.push(["price", trace]);
   }
   const live = liveSpec(symbol, { maxPoints });
@@ -429,22 +562,35 @@ export function buildFigure(symbol, data, { maxPoints = DEFAULT_MAX_POINTS, now 
       }
     }
     keyed.push(["trade:exit", trace]);
-    for (const outcome of ["win", "loss"]) if (lines[outcome].x.length) keyed.push([`trade_line:${outcome}`, lines[outcome]]);
+    for (const outcome of ["win", "loss"])
+      if (lines[outcome].x.length) keyed.push([`trade_line:${outcome}`, lines[outcome]]);
   }
   const equityBots = [...new Set(rows.bots.filter((b) => finite(b.equity) != null).map((b) => b.bot))].sort();
   const perBotGaps = [];
   equityBots.forEach((bot, index) => {
     const last = new Map();
-    for (const b of rows.bots) if (b.bot === bot && finite(b.equity) != null) last.set(b.ts, Number(b.equity));
+    for (const b of rows.bots)
+      if (b.bot === bot && finite(b.equity) != null) last.set(b.ts, Number(b.equity));
     let points = [...last.entries()];
-    if (points.length > maxPoints && maxPoints > 0) points = linspacePick(points.length, maxPoints).map((i) => points[i]);
+    if (points.length > maxPoints && maxPoints > 0)
+      points = linspacePick(points.length, maxPoints).map((i) => points[i]);
     const ts = points.map(([t]) => t);
     const trace = equityTrace(bot, index, live);
-    Object.assign(trace, withGaps(ts, points.map(([, e]) => e), gapThreshold(ts)));
+    Object.assign(
+      trace,
+      withGaps(
+        ts,
+        points.map(([, e]) => e),
+        gapThreshold(ts),
+      ),
+    );
     perBotGaps.push(gapThreshold(ts));
     keyed.push([`equity:${bot}`, trace]);
   });
-  const priceGap = gapThreshold([...rows.signals, ...rows.trades].map((r) => r.ts), 10);
+  const priceGap = gapThreshold(
+    [...rows.signals, ...rows.trades].map((r) => r.ts),
+    10,
+  );
   const equityGaps = perBotGaps.filter((g) => g != null);
   live.equity_bots = equityBots;
   live.gap_ms = { price: priceGap, equity: equityGaps.length ? Math.min(...equityGaps) : null };
@@ -466,12 +612,42 @@ export function wallLayout(symbol, hasEquity) {
     font: { color: DARK.text, size: DARK.fontSize, family: "Inter, system-ui, sans-serif" },
     hoverlabel: { font: { size: DARK.fontSize } },
     hovermode: "closest",
-    legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom", font: { size: DARK.fontSize - 2 }, groupclick: "togglegroup", itemsizing: "constant" },
-    title: { text: symbol, font: { size: DARK.fontSize + 8 }, x: 0.01, xanchor: "left", yref: "container", y: 0.985, yanchor: "top" },
+    legend: {
+      orientation: "h",
+      x: 0,
+      y: 1.0,
+      yanchor: "bottom",
+      font: { size: DARK.fontSize - 2 },
+      groupclick: "togglegroup",
+      itemsizing: "constant",
+    },
+    title: {
+      text: symbol,
+      font: { size: DARK.fontSize + 8 },
+      x: 0.01,
+      xanchor: "left",
+      yref: "container",
+      y: 0.985,
+      yanchor: "top",
+    },
     uirevision: symbol,
     margin: { l: 20, r: 20, t: 130, b: 50 },
-    xaxis: { ...axis(), type: "date", anchor: hasEquity ? "y2" : "y", rangeslider: { visible: false }, uirevision: symbol, showspikes: true, spikecolor: DARK.grid },
-    yaxis: { ...axis(), domain: [hasEquity ? EQUITY_HEIGHT + EQUITY_GAP : 0.0, 1.0], side: "right", uirevision: symbol, automargin: true },
+    xaxis: {
+      ...axis(),
+      type: "date",
+      anchor: hasEquity ? "y2" : "y",
+      rangeslider: { visible: false },
+      uirevision: symbol,
+      showspikes: true,
+      spikecolor: DARK.grid,
+    },
+    yaxis: {
+      ...axis(),
+      domain: [hasEquity ? EQUITY_HEIGHT + EQUITY_GAP : 0.0, 1.0],
+      side: "right",
+      uirevision: symbol,
+      automargin: true,
+    },
   };
   if (hasEquity) {
     layout.yaxis2 = equityAxis(symbol);

@@ -42,7 +42,9 @@ export class Ledger {
     this.lastCandleTs = this.hasCandles ? rows.candles.at(-1).ts : null;
     this.lastPrice = this.hasCandles ? num(rows.candles.at(-1).close) : null;
     if (!this.hasCandles) {
-      const points = [...rows.signals, ...rows.trades].map((r, i) => [r, i]).sort((a, b) => a[0].ts - b[0].ts || a[1] - b[1]);
+      const points = [...rows.signals, ...rows.trades]
+        .map((r, i) => [r, i])
+        .sort((a, b) => a[0].ts - b[0].ts || a[1] - b[1]);
       this.lastPrice = points.length ? num(points.at(-1)[0].price) : null;
     }
     this.statuses = rows.bots.length ? new Map() : null;
@@ -122,7 +124,8 @@ export class Ledger {
       this.hasCandles = true;
       return null;
     }
-    if ((event.kind === "signal" || event.kind === "trade") && !this.hasCandles) this.lastPrice = num(event.price);
+    if ((event.kind === "signal" || event.kind === "trade") && !this.hasCandles)
+      this.lastPrice = num(event.price);
     if (event.kind === "trade") {
       if (event.action === "entry") {
         this._entry(event);
@@ -130,7 +133,8 @@ export class Ledger {
       }
       if (event.action === "exit") return this._exit(event);
     } else if (event.kind === "bot") {
-      (this.statuses ??= new Map()).set(event.bot, event.status);
+      this.statuses ??= new Map();
+      this.statuses.set(event.bot, event.status);
     }
     return null;
   }

@@ -16,13 +16,23 @@
  * The painting itself (candles, markers, lines in Plotly's styles) is in wall-paint.js.
  */
 
-import { coverCandle, drawCandles, drawLine, drawMarkers, finite, isCandle, visible, withClip, xId, yId } from "./wall-paint.js";
+import {
+  coverCandle,
+  drawCandles,
+  drawLine,
+  drawMarkers,
+  finite,
+  isCandle,
+  visible,
+  withClip,
+  xId,
+  yId,
+} from "./wall-paint.js";
 
 /** Share of the time span left free on the right of the x axis, within [minMs, maxMs]. */
 export const HEADROOM = Object.freeze({ share: 0.08, minMs: 60_000, maxMs: 30 * 60_000 });
 /** Share of the value span added above and below each y axis: room for new highs and lows. */
 const Y_PAD = 0.1;
-
 
 /**
  * The extent of the data on each axis, by layout key: `xaxis` over every point, each y axis
@@ -157,7 +167,8 @@ export function liveStrip(view, data, zoomed) {
     let margin = Math.max(24, 0.02 * xa.length);
     for (const trace of data) {
       const n = trace?.x?.length ?? 0;
-      if (isCandle(trace) && n > 1) margin = Math.max(margin, 0.6 * (view.x(trace.x[n - 1]) - view.x(trace.x[n - 2])) + 4);
+      if (isCandle(trace) && n > 1)
+        margin = Math.max(margin, 0.6 * (view.x(trace.x[n - 1]) - view.x(trace.x[n - 2])) + 4);
     }
     left = Math.min(Math.max(xa.offset, view.x(last) - margin), right - 24);
   }
@@ -174,7 +185,12 @@ export function plotView(gd) {
     const m = /^([xy])axis(\d*)$/.exec(key);
     const ax = full[key];
     if (!m || !Array.isArray(ax?.range) || !(ax._length > 0) || typeof ax.r2l !== "function") continue;
-    axes[m[1] + m[2]] = { offset: ax._offset, length: ax._length, lo: ax.r2l(ax.range[0]), hi: ax.r2l(ax.range[1]) };
+    axes[m[1] + m[2]] = {
+      offset: ax._offset,
+      length: ax._length,
+      lo: ax.r2l(ax.range[0]),
+      hi: ax.r2l(ax.range[1]),
+    };
   }
   return new PlotView(axes, { background: full.plot_bgcolor ?? "#000" });
 }
@@ -225,7 +241,8 @@ export class LiveLayer {
     this.stats.folds += 1;
     data.forEach((trace, index) => {
       const n = trace?.x?.length ?? 0;
-      if (n && isCandle(trace)) this.lastDrawn.set(index, { x: trace.x[n - 1], low: trace.low[n - 1], high: trace.high[n - 1] });
+      if (n && isCandle(trace))
+        this.lastDrawn.set(index, { x: trace.x[n - 1], low: trace.low[n - 1], high: trace.high[n - 1] });
     });
   }
 
@@ -277,7 +294,8 @@ export class LiveLayer {
     data.forEach((trace, index) => {
       const undrawn = this.undrawn.get(index) ?? 0;
       const change = this.changed.get(index);
-      if ((!undrawn && !change) || !visible(trace) || !view.axes[yId(trace)] || !view.axes[xId(trace)]) return;
+      if ((!undrawn && !change) || !visible(trace) || !view.axes[yId(trace)] || !view.axes[xId(trace)])
+        return;
       const n = trace.x?.length ?? 0;
       const start = n - undrawn + (this.painted.get(index) ?? 0);
       if (isCandle(trace)) {
@@ -296,7 +314,13 @@ export class LiveLayer {
           }
         }
         if (undrawn) {
-          if (start < n - 1) withClip(settled, view, trace, () => (count += drawCandles(settled, trace, start, n - 1, view, this)));
+          if (start < n - 1)
+            withClip(
+              settled,
+              view,
+              trace,
+              () => (count += drawCandles(settled, trace, start, n - 1, view, this)),
+            );
           withClip(tip, view, trace, () => (count += drawCandles(tip, trace, n - 1, n, view, this)));
           this.tipUsed = true;
           this.painted.set(index, undrawn - 1);

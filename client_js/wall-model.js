@@ -12,7 +12,16 @@
  * Every trace is bounded to `maxPoints` (trade lines to 3 × maxPoints: entry, exit, gap).
  */
 
-import { confidenceStyle, equityTrace, historyRows, liveSpec, pnlColor, pnlLabel, round6, signalTrace } from "./wall-figure.js";
+import {
+  confidenceStyle,
+  equityTrace,
+  historyRows,
+  liveSpec,
+  pnlColor,
+  pnlLabel,
+  round6,
+  signalTrace,
+} from "./wall-figure.js";
 import { Ledger } from "./wall-ledger.js";
 
 /** Per-point attributes of each kind of trace (what extendTraces appends to). */
@@ -26,7 +35,20 @@ const ROLE_ATTRS = {
   equity: ["x", "y"],
 };
 /** Arrays cut with x when a history figure is bounded to maxPoints. */
-const CUT_ATTRS = ["y", "open", "high", "low", "close", "text", "hovertext", "customdata", "marker.size", "marker.opacity", "marker.color", "marker.symbol"];
+const CUT_ATTRS = [
+  "y",
+  "open",
+  "high",
+  "low",
+  "close",
+  "text",
+  "hovertext",
+  "customdata",
+  "marker.size",
+  "marker.opacity",
+  "marker.color",
+  "marker.symbol",
+];
 const SIGNAL_TYPES = new Set(["buy", "sell", "hold"]);
 const FILTER_PARAMS = ["kinds", "bots", "strategies", "signal_types", "sides"];
 
@@ -68,14 +90,19 @@ function legendMode(raw) {
 /** Every wall setting from the URL (docs/client.md lists them). */
 export function parseWallParams(search) {
   const params = new URLSearchParams(search);
-  const list = (name) => (params.get(name) ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const list = (name) =>
+    (params.get(name) ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
   const filter = {};
   for (const key of FILTER_PARAMS) if (list(key).length) filter[key] = list(key);
   const minConfidence = numberParam(params, "min_confidence", null, { max: 1 });
   if (minConfidence) filter.min_confidence = minConfidence;
-  const flag = (name, fallback) => (params.has(name) ? !["0", "false", "no", "off"].includes(params.get(name)) : fallback);
+  const flag = (name, fallback) =>
+    params.has(name) ? !["0", "false", "no", "off"].includes(params.get(name)) : fallback;
   return {
-    symbols: [...new Set(list("symbols").map((s) => s.toUpperCase() === s ? s : s.toUpperCase()))],
+    symbols: [...new Set(list("symbols").map((s) => (s.toUpperCase() === s ? s : s.toUpperCase())))],
     filter,
     minutes: numberParam(params, "minutes", 360, { min: 1, max: 60 * 24 * 366 }),
     maxPoints: Math.round(numberParam(params, "max_points", 2000, { min: 10, max: 100_000 })),
@@ -92,9 +119,17 @@ export function parseWallParams(search) {
     backoffMaxS: numberParam(params, "backoff_max_s", 20, { min: 1, max: 3600 }),
     frameBudgetMs: numberParam(params, "frame_budget_ms", 8, { min: 1, max: 1000 }),
     liveLayer: flag("live_layer", true),
-    redrawMs: numberParam(params, "redraw_ms", flag("live_layer", true) ? 250 : 1000, { min: 0, max: 60_000 }),
+    redrawMs: numberParam(params, "redraw_ms", flag("live_layer", true) ? 250 : 1000, {
+      min: 0,
+      max: 60_000,
+    }),
     foldS: numberParam(params, "fold_s", 60, { min: 1, max: 3600 }),
-    gl: ((v) => (["1", "true", "on", "yes"].includes(v) ? "on" : ["0", "false", "off", "no"].includes(v) ? "off" : "auto"))(String(params.get("gl") ?? "auto").toLowerCase()),
+    gl: ((v) =>
+      ["1", "true", "on", "yes"].includes(v)
+        ? "on"
+        : ["0", "false", "off", "no"].includes(v)
+          ? "off"
+          : "auto")(String(params.get("gl") ?? "auto").toLowerCase()),
     perf: flag("perf", false),
   };
 }
@@ -126,7 +161,6 @@ export function gridShape(n, width, height, forcedCols = 0) {
   return { cols: best.cols, rows: best.rows };
 }
 
-
 function getPath(obj, path) {
   let v = obj;
   for (const part of path.split(".")) v = v?.[part];
@@ -136,7 +170,10 @@ function getPath(obj, path) {
 function setPath(obj, path, value) {
   const parts = path.split(".");
   let o = obj;
-  for (const part of parts.slice(0, -1)) o = o[part] ?? (o[part] = {});
+  for (const part of parts.slice(0, -1)) {
+    o[part] ??= {};
+    o = o[part];
+  }
   o[parts.at(-1)] = value;
 }
 
@@ -157,7 +194,10 @@ function cutTrace(trace, limit) {
  * `gl`: draw markers and lines with WebGL (`scattergl`, templates too): far cheaper redraws on
  * a screen with a GPU; candles stay SVG.
  */
-export function prepareFigure(payload, { maxPoints = 2000, legend = "tiles", title = false, gl = false } = {}) {
+export function prepareFigure(
+  payload,
+  { maxPoints = 2000, legend = "tiles", title = false, gl = false } = {},
+) {
   const { data, layout } = payload.figure;
   if (gl) {
     const toGl = (trace) => {
@@ -173,7 +213,8 @@ export function prepareFigure(payload, { maxPoints = 2000, legend = "tiles", tit
   const keys = new Map(Object.entries(payload.trace_map ?? {}).map(([k, i]) => [i, k]));
   data.forEach((trace, index) => {
     if (!Array.isArray(trace.x)) return;
-    if (trace.x.some((x) => typeof x !== "number" && x != null)) trace.x = trace.x.map((x) => (x == null ? null : toMs(x)));
+    if (trace.x.some((x) => typeof x !== "number" && x != null))
+      trace.x = trace.x.map((x) => (x == null ? null : toMs(x)));
     cutTrace(trace, roleOf(keys.get(index)) === "trade_line" ? 3 * maxPoints : maxPoints);
   });
   for (const key of Object.keys(layout)) {
@@ -224,19 +265,35 @@ export class TileModel {
 
   /** Turn `items` (in seq order) into operations on `data` (gd.data); see the module comment. */
   plan(items, data) {
-    const ctx = { data, add: [], fresh: new Map(), pending: new Map(), swap: null, relayout: null, replaced: false, replacedAt: [] };
+    const ctx = {
+      data,
+      add: [],
+      fresh: new Map(),
+      pending: new Map(),
+      swap: null,
+      relayout: null,
+      replaced: false,
+      replacedAt: [],
+    };
     for (const event of items) {
       this.stats.planned += 1;
       const booked = this.ledger.onEvent(event);
       if (event.kind === "candle") this._candle(ctx, event);
       else if (event.kind === "signal") this._signal(ctx, event);
       else if (event.kind === "trade") this._trade(ctx, event, booked);
-      else if (event.kind === "bot" && event.equity != null && Number.isFinite(Number(event.equity))) this._equity(ctx, event);
+      else if (event.kind === "bot" && event.equity != null && Number.isFinite(Number(event.equity)))
+        this._equity(ctx, event);
     }
     const extend = this._groups(ctx);
     this.traceCount += ctx.add.length; // the caller adds them to gd.data before extending
     return {
-      relayout: ctx.relayout, swap: ctx.swap, add: ctx.add, extend, replaced: ctx.replaced, replacedAt: ctx.replacedAt, kpis: items.length > 0,
+      relayout: ctx.relayout,
+      swap: ctx.swap,
+      add: ctx.add,
+      extend,
+      replaced: ctx.replaced,
+      replacedAt: ctx.replacedAt,
+      kpis: items.length > 0,
     };
   }
 
@@ -287,12 +344,16 @@ export class TileModel {
     const pending = ctx.pending.get(index);
     const i = pending ? pending.values.x.lastIndexOf(ts) : -1;
     if (i >= 0) {
-      for (const [attr, value] of Object.entries(point)) if (pending.values[attr]) pending.values[attr][i] = value;
+      for (const [attr, value] of Object.entries(point))
+        if (pending.values[attr]) pending.values[attr][i] = value;
       return;
     }
     const trace = this._trace(ctx, index);
     const j = trace.x.lastIndexOf(ts);
-    if (j < 0) return void (this.stats.late += 1); // an old point we no longer show
+    if (j < 0) {
+      this.stats.late += 1;
+      return;
+    } // an old point we no longer show
     for (const [attr, value] of Object.entries(point)) {
       const arr = getPath(trace, attr);
       if (Array.isArray(arr) && j < arr.length) arr[j] = value;
@@ -307,9 +368,13 @@ export class TileModel {
   /** A point of a time line (price, equity): same ts replaces, older is dropped, a long pause is a gap. */
   _linePoint(ctx, index, ts, value, gapMs) {
     const lastX = this._lastX(ctx, index);
-    if (lastX != null && ts < lastX) return void (this.stats.late += 1);
+    if (lastX != null && ts < lastX) {
+      this.stats.late += 1;
+      return;
+    }
     if (lastX != null && ts === lastX) return this._replace(ctx, index, ts, { y: value });
-    if (lastX != null && gapMs != null && ts - lastX > gapMs) this._append(ctx, index, { x: lastX + 1, y: null });
+    if (lastX != null && gapMs != null && ts - lastX > gapMs)
+      this._append(ctx, index, { x: lastX + 1, y: null });
     this._append(ctx, index, { x: ts, y: value });
   }
 
@@ -334,15 +399,20 @@ export class TileModel {
   /** On a chart without candles, signal and trade prices (and candle closes) draw the price line. */
   _price(ctx, ts, price) {
     const index = this.index("price");
-    if (index !== undefined && this.index("candle") === undefined) this._linePoint(ctx, index, ts, Number(price), this.gapMs.price);
+    if (index !== undefined && this.index("candle") === undefined)
+      this._linePoint(ctx, index, ts, Number(price), this.gapMs.price);
   }
 
   _candle(ctx, c) {
     let index = this.index("candle");
     if (index === undefined) {
       const price = this.index("price");
-      if (price === undefined) return void (this.stats.unplotted += 1);
-      if (this._length(ctx, price) > 0 || ctx.swap) return this._linePoint(ctx, price, c.ts, Number(c.close), this.gapMs.price);
+      if (price === undefined) {
+        this.stats.unplotted += 1;
+        return;
+      }
+      if (this._length(ctx, price) > 0 || ctx.swap)
+        return this._linePoint(ctx, price, c.ts, Number(c.close), this.gapMs.price);
       // A symbol with no history yet: its empty price line becomes the candle trace.
       const trace = this._template("candle");
       ctx.swap = { index: price, trace };
@@ -359,13 +429,22 @@ export class TileModel {
   }
 
   _signal(ctx, s) {
-    if (!SIGNAL_TYPES.has(s.type)) return void (this.stats.unplotted += 1);
-    const index = this._indexFor(ctx, `signal:${s.strategy}:${s.type}`, () => signalTrace(s.strategy, s.type, this.live));
+    if (!SIGNAL_TYPES.has(s.type)) {
+      this.stats.unplotted += 1;
+      return;
+    }
+    const index = this._indexFor(ctx, `signal:${s.strategy}:${s.type}`, () =>
+      signalTrace(s.strategy, s.type, this.live),
+    );
     const raw = Number(s.confidence);
     const confidence = Number.isFinite(raw) ? Math.min(1, Math.max(0, raw)) : 1;
     const style = confidenceStyle(confidence, this.live);
     this._append(ctx, index, {
-      x: s.ts, y: s.price, customdata: [s.bot, s.strategy, confidence], "marker.size": style.size, "marker.opacity": style.opacity,
+      x: s.ts,
+      y: s.price,
+      customdata: [s.bot, s.strategy, confidence],
+      "marker.size": style.size,
+      "marker.opacity": style.opacity,
     });
     this._price(ctx, s.ts, s.price);
   }
@@ -375,7 +454,9 @@ export class TileModel {
     if (t.action === "entry") {
       const index = this._indexFor(ctx, "trade:entry", () => this._template("trade:entry"));
       this._append(ctx, index, {
-        x: t.ts, y: t.price, customdata: [t.bot, t.strategy, t.side, t.qty, t.position],
+        x: t.ts,
+        y: t.price,
+        customdata: [t.bot, t.strategy, t.side, t.qty, t.position],
         "marker.color": colors.side?.[t.side] ?? colors.pnl.flat,
       });
     } else if (t.action === "exit") {
@@ -383,7 +464,9 @@ export class TileModel {
       const value = pnl == null ? null : round6(pnl);
       const index = this._indexFor(ctx, "trade:exit", () => this._template("trade:exit"));
       this._append(ctx, index, {
-        x: t.ts, y: t.price, customdata: [t.bot, t.strategy, t.side, t.qty, t.position, value, pnlLabel(value)],
+        x: t.ts,
+        y: t.price,
+        customdata: [t.bot, t.strategy, t.side, t.qty, t.position, value, pnlLabel(value)],
         "marker.color": pnlColor(value, this.live),
       });
       if (booked?.entry && pnl != null) {
@@ -419,7 +502,12 @@ export class TileModel {
       if (!pending.values.x.length) continue;
       const limit = this._limit(index);
       const signature = `${pending.attrs.join(",")}|${limit}`;
-      if (!groups.has(signature)) groups.set(signature, { indices: [], update: Object.fromEntries(pending.attrs.map((a) => [a, []])), maxPoints: limit });
+      if (!groups.has(signature))
+        groups.set(signature, {
+          indices: [],
+          update: Object.fromEntries(pending.attrs.map((a) => [a, []])),
+          maxPoints: limit,
+        });
       const group = groups.get(signature);
       group.indices.push(index);
       for (const attr of pending.attrs) group.update[attr].push(pending.values[attr]);
@@ -500,7 +588,8 @@ export function extendInPlace(data, { update, indices, maxPoints }) {
       let owner = data[index];
       for (const p of parts.slice(0, -1)) owner = owner?.[p];
       const key = parts.at(-1);
-      if (!owner || !Array.isArray(owner[key])) throw new Error(`cannot extend missing or non-extendable attribute: ${attr}`);
+      if (!owner || !Array.isArray(owner[key]))
+        throw new Error(`cannot extend missing or non-extendable attribute: ${attr}`);
       const joined = owner[key].concat(values[j]);
       owner[key] = joined.length > maxPoints ? joined.slice(joined.length - maxPoints) : joined;
     }

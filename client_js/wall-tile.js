@@ -9,8 +9,8 @@
  */
 
 import { buildFigure } from "./wall-figure.js";
-import { LiveLayer, beyondRanges, liveStrip, plotView, wallRanges } from "./wall-live.js";
-import { TileModel, extendInPlace, prepareFigure, slotDue } from "./wall-model.js";
+import { beyondRanges, LiveLayer, liveStrip, plotView, wallRanges } from "./wall-live.js";
+import { extendInPlace, prepareFigure, slotDue, TileModel } from "./wall-model.js";
 
 const Plotly = globalThis.Plotly;
 const MAX_QUEUE = 50_000; // a hidden tab gets no animation frames: flush by timer past this
@@ -45,7 +45,10 @@ export function el(tag, className, text) {
 function fmtPrice(v) {
   if (v == null || !Number.isFinite(v)) return "–";
   const digits = Math.abs(v) >= 1000 ? 2 : Math.abs(v) >= 1 ? 3 : 6;
-  return v.toLocaleString("en-US", { minimumFractionDigits: Math.min(2, digits), maximumFractionDigits: digits });
+  return v.toLocaleString("en-US", {
+    minimumFractionDigits: Math.min(2, digits),
+    maximumFractionDigits: digits,
+  });
 }
 
 function fmtAge(seconds) {
@@ -77,7 +80,13 @@ export class Tile {
     this.kpiNodes = {};
     const strip = el("div", "kpis");
     if (!wall.config.kpis) strip.hidden = true;
-    for (const [key, label] of [["last_price", "last"], ["today_pnl", "P&L today"], ["win_rate", "win rate"], ["open_positions", "open"], ["active_bots", "bots"]]) {
+    for (const [key, label] of [
+      ["last_price", "last"],
+      ["today_pnl", "P&L today"],
+      ["win_rate", "win rate"],
+      ["open_positions", "open"],
+      ["active_bots", "bots"],
+    ]) {
       const kpi = el("div", "kpi");
       kpi.append(el("span", "kpi-label", label));
       this.kpiNodes[key] = el("span", "kpi-value", "–");
@@ -120,7 +129,8 @@ export class Tile {
   /** The ranges Plotly drew with, as {layoutKey: [lo, hi]} (x in ms). */
   managedRanges() {
     const ranges = {};
-    for (const [id, axis] of Object.entries(this.view?.axes ?? {})) ranges[id[0] + "axis" + id.slice(1)] = [axis.lo, axis.hi];
+    for (const [id, axis] of Object.entries(this.view?.axes ?? {}))
+      ranges[`${id[0]}axis${id.slice(1)}`] = [axis.lo, axis.hi];
     return ranges;
   }
 
@@ -195,7 +205,15 @@ export class Tile {
 
   subscribe(client) {
     this.sub = client.subscribe(
-      { symbol: this.symbol, filter: wall.config.filter, history: { minutes: wall.config.minutes, max_points: wall.config.maxPoints, figure: wall.config.figure } },
+      {
+        symbol: this.symbol,
+        filter: wall.config.filter,
+        history: {
+          minutes: wall.config.minutes,
+          max_points: wall.config.maxPoints,
+          figure: wall.config.figure,
+        },
+      },
       {
         onHistory: (frame) => this.onHistory(frame),
         onEvents: (items) => this.onEvents(items),
@@ -206,10 +224,15 @@ export class Tile {
   }
 
   onHistory(frame) {
-    const payload = frame.figure?.figure ? structuredClone(frame.figure) : buildFigure(this.symbol, frame.data, { maxPoints: wall.config.maxPoints });
+    const payload = frame.figure?.figure
+      ? structuredClone(frame.figure)
+      : buildFigure(this.symbol, frame.data, { maxPoints: wall.config.maxPoints });
     prepareFigure(payload, { maxPoints: wall.config.maxPoints, legend: wall.config.legend, gl: wall.gl() });
     wall.renderKey(payload.live);
-    this.model = new TileModel(payload, frame.data, { maxPoints: wall.config.maxPoints, gapMs: wall.config.gapS * 1000 });
+    this.model = new TileModel(payload, frame.data, {
+      maxPoints: wall.config.maxPoints,
+      gapMs: wall.config.gapS * 1000,
+    });
     this.queue.length = 0;
     this.ready = false;
     this.reloads += 1;
@@ -223,7 +246,9 @@ export class Tile {
         wall.scheduleFlush();
       })
       .catch((error) => this.fail(error));
-    this.showNote(frame.truncated ? `history truncated: ${frame.omitted ?? "some"} older events left out` : null);
+    this.showNote(
+      frame.truncated ? `history truncated: ${frame.omitted ?? "some"} older events left out` : null,
+    );
     this.renderKpis();
     this.renderAge(Date.now());
   }
@@ -308,7 +333,9 @@ export class Tile {
     const data = this.plot.data;
     for (const group of plan.extend) {
       extendInPlace(data, group);
-      group.indices.forEach((index, j) => this.layer.appended(index, group.update.x[j].length, data[index].x.length));
+      for (const [j, index] of group.indices.entries()) {
+        this.layer.appended(index, group.update.x[j].length, data[index].x.length);
+      }
     }
     for (const [index, x] of plan.replacedAt) this.layer.replaced(index, x, data[index]);
     this.paint();
@@ -348,7 +375,11 @@ export class Tile {
     };
     set("last_price", fmtPrice(k.last_price));
     const pnl = Math.round((k.today_pnl ?? 0) * 100) / 100 || 0; // no "−0.00"
-    set("today_pnl", `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`, pnl > 0 ? "good" : pnl < 0 ? "bad" : "");
+    set(
+      "today_pnl",
+      `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`,
+      pnl > 0 ? "good" : pnl < 0 ? "bad" : "",
+    );
     set("win_rate", k.win_rate == null ? "–" : `${Math.round(k.win_rate)}%`);
     set("open_positions", String(k.open_positions ?? 0));
     set("active_bots", k.active_bots == null ? "–" : String(k.active_bots));
@@ -386,7 +417,12 @@ export class Tile {
       flushes: this.flushes,
       kpis: Object.freeze(this.model ? this.model.kpis.snapshot() : {}),
       replaced: this.model?.stats.replaced ?? 0,
-      live: Object.freeze({ pending: this.layer.pending, folds: this.layer.stats.folds, draws: this.layer.stats.draws, userZoom: this.userZoom }),
+      live: Object.freeze({
+        pending: this.layer.pending,
+        folds: this.layer.stats.folds,
+        draws: this.layer.stats.draws,
+        userZoom: this.userZoom,
+      }),
       resizes: this.resizes,
       age: this.ageNode.textContent,
       ageTone: this.ageNode.className.replace("age age-", ""),

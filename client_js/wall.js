@@ -11,7 +11,7 @@
 
 import { SignalPushClient } from "./signalpush.js";
 import { FrameStats, gridShape, parseWallParams } from "./wall-model.js";
-import { Tile, bindWall, el } from "./wall-tile.js";
+import { bindWall, el, Tile } from "./wall-tile.js";
 
 const Plotly = globalThis.Plotly;
 
@@ -38,7 +38,15 @@ const keyNode = document.getElementById("key");
 function renderKey(live) {
   if (config.legend !== "key" || keyNode.childElementCount || !live?.colors) return;
   const { signal, pnl } = live.colors;
-  const items = [["▲", signal.buy, "buy"], ["▼", signal.sell, "sell"], ["●", signal.hold, "hold"], ["◆", null, "entry"], ["✖", null, "exit"], ["━", pnl.win, "win"], ["━", pnl.loss, "loss"]];
+  const items = [
+    ["▲", signal.buy, "buy"],
+    ["▼", signal.sell, "sell"],
+    ["●", signal.hold, "hold"],
+    ["◆", null, "entry"],
+    ["✖", null, "exit"],
+    ["━", pnl.win, "win"],
+    ["━", pnl.loss, "loss"],
+  ];
   for (const [glyph, color, label] of items) {
     const item = el("b", null, `${glyph} `);
     if (color) item.style.color = color;
@@ -53,7 +61,6 @@ function wsUrl() {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 }
 
-
 const tiles = new Map();
 let flushPending = false;
 let flushTimer = null;
@@ -66,7 +73,9 @@ let wakeTimer = null;
  * `script` is the time in the flush, `frame` the time from the flush to the first task after that
  * frame was rendered (style, layout and paint included), `interval` the time between frames.
  */
-const perf = config.perf ? { script: new FrameStats(), frame: new FrameStats(), interval: new FrameStats(), fold: new FrameStats() } : null;
+const perf = config.perf
+  ? { script: new FrameStats(), frame: new FrameStats(), interval: new FrameStats(), fold: new FrameStats() }
+  : null;
 const afterFrame = (() => {
   const channel = new MessageChannel();
   const waiting = [];
@@ -85,7 +94,6 @@ if (perf) {
   };
   requestAnimationFrame(tick);
 }
-
 
 bindWall({ config, perf, gl: () => useGl, tileCount: () => tiles.size, renderKey, scheduleFlush });
 
@@ -176,7 +184,10 @@ const plotSizes = new ResizeObserver((entries) => {
     if (Math.abs(width - tile.size.width) < 1 && Math.abs(height - tile.size.height) < 1) continue;
     tile.size = { width, height };
     tile.resizes += 1;
-    if (tile.ready) Promise.resolve(Plotly.Plots.resize(tile.plot)).then(() => tile.drawn()).catch((error) => tile.fail(error));
+    if (tile.ready)
+      Promise.resolve(Plotly.Plots.resize(tile.plot))
+        .then(() => tile.drawn())
+        .catch((error) => tile.fail(error));
   }
 });
 
@@ -205,7 +216,9 @@ async function start() {
     document.title = config.title;
     document.getElementById("title").textContent = config.title;
   }
-  const described = Object.entries(config.filter).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : v}`);
+  const described = Object.entries(config.filter).map(
+    ([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : v}`,
+  );
   document.getElementById("filter").textContent = `${described.join("  ")}  ·  ${config.minutes} min`;
   let symbols = config.symbols;
   if (!symbols.length) {
@@ -222,7 +235,8 @@ async function start() {
     onState: (state) => renderBadge(state, client),
     onStatus: () => renderBadge(client.state, client),
   });
-  useGl = config.gl === "on" || (config.gl === "auto" && symbols.length <= GL_AUTO_MAX_TILES && webglAvailable());
+  useGl =
+    config.gl === "on" || (config.gl === "auto" && symbols.length <= GL_AUTO_MAX_TILES && webglAvailable());
   for (const symbol of symbols) {
     const tile = new Tile(symbol);
     tile.slot = tiles.size;
@@ -249,20 +263,44 @@ async function start() {
   }, 1000);
 
   const api = {
-    get state() { return client.state; },
-    get busUp() { return client.busUp; },
-    get config() { return structuredClone(config); },
-    get gl() { return useGl; },
-    get stats() { return Object.freeze({ ...client.stats }); },
-    get symbols() { return [...tiles.keys()]; },
-    get tiles() { return Object.freeze(Object.fromEntries([...tiles].map(([s, t]) => [s, t.snapshot()]))); },
-    tile(symbol) { return tiles.get(symbol)?.snapshot() ?? null; },
-    get perf() {
-      return perf && Object.freeze(Object.fromEntries(Object.entries(perf).map(([k, v]) => [k, v.snapshot()])));
+    get state() {
+      return client.state;
     },
-    resetPerf() { if (perf) for (const stats of Object.values(perf)) stats.reset(); },
+    get busUp() {
+      return client.busUp;
+    },
+    get config() {
+      return structuredClone(config);
+    },
+    get gl() {
+      return useGl;
+    },
+    get stats() {
+      return Object.freeze({ ...client.stats });
+    },
+    get symbols() {
+      return [...tiles.keys()];
+    },
+    get tiles() {
+      return Object.freeze(Object.fromEntries([...tiles].map(([s, t]) => [s, t.snapshot()])));
+    },
+    tile(symbol) {
+      return tiles.get(symbol)?.snapshot() ?? null;
+    },
+    get perf() {
+      return (
+        perf && Object.freeze(Object.fromEntries(Object.entries(perf).map(([k, v]) => [k, v.snapshot()])))
+      );
+    },
+    resetPerf() {
+      if (perf) for (const stats of Object.values(perf)) stats.reset();
+    },
   };
-  Object.defineProperty(window, "signalpushWall", { value: Object.freeze(api), writable: false, configurable: false });
+  Object.defineProperty(window, "signalpushWall", {
+    value: Object.freeze(api),
+    writable: false,
+    configurable: false,
+  });
 }
 
 if (!Plotly) {

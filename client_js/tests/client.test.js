@@ -1,11 +1,12 @@
 // SignalPushClient against a scripted protocol server (tests/helpers/mock-server.js), over real sockets.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { test } from "node:test";
 import { WebSocketServer } from "ws";
-import { startMockServer } from "./helpers/mock-server.js";
-import { candle, signal, T0, MINUTE } from "./helpers/fixtures.js";
+import { candle, MINUTE, signal, T0 } from "./helpers/fixtures.js";
 import { makeClient, range, recorder, sleep, waitUntil } from "./helpers/harness.js";
+import { startMockServer } from "./helpers/mock-server.js";
 
 async function serverFor(t, options) {
   const server = await startMockServer(options);
@@ -34,7 +35,10 @@ test("history is applied, then live events are appended in order", async (t) => 
   publishCandles(server, "BTCUSDT", 1, 5);
   const client = makeClient(server.url, {}, t);
   const rec = recorder();
-  const sub = client.subscribe({ symbol: "BTCUSDT", history: { minutes: 60, max_points: 500 } }, rec.handlers);
+  const sub = client.subscribe(
+    { symbol: "BTCUSDT", history: { minutes: 60, max_points: 500 } },
+    rec.handlers,
+  );
   await waitUntil(() => rec.histories.length === 1, { message: "history" });
   assert.equal(rec.histories[0].to_seq, 5);
   assert.deepEqual(rec.histories[0].data.candle.close, [101, 102, 103, 104, 105]);
@@ -78,14 +82,20 @@ test("a contiguity break re-subscribes with resume from the last seq and loses n
   publishCandles(server, "SOLUSDT", 1, 4);
   const client = makeClient(server.url, {}, t);
   const rec = recorder();
-  const sub = client.subscribe({ symbol: "SOLUSDT", filter: { kinds: ["candle", "signal"] }, history: { minutes: 30 } }, rec.handlers);
+  const sub = client.subscribe(
+    { symbol: "SOLUSDT", filter: { kinds: ["candle", "signal"] }, history: { minutes: 30 } },
+    rec.handlers,
+  );
   await waitUntil(() => sub.state === "live");
   const groupId = sub.id;
   const [conn] = server.connections;
   conn.drop = 2; // the live path loses seqs 5 and 6
   publishCandles(server, "SOLUSDT", 5, 9);
   await waitUntil(() => sub.lastSeq === 9, { message: "resumed to 9" });
-  assert.deepEqual(rec.seqs(), [5, 6, 7, 8, 9].filter((s) => s > 4));
+  assert.deepEqual(
+    rec.seqs(),
+    [5, 6, 7, 8, 9].filter((s) => s > 4),
+  );
   assert.equal(client.stats.breaks, 1);
   const subscribes = server.subscribes("SOLUSDT");
   assert.equal(subscribes.length, 2);
@@ -128,7 +138,10 @@ test("a server restart (close 1012) reconnects quickly and resumes: nothing lost
   const resumed = server.subscribes("BTCUSDT").at(-1);
   assert.deepEqual(resumed.resume, { epoch: server.log("BTCUSDT").epoch, seq: 12 });
   assert.equal(resumed.history, undefined, "a resume does not ask for history again");
-  assert.deepEqual(server.subscribes("ETHUSDT").at(-1).resume, { epoch: server.log("ETHUSDT").epoch, seq: 1 });
+  assert.deepEqual(server.subscribes("ETHUSDT").at(-1).resume, {
+    epoch: server.log("ETHUSDT").epoch,
+    seq: 1,
+  });
 });
 
 test("reset: onReset, then a fresh history of the subscription's own window, then the new epoch's events", async (t) => {
@@ -141,8 +154,14 @@ test("reset: onReset, then a fresh history of the subscription's own window, the
     { symbol: "ADAUSDT", history: { minutes: 90, max_points: 100 } },
     {
       ...rec.handlers,
-      onReset: (f) => (order.push("reset"), rec.handlers.onReset(f)),
-      onHistory: (f) => (order.push("history"), rec.handlers.onHistory(f)),
+      onReset: (f) => {
+        order.push("reset");
+        rec.handlers.onReset(f);
+      },
+      onHistory: (f) => {
+        order.push("history");
+        rec.handlers.onHistory(f);
+      },
     },
   );
   await waitUntil(() => sub.state === "live");
@@ -161,7 +180,9 @@ test("reset: onReset, then a fresh history of the subscription's own window, the
   await server.restart();
   server.newEpoch("ADAUSDT");
   publishCandles(server, "ADAUSDT", 1, 3);
-  await waitUntil(() => sub.epoch !== lastEpoch && sub.lastSeq === 3 && sub.state === "live", { message: "reset on resume" });
+  await waitUntil(() => sub.epoch !== lastEpoch && sub.lastSeq === 3 && sub.state === "live", {
+    message: "reset on resume",
+  });
   const subscribes = server.subscribes("ADAUSDT");
   assert.ok(subscribes.at(-2).resume, "reconnect resumes first");
   assert.deepEqual(subscribes.at(-1).history, { minutes: 90, max_points: 100 });
@@ -203,10 +224,16 @@ test("subscriptions with the same symbol and filter share one server subscriptio
   publishCandles(server, "BTCUSDT", 5, 5);
   await waitUntil(() => two.items.length === 3);
   assert.equal(one.items.length, 2);
-  assert.ok(!server.received.some((r) => r.frame.op === "unsubscribe"), "the group stays while one member is left");
+  assert.ok(
+    !server.received.some((r) => r.frame.op === "unsubscribe"),
+    "the group stays while one member is left",
+  );
 
   // A late joiner asking for history reloads the shared subscription; both members get it.
-  const c = client.subscribe({ symbol: "BTCUSDT", filter: { bots: ["x", "y"] }, history: { minutes: 5 } }, one.handlers);
+  const c = client.subscribe(
+    { symbol: "BTCUSDT", filter: { bots: ["x", "y"] }, history: { minutes: 5 } },
+    one.handlers,
+  );
   await waitUntil(() => one.histories.length === 1 && two.histories.length === 1 && c.state === "live");
   publishCandles(server, "BTCUSDT", 6, 6);
   await waitUntil(() => two.items.length === 4 && one.items.length === 3);
@@ -224,11 +251,24 @@ test("bad frames are counted and reported; the client keeps going", async (t) =>
   await waitUntil(() => sub.state === "live");
   const [conn] = server.connections;
   const [s] = conn.subs.values();
-  for (const bad of ["not json", "[1,2]", "null", '{"op":"events","sub":"' + s.id + '","from_seq":"x"}', '{"op":"mystery"}']) {
+  for (const bad of [
+    "not json",
+    "[1,2]",
+    "null",
+    `{"op":"events","sub":"${s.id}","from_seq":"x"}`,
+    '{"op":"mystery"}',
+  ]) {
     server.send(conn, bad);
   }
   conn.ws.send(Buffer.from([1, 2, 3]), { binary: true });
-  const throwing = client.subscribe({ symbol: "ETHUSDT" }, { onEvents: () => { throw new Error("handler bug"); } });
+  const throwing = client.subscribe(
+    { symbol: "ETHUSDT" },
+    {
+      onEvents: () => {
+        throw new Error("handler bug");
+      },
+    },
+  );
   await waitUntil(() => throwing.state === "live");
   server.publish("ETHUSDT", candle(T0, 1));
   server.publish("BTCUSDT", candle(T0, 1));
@@ -249,8 +289,12 @@ test("silence turns the state stale, then the client gives up on the link and re
   assert.ok(server.received.some((r) => r.frame.op === "ping"));
   server.connections.values().next().value.silent = true; // a half-open link: nothing comes back
   await waitUntil(() => client.state === "stale", { message: "stale" });
-  await waitUntil(() => client.states.some((s) => s.state === "down" && /silent/.test(s.reason)), { message: "abandon" });
-  await waitUntil(() => client.state === "live" && client.stats.connects === 2 && sub.state === "live", { message: "back" });
+  await waitUntil(() => client.states.some((s) => s.state === "down" && /silent/.test(s.reason)), {
+    message: "abandon",
+  });
+  await waitUntil(() => client.state === "live" && client.stats.connects === 2 && sub.state === "live", {
+    message: "back",
+  });
 });
 
 test("close 4008 (too slow) reconnects and resumes from the last seq", async (t) => {
@@ -307,15 +351,25 @@ test("reconnect backoff grows with full jitter and stays within its bounds", asy
   const { port } = probe.address();
   await new Promise((r) => probe.close(r));
   const client = makeClient(`ws://127.0.0.1:${port}/ws`, { backoff: { initialMs: 20, maxMs: 160 } }, t);
-  await waitUntil(() => client.states.filter((s) => s.state === "down").length >= 7, { message: "7 retries" });
+  await waitUntil(() => client.states.filter((s) => s.state === "down").length >= 7, {
+    message: "7 retries",
+  });
   const delays = client.states.filter((s) => s.state === "down").map((s) => s.retryInMs);
   const caps = [20, 40, 80, 160, 160, 160, 160];
-  delays.slice(0, 7).forEach((delay, i) => assert.ok(delay >= 0 && delay < caps[i], `retry ${i}: ${delay} < ${caps[i]}`));
+  delays
+    .slice(0, 7)
+    .forEach(
+      (delay, i) => void assert.ok(delay >= 0 && delay < caps[i], `retry ${i}: ${delay} < ${caps[i]}`),
+    );
   client.close();
   assert.equal(client.state, "closed");
 
   // Now something listens on that port: the client that kept trying gets in.
-  await startWss(t, (ws) => ws.send(JSON.stringify({ op: "hello", protocol: 1, server: "x", heartbeat_s: 20 })), port);
+  await startWss(
+    t,
+    (ws) => ws.send(JSON.stringify({ op: "hello", protocol: 1, server: "x", heartbeat_s: 20 })),
+    port,
+  );
   const late = makeClient(`ws://127.0.0.1:${port}/ws`, {}, t);
   await waitUntil(() => late.state === "live");
 });

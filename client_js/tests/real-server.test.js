@@ -1,34 +1,62 @@
 // The client against a real `signalpush serve` (the project's .venv) on the Redis given by
 // SIGNALPUSH_TEST_REDIS_URL: history, live, and a SIGTERM restart (close 1012) resumed with
 // nothing lost or duplicated. Skipped without that Redis unless SIGNALPUSH_TEST_STRICT=1.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
-import { spawn, execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { test } from "node:test";
 import { promisify } from "node:util";
 import { makeClient, recorder, waitUntil } from "./helpers/harness.js";
 
 const BIN = new URL("../../.venv/bin/signalpush", import.meta.url).pathname;
 const REDIS = process.env.SIGNALPUSH_TEST_REDIS_URL;
-const missing = !REDIS ? "SIGNALPUSH_TEST_REDIS_URL is not set" : !existsSync(BIN) ? `no ${BIN} (make pytest creates it)` : null;
-if (missing && process.env.SIGNALPUSH_TEST_STRICT === "1") throw new Error(`real-server test cannot run: ${missing}`);
+const missing = !REDIS
+  ? "SIGNALPUSH_TEST_REDIS_URL is not set"
+  : !existsSync(BIN)
+    ? `no ${BIN} (make pytest creates it)`
+    : null;
+if (missing && process.env.SIGNALPUSH_TEST_STRICT === "1")
+  throw new Error(`real-server test cannot run: ${missing}`);
 
-const freePort = () => new Promise((resolve) => {
-  const srv = createServer().listen(0, "127.0.0.1", () => {
-    const { port } = srv.address();
-    srv.close(() => resolve(port));
+const freePort = () =>
+  new Promise((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
   });
-});
 
-test("a real gateway: history, live, and a restart resumed without loss or duplicates", { skip: missing ?? false, timeout: 120_000 }, async (t) => {
+test("a real gateway: history, live, and a restart resumed without loss or duplicates", {
+  skip: missing ?? false,
+  timeout: 120_000,
+}, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "sp-js-real-"));
   const port = await freePort();
-  const env = { ...process.env, SIGNALPUSH_REDIS_URL: REDIS, SIGNALPUSH_DATABASE_URL: `sqlite+aiosqlite:///${dir}/sp.db` };
+  const env = {
+    ...process.env,
+    SIGNALPUSH_REDIS_URL: REDIS,
+    SIGNALPUSH_DATABASE_URL: `sqlite+aiosqlite:///${dir}/sp.db`,
+  };
   const symbol = `JS${process.pid}${Date.now() % 100000}`;
-  const publish = (i) => promisify(execFile)(BIN, ["publish", "signal", symbol, "type=buy", `price=${100 + i}`, "confidence=0.7", "bot=js-test", "strategy=smoke"], { env });
+  const publish = (i) =>
+    promisify(execFile)(
+      BIN,
+      [
+        "publish",
+        "signal",
+        symbol,
+        "type=buy",
+        `price=${100 + i}`,
+        "confidence=0.7",
+        "bot=js-test",
+        "strategy=smoke",
+      ],
+      { env },
+    );
   let proc = null;
   const serve = async () => {
     proc = spawn(BIN, ["serve", "--port", String(port)], { env, stdio: "ignore" });

@@ -3,12 +3,13 @@
 // server's figure and KPIs for the first part of a demo half hour ("head"), for all of it
 // ("full"), and the remaining events ("tail"). The fallback figure must equal the server's, and
 // the head's figure with the tail appended live must hold the same points as the full figure.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { test } from "node:test";
 import { buildFigure, historyRows } from "../wall-figure.js";
 import { Ledger } from "../wall-ledger.js";
-import { TileModel, prepareFigure } from "../wall-model.js";
+import { prepareFigure, TileModel } from "../wall-model.js";
 import { applyPlan } from "./helpers/plotly-sim.js";
 
 const contract = JSON.parse(readFileSync(new URL("./fixtures/wall-contract.json", import.meta.url), "utf8"));
@@ -23,7 +24,8 @@ const withoutNulls = (trace) => {
 function assertKpis(actual, expected, what) {
   for (const [key, value] of Object.entries(expected)) {
     if (key === "unrealized_pnl") continue; // not kept live by the wall
-    if (typeof value === "number" && !Number.isInteger(value)) assert.ok(Math.abs(actual[key] - value) < 1e-6, `${what} ${key}: ${actual[key]} != ${value}`);
+    if (typeof value === "number" && !Number.isInteger(value))
+      assert.ok(Math.abs(actual[key] - value) < 1e-6, `${what} ${key}: ${actual[key]} != ${value}`);
     else assert.equal(actual[key], value, `${what} ${key}`);
   }
 }
@@ -32,7 +34,9 @@ for (const [name, variant] of Object.entries(contract.variants)) {
   test(`the fallback figure is the server's figure (${name})`, () => {
     const ours = buildFigure(symbol, variant.full.data, { now });
     assert.deepEqual(ours.trace_map, variant.full.trace_map);
-    variant.full.figure.data.forEach((trace, i) => assert.deepEqual(ours.figure.data[i], trace, `trace ${trace.meta.key}`));
+    for (const [i, trace] of variant.full.figure.data.entries()) {
+      assert.deepEqual(ours.figure.data[i], trace, `trace ${trace.meta.key}`);
+    }
     assert.deepEqual(ours.figure.layout, variant.full.figure.layout);
     assert.deepEqual(ours.live, variant.full.live);
     assertKpis(ours.kpis, variant.full.kpis, "fallback");
@@ -69,7 +73,8 @@ function assertSamePoints(model, data, full, { priceLine, head }) {
       if (theirs[attr] !== undefined) assert.deepEqual(ours[attr], theirs[attr], `${key}.${attr}`);
     }
     for (const attr of ["size", "opacity", "color", "symbol"]) {
-      if (theirs.marker?.[attr] !== undefined) assert.deepEqual(ours.marker[attr], theirs.marker[attr], `${key}.marker.${attr}`);
+      if (theirs.marker?.[attr] !== undefined)
+        assert.deepEqual(ours.marker[attr], theirs.marker[attr], `${key}.marker.${attr}`);
     }
     for (const attr of ["name", "legendgroup", "hovertemplate", "meta", "yaxis", "type", "mode"]) {
       assert.deepEqual(ours[attr], theirs[attr], `${key}.${attr}`);

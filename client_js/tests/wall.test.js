@@ -1,13 +1,14 @@
 // The wall page in a real headless Chromium, against the scripted server (history with a figure,
 // live updates, live candle replaced, bounded traces, new traces, restart, reset, stale badges).
-import { test, before, after } from "node:test";
+
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
-import { startMockServer } from "./helpers/mock-server.js";
-import { candle, candleSeries, signal, trade, botStatus, T0, MINUTE } from "./helpers/fixtures.js";
-import { waitUntil, sleep } from "./helpers/harness.js";
-import { findChromium, findPlotly, launchBrowser } from "./helpers/browser.js";
+import { after, before, test } from "node:test";
 import { buildFigure } from "../wall-figure.js";
+import { findChromium, findPlotly, launchBrowser } from "./helpers/browser.js";
+import { botStatus, candle, candleSeries, MINUTE, signal, T0, trade } from "./helpers/fixtures.js";
+import { sleep, waitUntil } from "./helpers/harness.js";
+import { startMockServer } from "./helpers/mock-server.js";
 
 const chromium = findChromium();
 const plotly = findPlotly();
@@ -25,8 +26,22 @@ before(async () => {
   server = await startMockServer({
     plotlyPath: plotly,
     apiBots: [
-      { name: "momo-1", strategy: "momentum", status: "active", equity: 10250.5, last_seen: Date.now() - 5000, symbols: ["BTCUSDT", "ETHUSDT"] },
-      { name: "mr-2", strategy: "mean_reversion", status: "paused", equity: null, last_seen: null, symbols: [] },
+      {
+        name: "momo-1",
+        strategy: "momentum",
+        status: "active",
+        equity: 10250.5,
+        last_seen: Date.now() - 5000,
+        symbols: ["BTCUSDT", "ETHUSDT"],
+      },
+      {
+        name: "mr-2",
+        strategy: "mean_reversion",
+        status: "paused",
+        equity: null,
+        last_seen: null,
+        symbols: [],
+      },
     ],
     figure: (symbol, data, history) => {
       figureRequests.push({ symbol, history });
@@ -40,7 +55,10 @@ before(async () => {
   server.publish("BTCUSDT", signal(ts, { price: 101, confidence: 0.9 }));
   server.publish("BTCUSDT", signal(ts + MINUTE, { type: "sell", price: 102, confidence: 0.3 }));
   server.publish("BTCUSDT", trade(ts, { action: "entry", price: 101, position: "p-1" }));
-  server.publish("BTCUSDT", trade(ts + 5 * MINUTE, { action: "exit", side: "sell", price: 104, pnl: 3, position: "p-1" }));
+  server.publish(
+    "BTCUSDT",
+    trade(ts + 5 * MINUTE, { action: "exit", side: "sell", price: 104, pnl: 3, position: "p-1" }),
+  );
   browser = await launchBrowser({ width: 1600, height: 900 });
 });
 
@@ -51,13 +69,26 @@ after(async () => {
 
 // Refused reconnects during a restart are logged by the browser itself; anything else is a bug.
 const pageErrors = () => browser.problems.filter((p) => !/WebSocket connection to .* failed/.test(p));
-const wall = (expr) => browser.evaluate(`(() => { const w = window.signalpushWall; return w && (${expr}); })()`);
+const wall = (expr) =>
+  browser.evaluate(`(() => { const w = window.signalpushWall; return w && (${expr}); })()`);
 const tile = (symbol) => wall(`w.tile(${JSON.stringify(symbol)})`);
 
 test("the wall draws every symbol from the history figure and follows live events", opts, async () => {
-  await browser.goto(`${server.httpUrl}/wall?symbols=BTCUSDT,ETHUSDT&minutes=120&max_points=50&stale_s=2&dead_s=6&backoff_max_s=2`);
-  await waitUntil(async () => (await wall("w.state")) === "live" && (await tile("BTCUSDT"))?.ready && (await tile("ETHUSDT"))?.ready, { timeoutMs: 30000, message: "wall ready" });
-  assert.deepEqual(figureRequests.slice(0, 2).map((r) => r.history), [{ minutes: 120, max_points: 50, figure: true }, { minutes: 120, max_points: 50, figure: true }]);
+  await browser.goto(
+    `${server.httpUrl}/wall?symbols=BTCUSDT,ETHUSDT&minutes=120&max_points=50&stale_s=2&dead_s=6&backoff_max_s=2`,
+  );
+  await waitUntil(
+    async () =>
+      (await wall("w.state")) === "live" && (await tile("BTCUSDT"))?.ready && (await tile("ETHUSDT"))?.ready,
+    { timeoutMs: 30000, message: "wall ready" },
+  );
+  assert.deepEqual(
+    figureRequests.slice(0, 2).map((r) => r.history),
+    [
+      { minutes: 120, max_points: 50, figure: true },
+      { minutes: 120, max_points: 50, figure: true },
+    ],
+  );
   let btc = await tile("BTCUSDT");
   assert.equal(btc.traces.candle, 40);
   assert.equal(btc.traces["signal:momentum:buy"], 1);
@@ -83,11 +114,15 @@ test("the wall draws every symbol from the history figure and follows live event
   server.publish("BTCUSDT", signal(next, { strategy: "ema_crossover", price: 152, confidence: 0.6 }));
   server.publish("BTCUSDT", botStatus(next, { equity: 10100 }));
   server.publish("BTCUSDT", trade(next, { action: "entry", position: "p-2", price: 152 }));
-  await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === 51 && (await tile("BTCUSDT")).queue === 0, { message: "live applied" });
+  await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === 51 && (await tile("BTCUSDT")).queue === 0, {
+    message: "live applied",
+  });
   await sleep(100);
   btc = await tile("BTCUSDT");
   assert.equal(btc.traces.candle, 41, "the live candle is replaced, not appended");
-  const lastClose = await browser.evaluate(`(() => { const d = document.querySelector('.plot').data[0]; return [d.close.at(-1), d.x.at(-1), d.close.length, d.open.length]; })()`);
+  const lastClose = await browser.evaluate(
+    `(() => { const d = document.querySelector('.plot').data[0]; return [d.close.at(-1), d.x.at(-1), d.close.length, d.open.length]; })()`,
+  );
   assert.deepEqual(lastClose, [152.5, next, 41, 41]);
   assert.equal(btc.traces["signal:ema_crossover:buy"], 1);
   assert.equal(btc.traces["equity:momo-1"], 1);
@@ -104,21 +139,29 @@ test("the wall draws every symbol from the history figure and follows live event
   await sleep(100);
   btc = await tile("BTCUSDT");
   assert.equal(btc.traces.candle, 50);
-  const lengths = await browser.evaluate(`(() => { const d = document.querySelector('.plot').data[0]; return [d.x.length, d.open.length, d.high.length, d.low.length, d.close.length, d.x.at(-1)]; })()`);
+  const lengths = await browser.evaluate(
+    `(() => { const d = document.querySelector('.plot').data[0]; return [d.x.length, d.open.length, d.high.length, d.low.length, d.close.length, d.x.at(-1)]; })()`,
+  );
   assert.deepEqual(lengths, [50, 50, 50, 50, 50, next + 30 * MINUTE]);
 
   // The grid fills the screen without scrollbars, one tile per symbol.
-  const layout = await browser.evaluate(`(() => { const e = document.scrollingElement; return { sw: e.scrollWidth, sh: e.scrollHeight, w: innerWidth, h: innerHeight, tiles: document.querySelectorAll('.tile').length }; })()`);
+  const layout = await browser.evaluate(
+    `(() => { const e = document.scrollingElement; return { sw: e.scrollWidth, sh: e.scrollHeight, w: innerWidth, h: innerHeight, tiles: document.querySelectorAll('.tile').length }; })()`,
+  );
   assert.equal(layout.tiles, 2);
   assert.ok(layout.sw <= layout.w && layout.sh <= layout.h, JSON.stringify(layout));
-  if (process.env.SIGNALPUSH_WALL_SCREENSHOT) writeFileSync(process.env.SIGNALPUSH_WALL_SCREENSHOT, await browser.screenshot());
+  if (process.env.SIGNALPUSH_WALL_SCREENSHOT)
+    writeFileSync(process.env.SIGNALPUSH_WALL_SCREENSHOT, await browser.screenshot());
 
   // Quiet tiles turn amber, then red; data brings them back. The age starts now (the last
   // candle updated in place), so a slow machine cannot skip the amber window (2 s to 6 s).
   server.publish("ETHUSDT", candle(T0 + 29 * MINUTE, 2000.5));
   await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "ok", { message: "ok after data" });
   await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "amber", { message: "amber" });
-  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "red", { timeoutMs: 15000, message: "red" });
+  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "red", {
+    timeoutMs: 15000,
+    message: "red",
+  });
   server.publish("ETHUSDT", candle(T0 + 30 * MINUTE, 2001));
   await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "ok", { message: "ok again" });
   assert.deepEqual(pageErrors(), []);
@@ -128,7 +171,10 @@ test("a server restart resumes every tile without reloading; a reset reloads one
   const before = await tile("BTCUSDT");
   await server.restart(200);
   for (let i = 31; i <= 33; i++) server.publish("BTCUSDT", candle(T0 + (40 + i) * MINUTE, 180 + i));
-  await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === before.lastSeq + 3 && (await tile("BTCUSDT")).queue === 0, { message: "resumed", timeoutMs: 15000 });
+  await waitUntil(
+    async () => (await tile("BTCUSDT")).lastSeq === before.lastSeq + 3 && (await tile("BTCUSDT")).queue === 0,
+    { message: "resumed", timeoutMs: 15000 },
+  );
   await sleep(100);
   const btc = await tile("BTCUSDT");
   assert.equal(btc.reloads, before.reloads, "a resume appends, it does not reload");
@@ -139,19 +185,29 @@ test("a server restart resumes every tile without reloading; a reset reloads one
 
   server.newEpoch("ETHUSDT");
   server.publish("ETHUSDT", candle(T0 + 90 * MINUTE, 2100));
-  await waitUntil(async () => {
-    const eth = await tile("ETHUSDT");
-    return eth.reloads === 2 && eth.lastSeq === 1 && eth.traces.candle === 1 && eth.queue === 0;
-  }, { message: "reset reload" });
+  await waitUntil(
+    async () => {
+      const eth = await tile("ETHUSDT");
+      return eth.reloads === 2 && eth.lastSeq === 1 && eth.traces.candle === 1 && eth.queue === 0;
+    },
+    { message: "reset reload" },
+  );
   assert.deepEqual(pageErrors(), []);
 });
 
 test("the connection badge follows the client state", opts, async () => {
   const [conn] = server.connections;
   await server.stop(1001);
-  await waitUntil(async () => /down|connecting/.test(await browser.evaluate("document.getElementById('connection').textContent")), { message: "badge down" });
+  await waitUntil(
+    async () =>
+      /down|connecting/.test(await browser.evaluate("document.getElementById('connection').textContent")),
+    { message: "badge down" },
+  );
   await server.start(server.port);
-  await waitUntil(async () => (await browser.evaluate("document.getElementById('connection').textContent")) === "live", { message: "badge live", timeoutMs: 30000 });
+  await waitUntil(
+    async () => (await browser.evaluate("document.getElementById('connection').textContent")) === "live",
+    { message: "badge live", timeoutMs: 30000 },
+  );
   assert.ok(conn);
 });
 
@@ -166,14 +222,26 @@ test("memory and DOM stay flat under a long stream (bounded traces, no growing D
       const ts = T0 + (start + i) * MINUTE;
       server.publish("BTCUSDT", candle(ts, 200 + (i % 50)));
       server.publish("BTCUSDT", candle(ts, 201 + (i % 50)));
-      if (i % 3 === 0) server.publish("BTCUSDT", signal(ts, { price: 200, confidence: (i % 10) / 10, type: i % 2 ? "buy" : "sell" }));
-      if (i % 5 === 0) server.publish("BTCUSDT", trade(ts, { action: "entry", position: `q-${i}`, price: 200 }));
-      if (i % 5 === 2) server.publish("BTCUSDT", trade(ts, { action: "exit", position: `q-${i - 2}`, price: 201, pnl: (i % 4) - 1.5 }));
+      if (i % 3 === 0)
+        server.publish(
+          "BTCUSDT",
+          signal(ts, { price: 200, confidence: (i % 10) / 10, type: i % 2 ? "buy" : "sell" }),
+        );
+      if (i % 5 === 0)
+        server.publish("BTCUSDT", trade(ts, { action: "entry", position: `q-${i}`, price: 200 }));
+      if (i % 5 === 2)
+        server.publish(
+          "BTCUSDT",
+          trade(ts, { action: "exit", position: `q-${i - 2}`, price: 201, pnl: (i % 4) - 1.5 }),
+        );
       if (i % 10 === 0) server.publish("BTCUSDT", botStatus(ts, { equity: 10000 + i }));
       if (i % 200 === 199) await sleep(20); // let frames flush, like a real stream would
     }
     const target = server.log("BTCUSDT").events.length;
-    await waitUntil(async () => (await tile("BTCUSDT")).lastSeq === target && (await tile("BTCUSDT")).queue === 0, { timeoutMs: 60000, message: "stream applied" });
+    await waitUntil(
+      async () => (await tile("BTCUSDT")).lastSeq === target && (await tile("BTCUSDT")).queue === 0,
+      { timeoutMs: 60000, message: "stream applied" },
+    );
     await sleep(200);
   };
   await pump(600, 200); // warm up: every trace reaches its bound
@@ -188,7 +256,9 @@ test("memory and DOM stay flat under a long stream (bounded traces, no growing D
   }
   assert.ok(Math.abs(nodes1 - nodes0) <= 20, `DOM nodes ${nodes0} -> ${nodes1}`);
   const growthMb = (heap1 - heap0) / 2 ** 20;
-  console.log(`# wall soak: ${server.log("BTCUSDT").events.length} events, heap ${(heap0 / 2 ** 20).toFixed(1)} -> ${(heap1 / 2 ** 20).toFixed(1)} MiB, DOM ${nodes0} -> ${nodes1}`);
+  console.log(
+    `# wall soak: ${server.log("BTCUSDT").events.length} events, heap ${(heap0 / 2 ** 20).toFixed(1)} -> ${(heap1 / 2 ** 20).toFixed(1)} MiB, DOM ${nodes0} -> ${nodes1}`,
+  );
   assert.ok(growthMb < 5, `heap grew ${growthMb.toFixed(1)} MiB`);
   // KPI and age text change all the time; the plot must not be resized (a whole-tile redraw) by it.
   assert.ok(btc.resizes <= 2, `plot resized ${btc.resizes} times`);
@@ -197,20 +267,30 @@ test("memory and DOM stay flat under a long stream (bounded traces, no growing D
 
 test("the index lists symbols and bots with links to walls", opts, async () => {
   await browser.goto(`${server.httpUrl}/?minutes=60`);
-  await waitUntil(async () => (await browser.evaluate("document.querySelectorAll('#bots tbody tr').length")) === 2, { message: "index rows" });
+  await waitUntil(
+    async () => (await browser.evaluate("document.querySelectorAll('#bots tbody tr').length")) === 2,
+    { message: "index rows" },
+  );
   const page = await browser.evaluate(`({
     symbols: [...document.querySelectorAll('#symbols tbody tr')].map((r) => [r.cells[0].textContent, r.querySelector('a').getAttribute('href')]),
     bots: [...document.querySelectorAll('#bots tbody tr')].map((r) => [r.cells[0].textContent, r.cells[2].textContent, r.querySelector('a')?.getAttribute('href') ?? null]),
     all: document.getElementById('all-walls').getAttribute('href'),
   })`);
-  assert.deepEqual(page.symbols, [["BTCUSDT", "/wall?minutes=60&symbols=BTCUSDT"], ["ETHUSDT", "/wall?minutes=60&symbols=ETHUSDT"]]);
-  assert.deepEqual(page.bots, [["momo-1", "active", "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT&bots=momo-1"], ["mr-2", "paused", null]]);
+  assert.deepEqual(page.symbols, [
+    ["BTCUSDT", "/wall?minutes=60&symbols=BTCUSDT"],
+    ["ETHUSDT", "/wall?minutes=60&symbols=ETHUSDT"],
+  ]);
+  assert.deepEqual(page.bots, [
+    ["momo-1", "active", "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT&bots=momo-1"],
+    ["mr-2", "paused", null],
+  ]);
   assert.equal(page.all, "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT");
   assert.deepEqual(pageErrors(), []);
 });
 
 // In the page: where the live layer would paint (x, y) on the tile's plot, and its alpha there.
-const livePixel = (symbol, x, y) => browser.evaluate(`(() => {
+const livePixel = (symbol, x, y) =>
+  browser.evaluate(`(() => {
   const tile = [...document.querySelectorAll('.tile')].find((t) => t.querySelector('.tile-symbol').textContent === ${JSON.stringify(symbol)});
   const gd = tile.querySelector('.plot');
   const { xaxis, yaxis } = gd._fullLayout;
@@ -222,7 +302,8 @@ const livePixel = (symbol, x, y) => browser.evaluate(`(() => {
     return canvas.getContext('2d').getImageData(px, py, 1, 1).data[3];
   }));
 })()`);
-const plotted = (symbol) => browser.evaluate(`(() => {
+const plotted = (symbol) =>
+  browser.evaluate(`(() => {
   const tile = [...document.querySelectorAll('.tile')].find((t) => t.querySelector('.tile-symbol').textContent === ${JSON.stringify(symbol)});
   const gd = tile.querySelector('.plot');
   return { drawn: gd.calcdata[0].length, data: gd.data[0].x.length, y: gd._fullLayout.yaxis.range, x: gd._fullLayout.xaxis.range.map((v) => new Date(v.replace(' ', 'T') + 'Z').getTime()), auto: gd.layout.xaxis.autorange };
@@ -233,7 +314,10 @@ test("the live layer paints new points without a Plotly redraw and folds them in
   const S0 = Math.floor(Date.now() / MINUTE) * MINUTE - 35 * MINUTE;
   for (const c of candleSeries(30, S0, 50)) server.publish("SOLUSDT", c);
   await browser.goto(`${server.httpUrl}/wall?symbols=SOLUSDT&minutes=120&fold_s=600`);
-  await waitUntil(async () => (await tile("SOLUSDT"))?.ready && (await tile("SOLUSDT")).lastSeq === 30, { timeoutMs: 30000, message: "tile ready" });
+  await waitUntil(async () => (await tile("SOLUSDT"))?.ready && (await tile("SOLUSDT")).lastSeq === 30, {
+    timeoutMs: 30000,
+    message: "tile ready",
+  });
   let shown = await plotted("SOLUSDT");
   assert.equal(shown.drawn, 30);
   assert.equal(shown.auto, false, "the wall manages the ranges");
@@ -248,14 +332,22 @@ test("the live layer paints new points without a Plotly redraw and folds them in
   shown = await plotted("SOLUSDT");
   assert.deepEqual([shown.drawn, shown.data], [30, 31]);
   assert.ok((await livePixel("SOLUSDT", ts, price)) > 0, "the new candle is on the live layer");
-  const strip = await browser.evaluate(`(() => { const c = document.querySelector('canvas.live'); return [c.offsetLeft, c.clientWidth, document.querySelector('.plot').clientWidth]; })()`);
-  assert.ok(strip[0] > 0 && strip[1] < strip[2] / 3, `the live canvases cover only the strip where live points land: ${strip}`);
+  const strip = await browser.evaluate(
+    `(() => { const c = document.querySelector('canvas.live'); return [c.offsetLeft, c.clientWidth, document.querySelector('.plot').clientWidth]; })()`,
+  );
+  assert.ok(
+    strip[0] > 0 && strip[1] < strip[2] / 3,
+    `the live canvases cover only the strip where live points land: ${strip}`,
+  );
   await sleep(1000);
   assert.equal((await tile("SOLUSDT")).live.folds, folds, "no fold before fold_s");
 
   // Far above the axes: the tile folds within 5 s, and the new range holds the candle.
   server.publish("SOLUSDT", candle(ts + MINUTE, 500));
-  await waitUntil(async () => (await tile("SOLUSDT")).live.folds > folds, { timeoutMs: 10000, message: "fold on a point outside" });
+  await waitUntil(async () => (await tile("SOLUSDT")).live.folds > folds, {
+    timeoutMs: 10000,
+    message: "fold on a point outside",
+  });
   shown = await plotted("SOLUSDT");
   assert.deepEqual([shown.drawn, shown.data], [32, 32]);
   assert.ok(shown.y[1] > 502, `y range ${shown.y}`);
@@ -263,19 +355,32 @@ test("the live layer paints new points without a Plotly redraw and folds them in
   assert.equal(await livePixel("SOLUSDT", ts, price), 0, "the live layer is clear after a fold");
 
   // A user's zoom is kept: the wall stops managing the ranges until autorange comes back.
-  await browser.evaluate(`Plotly.relayout(document.querySelector('.plot'), { 'xaxis.range': [${S0}, ${S0 + 10 * MINUTE}] }).then(() => null)`);
+  await browser.evaluate(
+    `Plotly.relayout(document.querySelector('.plot'), { 'xaxis.range': [${S0}, ${S0 + 10 * MINUTE}] }).then(() => null)`,
+  );
   await waitUntil(async () => (await tile("SOLUSDT")).live.userZoom, { message: "user zoom seen" });
   server.publish("SOLUSDT", candle(ts + 2 * MINUTE, 60));
-  await waitUntil(async () => (await plotted("SOLUSDT")).drawn === 33, { timeoutMs: 10000, message: "folded after the zoom" });
+  await waitUntil(async () => (await plotted("SOLUSDT")).drawn === 33, {
+    timeoutMs: 10000,
+    message: "folded after the zoom",
+  });
   assert.deepEqual((await plotted("SOLUSDT")).x, [S0, S0 + 10 * MINUTE]);
-  await browser.evaluate(`Plotly.relayout(document.querySelector('.plot'), { 'xaxis.autorange': true }).then(() => null)`);
+  await browser.evaluate(
+    `Plotly.relayout(document.querySelector('.plot'), { 'xaxis.autorange': true }).then(() => null)`,
+  );
   await waitUntil(async () => !(await tile("SOLUSDT")).live.userZoom, { message: "zoom handed back" });
 
   // A quiet tile folds by itself after fold_s.
   await browser.goto(`${server.httpUrl}/wall?symbols=SOLUSDT&minutes=120&fold_s=2`);
-  await waitUntil(async () => (await tile("SOLUSDT"))?.ready, { timeoutMs: 30000, message: "tile ready again" });
+  await waitUntil(async () => (await tile("SOLUSDT"))?.ready, {
+    timeoutMs: 30000,
+    message: "tile ready again",
+  });
   server.publish("SOLUSDT", candle(ts + 3 * MINUTE, 61));
   await waitUntil(async () => (await tile("SOLUSDT")).lastSeq === 34, { message: "live" });
-  await waitUntil(async () => (await plotted("SOLUSDT")).drawn === 34 && (await tile("SOLUSDT")).live.pending === 0, { timeoutMs: 10000, message: "quiet fold" });
+  await waitUntil(
+    async () => (await plotted("SOLUSDT")).drawn === 34 && (await tile("SOLUSDT")).live.pending === 0,
+    { timeoutMs: 10000, message: "quiet fold" },
+  );
   assert.deepEqual(pageErrors(), []);
 });

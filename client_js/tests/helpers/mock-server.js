@@ -8,15 +8,20 @@
 // load the wall from it. A test that only needs `url` and `publish` can run against a real
 // `signalpush serve` instead (see harness.js).
 
-import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WebSocketServer } from "ws";
 import { historyData } from "./fixtures.js";
 
 const CLIENT_DIR = fileURLToPath(new URL("../../", import.meta.url));
-const TYPES = { ".js": "text/javascript", ".html": "text/html", ".css": "text/css", ".json": "application/json" };
+const TYPES = {
+  ".js": "text/javascript",
+  ".html": "text/html",
+  ".css": "text/css",
+  ".json": "application/json",
+};
 
 function matches(filter, event) {
   if (!filter) return true;
@@ -118,7 +123,15 @@ export class MockServer {
 
   sendEvents(conn, sub, from, to, items) {
     const log = this.log(sub.symbol);
-    this.send(conn, { op: "events", sub: sub.id, symbol: sub.symbol, epoch: log.epoch, from_seq: from, to_seq: to, items });
+    this.send(conn, {
+      op: "events",
+      sub: sub.id,
+      symbol: sub.symbol,
+      epoch: log.epoch,
+      from_seq: from,
+      to_seq: to,
+      items,
+    });
   }
 
   /** A new epoch for `symbol` (Redis lost its state): reset + fresh history to every subscriber. */
@@ -146,7 +159,9 @@ export class MockServer {
 
   /** Subscribe frames received so far (optionally for one symbol). */
   subscribes(symbol) {
-    return this.received.filter((r) => r.frame.op === "subscribe" && (!symbol || r.frame.symbol === symbol)).map((r) => r.frame);
+    return this.received
+      .filter((r) => r.frame.op === "subscribe" && (!symbol || r.frame.symbol === symbol))
+      .map((r) => r.frame);
   }
 
   _onConnection(ws, url) {
@@ -166,7 +181,12 @@ export class MockServer {
       this.options.onFrame?.(conn, frame);
       return this._handle(conn, frame);
     });
-    this.send(conn, { op: "hello", protocol: 1, server: "signalpush/mock", heartbeat_s: this.options.heartbeat_s ?? 20 });
+    this.send(conn, {
+      op: "hello",
+      protocol: 1,
+      server: "signalpush/mock",
+      heartbeat_s: this.options.heartbeat_s ?? 20,
+    });
   }
 
   _handle(conn, frame) {
@@ -179,7 +199,12 @@ export class MockServer {
       return;
     }
     if (frame.op !== "subscribe") {
-      this.send(conn, { op: "error", ref: frame.ref, code: "bad_request", message: `unknown op ${frame.op}` });
+      this.send(conn, {
+        op: "error",
+        ref: frame.ref,
+        code: "bad_request",
+        message: `unknown op ${frame.op}`,
+      });
       return;
     }
     if (this.options.refuseSymbol && frame.symbol === this.options.refuseSymbol) {
@@ -192,14 +217,27 @@ export class MockServer {
     conn.subs.set(key, sub);
     const log = this.log(frame.symbol);
     const seq = log.events.length;
-    this.send(conn, { op: "subscribed", ref: frame.ref, sub: id, symbol: frame.symbol, epoch: log.epoch, seq });
+    this.send(conn, {
+      op: "subscribed",
+      ref: frame.ref,
+      sub: id,
+      symbol: frame.symbol,
+      epoch: log.epoch,
+      seq,
+    });
     if (frame.resume) {
       if (frame.resume.epoch !== log.epoch || frame.resume.seq > seq) {
         this.send(conn, { op: "reset", sub: id, symbol: frame.symbol, reason: "epoch changed" });
         this._sendHistory(conn, sub, frame.history ?? {});
       } else if (frame.resume.seq < seq) {
         const missed = log.events.slice(frame.resume.seq);
-        this.sendEvents(conn, sub, frame.resume.seq + 1, seq, missed.filter((e) => matches(sub.filter, e)));
+        this.sendEvents(
+          conn,
+          sub,
+          frame.resume.seq + 1,
+          seq,
+          missed.filter((e) => matches(sub.filter, e)),
+        );
       }
     } else if (frame.history) {
       this._sendHistory(conn, sub, frame.history);
@@ -210,24 +248,39 @@ export class MockServer {
     const log = this.log(sub.symbol);
     const events = log.events.filter((e) => matches(sub.filter, e));
     const data = historyData(events);
-    const frame = { op: "history", sub: sub.id, symbol: sub.symbol, epoch: log.epoch, reset: false, to_seq: log.events.length, data };
-    if (history.figure && this.options.figure) frame.figure = this.options.figure(sub.symbol, data, history, events);
+    const frame = {
+      op: "history",
+      sub: sub.id,
+      symbol: sub.symbol,
+      epoch: log.epoch,
+      reset: false,
+      to_seq: log.events.length,
+      data,
+    };
+    if (history.figure && this.options.figure)
+      frame.figure = this.options.figure(sub.symbol, data, history, events);
     this.send(conn, frame);
   }
 
   async _serveHttp(req, res) {
     const url = new URL(req.url, "http://x");
-    let path = url.pathname;
+    const path = url.pathname;
     try {
       if (path === "/api/bots") return this._json(res, { bots: this.options.apiBots ?? [] });
       if (path === "/api/symbols") {
-        const symbols = [...this.logs].map(([symbol, log]) => ({ symbol, epoch: log.epoch, seq: log.events.length }));
+        const symbols = [...this.logs].map(([symbol, log]) => ({
+          symbol,
+          epoch: log.epoch,
+          seq: log.events.length,
+        }));
         return this._json(res, { symbols: this.options.apiSymbols ?? symbols });
       }
       let file;
       if (path === "/vendor/plotly.min.js") file = this.options.plotlyPath;
-      else if (path === "/wall" || path === "/") file = join(CLIENT_DIR, path === "/" ? "index.html" : "wall.html");
-      else if (path.startsWith("/client/")) file = join(CLIENT_DIR, normalize(path.slice("/client/".length)).replace(/^(\.\.[/\\])+/, ""));
+      else if (path === "/wall" || path === "/")
+        file = join(CLIENT_DIR, path === "/" ? "index.html" : "wall.html");
+      else if (path.startsWith("/client/"))
+        file = join(CLIENT_DIR, normalize(path.slice("/client/".length)).replace(/^(\.\.[/\\])+/, ""));
       if (!file) throw new Error("not found");
       const body = await readFile(file);
       res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
