@@ -159,6 +159,11 @@ class WorkerPool:
     def started(self) -> bool:
         return self._pool is not None
 
+    def pids(self) -> list[int]:
+        """Process ids of the running workers (for tests and the bench)."""
+        processes = self._pool._processes if self._pool is not None else None
+        return [process.pid for process in (processes or {}).values() if process.pid is not None]
+
     def stop(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
