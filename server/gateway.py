@@ -53,6 +53,7 @@ from server.protocol import (
     hello_frame,
     parse_client_frame,
     pong_frame,
+    shown,
     status_frame,
     subscribed_frame,
     unsubscribed_frame,
@@ -306,7 +307,9 @@ class Gateway:
 
     def _unsubscribe(self, session: Session, message: Unsubscribe) -> None:
         if message.sub not in session.members:
-            raise ProtocolError("bad_request", f"sub: no subscription {message.sub!r} on this connection")
+            raise ProtocolError(
+                "bad_request", f"sub: no subscription {shown(message.sub)} on this connection"
+            )
         self._leave(session, message.sub)
         self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
 

@@ -305,7 +305,7 @@ class HttpRoutes:
             static = StaticFile(body, zipped, content_type, '"' + hashlib.sha1(body).hexdigest()[:16] + '"')
             self._static[key] = static
         headers = Headers({"Content-Type": static.content_type, "Cache-Control": cache, "ETag": static.etag})
-        if one_header(request.headers, "If-None-Match") == static.etag:
+        if static.etag in ",".join(request.headers.get_all("If-None-Match")):
             return Response(304, "Not Modified", headers, b"")
         body = static.body
         if static.gzipped is not None and "gzip" in ",".join(request.headers.get_all("Accept-Encoding")):

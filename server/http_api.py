@@ -61,7 +61,7 @@ def scope_bots(bots: list[dict[str, Any]], principal: Principal) -> list[dict[st
 def _symbol(query: Query) -> str:
     symbol = query.params.get("symbol", "")
     if not SYMBOL_PATTERN.match(symbol):
-        raise ProtocolError("bad_request", f"symbol: {symbol!r} is not a symbol")
+        raise ProtocolError("bad_request", f"symbol: {symbol[:40]!r} is not a symbol")
     return symbol
 
 
@@ -72,7 +72,7 @@ def _int(query: Query, key: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ProtocolError("bad_request", f"{key}: {raw!r} is not a whole number") from None
+        raise ProtocolError("bad_request", f"{key}: {raw[:40]!r} is not a whole number") from None
     if not low <= value <= high:
         raise ProtocolError("bad_request", f"{key}: must be between {low} and {high}, got {value}")
     return value

@@ -87,7 +87,9 @@ async def test_public_hosts_let_a_dns_name_in(redis_url: str) -> None:
 # -- malformed HTTP: 4xx naming the field, never a 500 ---------------------------------------
 
 
-async def test_a_jwt_nested_1500_deep_is_401_not_500(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_jwt_nested_1500_deep_is_401_not_500(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = gateway_settings(auth={"enabled": True, "jwt_secret": SECRET})
     token = f"{_b64(b'[' * 1500)}.{_b64(b'{}')}.{_b64(b'x')}"
     async with running_gateway(redis_url, settings) as running:
@@ -189,6 +191,9 @@ async def test_client_serves_the_shipped_files_only(redis_url: str, target: str,
         ('{"op":"' + "x" * 5000 + '"}', "op:"),
         ('{"op":"ping","ref":' + "1" * 65 + "}", "ref:"),
         ("[" * 20000 + "]" * 20000, "frame:"),
+        ('{"op":"subscribe","symbol":"X","filter":{"bots":[' + "[" * 900 + "]" * 900 + "]}}", "filter.bots:"),
+        ('{"op":"subscribe","symbol":"X","filter":{"' + "k" * 5000 + '":1}}', "filter.k"),
+        ('{"op":"unsubscribe","sub":"' + "g" * 5000 + '"}', "sub:"),
     ],
 )
 async def test_a_malformed_frame_gets_an_error_and_the_connection_stays(

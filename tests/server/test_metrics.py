@@ -18,7 +18,7 @@ FORGED = 'EVIL"} 1\nsignalpush_forged_total 1\n# '
 
 def assert_valid_exposition(text: str) -> None:
     for line in text.splitlines():
-        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+        if line.startswith(("# HELP ", "# TYPE ")):
             continue
         assert _SAMPLE.fullmatch(line), f"not a sample line: {line!r}"
         assert not line.startswith("signalpush_forged"), f"forged line: {line!r}"

@@ -8,7 +8,9 @@ from publishers.errors import ProtocolError
 from server.origin import OriginPolicy, split_host
 
 
-def policy(host: str = "127.0.0.1", public: tuple[str, ...] = (), origins: tuple[str, ...] = ()) -> OriginPolicy:
+def policy(
+    host: str = "127.0.0.1", public: tuple[str, ...] = (), origins: tuple[str, ...] = ()
+) -> OriginPolicy:
     return OriginPolicy(host, public, origins)
 
 
@@ -98,3 +100,14 @@ def test_allowed_origins_add_to_the_own_origin_and_star_allows_any() -> None:
     with pytest.raises(ProtocolError):
         listed.check_origin("https://evil.example", "127.0.0.1:8765")
     policy(origins=("*",)).check_origin("https://evil.example", "127.0.0.1:8765")
+
+
+def test_a_malformed_public_host_stops_start_up_naming_the_key() -> None:
+    from publishers.errors import ConfigError
+    from server.gateway import Gateway
+    from server.http import HttpRoutes
+    from tests.support.gateway import gateway_settings
+
+    settings = gateway_settings(server={"public_hosts": ["walls.example.com/x"]})
+    with pytest.raises(ConfigError, match="server.public_hosts"):
+        HttpRoutes(Gateway(settings, redis_url="redis://127.0.0.1:1/0"))
