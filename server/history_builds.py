@@ -11,7 +11,8 @@ Bounds (docs/protocol.md "History budget"):
   (HTTP 503); and no build starts while the history frames built and not yet sent pass
   ``history.max_bytes_in_flight``;
 * the builds run in worker processes (:mod:`server.history_worker`), so the loop only
-  sends finished bytes; a pool idle for ``POOL_IDLE_S`` is shut down (its memory returned).
+  sends finished bytes; a pool idle for ``POOL_IDLE_S`` is shut down (its memory returned;
+  a worker also calls ``malloc_trim`` after each build).
 """
 
 from __future__ import annotations
@@ -33,16 +34,13 @@ from publishers.errors import ProtocolError, StoreError
 from server import history_worker
 from server.filters import EventFilter
 from server.history_source import HistorySource, Window
-from server.history_worker import BuiltWindow, Failure, trim_memory, window_body
+from server.history_worker import BuiltWindow, Failure, window_body
 from server.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
 #: Seconds without a build after which the worker processes are stopped.
 POOL_IDLE_S: Final = 30.0
-#: Frames at least this big trigger a ``malloc_trim`` once sent (at most every TRIM_EVERY_S).
-TRIM_BYTES: Final = 1 << 20
-TRIM_EVERY_S: Final = 2.0
 
 FigureBuilder = Callable[[str, Window], Awaitable[dict[str, Any] | None]]
 
@@ -61,7 +59,6 @@ class HistoryBudget:
         self.bytes_in_flight = 0
         self.busy_total = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._last_trim = 0.0
 
     @property
     def waiting(self) -> int:
@@ -121,10 +118,6 @@ class HistoryBudget:
         """That frame is sent (or its connection gone): its bytes are free again."""
         self.bytes_in_flight -= size
         self._wake()
-        now = time.monotonic()
-        if size >= TRIM_BYTES and now - self._last_trim >= TRIM_EVERY_S:
-            self._last_trim = now
-            trim_memory()
 
     def _wake(self) -> None:
         while self._waiters and self._free():

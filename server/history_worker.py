@@ -81,7 +81,8 @@ def symbol_figure(symbol: str, data: Any, max_points: int) -> dict[str, Any]:
 
 
 def window_body(symbol: str, data: Any, max_points: int, figure: bool) -> bytes:
-    """The ``"data":...`` (and ``"figure":...``) members of a history frame."""
+    """The ``"data":...`` (and ``"figure":...``) members of a history frame; the figure keeps
+    at most ``max_points`` points a trace (``history.max_points``, whatever the data holds)."""
     body = b'"data":' + encode(data)
     if figure:
         body += b',"figure":' + encode(symbol_figure(symbol, data, max_points))
@@ -167,7 +168,7 @@ def build_window(symbol: str, flt: EventFilter, minutes: int, max_points: int, f
     async def build() -> BuiltWindow:
         assert _WORKER is not None
         window = await _WORKER.source.window(symbol, flt, minutes=minutes, max_points=max_points)
-        body = window_body(symbol, window.data, max_points, figure)
+        body = window_body(symbol, window.data, _WORKER.settings.max_points, figure)
         return BuiltWindow(window.epoch, window.to_seq, window.truncated, window.omitted, body)
 
     return _run(build())
@@ -193,7 +194,7 @@ def build_api_figure(symbol: str, flt: EventFilter, minutes: int, max_points: in
     async def build() -> bytes:
         assert _WORKER is not None
         window = await _WORKER.source.window(symbol, flt, minutes=minutes, max_points=max_points)
-        figure = symbol_figure(symbol, window.data, max_points)
+        figure = symbol_figure(symbol, window.data, _WORKER.settings.max_points)
         return encode({"symbol": symbol, "epoch": window.epoch, "to_seq": window.to_seq, **figure})
 
     return _run(build())
