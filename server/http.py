@@ -199,14 +199,16 @@ class HttpRoutes:
         self.check_origin(request)
         if len(gateway.sessions) >= server.max_connections:
             gateway.metrics.connections_refused += 1
-            return connection.respond(503, "too many connections\n")
+            return error_response(503, "too_many", "too many connections (server.max_connections)")
         address = _address(connection)
         if (
             server.max_connections_per_ip
             and gateway.per_address.get(address, 0) >= server.max_connections_per_ip
         ):
             gateway.metrics.connections_refused += 1
-            return connection.respond(429, "too many connections from this address\n")
+            return error_response(
+                429, "too_many", "too many connections from this address (server.max_connections_per_ip)"
+            )
         principal = self.auth.authenticate(token_from(request.headers, query.params))
         self.principals[connection] = principal
         return None

@@ -252,3 +252,31 @@ async def test_polite_bursts_over_the_bucket_are_never_closed(redis_url: str) ->
         await client.wait_for(lambda f: f.get("ref") == "still")
         assert client.close_code is None
         await client.close()
+
+
+async def test_a_frame_that_crashes_its_handler_gets_error_internal_and_the_connection_stays(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_gateway(redis_url) as running:
+        gateway = running.gateway
+        dispatch = gateway._dispatch
+
+        async def with_a_bug(session: Any, text: str) -> None:
+            if "bug" in text:
+                raise RuntimeError("a bug in a handler")
+            await dispatch(session, text)
+
+        gateway._dispatch = with_a_bug  # type: ignore[method-assign]
+        client = await WsClient(running.ws_url).connect()
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                await client.send({"op": "ping", "ref": "bug"})
+            await async_wait_until(
+                lambda: sum(1 for f in client.frames if f.get("code") == "internal") == 3, what="3 errors"
+            )
+        await client.send({"op": "ping", "ref": "fine"})
+        await client.wait_for(lambda f: f.get("ref") == "fine" and f["op"] == "pong")
+        assert client.close_code is None
+        await client.close()
+    assert len([r for r in caplog.records if "crashed" in r.getMessage()]) == 1
+    assert not [r for r in caplog.records if r.exc_info]
