@@ -432,10 +432,5 @@ class Gateway:
             "symbols": (len(self.fanout.symbols), "Symbols with live subscriptions"),
             "lagging_connections": (len(self.outbox.lagging), "Subscriptions paused for a full send buffer"),
             "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
-            "history_builds": (self.builds.budget.running, "History builds running"),
-            "history_waiting": (self.builds.budget.waiting, "History requests waiting for a build"),
-            "history_bytes_in_flight": (
-                self.builds.budget.bytes_in_flight,
-                "Bytes of history frames built and not yet sent",
-            ),
+            **self.builds.budget.gauges(),
         }

@@ -119,6 +119,17 @@ class HistoryBudget:
         self.bytes_in_flight -= size
         self._wake()
 
+    def gauges(self) -> dict[str, tuple[float, str]]:
+        """For /metrics: builds running, requests waiting, bytes in flight."""
+        return {
+            "history_builds": (self.running, "History builds running"),
+            "history_waiting": (self.waiting, "History requests waiting for a build"),
+            "history_bytes_in_flight": (
+                self.bytes_in_flight,
+                "Bytes of history frames built and not yet sent",
+            ),
+        }
+
     def _wake(self) -> None:
         while self._waiters and self._free():
             waiter = self._waiters.popleft()
