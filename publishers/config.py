@@ -88,7 +88,10 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = field(default=8765, metadata=_rule(min=0, max=65535))
+    #: Browser origins allowed besides the gateway's own (``*``: any). Empty: its own only.
     allowed_origins: tuple[str, ...] = ()
+    #: Names the gateway answers to besides IP literals, localhost and ``host`` (``*``: any).
+    public_hosts: tuple[str, ...] = ()
     heartbeat_s: float = field(default=20.0, metadata=_rule(min=0.5))
     max_frame_bytes: int = field(default=65_536, metadata=_rule(min=512))
     max_buffer_bytes: int = field(default=1_048_576, metadata=_rule(min=4096))
@@ -111,6 +114,12 @@ class HistorySettings:
     max_minutes: int = field(default=43_200, metadata=_rule(min=1))
     max_points: int = field(default=2000, metadata=_rule(min=10))
     max_events: int = field(default=20_000, metadata=_rule(min=10))
+    #: Processes building history windows and figures (0: on the gateway's own loop; tests only).
+    workers: int = field(default=1, metadata=_rule(min=0, max=32))
+    #: History requests that may wait for a build; later ones get ``error busy`` (HTTP 503).
+    max_waiting: int = field(default=256, metadata=_rule(min=1))
+    #: History frames built and not yet sent, in bytes: no build starts above it.
+    max_bytes_in_flight: int = field(default=67_108_864, metadata=_rule(min=1_048_576))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,9 +35,11 @@ MAX_NAME_LENGTH: Final = 64
 MIN_TS_MS: Final = 946_684_800_000  # 2000-01-01
 MAX_TS_MS: Final = 4_102_444_800_000  # 2100-01-01
 
-SYMBOL_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")
-TIMEFRAME_PATTERN: Final = re.compile(r"^[1-9][0-9]{0,3}[smhdw]$")
-_NAME_PATTERN: Final = re.compile(r"^[^\x00-\x1f\x7f]+$")
+# ``\Z``, not ``$``: ``$`` also matches before a final newline, so "BTCUSDT\n" would pass.
+# Callers use ``.match``; the patterns are anchored at both ends.
+SYMBOL_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}\Z")
+TIMEFRAME_PATTERN: Final = re.compile(r"^[1-9][0-9]{0,3}[smhdw]\Z")
+_NAME_PATTERN: Final = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 
 
 class InvalidEventError(ValueError, SignalpushError):

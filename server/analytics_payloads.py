@@ -23,6 +23,9 @@ from server.store.analytics_queries import BotFilter
 
 #: Longest window /api/performance accepts, in days.
 MAX_DAYS: Final = 3650
+#: Most ids in ``bot_ids``, and the largest id (a signed 64-bit integer).
+MAX_BOT_IDS: Final = 1000
+MAX_BOT_ID: Final = 2**63 - 1
 #: Query keys the wall may pass along with a performance request that do not apply here.
 _IGNORED_KEYS: Final = frozenset(("token", "kinds", "signal_types", "min_confidence", "sides"))
 _LIST_KEYS: Final = ("bots", "strategies", "symbols", "statuses")
@@ -118,8 +121,13 @@ def parse_performance_query(
             bot_ids = tuple(int(part) for part in query["bot_ids"].split(",") if part.strip())
         except ValueError:
             raise ProtocolError(
-                "bad_request", f"bot_ids: {query['bot_ids']!r} is not a list of integers"
+                "bad_request", f"bot_ids: {query['bot_ids'][:40]!r} is not a list of integers"
             ) from None
+        # Ids are SQL BIGINTs: a bigger number would fail in the driver, not here.
+        if len(bot_ids) > MAX_BOT_IDS or not all(0 < i <= MAX_BOT_ID for i in bot_ids):
+            raise ProtocolError(
+                "bad_request", f"bot_ids: at most {MAX_BOT_IDS} ids, each between 1 and {MAX_BOT_ID}"
+            )
     active_only = False
     if "active_only" in query:
         text = query["active_only"].strip().lower()

@@ -2,7 +2,8 @@
 
 A token grants a name, symbol patterns (shell-style, ``BTC*``) and an optional expiry.
 Static tokens come from ``auth.tokens``; JWTs are signed with ``auth.jwt_secret`` and carry
-``sub`` (the name), ``symbols`` (a list or comma-separated string of patterns) and ``exp``.
+``sub`` (the name), ``symbols`` (a list or comma-separated string of patterns; required) and
+``exp``. A JWT's signature is checked before its header or claims are decoded.
 Secrets are compared in constant time and never logged.
 """
 
@@ -14,17 +15,25 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from websockets.datastructures import Headers
+
 from publishers.config import AuthSettings, TokenSpec
 from publishers.errors import ConfigError, ProtocolError
 
 _JWT_HEADER: Final = {"alg": "HS256", "typ": "JWT"}
 _LEEWAY_S: Final = 5
+#: Longest token accepted (a JWT with a few dozen patterns is well under 1,000 characters).
+MAX_TOKEN_CHARS: Final = 4096
+#: Most symbol patterns one token may carry, and the longest pattern.
+MAX_PATTERNS: Final = 256
+MAX_PATTERN_CHARS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +126,14 @@ class Authenticator:
             raise ProtocolError(
                 "unauthorized", "a token is required (Authorization: Bearer <token> or ?token=)"
             )
+        if len(token) > MAX_TOKEN_CHARS:
+            raise ProtocolError("unauthorized", f"the token is longer than {MAX_TOKEN_CHARS} characters")
         moment = time.time() if now is None else now
-        principal = (
-            self._static_principal(token) if token.count(".") != 2 else self._jwt_principal(token, moment)
-        )
+        principal = None
+        if token.isascii():  # static tokens and JWTs are ASCII; anything else cannot match
+            principal = (
+                self._static_principal(token) if token.count(".") != 2 else self._jwt_principal(token, moment)
+            )
         if principal is None:
             raise ProtocolError("unauthorized", "the token is not valid")
         left = principal.seconds_left(moment)
@@ -137,46 +150,88 @@ class Authenticator:
         return found
 
     def _jwt_principal(self, token: str, now: float) -> Principal | None:
+        """The principal of a JWT, or None. The signature is checked before anything is decoded:
+        nothing an unauthenticated sender wrote reaches the JSON parser."""
         if not self._secret:
             return None
         header_b64, claims_b64, signature_b64 = token.split(".")
         try:
-            header = json.loads(_unb64(header_b64))
-            claims = json.loads(_unb64(claims_b64))
             signature = _unb64(signature_b64)
         except (ValueError, binascii.Error):
-            return None
-        if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict):
             return None
         expected = hmac.new(self._secret, f"{header_b64}.{claims_b64}".encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(signature, expected):
             return None
+        try:
+            header = json.loads(_unb64(header_b64))
+            claims = json.loads(_unb64(claims_b64))
+        except (ValueError, binascii.Error, RecursionError):  # UnicodeDecodeError is a ValueError
+            return None
+        if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict):
+            return None
         return _claims_principal(claims, now)
 
 
-def _claims_principal(claims: Mapping[str, Any], now: float) -> Principal | None:
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _claims_principal(claims: Mapping[str, Any], now: float) -> Principal:
+    """The principal a signed token's claims grant; ProtocolError(unauthorized) naming a bad claim.
+
+    ``symbols`` is required: a signed token without it grants nothing (it never means "all";
+    a token for every symbol says ``"symbols": ["*"]``).
+    """
     name = claims.get("sub")
-    symbols = claims.get("symbols", "*")
+    if not isinstance(name, str) or not name:
+        raise ProtocolError("unauthorized", "the token's sub claim must be a non-empty string")
+    if "symbols" not in claims:
+        raise ProtocolError(
+            "unauthorized", 'the token has no symbols claim (a token for every symbol says "symbols": ["*"])'
+        )
+    symbols = claims["symbols"]
     if isinstance(symbols, str):
         symbols = [s.strip() for s in symbols.split(",") if s.strip()]
     if (
-        not isinstance(name, str)
-        or not isinstance(symbols, list)
-        or not all(isinstance(s, str) for s in symbols)
+        not isinstance(symbols, list)
+        or len(symbols) > MAX_PATTERNS
+        or not all(isinstance(s, str) and 0 < len(s) <= MAX_PATTERN_CHARS for s in symbols)
     ):
-        return None
+        raise ProtocolError(
+            "unauthorized",
+            f"the token's symbols claim must be a list of at most {MAX_PATTERNS} patterns "
+            f"of 1-{MAX_PATTERN_CHARS} characters",
+        )
     expires = claims.get("exp")
-    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int | float)):
-        return None
+    if expires is not None and not _finite_number(expires):
+        raise ProtocolError(
+            "unauthorized", "the token's exp claim must be a number (seconds since the epoch)"
+        )
     not_before = claims.get("nbf")
-    if isinstance(not_before, int | float) and now + _LEEWAY_S < not_before:
-        return None
+    if not_before is not None and not _finite_number(not_before):
+        raise ProtocolError(
+            "unauthorized", "the token's nbf claim must be a number (seconds since the epoch)"
+        )
+    if not_before is not None and now + _LEEWAY_S < not_before:
+        raise ProtocolError("unauthorized", "the token is not valid yet (nbf)")
     return Principal(name, tuple(symbols), None if expires is None else float(expires))
 
 
-def token_from(headers: Mapping[str, str], params: Mapping[str, str]) -> str | None:
+def one_header(headers: Headers, name: str) -> str | None:
+    """The value of a header sent at most once; ProtocolError(bad_request) naming it when repeated.
+
+    Two ``Authorization`` or ``Origin`` headers are ambiguous (which one did a proxy check?):
+    refused, never guessed.
+    """
+    values = headers.get_all(name)
+    if len(values) > 1:
+        raise ProtocolError("bad_request", f"{name}: the header is sent {len(values)} times; send it once")
+    return values[0] if values else None
+
+
+def token_from(headers: Headers, params: Mapping[str, str]) -> str | None:
     """The token of a request: ``Authorization: Bearer T``, else ``?token=T``."""
-    header = headers.get("Authorization", "")
+    header = one_header(headers, "Authorization") or ""
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
     return params.get("token") or None

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -20,7 +18,8 @@ from publishers.config import HistorySettings
 from publishers.connection import TRANSIENT_ERRORS
 from publishers.errors import SignalpushError
 from server.fanout import Fanout, Member
-from server.history_source import HistorySource, Window
+from server.history_builds import HistoryBuilds
+from server.history_source import HistorySource
 from server.metrics import GatewayMetrics
 from server.outbox import Outbox
 from server.protocol import (
@@ -29,7 +28,7 @@ from server.protocol import (
     HistoryRequest,
     ResumeRequest,
     events_frame,
-    history_frame,
+    history_frame_bytes,
     reset_frame,
 )
 
@@ -38,8 +37,6 @@ log = logging.getLogger(__name__)
 #: Events per frame when replaying a resume or a catch-up.
 CATCHUP_FRAME_ITEMS = 500
 CATCHUP_ERRORS: tuple[type[BaseException], ...] = (SignalpushError, *TRANSIENT_ERRORS)
-
-FigureBuilder = Callable[[str, Window], Awaitable[dict[str, Any] | None]]
 
 
 class CatchUp:
@@ -51,14 +48,14 @@ class CatchUp:
         outbox: Outbox,
         metrics: GatewayMetrics,
         defaults: HistorySettings,
-        figure: FigureBuilder,
+        builds: HistoryBuilds,
     ) -> None:
         self.fanout = fanout
         self.history = history
         self.outbox = outbox
         self.metrics = metrics
         self.defaults = defaults
-        self.figure = figure
+        self.builds = builds
 
     def default_history(self) -> HistoryRequest:
         return HistoryRequest(self.defaults.default_minutes, self.defaults.max_points)
@@ -88,24 +85,26 @@ class CatchUp:
                         continue
                     position = replayed
                 elif history is not None:
-                    window = await self.history.window(
-                        group.symbol, group.filter, minutes=history.minutes, max_points=history.max_points
+                    built = await self.builds.window(
+                        group.symbol,
+                        group.filter,
+                        minutes=history.minutes,
+                        max_points=history.max_points,
+                        figure=history.figure,
                     )
-                    figure = await self.figure(group.symbol, window) if history.figure else None
-                    await ws.send(
-                        history_frame(
-                            group.id,
-                            group.symbol,
-                            window.epoch,
-                            window.to_seq,
-                            window.data,
-                            reset=reset_reason is not None,
-                            truncated=window.truncated,
-                            omitted=window.omitted,
-                            figure=figure,
-                        )
+                    frame = history_frame_bytes(
+                        group.id,
+                        group.symbol,
+                        built.epoch,
+                        built.to_seq,
+                        built.body,
+                        reset=reset_reason is not None,
+                        truncated=built.truncated,
+                        omitted=built.omitted,
                     )
-                    position = window.to_seq
+                    position = built.to_seq
+                    del built  # the frame holds the bytes now: one copy in memory, not two
+                    await self._send_history(ws, frame)
                 out = self.fanout.finish_loading(member, position, generation)
                 if out is not None:
                     self.outbox.write(out)
@@ -124,6 +123,16 @@ class CatchUp:
             log.exception("catch-up crashed", extra={"sub": group.id, "symbol": group.symbol})
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(CLOSE_INTERNAL, "internal error, resume")
+
+    async def _send_history(self, ws: ServerConnection, frame: bytes) -> None:
+        """Send a history frame, its bytes counted in flight until it is written out."""
+        budget, size = self.builds.budget, len(frame)
+        budget.hold(size)
+        try:
+            await ws.send(frame, text=True)
+        finally:
+            del frame  # before a malloc_trim in drop() can give its memory back
+            budget.drop(size)
 
     async def _replay(self, ws: ServerConnection, member: Member, resume: ResumeRequest) -> int | str:
         """Replay after the resume position in chunks; returns the position reached or a reset reason."""

@@ -105,9 +105,8 @@ def _names(key: str, value: object, allowed: tuple[str, ...] | None = None) -> t
     names = []
     for item in value:
         if not isinstance(item, str) or not item or len(item) > MAX_NAME_LENGTH:
-            raise ProtocolError(
-                "bad_request", f"filter.{key}: entries must be non-empty strings, got {item!r}"
-            )
+            got = repr(item[:40]) if isinstance(item, str) else f"a {type(item).__name__}"
+            raise ProtocolError("bad_request", f"filter.{key}: entries must be non-empty strings, got {got}")
         if allowed is not None and item not in allowed:
             raise ProtocolError("bad_request", f"filter.{key}: {item!r} is not one of {', '.join(allowed)}")
         names.append(item)
@@ -123,7 +122,7 @@ def parse_filter(raw: object) -> EventFilter:
     unknown = sorted(set(raw) - set(FILTER_KEYS))
     if unknown:
         raise ProtocolError(
-            "bad_request", f"filter.{unknown[0]}: unknown key; known: {', '.join(FILTER_KEYS)}"
+            "bad_request", f"filter.{unknown[0][:40]}: unknown key; known: {', '.join(FILTER_KEYS)}"
         )
     values: dict[str, Any] = {}
     for key, allowed in (("kinds", KINDS), ("signal_types", SIGNAL_TYPES), ("sides", SIDES)):
@@ -160,7 +159,7 @@ def parse_filter_query(query: Mapping[str, str]) -> EventFilter:
                 raw[key] = float(text)
             except ValueError:
                 raise ProtocolError(
-                    "bad_request", f"filter.min_confidence: {text!r} is not a number"
+                    "bad_request", f"filter.min_confidence: {text[:40]!r} is not a number"
                 ) from None
         else:
             raw[key] = [part for part in (p.strip() for p in text.split(",")) if part]

@@ -34,6 +34,7 @@ from server.fanout import (
     Member,
     MemberState,
 )
+from server.history_builds import HistoryBuilds
 from server.history_source import HistorySource, LogHistory, StoreHistory, Window
 from server.livepath import RECOVERABLE, LivePath
 from server.metrics import GatewayMetrics
@@ -52,11 +53,13 @@ from server.protocol import (
     hello_frame,
     parse_client_frame,
     pong_frame,
+    shown,
     status_frame,
     subscribed_frame,
     unsubscribed_frame,
 )
-from server.session import Session, TokenBucket, close_stalled, stalled_sessions
+from server.session import Admission, Session, TokenBucket, close_stalled, stalled_sessions
+from server.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 #: websockets' close timeout: how long a closing handshake may take before the socket is dropped.
@@ -82,6 +85,7 @@ class Gateway:
             name="signalpush-gateway",
             max_connections=32,
         )
+        builds_in_workers = history is None
         if history is None:
             history = (
                 LogHistory(self.redis)
@@ -102,13 +106,22 @@ class Gateway:
             restart_member=self._restart_member,
             announce=lambda up: self.outbox.broadcast_all(self.sessions, status_frame(up)),
         )
+        self.builds = HistoryBuilds.create(
+            settings.history,
+            redis_url=redis_url,
+            # Worker processes read the same database (only when the gateway's history is its own).
+            database_url=settings.database.url if engine is not None and builds_in_workers else None,
+            source=self.history,
+            figure=self._figure,
+            metrics=self.metrics,
+        )
         self.catchup = CatchUp(
             fanout=self.fanout,
             history=self.history,
             outbox=self.outbox,
             metrics=self.metrics,
             defaults=settings.history,
-            figure=self._figure,
+            builds=self.builds,
         )
         bus_class = ShardedBus if is_cluster_url(redis_url) else RedisBus
         self.bus: RedisBus | ShardedBus = bus_class(
@@ -130,6 +143,7 @@ class Gateway:
         self._server: Server | None = None
         self._stopping = False
         self.started_at = time.monotonic()
+        self._throttle = LogThrottle(log)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -176,6 +190,7 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.builds.close()
         await self.redis.aclose()
 
     # -- connections ----------------------------------------------------------------
@@ -204,20 +219,34 @@ class Gateway:
                 if not isinstance(message, str):
                     await ws.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
                     break
-                if not session.bucket.take():
-                    session.rate_violations += 1
-                    if session.rate_violations > server.message_burst:
-                        await ws.close(CLOSE_POLICY, "message flood")
-                        break
+                admission = session.bucket.admit()
+                if admission is Admission.FLOOD:
+                    await ws.close(CLOSE_POLICY, "message flood")
+                    break
+                if admission is Admission.REFUSE:
                     await self._error(ws, None, "rate_limited", f"over {server.message_rate:g} messages/s")
                     continue
-                await self._dispatch(session, message)
+                await self._dispatch_safely(session, message)
         except ConnectionClosed:
             pass
         finally:
             if expiry is not None:
                 expiry.cancel()
             self._drop_session(session)
+
+    async def _dispatch_safely(self, session: Session, text: str) -> None:
+        """:meth:`_dispatch` with a last resort: a bug answers ``error internal``, the client stays."""
+        try:
+            await self._dispatch(session, text)
+        except (ConnectionClosed, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            self._throttle.warn(
+                f"frame {type(exc).__name__}",
+                "client frame crashed its handler",
+                error=f"{type(exc).__name__}: {str(exc)[:200]}",
+            )
+            await self._error(session.ws, None, "internal", "internal error while handling this frame")
 
     async def _dispatch(self, session: Session, text: str) -> None:
         ws = session.ws
@@ -278,7 +307,9 @@ class Gateway:
 
     def _unsubscribe(self, session: Session, message: Unsubscribe) -> None:
         if message.sub not in session.members:
-            raise ProtocolError("bad_request", f"sub: no subscription {message.sub!r} on this connection")
+            raise ProtocolError(
+                "bad_request", f"sub: no subscription {shown(message.sub)} on this connection"
+            )
         self._leave(session, message.sub)
         self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
 
@@ -287,6 +318,8 @@ class Gateway:
     async def _subscribe(self, session: Session, request: Subscribe) -> None:
         if self.http is not None:
             self.http.authorize_symbol(session.ws, request.symbol)
+        if request.history is not None:
+            self.builds.budget.admit()  # error busy before anything is set up for it
         member, new_symbol = self.fanout.join(session.ws, request.symbol, request.filter, time.monotonic())
         sub = member.sub
         if sub not in session.members and len(session.members) >= self.settings.server.max_subscriptions:
@@ -344,6 +377,7 @@ class Gateway:
             await asyncio.sleep(min(0.25, server.heartbeat_s / 4))
             now = time.monotonic()
             self.outbox.write(self.fanout.idle_frames(now, server.heartbeat_s))
+            self.builds.tidy(now)
             for member in list(self.outbox.lagging):
                 self._check_lagging(member, now)
             if now >= next_stall_check:
@@ -398,4 +432,5 @@ class Gateway:
             "symbols": (len(self.fanout.symbols), "Symbols with live subscriptions"),
             "lagging_connections": (len(self.outbox.lagging), "Subscriptions paused for a full send buffer"),
             "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
+            **self.builds.budget.gauges(),
         }

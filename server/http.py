@@ -21,22 +21,31 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from publishers.errors import ProtocolError, SignalpushError
+from publishers.errors import ConfigError, ProtocolError, SignalpushError
 from publishers.events import SYMBOL_PATTERN
-from server.auth import ANYONE, Authenticator, Principal, token_from
+from server.auth import ANYONE, Authenticator, Principal, one_header, token_from
 from server.metrics import render
+from server.origin import OriginPolicy
+from server.throttle import LogThrottle
 
 if TYPE_CHECKING:
     from server.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
+#: Query parameters one request may carry at most.
+MAX_QUERY_FIELDS = 32
+#: HTTP status of each ProtocolError code on this port (anything else: 400).
+STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503}
+#: The client files served under /client/: those the wheel ships (pyproject's package-data).
+CLIENT_SUFFIXES = (".js", ".d.ts", ".html", ".css")
+
 Handler = Callable[["Query"], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
 class Query:
-    """A parsed HTTP request: path, query parameters (last value wins), headers, the connection."""
+    """A parsed HTTP request: path, query parameters (each key at most once), headers, the connection."""
 
     path: str
     params: dict[str, str]
@@ -69,7 +78,36 @@ def text_response(text: str, status: int = 200, content_type: str = "text/plain;
 
 
 def error_response(status: int, code: str, message: str) -> Response:
-    return json_response({"error": code, "message": message}, status)
+    response = json_response({"error": code, "message": message}, status)
+    if code == "busy":
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def parse_query(query: str) -> dict[str, str]:
+    """Query parameters; ProtocolError(bad_request) naming a key given twice (which one would count?)
+    or past MAX_QUERY_FIELDS parameters."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise ProtocolError("bad_request", f"query: more than {MAX_QUERY_FIELDS} parameters") from None
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        if key in params:
+            raise ProtocolError("bad_request", f"{key[:40]}: given more than once")
+        params[key] = value
+    return params
+
+
+def client_files() -> frozenset[str]:
+    """Names of the files /client/ serves: the top-level *.js, *.d.ts, *.html, *.css of client_js."""
+    try:
+        root = resources.files("client_js")
+    except ModuleNotFoundError:
+        return frozenset()
+    return frozenset(
+        entry.name for entry in root.iterdir() if entry.is_file() and entry.name.endswith(CLIENT_SUFFIXES)
+    )
 
 
 class HttpRoutes:
@@ -81,7 +119,13 @@ class HttpRoutes:
         self.auth = Authenticator(gateway.settings.auth)
         #: The principal of each open websocket connection (set at the handshake).
         self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = weakref.WeakKeyDictionary()
-        self._origins = set(gateway.settings.server.allowed_origins)
+        server = gateway.settings.server
+        try:
+            self.policy = OriginPolicy(server.host, server.public_hosts, server.allowed_origins)
+        except ProtocolError as exc:
+            raise ConfigError("server.public_hosts", exc.message) from None
+        self._throttle = LogThrottle(log)
+        self._client_files = client_files()
         self._static: dict[str, StaticFile] = {}
         self._routes: dict[str, Handler] = {
             "/healthz": self._healthz,
@@ -94,55 +138,78 @@ class HttpRoutes:
         self._routes[path] = handler
 
     async def handle(self, connection: ServerConnection, request: Request) -> Response | None:
-        parts = urlsplit(request.path)
-        path = parts.path
-        if path == "/ws":
-            return self.check_connection(connection, request)
-        query = Query(path, dict(parse_qsl(parts.query)), request, connection)
-        try:
-            handler = self._routes.get(path)
-            if handler is not None:
-                return await handler(query)
-            if path in self._pages:
-                return self._file("client_js", self._pages[path], request)
-            if path.startswith("/client/"):
-                return self._file("client_js", path.removeprefix("/client/"), request)
-            if path == "/vendor/plotly.min.js":
-                return self._file(
-                    "plotly", "package_data/plotly.min.js", request, cache="public, max-age=86400"
-                )
-            return error_response(404, "not_found", f"no route {path}")
-        except ProtocolError as exc:
-            status = {"unauthorized": 401, "forbidden": 403}.get(exc.code, 400)
-            return error_response(status, exc.code, exc.message)
-        except SignalpushError as exc:
-            log.warning("http request failed", extra={"path": path, "error": str(exc)})
-            return error_response(503, "unavailable", str(exc))
+        """Answer ``request`` (None: go on with the websocket handshake of /ws).
 
-    def check_connection(self, connection: ServerConnection, request: Request) -> Response | None:
+        Every malformed request is a 4xx naming what is wrong; an unexpected exception is a
+        500 with one log line (per route and error type, once a minute), never a traceback
+        per request.
+        """
+        path = "?"
+        try:
+            parts = urlsplit(request.path)
+            path = parts.path
+            host = one_header(request.headers, "Host")
+            self.policy.check_host(host)
+            query = Query(path, parse_query(parts.query), request, connection)
+            if path == "/ws":
+                return self.check_connection(connection, query)
+            return await self._route(query)
+        except ProtocolError as exc:
+            if path == "/ws":
+                self.gateway.metrics.connections_refused += 1
+            return error_response(STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.message)
+        except SignalpushError as exc:
+            self._throttle.warn(f"unavailable {path}", "http request failed", path=path, error=str(exc))
+            return error_response(503, "unavailable", str(exc))
+        except Exception as exc:  # the last resort: a bug must not log a traceback per request
+            self._throttle.warn(
+                f"crash {path[:64]} {type(exc).__name__}",
+                "http request crashed",
+                path=path[:200],
+                error=f"{type(exc).__name__}: {str(exc)[:200]}",
+            )
+            return error_response(500, "internal", "internal error")
+
+    async def _route(self, query: Query) -> Response:
+        path, request = query.path, query.request
+        handler = self._routes.get(path)
+        if handler is not None:
+            return await handler(query)
+        if path in self._pages:
+            return self._file("client_js", self._pages[path], request)
+        if path.startswith("/client/"):
+            name = path.removeprefix("/client/")
+            if name not in self._client_files:
+                return error_response(404, "not_found", f"no client file {name[:100]!r}")
+            return self._file("client_js", name, request)
+        if path == "/vendor/plotly.min.js":
+            return self._file("plotly", "package_data/plotly.min.js", request, cache="public, max-age=86400")
+        return error_response(404, "not_found", f"no route {path[:100]}")
+
+    def check_origin(self, request: Request) -> None:
+        """ProtocolError(forbidden) for a browser Origin that is not the gateway's own nor allowed."""
+        headers = request.headers
+        self.policy.check_origin(one_header(headers, "Origin"), one_header(headers, "Host"))
+
+    def check_connection(self, connection: ServerConnection, query: Query) -> Response | None:
         """Admission of a websocket handshake: Origin, connection caps, then the token."""
         gateway = self.gateway
         server = gateway.settings.server
-        origin = request.headers.get("Origin")
-        if origin is not None and self._origins and origin not in self._origins:
-            gateway.metrics.connections_refused += 1
-            return connection.respond(403, "origin not allowed\n")
+        request = query.request
+        self.check_origin(request)
         if len(gateway.sessions) >= server.max_connections:
             gateway.metrics.connections_refused += 1
-            return connection.respond(503, "too many connections\n")
+            return error_response(503, "too_many", "too many connections (server.max_connections)")
         address = _address(connection)
         if (
             server.max_connections_per_ip
             and gateway.per_address.get(address, 0) >= server.max_connections_per_ip
         ):
             gateway.metrics.connections_refused += 1
-            return connection.respond(429, "too many connections from this address\n")
-        params = dict(parse_qsl(urlsplit(request.path).query))
-        try:
-            principal = self.auth.authenticate(token_from(request.headers, params))
-        except ProtocolError as exc:
-            gateway.metrics.connections_refused += 1
-            return connection.respond(401, f"{exc.message}\n")
+            return error_response(
+                429, "too_many", "too many connections from this address (server.max_connections_per_ip)"
+            )
+        principal = self.auth.authenticate(token_from(request.headers, query.params))
         self.principals[connection] = principal
         return None
 
@@ -159,9 +226,7 @@ class HttpRoutes:
 
     def require(self, query: Query, symbols: list[str] | None = None) -> Principal:
         """The principal of an HTTP API request; ProtocolError (401/403) if it may not ask this."""
-        origin = query.request.headers.get("Origin")
-        if origin is not None and self._origins and origin not in self._origins:
-            raise ProtocolError("forbidden", "origin not allowed")
+        self.check_origin(query.request)
         principal = self.auth.authenticate(token_from(query.request.headers, query.params))
         for symbol in symbols or []:
             if not principal.can_read(symbol):
@@ -219,8 +284,7 @@ class HttpRoutes:
     # -- static files ----------------------------------------------------------------------
 
     def _file(self, package: str, name: str, request: Request, *, cache: str = "no-cache") -> Response:
-        if ".." in name or name.startswith("/") or not name:
-            return error_response(404, "not_found", name)
+        """A file of ``package`` (``name`` is one of a fixed set: pages, client files, plotly)."""
         key = f"{package}/{name}"
         static = self._static.get(key)
         if static is None:
@@ -243,10 +307,10 @@ class HttpRoutes:
             static = StaticFile(body, zipped, content_type, '"' + hashlib.sha1(body).hexdigest()[:16] + '"')
             self._static[key] = static
         headers = Headers({"Content-Type": static.content_type, "Cache-Control": cache, "ETag": static.etag})
-        if request.headers.get("If-None-Match") == static.etag:
+        if static.etag in ",".join(request.headers.get_all("If-None-Match")):
             return Response(304, "Not Modified", headers, b"")
         body = static.body
-        if static.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+        if static.gzipped is not None and "gzip" in ",".join(request.headers.get_all("Accept-Encoding")):
             headers["Content-Encoding"] = "gzip"
             body = static.gzipped
         headers["Vary"] = "Accept-Encoding"

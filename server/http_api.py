@@ -4,29 +4,64 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from publishers.errors import ProtocolError
 from publishers.events import SYMBOL_PATTERN
+from server import history_worker
 from server.analytics_payloads import bots_payload, performance_payload
-from server.charts.wall import build_symbol_figure_async, kpis
+from server.auth import Principal
 from server.filters import parse_filter_query
 from server.history import history_payload
 from server.history_source import Window
 from server.http import HttpRoutes, Query, json_response
+from server.metrics import sample
 
 if TYPE_CHECKING:
     from server.store.recorder import Recorder
 
 
+#: Fields of a bot that describe the whole bot (its account, its activity on every symbol).
+BOT_WIDE_FIELDS: Final = ("equity", "status", "first_seen", "last_seen", "last_status_at")
+
+
+def scope_bots(bots: list[dict[str, Any]], principal: Principal) -> list[dict[str, Any]]:
+    """What ``principal`` may see of ``bots`` (each with its ``symbols``) on ``/api/bots``.
+
+    * A principal with the ``*`` pattern sees every bot whole.
+    * Otherwise only bots seen on a symbol it may read, each with ``symbols`` cut to those.
+    * Bot-wide fields (account equity, status, first/last seen) are there only when it may read
+      every symbol of the bot; else they are null and ``partial`` is true: they would tell
+      about the symbols it may not read.
+    """
+    unrestricted = "*" in principal.patterns
+    visible: list[dict[str, Any]] = []
+    for bot in bots:
+        symbols = [s for s in bot.get("symbols") or [] if isinstance(s, str)]
+        if unrestricted:
+            visible.append({**bot, "partial": False})
+            continue
+        readable = [s for s in symbols if principal.can_read(s)]
+        if not readable:
+            continue
+        partial = len(readable) < len(symbols)
+        scoped = {**bot, "symbols": readable, "partial": partial}
+        if partial:
+            scoped.update(dict.fromkeys(BOT_WIDE_FIELDS))
+        visible.append(scoped)
+    return visible
+
+
 def _symbol(query: Query) -> str:
     symbol = query.params.get("symbol", "")
     if not SYMBOL_PATTERN.match(symbol):
-        raise ProtocolError("bad_request", f"symbol: {symbol!r} is not a symbol")
+        raise ProtocolError("bad_request", f"symbol: {symbol[:40]!r} is not a symbol")
     return symbol
 
 
@@ -37,7 +72,7 @@ def _int(query: Query, key: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ProtocolError("bad_request", f"{key}: {raw!r} is not a whole number") from None
+        raise ProtocolError("bad_request", f"{key}: {raw[:40]!r} is not a whole number") from None
     if not low <= value <= high:
         raise ProtocolError("bad_request", f"{key}: must be between {low} and {high}, got {value}")
     return value
@@ -65,9 +100,7 @@ class ApiRoutes:
         routes.extra_metrics = self.recorder_metrics  # type: ignore[method-assign]
 
     async def figure_for(self, symbol: str, window: Window) -> dict[str, Any]:
-        figure = await build_symbol_figure_async(symbol, window.data, max_points=self.max_points)
-        figure["kpis"] = await asyncio.to_thread(kpis, window.data)
-        return figure
+        return await asyncio.to_thread(history_worker.symbol_figure, symbol, window.data, self.max_points)
 
     async def database_state(self) -> str:
         try:
@@ -89,7 +122,8 @@ class ApiRoutes:
             "# TYPE signalpush_recorder_lag_events gauge",
         ]
         lines += [
-            f'signalpush_recorder_lag_events{{symbol="{s}"}} {lag}' for s, lag in self.recorder.lag().items()
+            sample("signalpush_recorder_lag_events", {"symbol": s}, lag)
+            for s, lag in self.recorder.lag().items()
         ]
         last = stats.get("last_commit_ms") or 0
         age = (time.time() * 1000 - last) / 1000 if last else -1
@@ -105,39 +139,49 @@ class ApiRoutes:
         self.routes.require(query, [symbol])
         minutes = _int(query, "minutes", self.default_minutes, 1, self.max_minutes)
         points = _int(query, "max_points", self.max_points, 10, self.max_points * 10)
-        payload = await history_payload(
-            self.engine,
-            self.gateway.redis,
-            symbol,
-            parse_filter_query(query.params),
-            minutes,
-            points,
-            self.max_events,
-        )
-        return json_response(payload)
+        flt = parse_filter_query(query.params)
+
+        async def inline() -> Any:
+            return await history_payload(
+                self.engine, self.gateway.redis, symbol, flt, minutes, points, self.max_events
+            )
+
+        return await self._built(history_worker.build_api_history, (symbol, flt, minutes, points), inline)
 
     async def _figure(self, query: Query) -> Response:
         symbol = _symbol(query)
         self.routes.require(query, [symbol])
         minutes = _int(query, "minutes", self.default_minutes, 1, self.max_minutes)
         points = _int(query, "max_points", self.max_points, 10, self.max_points * 10)
-        window = await self.gateway.history.window(
-            symbol, parse_filter_query(query.params), minutes=minutes, max_points=points
-        )
-        figure = await self.figure_for(symbol, window)
-        return json_response({"symbol": symbol, "epoch": window.epoch, "to_seq": window.to_seq, **figure})
+        flt = parse_filter_query(query.params)
+
+        async def inline() -> Any:
+            window = await self.gateway.history.window(symbol, flt, minutes=minutes, max_points=points)
+            figure = await self.figure_for(symbol, window)
+            return {"symbol": symbol, "epoch": window.epoch, "to_seq": window.to_seq, **figure}
+
+        return await self._built(history_worker.build_api_figure, (symbol, flt, minutes, points), inline)
+
+    async def _built(
+        self, build: Callable[..., Any], args: tuple[Any, ...], inline: Callable[[], Awaitable[Any]]
+    ) -> Response:
+        """A history body built within the history budget: in a worker process, or here (no workers)."""
+        builds = self.gateway.builds
+        builds.budget.admit()
+        if builds.pool is not None:
+            body: bytes = await builds.call(build, *args)
+        else:
+            async with builds.budget.slot():
+                body = history_worker.encode(await inline())
+        headers = Headers({"Content-Type": "application/json", "Cache-Control": "no-store"})
+        return Response(200, "OK", headers, body)
 
     async def _bots(self, query: Query) -> Response:
         principal = self.routes.require(query)
         # The symbols a bot was seen on within the longest history window a wall may ask for.
         since = int(time.time() * 1000) - self.max_minutes * 60_000
         payload = await bots_payload(self.engine, since_ms=since)
-        if principal.patterns != ("*",):
-            payload["bots"] = [
-                bot
-                for bot in payload.get("bots", [])
-                if any(principal.can_read(s) for s in bot.get("symbols") or [])
-            ]
+        payload["bots"] = scope_bots(payload.get("bots", []), principal)
         return json_response(payload)
 
     async def _performance(self, query: Query) -> Response:

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 #: Upper bounds (seconds) of the publish→send latency histogram.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def label_value(value: object) -> str:
+    """``value`` escaped for a label of the Prometheus text format (backslash, double quote, newline).
+
+    Label values such as symbol names come from Redis, i.e. from whoever can write there: unescaped,
+    a name holding ``"}`` and a newline would forge whole metric lines.
+    """
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogates either
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def sample(name: str, labels: Mapping[str, object], value: object) -> str:
+    """One sample line: ``name{label="escaped value",...} value``. Every labelled line goes through here."""
+    if not labels:
+        return f"{name} {value}"
+    inner = ",".join(f'{key}="{label_value(text)}"' for key, text in labels.items())
+    return f"{name}{{{inner}}} {value}"
 
 
 @dataclass
@@ -49,6 +67,7 @@ class GatewayMetrics:
     protocol_errors: int = 0
     connections_accepted: int = 0
     connections_refused: int = 0
+    history_busy: int = 0
     latency: Histogram = field(default_factory=Histogram)
 
 
@@ -66,6 +85,7 @@ _HELP = {
     "protocol_errors": ("counter", "Client frames answered with an error"),
     "connections_accepted": ("counter", "Websocket connections accepted"),
     "connections_refused": ("counter", "Connections refused by limits"),
+    "history_busy": ("counter", "History requests refused with busy (too many waiting for a build)"),
 }
 
 
@@ -89,7 +109,7 @@ def render(
     for bound, count in zip((*hist.buckets, float("inf")), hist.counts, strict=True):
         running += count
         label = "+Inf" if bound == float("inf") else f"{bound:g}"
-        lines.append(f'{full}_bucket{{le="{label}"}} {running}')
+        lines.append(sample(f"{full}_bucket", {"le": label}, running))
     lines += [f"{full}_sum {hist.total:.6f}", f"{full}_count {hist.count}"]
     if extra is not None:
         lines += extra()

@@ -21,7 +21,15 @@ from server import __version__
 from server.filters import EventFilter, parse_filter
 
 PROTOCOL_VERSION: Final = 1
-ERROR_CODES: Final = ("bad_request", "unauthorized", "forbidden", "too_many", "rate_limited", "internal")
+ERROR_CODES: Final = (
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "too_many",
+    "rate_limited",
+    "busy",
+    "internal",
+)
 
 # Close codes (RFC 6455 and ours).
 CLOSE_GOING_AWAY: Final = 1001
@@ -82,15 +90,32 @@ class Limits:
     default_points: int = 2000
 
 
+def is_text(value: str) -> bool:
+    """``value`` can be sent in a frame: no lone surrogate (JSON's ``"\\ud800"`` decodes to one)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages that quote client input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _ref(raw: Mapping[str, Any]) -> str | None:
     ref = raw.get("ref")
     if ref is None:
         return None
-    if isinstance(ref, bool) or not isinstance(ref, str | int) or len(str(ref)) > _MAX_REF:
+    if isinstance(ref, int) and not isinstance(ref, bool) and -(10**_MAX_REF) < ref < 10**_MAX_REF:
+        return str(ref)
+    if not isinstance(ref, str) or len(ref) > _MAX_REF or not is_text(ref):
         raise ProtocolError(
             "bad_request", f"ref: must be a string or number of at most {_MAX_REF} characters"
         )
-    return str(ref)
+    return ref
 
 
 def _int(value: object, field: str, low: int, high: int) -> int:
@@ -111,7 +136,7 @@ def _history(raw: object, limits: Limits) -> HistoryRequest | None:
     unknown = sorted(set(raw) - {"minutes", "max_points", "figure"})
     if unknown:
         raise ProtocolError(
-            "bad_request", f"history.{unknown[0]}: unknown key; known: minutes, max_points, figure"
+            "bad_request", f"history.{unknown[0][:40]}: unknown key; known: minutes, max_points, figure"
         )
     minutes = _int(raw.get("minutes", 60), "history.minutes", 1, limits.max_minutes)
     points = _int(raw.get("max_points", limits.default_points), "history.max_points", 10, limits.max_points)
@@ -127,7 +152,11 @@ def _resume(raw: object) -> ResumeRequest | None:
     if not isinstance(raw, Mapping):
         raise ProtocolError("bad_request", "resume: must be an object {epoch, seq}")
     epoch = raw.get("epoch")
-    if not isinstance(epoch, str) or not 0 < len(epoch) <= 64:
+    if (
+        not isinstance(epoch, str)
+        or not 0 < len(epoch) <= 64
+        or not (epoch.isascii() and epoch.isprintable())
+    ):
         raise ProtocolError("bad_request", "resume.epoch: must be the epoch string of an earlier frame")
     return ResumeRequest(epoch, _int(raw.get("seq"), "resume.seq", 0, 2**62))
 
@@ -136,7 +165,11 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
     """Parse one client text frame; raises ProtocolError naming the bad field (with the ref if known)."""
     try:
         raw = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except RecursionError:
+        raise ProtocolError("bad_request", "frame: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer past Python's 4,300-digit limit
+        if "digits" in str(exc):
+            raise ProtocolError("bad_request", "frame: a number has too many digits") from None
         raise ProtocolError("bad_request", "frame is not valid JSON") from None
     if not isinstance(raw, dict):
         raise ProtocolError("bad_request", "frame must be a JSON object")
@@ -153,7 +186,7 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return Unsubscribe(ref, sub)
         if op == "ping":
             return Ping(ref)
-        raise ProtocolError("bad_request", f"op: unknown op {op!r}; known: subscribe, unsubscribe, ping")
+        raise ProtocolError("bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping")
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None
 
@@ -161,10 +194,10 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
 def _subscribe(raw: Mapping[str, Any], ref: str | None, limits: Limits) -> Subscribe:
     unknown = sorted(set(raw) - {"op", "ref", "symbol", "filter", "history", "resume"})
     if unknown:
-        raise ProtocolError("bad_request", f"{unknown[0]}: unknown key for subscribe")
+        raise ProtocolError("bad_request", f"{unknown[0][:40]}: unknown key for subscribe")
     symbol = raw.get("symbol")
     if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol):
-        raise ProtocolError("bad_request", f"symbol: {symbol!r} is not a symbol")
+        raise ProtocolError("bad_request", f"symbol: {shown(symbol)} is not a symbol")
     return Subscribe(
         ref,
         symbol,
@@ -244,6 +277,33 @@ def history_frame(
     return _dumps(frame)
 
 
+def history_frame_bytes(
+    sub: str,
+    symbol: str,
+    epoch: str | None,
+    to_seq: int,
+    body: bytes,
+    *,
+    reset: bool,
+    truncated: bool = False,
+    omitted: int = 0,
+) -> bytes:
+    """A ``history`` frame around ``body``, the already-encoded ``"data":...`` (and ``"figure":...``)
+    members: the multi-MiB part is never re-encoded on the gateway's loop."""
+    head: dict[str, Any] = {
+        "op": "history",
+        "sub": sub,
+        "symbol": symbol,
+        "epoch": epoch,
+        "reset": reset,
+        "to_seq": to_seq,
+    }
+    if truncated:
+        head["truncated"] = True
+        head["omitted"] = omitted
+    return b"".join((_dumps(head)[:-1].encode(), b",", body, b"}"))
+
+
 def reset_frame(sub: str, symbol: str, reason: str) -> str:
     return _dumps({"op": "reset", "sub": sub, "symbol": symbol, "reason": reason})
 
@@ -267,7 +327,8 @@ def unsubscribed_frame(ref: str | None, sub: str) -> str:
 
 
 def error_frame(ref: str | None, code: str, message: str) -> str:
+    """An ``error``; ASCII-escaped, so whatever client text a message quotes can be sent."""
     frame: dict[str, Any] = {"op": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
-    return _dumps(frame)
+    return json.dumps(frame, separators=(",", ":"), allow_nan=False)

@@ -33,6 +33,7 @@ SCENARIOS["performance"] = "server.bench.performance"
 SCENARIOS["backfill"] = "server.bench.backfill"
 SCENARIOS["wall"] = "server.bench.wall"
 SCENARIOS["soak"] = "server.bench.soak"
+SCENARIOS["amplification"] = "server.bench.amplification"
 
 
 class Scenario(Protocol):

@@ -78,7 +78,16 @@ def _progress(message: str) -> None:
 class _Dataset:
     """Deterministic events of one symbol: rows per kind (SQL) and the log tail (Redis)."""
 
-    def __init__(self, symbol: str, epoch: str, rows: int, days: float, end_ms: int, tail: int) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        epoch: str,
+        rows: int,
+        days: float,
+        end_ms: int,
+        tail: int,
+        candle_ms: int = _CANDLE_MS,
+    ) -> None:
         import numpy as np
 
         from publishers.events import BotStatus, Candle, Signal, Trade
@@ -86,7 +95,7 @@ class _Dataset:
         rng = np.random.default_rng(7)
         start_ms = end_ms - int(days * 86_400_000)
         n_candles = rows // 2
-        candle_ts = end_ms - _CANDLE_MS * np.arange(n_candles, 0, -1, dtype=np.int64)
+        candle_ts = end_ms - candle_ms * np.arange(n_candles, 0, -1, dtype=np.int64)
         other = rows - n_candles
         kinds = rng.choice(np.array(["signal", "trade", "bot"]), size=other, p=[0.6, 0.25, 0.15])
         other_ts = np.sort(rng.integers(start_ms, end_ms, size=other, dtype=np.int64))

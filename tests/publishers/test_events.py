@@ -88,6 +88,8 @@ def test_datetimes_become_milliseconds() -> None:
         (Signal, SIGNAL, "symbol", "BTC{USDT}"),
         (Signal, SIGNAL, "symbol", "BTC USDT"),
         (Signal, SIGNAL, "symbol", 42),
+        (Signal, SIGNAL, "symbol", "BTCUSDT\n"),  # `$` matched before a final newline
+        (Signal, SIGNAL, "bot", "momo-1\n"),
         (Signal, SIGNAL, "bot", ""),
         (Signal, SIGNAL, "bot", "   "),
         (Signal, SIGNAL, "strategy", 7),
@@ -107,6 +109,7 @@ def test_datetimes_become_milliseconds() -> None:
         (Trade, TRADE, "pnl", math.inf),
         (Trade, TRADE, "position", ""),
         (Candle, CANDLE, "tf", "1 minute"),
+        (Candle, CANDLE, "tf", "1m\n"),
         (Candle, CANDLE, "high", 1.2),
         (Candle, CANDLE, "low", 1.2),
         (Candle, CANDLE, "volume", -1),

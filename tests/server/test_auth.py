@@ -25,6 +25,18 @@ SECRET = "a-test-secret-that-is-long-enough"
 STATIC = "static-token-for-wall-1-abcdef"
 
 
+def signed(claims: bytes, header: bytes = b'{"alg":"HS256","typ":"JWT"}', secret: str = SECRET) -> str:
+    """A JWT with these exact header and claims bytes, validly signed."""
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    signing = f"{b64(header)}.{b64(claims)}"
+    return f"{signing}.{b64(hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest())}"
+
+
 def auth_settings(**extra: Any) -> Any:
     tokens = [{"name": "wall-1", "token": STATIC, "symbols": ["BTC*"]}]
     return gateway_settings(auth={"enabled": True, "jwt_secret": SECRET, "tokens": tokens}, **extra)
@@ -53,6 +65,19 @@ def test_static_tokens_and_jwts_grant_their_patterns() -> None:
         + base64.urlsafe_b64encode(b'{"sub":"x","symbols":["*"]}').decode().rstrip("=")
         + ".",  # alg none
         "not.a.jwt",
+        signed(b'{"sub":"x"}'),  # no symbols claim: never "every symbol"
+        signed(b'{"sub":"x","symbols":["*"],"exp":NaN}'),
+        signed(b'{"sub":"x","symbols":["*"],"exp":"tomorrow"}'),
+        signed(b'{"sub":"x","symbols":["*"],"nbf":NaN}'),
+        signed(b'{"sub":"x","symbols":[""]}'),
+        signed(b'{"sub":"x","symbols":["' + b"A" * 65 + b'"]}'),
+        signed(b'{"symbols":["*"]}'),  # no sub
+        signed(b'{"sub":"x","symbols":["*"]}', header=b"[" * 1500),  # signed, yet nested too deep
+        signed(b"[" * 1500),
+        base64.urlsafe_b64encode(b"[" * 1500).decode() + ".e30.e30",  # unsigned: never decoded
+        "x" * 5000,
+        "t\u00f6ken-with-non-ascii-characters",
+        "\udcff" * 20,  # undecodable header bytes
     ],
 )
 def test_bad_tokens_are_unauthorized(token: str | None) -> None:

@@ -162,3 +162,58 @@ class WsClient:
             await self.ws.close()
         if self._reader is not None:
             await self._reader
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    redis_url: str, database_url: str, **sections: dict[str, Any]
+) -> AsyncIterator[RunningGateway]:
+    """What ``signalpush serve`` runs (gateway, HTTP API, history store and workers, recorder),
+    composed by the same code (server.runner), on a free port of 127.0.0.1."""
+    import gc
+
+    from server import runner
+
+    server = {"port": 0, **sections.pop("server", {})}
+    settings = gateway_settings(database={"url": database_url}, server=server, **sections)
+    try:
+        async with runner.running_gateway(settings, redis_url) as (gateway, port):
+            await async_wait_until(lambda: gateway.bus.up, what="the gateway's bus to connect")
+            yield RunningGateway(gateway, port)
+    finally:
+        gc.unfreeze()  # serve freezes what start-up allocated; a test process starts many gateways
+
+
+@dataclass
+class HttpReply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+def http_get(port: int, target: str, headers: list[tuple[str, str]] | None = None) -> HttpReply:
+    """GET ``target`` from 127.0.0.1:``port`` with exactly these ``headers`` (repeats kept; a
+    ``Host`` among them replaces the default one). Blocking: call it through asyncio.to_thread."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        names = {name.lower() for name, _ in headers or []}
+        connection.putrequest("GET", target, skip_host="host" in names, skip_accept_encoding=True)
+        for name, value in headers or []:
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return HttpReply(response.status, response.getheaders(), response.read())
+    finally:
+        connection.close()
+
+
+async def get(port: int, target: str, headers: list[tuple[str, str]] | None = None) -> HttpReply:
+    return await asyncio.to_thread(http_get, port, target, headers)

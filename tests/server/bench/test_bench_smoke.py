@@ -27,6 +27,10 @@ TINY: dict[str, list[str]] = {
         "--symbols", "2", "--clients", "20", "--rate", "40", "--history-events", "5", "--before-kill", "0.5",
         "--after", "3",
     ],
+    "amplification": [
+        "--heavy", "2", "--light", "2", "--rows", "2000", "--days", "1", "--quiet-s", "0.5", "--seconds", "2",
+        "--after-s", "0.5",
+    ],
 }  # fmt: skip
 
 
@@ -87,10 +91,19 @@ def test_reconnect(redis_url: str, tmp_path: Path) -> None:
     assert rows["clients reconnected"]["baseline"] == 20
 
 
+def test_amplification(redis_url: str, tmp_path: Path) -> None:
+    quiet, load, after = run_bench("amplification", redis_url, tmp_path)["rows"]
+    assert [quiet["phase"], load["phase"], after["phase"]] == ["quiet", "load", "after"]
+    assert quiet["light_events"] > 0 and load["light_events"] > 0
+    assert load["histories"] > 0 and load["busy"] == 0
+    assert load["with_workers_peak_mib"] >= load["rss_peak_mib"] > 0
+
+
 @pytest.mark.parametrize(
     ("scenario", "option", "value"),
     [
         ("fanout", "--clients", "0"),
+        ("amplification", "--heavy", "0"),
         ("fanout", "--rate", "-5"),
         ("filters", "--filters", "0"),
         ("connections", "--clients", "0"),
