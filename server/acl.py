@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from publishers import keys
 
@@ -188,3 +189,15 @@ def render(
     """One ``ACL SETUSER`` line, quoted so that both a shell (after ``redis-cli``) and redis-cli read it."""
     command = setuser_command(role, username, password, redis_major=redis_major, symbols=symbols)
     return " ".join(shlex.quote(arg) for arg in command)
+
+
+def user_url(url: str, username: str, password: str) -> str:
+    """``url`` (a Redis URL) logging in as ``username`` instead of whoever it named."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    address = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        address = f"{address}:{parts.port}"
+    return urlunsplit(
+        parts._replace(netloc=f"{quote(username, safe='')}:{quote(password, safe='')}@{address}")
+    )

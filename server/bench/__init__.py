@@ -33,6 +33,7 @@ SCENARIOS["performance"] = "server.bench.performance"
 SCENARIOS["backfill"] = "server.bench.backfill"
 SCENARIOS["wall"] = "server.bench.wall"
 SCENARIOS["soak"] = "server.bench.soak"
+SCENARIOS["hostile"] = "server.bench.hostile"
 
 
 class Scenario(Protocol):

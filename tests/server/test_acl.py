@@ -20,12 +20,12 @@ import redis
 
 from publishers import Publisher, PublishError, SyncPublisher, keys
 from publishers.config import RecorderSettings, load_settings
-from server.acl import render, rules, setuser_command
+from server.acl import render, rules, setuser_command, user_url
 from server.runner import running_gateway as running_serve
 from server.store.migrate import upgrade_database
 from server.store.recorder import Recorder
 from tests.support import async_wait_until
-from tests.support.acl import acl_user, refusals, with_user
+from tests.support.acl import acl_user, refusals
 from tests.support.gateway import WsClient, running_gateway
 
 # -- the rules as rendered (pure) ---------------------------------------------------------
@@ -101,7 +101,7 @@ def test_the_cli_prints_a_line_redis_accepts(redis_url: str, symbol: str) -> Non
     admin = redis.Redis.from_url(redis_url)
     try:
         assert admin.execute_command(*shlex.split(result.stdout.strip())) in (b"OK", "OK", True)
-        with SyncPublisher(with_user(redis_url, name, "pw-cli-test"), bot="b", strategy="s") as publisher:
+        with SyncPublisher(user_url(redis_url, name, "pw-cli-test"), bot="b", strategy="s") as publisher:
             assert publisher.signal(symbol, "buy", price=1, confidence=0.5) == 1
     finally:
         admin.execute_command("ACL", "DELUSER", name)

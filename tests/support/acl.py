@@ -6,11 +6,10 @@ import contextlib
 import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from server.acl import setuser_command
+from server.acl import setuser_command, user_url
 
 
 def redis_major(url: str) -> int:
@@ -21,12 +20,6 @@ def redis_major(url: str) -> int:
         client.close()
 
 
-def with_user(url: str, username: str, password: str) -> str:
-    """``url`` logging in as ``username``."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{username}:{password}@{parts.hostname}:{parts.port}"))
-
-
 @contextlib.contextmanager
 def acl_user(admin_url: str, role: str, *, symbols: Sequence[str] = ("*",)) -> Iterator[tuple[str, str]]:
     """A fresh user with ``role``'s rules for this server's version: yields (its name, its URL)."""
@@ -35,7 +28,7 @@ def acl_user(admin_url: str, role: str, *, symbols: Sequence[str] = ("*",)) -> I
     major = int(str(admin.info("server")["redis_version"]).split(".")[0])
     admin.execute_command(*setuser_command(role, name, password, redis_major=major, symbols=symbols))
     try:
-        yield name, with_user(admin_url, name, password)
+        yield name, user_url(admin_url, name, password)
     finally:
         admin.execute_command("ACL", "DELUSER", name)
         admin.close()
