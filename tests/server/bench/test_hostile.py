@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 COLUMNS = [
     "attack", "honest", "lost", "dup", "forged", "bad_frames", "holes", "resets", "closed", "pub_failed",
-    "gateway", "recorder", "healthz", "truthful", "rss_peak_mib", "rss_after_mib", "p99_ms", "verdict", "outcome",
+    "gateway", "recorder", "healthz", "truthful", "rss_peak_mib", "rss_after_mib", "p99_ms", "verdict",
+    "outcome",
 ]  # fmt: skip
 
 
