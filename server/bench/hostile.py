@@ -100,7 +100,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve with auth on (a JWT secret; the clients hold a static token)",
     )
-    parser.add_argument("--redis-url", help="use this Redis (default: an embedded one on a free port)")
+    parser.add_argument(
+        "--redis-url",
+        help="use this Redis (default: an embedded one on a free port); not a shared one: the attacks "
+        "write into sp:symbols, which every recorder on it reads",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the scratch dir with every log")
 
 
