@@ -64,13 +64,16 @@ class Attack:
 
 
 async def repeat_until(deadline: float, every_s: float, action: Callable[[], Awaitable[None]]) -> int:
-    """Run ``action`` every ``every_s`` until ``deadline`` (monotonic); returns how many times it ran."""
+    """Run ``action`` every ``every_s`` until ``deadline`` (monotonic); returns how many times it ran.
+
+    An attack that acts once just returns: its window lasts ``--seconds-per-attack`` anyway."""
     count = 0
     while time.monotonic() < deadline:
         started = time.monotonic()
         await action()
         count += 1
-        await asyncio.sleep(max(0.0, every_s - (time.monotonic() - started)))
+        pause = min(every_s - (time.monotonic() - started), deadline - time.monotonic())
+        await asyncio.sleep(max(0.0, pause))
     return count
 
 

@@ -36,7 +36,7 @@ import redis
 
 from server.acl import setuser_command, user_url
 from server.bench import BenchResult, positive_float, positive_int
-from server.bench.attack import Attack, AttackContext, Outcome, poll, repeat_until
+from server.bench.attack import Attack, AttackContext, Outcome, poll
 from server.bench.honest import HonestRecord
 from server.bench.hostilebus import BUS_ATTACKS
 from server.bench.hostileedge import EDGE_ATTACKS
@@ -61,12 +61,7 @@ DESCRIPTION = "hostile: honest publishers and checked clients while each attack 
 
 
 async def _quiet(ctx: AttackContext) -> Outcome:
-    await repeat_until(time.monotonic() + ctx.seconds, ctx.seconds, _nothing)
     return Outcome("no attack: the reference for p99 and RSS")
-
-
-async def _nothing() -> None:
-    return None
 
 
 BASELINE = Attack("none (baseline)", _quiet)
