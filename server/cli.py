@@ -14,6 +14,7 @@ from typing import Any
 from publishers.config import Settings, load_settings
 from publishers.errors import SignalpushError
 from server import __version__, bench, import_cli, stats_cli
+from server.acl import ROLES
 from server.logs import configure_logging
 from server.store import commands as store_commands
 
@@ -83,10 +84,15 @@ def cmd_acl(args: argparse.Namespace) -> int:
 
     from server.acl import render
 
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     password = args.password or secrets.token_urlsafe(24)
+    try:
+        line = render(args.role, args.username, password, redis_major=args.redis_major, symbols=symbols)
+    except ValueError as exc:
+        raise SystemExit(f"signalpush acl: {exc}") from None
     if not args.password:
         print(f"# generated password for {args.username}: {password}")
-    print(render(args.role, args.username, password, redis_major=args.redis_major))
+    print(line)
     return 0
 
 
@@ -183,14 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     acl = commands.add_parser(
         "acl",
         help="print the Redis ACL SETUSER line for a least-privilege user",
-        description="Print an ACL SETUSER command for a publisher (publish only), gateway (read and "
-        "subscribe only) or recorder user, limited to signalpush's keys. See docs/security.md.",
+        description="Print an ACL SETUSER command for a publisher (the publish script's commands), "
+        "gateway (read and subscribe only), recorder (the recorder script's commands) or serve (gateway "
+        "and recorder in one process) user, limited to signalpush's keys. See docs/security.md.",
     )
-    acl.add_argument("role", choices=["publisher", "gateway", "recorder"])
+    acl.add_argument("role", choices=sorted(ROLES))
     acl.add_argument("username")
     acl.add_argument("--password", help="the user's password (default: a generated one, printed)")
     acl.add_argument(
-        "--redis-major", type=int, default=7, help="Redis major version (6 leaves out sharded pub/sub)"
+        "--redis-major",
+        type=int,
+        default=7,
+        help="Redis major version: 7 renders one ACL selector per grant; 6 has no selectors (weaker)",
+    )
+    acl.add_argument(
+        "--symbols",
+        default="*",
+        help="comma-separated symbol patterns the user's per-symbol keys are limited to (e.g. 'BTC*,ETH*')",
     )
     acl.set_defaults(handler=cmd_acl)
 

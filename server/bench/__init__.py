@@ -34,6 +34,7 @@ SCENARIOS["backfill"] = "server.bench.backfill"
 SCENARIOS["wall"] = "server.bench.wall"
 SCENARIOS["soak"] = "server.bench.soak"
 SCENARIOS["amplification"] = "server.bench.amplification"
+SCENARIOS["hostile"] = "server.bench.hostile"
 
 
 class Scenario(Protocol):

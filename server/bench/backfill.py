@@ -75,7 +75,7 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class _Dataset:
+class Dataset:
     """Deterministic events of one symbol: rows per kind (SQL) and the log tail (Redis)."""
 
     def __init__(
@@ -155,7 +155,7 @@ class _Dataset:
         return out
 
 
-async def _load_sql(engine: AsyncEngine, data: _Dataset, label: str) -> float:
+async def load_sql(engine: AsyncEngine, data: Dataset, label: str) -> float:
     started = time.monotonic()
     done, total = 0, data.split
     async with engine.begin() as connection:
@@ -178,7 +178,7 @@ async def _load_sql(engine: AsyncEngine, data: _Dataset, label: str) -> float:
     return time.monotonic() - started
 
 
-async def _load_redis(client: aioredis.Redis, data: _Dataset) -> None:
+async def load_redis(client: aioredis.Redis, data: Dataset) -> None:
     from publishers import keys
 
     await client.delete(keys.meta_key(data.symbol), keys.log_key(data.symbol))
@@ -200,7 +200,7 @@ async def _median_ms(runs: int, operation: Callable[[], Awaitable[Any]]) -> tupl
 
 
 async def _bench_one(
-    url: str, label: str, client: aioredis.Redis, data: _Dataset, args: argparse.Namespace
+    url: str, label: str, client: aioredis.Redis, data: Dataset, args: argparse.Namespace
 ) -> dict[str, Any]:
     from sqlalchemy import delete
 
@@ -214,7 +214,7 @@ async def _bench_one(
     await upgrade_database(url)
     engine = create_engine(url)
     try:
-        load_s = await _load_sql(engine, data, label)
+        load_s = await load_sql(engine, data, label)
         since = data.end_ms - int(args.window_hours * 3_600_000)
 
         async def window() -> Any:
@@ -270,8 +270,8 @@ async def _run(args: argparse.Namespace) -> BenchResult:
         client = async_client(redis_url)
         try:
             _progress(f"generating {args.rows:,} events of {symbol} over {args.days:g} days ...")
-            data = _Dataset(symbol, secrets.token_hex(6), args.rows, args.days, now_ms(), args.log_tail)
-            await _load_redis(client, data)
+            data = Dataset(symbol, secrets.token_hex(6), args.rows, args.days, now_ms(), args.log_tail)
+            await load_redis(client, data)
             targets = [(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", "sqlite")]
             targets += [(url, redact_url(url).split("://", 1)[0].split("+")[0]) for url in args.database_url]
             rows = []

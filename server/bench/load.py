@@ -332,6 +332,7 @@ class LoadWorker:
 
     def _address(self, command: dict[str, Any]) -> tuple[str, int, str, float]:
         self.host, self.port = command.get("host", self.host), int(command.get("port", self.port))
+        self.path = command.get("path", self.path)
         return self.host, self.port, self.path, self.timeout_s
 
     def faults(self) -> dict[str, Any]:

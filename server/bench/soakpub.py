@@ -26,9 +26,14 @@ from publishers.errors import PublishError
 _SIGNAL_TYPES = ("buy", "sell", "hold")
 
 
-async def publish_one(publisher: Publisher, symbol: str, index: int, ts_ms: int | None = None) -> int:
-    """The ``index``-th event of ``symbol``: 8 signals, then a trade (entry or exit), then a bot status."""
-    meta = {"t": time.time_ns()}
+async def publish_one(
+    publisher: Publisher, symbol: str, index: int, ts_ms: int | None = None, stamp_ns: int | None = None
+) -> int:
+    """The ``index``-th event of ``symbol``: 8 signals, then a trade (entry or exit), then a bot status.
+
+    ``meta.t`` is ``stamp_ns`` when given (``bench hostile`` identifies events by it), else now.
+    """
+    meta = {"t": stamp_ns if stamp_ns is not None else time.time_ns()}
     price = 100.0 + (index % 500) / 4
     step = index % 10
     if step == 8:

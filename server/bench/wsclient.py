@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from websockets.speedups import apply_mask
@@ -53,9 +53,17 @@ class RawWebSocket(asyncio.Protocol):
     """One client connection. Create it with :func:`open_websocket`."""
 
     def __init__(
-        self, host: str, port: int, path: str, on_message: MessageCallback, on_close: CloseCallback
+        self,
+        host: str,
+        port: int,
+        path: str,
+        on_message: MessageCallback,
+        on_close: CloseCallback,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.host, self.port, self.path = host, port, path
+        #: Extra handshake headers (``Host`` among them replaces the default one).
+        self.headers = tuple(headers)
         self.on_message = on_message
         self.on_close = on_close
         self.transport: asyncio.Transport | None = None
@@ -73,9 +81,11 @@ class RawWebSocket(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
+        host = next((v for k, v in self.headers if k.lower() == "host"), f"{self.host}:{self.port}")
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers if k.lower() != "host")
         request = (
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
         )
         transport.write(request.encode())
 
@@ -182,13 +192,14 @@ async def open_websocket(
     on_close: CloseCallback,
     timeout_s: float = 10.0,
     sock: socket.socket | None = None,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> RawWebSocket:
     """Connect (or use the connected ``sock``) and finish the handshake; raises OSError/ConnectionError/
     TimeoutError on failure."""
     loop = asyncio.get_running_loop()
 
     def factory() -> RawWebSocket:
-        return RawWebSocket(host, port, path, on_message, on_close)
+        return RawWebSocket(host, port, path, on_message, on_close, headers)
 
     connecting = (
         loop.create_connection(factory, sock=sock) if sock else loop.create_connection(factory, host, port)

@@ -48,9 +48,10 @@ def figures(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_scenario_has_a_smoke_test() -> None:
-    # backfill and performance have their own tests (test_backfill.py, test_stats_cli.py), soak too
-    # (test_soak.py); wall is a browser soak (minutes long), run by hand, not by the suite.
-    assert set(SCENARIOS) == set(TINY) | {"backfill", "performance", "wall", "soak"}
+    # backfill and performance have their own tests (test_backfill.py, test_stats_cli.py), soak and
+    # hostile too (test_soak.py, test_hostile.py); wall is a browser soak (minutes long), run by hand,
+    # not by the suite.
+    assert set(SCENARIOS) == set(TINY) | {"backfill", "performance", "wall", "soak", "hostile"}
 
 
 def test_fanout(redis_url: str, tmp_path: Path) -> None:
