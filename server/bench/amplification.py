@@ -107,16 +107,16 @@ async def _seed(database_url: str, redis_url: str, symbol: str, args: argparse.N
     from publishers import keys
     from publishers.connection import async_client
     from publishers.events import now_ms
-    from server.bench.backfill import _Dataset, _load_sql
+    from server.bench.backfill import Dataset, load_sql
     from server.store.engine import create_engine
     from server.store.migrate import upgrade_database
 
     _progress(f"seeding {args.rows:,} events of {symbol} over {args.days} days ...")
-    data = _Dataset(symbol, secrets.token_hex(6), args.rows, args.days, now_ms(), 0, args.candle_s * 1000)
+    data = Dataset(symbol, secrets.token_hex(6), args.rows, args.days, now_ms(), 0, args.candle_s * 1000)
     await upgrade_database(database_url)
     engine = create_engine(database_url)
     try:
-        await _load_sql(engine, data, "seed")
+        await load_sql(engine, data, "seed")
     finally:
         await engine.dispose()
     client = async_client(redis_url)
