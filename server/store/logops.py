@@ -201,7 +201,12 @@ def parse_ack(raw: Sequence[Any]) -> AckResult:
 
 
 async def run_scripts(client: aioredis.Redis, calls: Sequence[Sequence[Any]]) -> list[Any]:
-    """EVALSHA each call in one pipeline (loading the script once if Redis forgot it)."""
+    """EVALSHA each call in one pipeline (loading the script once if Redis forgot it).
+
+    A call Redis answered with an error (a key of the wrong type, say) gets its
+    ``redis.ResponseError`` as its reply, so one symbol's keys cannot fail the others';
+    a lost connection raises.
+    """
     cluster: object = client  # async_client() types a cluster as a plain client
     if isinstance(cluster, RedisCluster):
         return await _run_scripts_cluster(cluster, calls)
@@ -219,7 +224,7 @@ async def run_scripts(client: aioredis.Redis, calls: Sequence[Sequence[Any]]) ->
             replies[index] = result
         if not missing:
             for reply in replies:
-                if isinstance(reply, BaseException):
+                if isinstance(reply, BaseException) and not isinstance(reply, redis.ResponseError):
                     raise reply
             return replies
         # Redis restarted (or SCRIPT FLUSH) and forgot the script.
@@ -233,9 +238,12 @@ async def _run_scripts_cluster(client: RedisCluster, calls: Sequence[Sequence[An
 
     async def one(call: Sequence[Any]) -> Any:
         try:
-            return await client.evalsha(RECORDER_SHA, *call)
-        except redis.exceptions.NoScriptError:
-            await client.script_load(RECORDER_SCRIPT)
-            return await client.evalsha(RECORDER_SHA, *call)
+            try:
+                return await client.evalsha(RECORDER_SHA, *call)
+            except redis.exceptions.NoScriptError:
+                await client.script_load(RECORDER_SCRIPT)
+                return await client.evalsha(RECORDER_SHA, *call)
+        except redis.ResponseError as exc:
+            return exc  # this symbol's keys: the others go on
 
     return list(await asyncio.gather(*(one(call) for call in calls)))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -30,10 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publishers import keys
 from publishers.config import RecorderSettings, redact_url
 from publishers.connection import async_client, is_cluster_url
-from publishers.events import event_from_dict, now_ms
+from publishers.events import now_ms
+from server.logs import RateLimitedLog
 from server.store import logops
 from server.store.engine import create_engine
 from server.store.writer import insert_events
+from server.trust import check_event, is_epoch, symbol_name
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ _WATERMARK_EVERY_S: Final = 1.0
 _CONSUMER_SWEEP_EVERY_S: Final = 300.0
 #: Consumers with nothing pending and idle this long (a recorder that went away) are deleted.
 _DEAD_CONSUMER_IDLE_MS: Final = 3_600_000
+#: A symbol whose keys fail is retried after this, doubling up to the max.
+_SYMBOL_BACKOFF_START_S: Final = 1.0
+_SYMBOL_BACKOFF_MAX_S: Final = 60.0
 _REDIS_ERRORS: Final = (redis.RedisError, OSError)
 _DATABASE_ERRORS: Final = (SQLAlchemyError, OSError, TimeoutError)
 
@@ -68,6 +72,10 @@ class _Symbol:
     claim_cursor: str = "0-0"
     committed: int = 0
     meta_seq: int = 0
+    #: Why its keys cannot be recorded now (None: they can); retried from ``retry_at`` on.
+    problem: str | None = None
+    retry_at: float = 0.0
+    failures: int = 0
 
 
 @dataclass
@@ -114,8 +122,18 @@ class Recorder:
         self._next_watermark_at = 0.0
         self._next_sweep_at = time.monotonic() + _CONSUMER_SWEEP_EVERY_S
         self._up = {"redis": True, "database": True}
-        self._counters = {"events_recorded": 0, "batches": 0, "claimed": 0, "skipped": 0, "lost": 0}
+        self._counters = {
+            "events_recorded": 0,
+            "batches": 0,
+            "claimed": 0,
+            "skipped": 0,
+            "lost": 0,
+            "symbol_errors": 0,
+        }
         self._last_commit_ms: int | None = None
+        #: Registry members that are not symbol names (left out), as of the last read.
+        self._invalid_names = 0
+        self._warnings = RateLimitedLog(log)
 
     # -- what /metrics shows -------------------------------------------------------------
 
@@ -128,6 +146,8 @@ class Recorder:
             "redis_up": self._up["redis"],
             "database_up": self._up["database"],
             "symbols": len(self._symbols),
+            "unrecordable": sum(1 for s in self._symbols.values() if s.problem is not None),
+            "invalid_names": self._invalid_names,
         }
 
     def committed(self) -> dict[str, int]:
@@ -135,8 +155,16 @@ class Recorder:
         return {name: max(0, s.committed) for name, s in sorted(self._symbols.items())}
 
     def lag(self) -> dict[str, int]:
-        """Per symbol: the symbol's seq minus the highest seq below which everything is committed."""
+        """Per symbol: the symbol's seq minus the highest seq below which everything is committed.
+
+        A symbol that cannot be recorded keeps growing here (its meta's seq is still read);
+        :meth:`unrecordable` says why.
+        """
         return {name: max(0, s.meta_seq - max(s.committed, 0)) for name, s in sorted(self._symbols.items())}
+
+    def unrecordable(self) -> dict[str, str]:
+        """Symbols whose keys cannot be recorded now, and why (retried with backoff)."""
+        return {name: s.problem for name, s in sorted(self._symbols.items()) if s.problem is not None}
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -158,6 +186,8 @@ class Recorder:
             },
         )
         backoff = _BACKOFF_START_S
+        for state in self._symbols.values():
+            state.recover = True  # a restart after a failure: our own pending entries first
         try:
             while not stop.is_set():
                 try:
@@ -193,8 +223,8 @@ class Recorder:
         read, busy = await self._read_all(client)
         batches += read
         if batches:
-            await self._commit(engine, batches)
-            await self._acknowledge(client, batches)
+            committed = await self._commit(engine, batches)
+            await self._acknowledge(client, committed)
         if time.monotonic() >= self._next_watermark_at:
             await self._refresh_watermarks(client)
             self._next_watermark_at = time.monotonic() + _WATERMARK_EVERY_S
@@ -211,24 +241,91 @@ class Recorder:
                 self._symbols.setdefault(name, _Symbol())
             self._next_symbols_at = float("inf")
             return
+        members: set[bytes] = set()
         try:
             members = await client.smembers(keys.SYMBOLS_KEY)
+        except redis.ResponseError as exc:  # not a set: nothing to discover until someone repairs it
+            self._warnings.warning(
+                "registry",
+                "recorder: the symbol registry is unusable",
+                registry=keys.SYMBOLS_KEY,
+                error=str(exc),
+            )
         except _REDIS_ERRORS as exc:
             raise _RedisDown from exc
+        invalid = 0
         for raw in members:
-            self._symbols.setdefault(raw.decode() if isinstance(raw, bytes) else str(raw), _Symbol())
+            symbol = symbol_name(raw)
+            if symbol is None:
+                invalid += 1  # written by something else than a publisher: never a key name
+                continue
+            self._symbols.setdefault(symbol, _Symbol())
+        self._invalid_names = invalid
+        if invalid:
+            self._warnings.warning(
+                "invalid names",
+                "recorder: the symbol registry holds names that are not symbols; skipped",
+                registry=keys.SYMBOLS_KEY,
+                count=invalid,
+            )
         self._next_symbols_at = time.monotonic() + self._symbol_refresh_s
+
+    def _ready(self) -> list[str]:
+        """The symbols to work on now (not waiting out a backoff after their keys failed)."""
+        now = time.monotonic()
+        return [name for name, state in self._symbols.items() if state.retry_at <= now]
+
+    def _symbol_failed(self, name: str, problem: str) -> None:
+        """This symbol's keys failed (wrong type, unusable meta): skip it for a while, keep the others."""
+        state = self._symbols[name]
+        state.failures += 1
+        state.problem = problem[:200]
+        state.recover = True
+        delay = min(_SYMBOL_BACKOFF_START_S * 2 ** min(state.failures - 1, 16), _SYMBOL_BACKOFF_MAX_S)
+        state.retry_at = time.monotonic() + delay
+        self._counters["symbol_errors"] += 1
+        self._warnings.warning(
+            ("symbol", name),
+            "recorder: cannot record a symbol; the others go on, it is retried with backoff",
+            symbol=name,
+            error=state.problem,
+            retry_in_s=round(delay, 1),
+        )
+
+    def _symbol_ok(self, name: str) -> None:
+        state = self._symbols[name]
+        if state.problem is not None:
+            log.info("recorder: a symbol can be recorded again", extra={"symbol": name})
+        state.problem, state.failures, state.retry_at = None, 0, 0.0
+
+    def _reply(self, name: str, reply: Any, parse: Any) -> Any:
+        """A script reply parsed, or None after marking the symbol failed (an error reply, a bad epoch)."""
+        if isinstance(reply, BaseException):
+            self._symbol_failed(name, str(reply))
+            return None
+        try:
+            result = parse(reply)
+        except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+            self._symbol_failed(name, f"unexpected reply from the recorder script: {exc}")
+            return None
+        epoch = getattr(result, "epoch", None)
+        if epoch is not None and not is_epoch(epoch):
+            self._symbol_failed(name, f"{keys.meta_key(name)} holds an epoch the publish script never writes")
+            return None
+        return result
 
     async def _read_all(self, client: Any) -> tuple[list[_Batch], bool]:
         count = self.settings.batch_size
-        names = list(self._symbols)
+        names = self._ready()
         modes: list[logops.ReadMode] = ["own" if self._symbols[n].recover else "new" for n in names]
         calls = [logops.read_args(n, m, count, self.consumer) for n, m in zip(names, modes, strict=True)]
-        replies = await self._redis(logops.run_scripts(client, calls))
+        replies = await self._redis(logops.run_scripts(client, calls)) if calls else []
         batches: list[_Batch] = []
         busy = False
         for name, mode, reply in zip(names, modes, replies, strict=True):
-            result = logops.parse_read(reply)
+            result = self._reply(name, reply, logops.parse_read)
+            if result is None:
+                continue
             state = self._symbols[name]
             if mode == "own" and not result.entries:
                 state.recover = False  # nothing of ours left pending: read new entries next round
@@ -243,7 +340,9 @@ class Recorder:
         return batches, busy
 
     async def _claim_all(self, client: Any) -> list[_Batch]:
-        names = list(self._symbols)
+        names = self._ready()
+        if not names:
+            return []
         calls = [
             logops.read_args(
                 n,
@@ -258,7 +357,9 @@ class Recorder:
         replies = await self._redis(logops.run_scripts(client, calls))
         batches = []
         for name, reply in zip(names, replies, strict=True):
-            result = logops.parse_read(reply)
+            result = self._reply(name, reply, logops.parse_read)
+            if result is None:
+                continue
             self._symbols[name].claim_cursor = result.cursor or "0-0"
             if result.entries:
                 self._counters["claimed"] += len(result.entries)
@@ -279,9 +380,9 @@ class Recorder:
             if not entry.json:
                 gone.append(entry.seq)
                 continue
-            event = _valid_event(entry)
-            if event is None:
-                malformed.append(entry.seq)
+            event = check_event(entry.json, entry.seq, symbol)
+            if isinstance(event, str):
+                malformed.append(entry.seq)  # a void seq: the live path skips it too
                 continue
             batch.events.append(event)
         if gone:
@@ -292,9 +393,12 @@ class Recorder:
             )
         if malformed:
             self._counters["skipped"] += len(malformed)
-            log.warning(
+            self._warnings.warning(
+                ("malformed", symbol),
                 "skipped malformed log entries",
-                extra={"symbol": symbol, "count": len(malformed), "first_seq": malformed[0]},
+                symbol=symbol,
+                count=len(malformed),
+                first_seq=malformed[0],
             )
         return batch
 
@@ -307,18 +411,46 @@ class Recorder:
                 extra={"symbol": symbol, "from_seq": last_delivered + 1, "to_seq": first_seq - 1},
             )
 
-    async def _commit(self, engine: AsyncEngine, batches: list[_Batch]) -> None:
+    async def _commit(self, engine: AsyncEngine, batches: list[_Batch]) -> list[_Batch]:
+        """Insert and COMMIT; returns the batches committed (to acknowledge).
+
+        If the one transaction fails, each symbol's batch is tried alone: a symbol whose
+        rows the database refuses while others' go in is skipped with backoff (its entries
+        stay pending); if every symbol fails, the database is down.
+        """
+        try:
+            await self._insert(engine, batches)
+            return batches
+        except _DATABASE_ERRORS as exc:
+            for batch in batches:
+                self._symbols[batch.symbol].recover = True
+            symbols = sorted({b.symbol for b in batches})
+            if len(symbols) < 2:
+                raise _DatabaseDown from exc
+            error = exc
+        committed: list[_Batch] = []
+        for name in symbols:
+            mine = [b for b in batches if b.symbol == name]
+            try:
+                await self._insert(engine, mine)
+            except _DATABASE_ERRORS as exc:
+                error = exc
+                continue
+            committed += mine
+        if not committed:
+            raise _DatabaseDown from error
+        for name in symbols:
+            if not any(b.symbol == name for b in committed):
+                self._symbol_failed(name, f"the database refused its rows: {error}")
+        return committed
+
+    async def _insert(self, engine: AsyncEngine, batches: list[_Batch]) -> None:
         # A claim and a re-read may hand the same entry over twice in one round.
         unique = {(b.symbol, b.epoch, e["seq"]): (b.epoch, e) for b in batches for e in b.events}
         pairs = list(unique.values())
         if pairs:
-            try:
-                async with engine.begin() as connection:
-                    await insert_events(connection, pairs)
-            except _DATABASE_ERRORS as exc:
-                for batch in batches:
-                    self._symbols[batch.symbol].recover = True
-                raise _DatabaseDown from exc
+            async with engine.begin() as connection:
+                await insert_events(connection, pairs)
             self._counters["events_recorded"] += len(pairs)
             self._counters["batches"] += 1
             self._last_commit_ms = now_ms()
@@ -336,19 +468,37 @@ class Recorder:
                 self._symbols[batch.symbol].recover = True
             raise
         for batch, reply in zip(batches, replies, strict=True):
-            self._note_watermark(batch.symbol, logops.parse_ack(reply))
+            self._note_watermark(batch.symbol, reply)
 
     async def _refresh_watermarks(self, client: Any) -> None:
-        names = list(self._symbols)
+        names = self._ready()
         calls = [logops.ack_args(n, self.consumer, "", [], trim=self.settings.trim) for n in names]
-        replies = await self._redis(logops.run_scripts(client, calls))
+        replies = await self._redis(logops.run_scripts(client, calls)) if calls else []
         for name, reply in zip(names, replies, strict=True):
-            self._note_watermark(name, logops.parse_ack(reply))
+            self._note_watermark(name, reply)
+        waiting = [name for name, state in self._symbols.items() if state.problem is not None]
+        if waiting:
+            await self._read_meta_seqs(client, waiting)
 
-    def _note_watermark(self, symbol: str, result: logops.AckResult) -> None:
+    async def _read_meta_seqs(self, client: Any, names: list[str]) -> None:
+        """The meta seq of symbols that cannot be recorded, so their lag keeps telling the truth."""
+        async with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(keys.meta_key(name), keys.META_SEQ)
+            replies = await self._redis(pipe.execute(raise_on_error=False))
+        for name, reply in zip(names, replies, strict=True):
+            text = _text(reply) if isinstance(reply, bytes | str) else ""
+            if text.isascii() and text.isdigit():
+                self._symbols[name].meta_seq = int(text)
+
+    def _note_watermark(self, symbol: str, reply: Any) -> None:
+        result = self._reply(symbol, reply, logops.parse_ack)
+        if result is None:
+            return
         state = self._symbols[symbol]
         state.committed = result.committed
         state.meta_seq = result.meta_seq
+        self._symbol_ok(symbol)
 
     async def _sweep_consumers(self, client: Any) -> None:
         """Forget consumers of recorders that went away (nothing pending, idle for an hour)."""
@@ -370,12 +520,19 @@ class Recorder:
 
     async def _idle(self, client: Any, stop: asyncio.Event) -> None:
         """Wait up to block_ms for a new entry on any log (or for stop)."""
-        if not self._symbols or stop.is_set() or is_cluster_url(self.redis_url):
+        names = self._ready()
+        if not names or stop.is_set() or is_cluster_url(self.redis_url):
             # On a cluster the logs live on several nodes: one blocking XREAD cannot wait on all.
             await _wait(stop, self.settings.block_ms / 1000)
             return
-        streams = {keys.log_key(name): "$" for name in self._symbols}
-        await self._redis(client.xread(streams, count=1, block=self.settings.block_ms))
+        streams = {keys.log_key(name): "$" for name in names}
+        try:
+            await self._redis(client.xread(streams, count=1, block=self.settings.block_ms))
+        except _RedisDown as exc:
+            if not isinstance(exc.__cause__, redis.ResponseError):
+                raise
+            # A log of the wrong type: the next round's script calls tell which one.
+            await _wait(stop, self.settings.block_ms / 1000)
 
     async def _redis(self, operation: Any) -> Any:
         try:
@@ -396,17 +553,6 @@ class Recorder:
         if not self._up[part]:
             self._up[part] = True
             log.info(f"recorder: {part} is back")
-
-
-def _valid_event(entry: logops.LogEntry) -> dict[str, Any] | None:
-    try:
-        event = json.loads(entry.json)
-        if not isinstance(event, dict) or event.get("seq") != entry.seq:
-            return None
-        event_from_dict(event)  # validates every field, so a bad entry cannot poison a batch
-    except (ValueError, TypeError):
-        return None
-    return event
 
 
 def _text(value: Any) -> str:
