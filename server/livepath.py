@@ -241,7 +241,8 @@ class LivePath:
             bodies[seq] = raw if known == raw else None
         clashes = [seq for seq, raw in bodies.items() if raw is None]
         if clashes:
-            self.reject(symbol, "diverged", len(clashes), seq=clashes[0])
+            dropped = sum(1 for seq, _ in pending if bodies[seq] is None)
+            self.reject(symbol, "diverged", dropped, seq=clashes[0])
             tail = max(tail, *clashes)
         return sorted((seq, raw) for seq, raw in bodies.items() if raw is not None), tail
 
@@ -373,7 +374,7 @@ class LivePath:
     def rewind(self, symbol: str, epoch: str, seq: int) -> None:
         """Redis lost writes we already sent (a failover): every subscriber gets reset and a fresh window."""
         log.warning("history rewritten in Redis; resetting subscribers", extra={"symbol": symbol, "seq": seq})
-        self.reset_symbol(symbol, epoch, "events lost in a Redis failover", seq - 1)
+        self.reset_symbol(symbol, epoch, "history rewritten in Redis", seq - 1)
         state = self.fanout.symbols[symbol]
         state.recent = {s: raw for s, raw in state.recent.items() if s < seq}
 

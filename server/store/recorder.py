@@ -326,6 +326,7 @@ class Recorder:
             result = self._reply(name, reply, logops.parse_read)
             if result is None:
                 continue
+            self._symbol_ok(name)  # its log reads again: recordable
             state = self._symbols[name]
             if mode == "own" and not result.entries:
                 state.recover = False  # nothing of ours left pending: read new entries next round
@@ -498,7 +499,6 @@ class Recorder:
         state = self._symbols[symbol]
         state.committed = result.committed
         state.meta_seq = result.meta_seq
-        self._symbol_ok(symbol)
 
     async def _sweep_consumers(self, client: Any) -> None:
         """Forget consumers of recorders that went away (nothing pending, idle for an hour)."""
@@ -531,8 +531,19 @@ class Recorder:
         except _RedisDown as exc:
             if not isinstance(exc.__cause__, redis.ResponseError):
                 raise
-            # A log of the wrong type: the next round's script calls tell which one.
+            # A log of the wrong type fails the one XREAD for all: find it, leave it out.
+            await self._find_bad_logs(client, names)
             await _wait(stop, self.settings.block_ms / 1000)
+
+    async def _find_bad_logs(self, client: Any, names: list[str]) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.type(keys.log_key(name))
+            types = await self._redis(pipe.execute())
+        for name, kind in zip(names, types, strict=True):
+            text = _text(kind)
+            if text not in ("stream", "none"):
+                self._symbol_failed(name, f"{keys.log_key(name)} is a {text}, not a stream")
 
     async def _redis(self, operation: Any) -> Any:
         try:
