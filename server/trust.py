@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from publishers.events import (
     ACTIONS,
+    MAX_META_BYTES,
     MAX_NAME_LENGTH,
     MAX_TS_MS,
     MIN_TS_MS,
@@ -158,8 +159,17 @@ def _timeframe(value: object) -> bool:
 
 
 def _meta(value: object) -> bool:
-    # Its size is bounded by MAX_EVENT_CHARS; any JSON object is stored as it is.
     return value is None or type(value) is dict
+
+
+#: A text this short cannot hold a meta over MAX_META_BYTES (a character encodes to at most 6).
+_META_CHECK_CHARS: Final = MAX_META_BYTES // 6
+
+
+def _meta_fits(event: dict[str, Any]) -> bool:
+    meta = event.get("meta")
+    # Measured as the publisher measures it (publishers.events.check_meta).
+    return not meta or len(json.dumps(meta, separators=(",", ":")).encode()) <= MAX_META_BYTES
 
 
 _Rules = tuple[tuple[str, Callable[[object], bool]], ...]
@@ -249,6 +259,6 @@ def check_event(text: str, seq: int, symbol: str) -> dict[str, Any] | str:
         return "kind"
     if event.get("symbol") != symbol:
         return "symbol"
-    if not _fields_ok(kind, event):
+    if not _fields_ok(kind, event) or (len(text) > _META_CHECK_CHARS and not _meta_fits(event)):
         return "fields"
     return event

@@ -120,7 +120,9 @@ def test_the_script_refuses_a_name_that_is_not_a_symbol_or_keys_of_another_symbo
     assert not client.sismember(keys.SYMBOLS_KEY, "\xff\xfeBAD")
 
 
-def test_the_sync_publisher_maps_a_refusal_the_same_way(redis_url: str, client: redis.Redis, symbol: str) -> None:
+def test_the_sync_publisher_maps_a_refusal_the_same_way(
+    redis_url: str, client: redis.Redis, symbol: str
+) -> None:
     asyncio.run(publish(redis_url, symbol, 1))
     client.xadd(keys.log_key(symbol), {"e": "x"}, id="99999999999-0")
     with SyncPublisher(redis_url, bot="b", strategy="s", retry_attempts=0) as pub:

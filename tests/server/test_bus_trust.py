@@ -19,7 +19,6 @@ import redis
 
 from publishers import Publisher, keys
 from publishers.script import PUBLISH_SCRIPT, PUBLISH_SHA, build_call
-from server.tasks import SupervisedTask
 from tests.support import async_wait_until
 from tests.support.gateway import RunningGateway, WsClient, gateway_settings, running_gateway
 
@@ -113,7 +112,10 @@ async def test_garbage_on_the_live_channel_is_dropped_logged_counted_and_the_fee
         assert running.gateway.bus.up and running.gateway.tasks["bus"].up
         assert running.gateway.metrics.task_restarts["bus"] == 0
         assert running.gateway.metrics.bus_rejected[reason] == 1
-        assert await asyncio.to_thread(metric, running, f'signalpush_bus_rejected_total{{reason="{reason}"}}') == 1
+        assert (
+            await asyncio.to_thread(metric, running, f'signalpush_bus_rejected_total{{reason="{reason}"}}')
+            == 1
+        )
         assert (await asyncio.to_thread(healthz, running))[0] == 200
         logged = [r for r in caplog.records if getattr(r, "reason", None) == reason]
         assert len(logged) == 1 and logged[0].symbol == symbol  # type: ignore[attr-defined]
@@ -121,7 +123,9 @@ async def test_garbage_on_the_live_channel_is_dropped_logged_counted_and_the_fee
     attacker.close()
 
 
-async def test_a_forged_seq_jump_is_dropped_and_costs_no_memory_for_the_jump(redis_url: str, symbol: str) -> None:
+async def test_a_forged_seq_jump_is_dropped_and_costs_no_memory_for_the_jump(
+    redis_url: str, symbol: str
+) -> None:
     await publish_signals(redis_url, symbol, 3)
     attacker = Attacker(redis_url, symbol)
     async with running_gateway(redis_url) as running:
@@ -254,7 +258,9 @@ async def test_without_confirm_live_a_forged_next_event_is_taken_back_with_one_r
     attacker.close()
 
 
-async def test_a_crashed_bus_task_is_restarted_counted_and_shown_in_healthz(redis_url: str, symbol: str) -> None:
+async def test_a_crashed_bus_task_is_restarted_counted_and_shown_in_healthz(
+    redis_url: str, symbol: str
+) -> None:
     async with running_gateway(redis_url) as running:
         client = await WsClient(running.ws_url).connect()
         sub = (await client.subscribe(symbol))["sub"]
@@ -280,6 +286,8 @@ async def test_a_crashed_bus_task_is_restarted_counted_and_shown_in_healthz(redi
 
 
 async def test_healthz_names_a_task_that_is_down(redis_url: str) -> None:
+    from server.tasks import SupervisedTask
+
     async with running_gateway(redis_url) as running:
         ended = asyncio.Event()
 
@@ -295,3 +303,28 @@ async def test_healthz_names_a_task_that_is_down(redis_url: str) -> None:
         assert code == 503 and body["down"] == ["recorder"] and body["recorder"] == "down"
         assert body["status"] == "degraded" and body["redis"] == "up" and body["restarts"]["recorder"] == 1
         await task.stop()
+
+
+async def test_api_symbols_leaves_out_names_that_are_not_symbols_and_unusable_metas(
+    redis_url: str, symbol: str
+) -> None:
+    await publish_signals(redis_url, symbol, 2)
+    spoiled, bad_names = f"{symbol}S", (b"\xff\xfeBAD", b"BTCUSDT\n", b'x"}\n')
+    client = redis.Redis.from_url(redis_url)
+    client.sadd(keys.SYMBOLS_KEY, *bad_names, spoiled)
+    client.set(keys.meta_key(spoiled), "not a hash")
+    try:
+        async with running_gateway(redis_url) as running:
+
+            def symbols() -> tuple[int, dict[str, Any]]:
+                with urlopen(f"{running.http_url}/api/symbols", timeout=5) as response:
+                    return response.status, json.loads(response.read())
+
+            status, body = await asyncio.to_thread(symbols)
+            listed = {entry["symbol"]: entry for entry in body["symbols"]}
+            assert status == 200 and listed[symbol]["seq"] == 2 and listed[symbol]["epoch"]
+            assert spoiled not in listed and not {"BTCUSDT\n", 'x"}\n'} & set(listed)
+    finally:
+        client.srem(keys.SYMBOLS_KEY, *bad_names, spoiled)
+        client.delete(keys.meta_key(spoiled))
+        client.close()

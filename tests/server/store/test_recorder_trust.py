@@ -60,8 +60,9 @@ async def test_a_symbol_with_a_log_of_the_wrong_type_does_not_stall_the_others(
             await running.caught_up(good, seqs[-1], timeout=5)
             assert running.recorder.stats()["redis_up"], "one symbol's keys are not Redis being down"
         await async_wait_until(lambda: poison in running.recorder.unrecordable(), what="the poison reported")
-        assert "not a stream" in running.recorder.unrecordable()[poison] or "WRONGTYPE" in (
-            running.recorder.unrecordable()[poison]
+        assert (
+            "not a stream" in running.recorder.unrecordable()[poison]
+            or "WRONGTYPE" in (running.recorder.unrecordable()[poison])
         )
         await async_wait_until(
             lambda: running.recorder.lag().get(poison) == (5 if with_meta else 0), what="the poison's lag"
