@@ -96,7 +96,7 @@ class ApiRoutes:
             " (retried with backoff; their lag keeps growing)",
             "# TYPE signalpush_recorder_unrecordable_symbols gauge",
             f"signalpush_recorder_unrecordable_symbols {stats.get('unrecordable', 0)}",
-            "# HELP signalpush_recorder_invalid_names Names in the symbol registry that are not symbols (skipped)",
+            "# HELP signalpush_recorder_invalid_names Registry names that are not symbols (skipped)",
             "# TYPE signalpush_recorder_invalid_names gauge",
             f"signalpush_recorder_invalid_names {stats.get('invalid_names', 0)}",
         ]

@@ -125,7 +125,9 @@ def test_the_sync_publisher_maps_a_refusal_the_same_way(
 ) -> None:
     asyncio.run(publish(redis_url, symbol, 1))
     client.xadd(keys.log_key(symbol), {"e": "x"}, id="99999999999-0")
-    with SyncPublisher(redis_url, bot="b", strategy="s", retry_attempts=0) as pub:
-        with pytest.raises(PublishError, match="refused to publish: .*99999999999-0"):
-            pub.signal(symbol, "buy", price=1, confidence=0.5, ts=TS)
+    with (
+        SyncPublisher(redis_url, bot="b", strategy="s", retry_attempts=0) as pub,
+        pytest.raises(PublishError, match="refused to publish: .*99999999999-0"),
+    ):
+        pub.signal(symbol, "buy", price=1, confidence=0.5, ts=TS)
     assert meta_seq(client, symbol) == 1

@@ -204,7 +204,7 @@ async def test_a_genuine_event_with_an_invalid_body_is_a_void_seq(redis_url: str
     async with running_gateway(redis_url, settings) as running:
         client = await WsClient(running.ws_url).connect()
         sub = (await client.subscribe(symbol))["sub"]
-        publish_raw(redis_url, symbol, ['"kind":"signal","symbol":"%s"}' % symbol])  # seq 3: void
+        publish_raw(redis_url, symbol, [f'"kind":"signal","symbol":"{symbol}"}}'])  # seq 3: void
         await publish_signals(redis_url, symbol, 1)
         publish_raw(redis_url, symbol, ['"kind":"meteor"}', "not json at all"])  # 5 and 6, at the tail
         state = running.gateway.fanout.symbols[symbol]

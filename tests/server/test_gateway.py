@@ -6,7 +6,6 @@ import asyncio
 import json
 from typing import Any
 
-import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -29,8 +29,8 @@ def test_once_per_key_per_interval_then_says_how_many_were_held_back(
     clock.now = 61.0
     assert limited.warning(("SYM", "json"), "dropped", symbol="SYM")
     records = [r for r in caplog.records if r.name == "test.ratelog"]
-    assert len(records) == 3 and getattr(records[-1], "held_back") == 5
-    assert getattr(records[0], "symbol") == "SYM"
+    assert len(records) == 3 and records[-1].held_back == 5
+    assert records[0].symbol == "SYM"
 
 
 def test_memory_is_bounded_whatever_the_keys() -> None:

@@ -90,10 +90,10 @@ def publish_raw(url: str, symbol: str, bodies: list[str]) -> None:
 async def test_invalid_entries_are_void_seqs_skipped_exactly_as_the_live_path_skips_them(
     redis_url: str, engine: AsyncEngine, redis_client: aioredis.Redis, symbol: str
 ) -> None:
-    good = '"kind":"signal","symbol":"%s","ts":1732560000000,"bot":"b","strategy":"s","type":"buy",' % symbol
+    good = f'"kind":"signal","symbol":"{symbol}","ts":1732560000000,"bot":"b","strategy":"s","type":"buy",'
     bodies = [
         good + '"price":2,"confidence":1,"meta":{}}',  # 1: whole numbers are numbers: kept
-        '"kind":"signal","symbol":"%s"}' % symbol,  # 2: fields missing
+        f'"kind":"signal","symbol":"{symbol}"}}',  # 2: fields missing
         good.replace(symbol, "OTHERSYM") + '"price":1.0,"confidence":0.5,"meta":{}}',  # 3: another symbol
         good + '"price":1%s,"confidence":0.5,"meta":{}}' % ("0" * 400),  # 4: a number no float holds
         good + '"price":NaN,"confidence":0.5,"meta":{}}',  # 5: NaN
