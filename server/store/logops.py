@@ -27,7 +27,7 @@ RECORDER_SCRIPT: Final = r"""
 -- ARGV[1] 'read' | 'ack'   ARGV[2] group   ARGV[3] consumer
 -- read: ARGV[4] 'new' | 'own' | 'claim'   ARGV[5] count   ARGV[6] claim min idle ms   ARGV[7] claim cursor
 --   -> {epoch or '', group's last delivered id before the read or '', next claim cursor or '',
---       id1, json1, id2, json2, ...}   (json '' = the entry is gone from the log)
+--       id1, json1, id2, json2, ...}   (json '' = the entry is gone from the log; ' ' = it has no event)
 -- ack:  ARGV[4] epoch of the ids   ARGV[5] '1' to trim   ARGV[6..] ids
 --   -> {acked, committed watermark (-1 = no group), meta seq}
 local meta, log = KEYS[1], KEYS[2]
@@ -77,6 +77,7 @@ if op == 'read' then
     local json = ''
     local fields = entry[2]
     if fields then
+      json = ' '  -- an entry without an event field is invalid (a void seq), not gone
       for i = 1, #fields, 2 do
         if fields[i] == 'e' then json = fields[i + 1] end
       end
@@ -185,9 +186,19 @@ def ack_args(symbol: str, consumer: str, epoch: str, seqs: Sequence[int], *, tri
     ]
 
 
+def _event_text(value: Any) -> str:
+    # Not UTF-8: an invalid event (a void seq), never an error and never '' (which means gone).
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return "\ufffd"
+    return str(value)
+
+
 def parse_read(raw: Sequence[Any]) -> ReadResult:
     epoch, last, cursor = (_text(v) for v in raw[:3])
-    entries = [LogEntry(_seq(_text(raw[i])), _text(raw[i + 1])) for i in range(3, len(raw), 2)]
+    entries = [LogEntry(_seq(_text(raw[i])), _event_text(raw[i + 1])) for i in range(3, len(raw), 2)]
     return ReadResult(
         epoch=epoch or None,
         last_delivered=_seq(last) if last else None,

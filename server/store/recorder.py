@@ -19,7 +19,7 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis
@@ -33,7 +33,7 @@ from publishers.events import now_ms
 from server.logs import RateLimitedLog
 from server.store import logops
 from server.store.engine import create_engine
-from server.store.writer import insert_events
+from server.store.writer import insert_events, insert_voids
 from server.trust import check_event, is_epoch, symbol_name
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ class _Batch:
     epoch: str
     seqs: list[int]
     events: list[dict[str, Any]]
+    #: (seq, reason) of invalid entries: recorded as void seqs.
+    voids: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Recorder:
@@ -384,6 +386,7 @@ class Recorder:
             event = check_event(entry.json, entry.seq, symbol)
             if isinstance(event, str):
                 malformed.append(entry.seq)  # a void seq: the live path skips it too
+                batch.voids.append((entry.seq, event))
                 continue
             batch.events.append(event)
         if gone:
@@ -449,9 +452,12 @@ class Recorder:
         # A claim and a re-read may hand the same entry over twice in one round.
         unique = {(b.symbol, b.epoch, e["seq"]): (b.epoch, e) for b in batches for e in b.events}
         pairs = list(unique.values())
-        if pairs:
+        voids = {(b.symbol, b.epoch, seq, reason) for b in batches for seq, reason in b.voids}
+        if pairs or voids:
             async with engine.begin() as connection:
                 await insert_events(connection, pairs)
+                if voids:
+                    await insert_voids(connection, voids)
             self._counters["events_recorded"] += len(pairs)
             self._counters["batches"] += 1
             self._last_commit_ms = now_ms()

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.store.models import TABLES, BotRow
+from server.store.models import TABLES, BotRow, VoidRow
 
 _COLUMNS = {
     kind: [c.name for c in table.__table__.columns if c.name != "id"] for kind, table in TABLES.items()
@@ -108,3 +108,12 @@ async def _upsert_bots(connection: AsyncConnection, bots: dict[str, dict[str, An
                 strategy=entry["strategy"],
             )
         await connection.execute(update(BotRow).where(BotRow.name == name).values(**values))
+
+
+async def insert_voids(connection: AsyncConnection, voids: Iterable[tuple[str, str, int, str]]) -> None:
+    """Insert (symbol, epoch, seq, reason) void seqs; ones already present are skipped."""
+    rows = [{"symbol": s, "epoch": e, "seq": q, "reason": r} for s, e, q, r in voids]
+    upsert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    for start in range(0, len(rows), 500):
+        statement = upsert(VoidRow).on_conflict_do_nothing(index_elements=["symbol", "epoch", "seq"])
+        await connection.execute(statement, rows[start : start + 500])

@@ -107,3 +107,25 @@ async def test_invalid_entries_are_void_seqs_skipped_exactly_as_the_live_path_sk
     rows = await stored(engine, symbol)
     assert [seq for _, seq, _ in rows] == [1, 6]
     assert json.loads(rows[1][2])["meta"] == {"deep": "\x00 ok"}
+
+
+async def test_a_replay_over_recorded_void_seqs_is_complete_not_a_reset(
+    redis_url: str, engine: AsyncEngine, redis_client: aioredis.Redis, symbol: str
+) -> None:
+    from server.filters import EVERYTHING
+    from server.history import load_after
+
+    valid = (
+        f'"kind":"signal","symbol":"{symbol}","ts":1732560000000,"bot":"b","strategy":"s","type":"buy",'
+        '"price":1.0,"confidence":0.5,"meta":{}}'
+    )
+    publish_raw(redis_url, symbol, [valid, '"kind":"meteor"}', valid, "garbage", valid])
+    await redis_client.xadd(keys.log_key(symbol), {"x": "no event field"}, id="6-0")
+    await redis_client.hset(keys.meta_key(symbol), "seq", 6)
+    async with running_recorder(redis_url, engine, [symbol]) as running:
+        await running.caught_up(symbol, 6)
+    assert await redis_client.xlen(keys.log_key(symbol)) == 0, "all trimmed: replays come from SQL"
+    epoch = (await redis_client.hget(keys.meta_key(symbol), "epoch")).decode()
+    after = await load_after(engine, redis_client, symbol, EVERYTHING, epoch=epoch, seq=0, limit=100)
+    assert after.reset_reason is None and after.complete and after.reached == 6
+    assert [json.loads(e)["seq"] for e in after.events] == [1, 3, 5]
