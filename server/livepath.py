@@ -25,7 +25,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -35,14 +34,14 @@ from publishers.connection import TRANSIENT_ERRORS
 from publishers.errors import BusError
 from server.bus import Batch
 from server.fanout import Diverged, EpochChanged, Fanout, Hole, Member
-from server.filters import EVERYTHING
-from server.history_source import After, HistorySource, read_meta
+from server.history_source import HistorySource, read_meta
+from server.holes import StoreFill
 from server.logs import RateLimitedLog
 from server.metrics import GatewayMetrics
 from server.outbox import Outbox
 from server.protocol import now_ms
 from server.selection import Message
-from server.trust import LiveMessage, check_event, parse_envelope, symbol_name
+from server.trust import LiveMessage, check_run, parse_envelope, symbol_name
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +56,6 @@ _MAX_LATENCY_MS: Final = 3_600_000
 
 def _epoch_of(message: LiveMessage) -> str:
     return message[0]
-
-
-@dataclass(slots=True)
-class _Filled:
-    """How a fill from the store ended: the position reached, the meta's seq, a reset if any."""
-
-    reached: int
-    meta_seq: int
-    reset_reason: str | None = None
-    epoch: str | None = None
-    mismatched: int = 0
 
 
 class LivePath:
@@ -91,6 +79,7 @@ class LivePath:
         self.metrics = metrics
         self.outbox = outbox
         self.confirm_every_batch = confirm_every_batch
+        self.store = StoreFill(fanout, history, outbox, metrics)
         self._restart_member = restart_member
         self._announce = announce
         self._primed: dict[str, asyncio.Event] = {}
@@ -208,43 +197,10 @@ class LivePath:
                 return
             if epoch != state.epoch and not await self._confirm_epoch(symbol, epoch, run):
                 continue
-            pending, events, tail = self._checked(symbol, run)
-            await self._advance(symbol, epoch, pending, events, tail, now)
-
-    def _checked(self, symbol: str, run: Any) -> tuple[list[Message], dict[int, dict[str, Any]] | None, int]:
-        """The run's valid messages in seq order (with their decoded events) and the highest invalid seq."""
-        pending: list[Message] = []
-        events: dict[int, dict[str, Any]] = {}
-        tail = previous = 0
-        ordered = True
-        confirm = self.confirm_every_batch  # then the events sent are the log's: nothing to decode
-        for _, seq, _, raw in run:
-            if not confirm:
-                event = check_event(raw, seq, symbol)
-                if isinstance(event, str):
-                    self.reject(symbol, event, seq=seq)
-                    tail = max(tail, seq)
-                    continue
-                events[seq] = event
-            pending.append((seq, raw))
-            ordered = ordered and seq > previous
-            previous = seq
-        if not ordered:
-            pending, tail = self._untangle(symbol, pending, tail)
-        return pending, None if confirm else events, tail
-
-    def _untangle(self, symbol: str, pending: list[Message], tail: int) -> tuple[list[Message], int]:
-        """Sort a run; two different events under one seq are both dropped (the log decides)."""
-        bodies: dict[int, str | None] = {}
-        for seq, raw in pending:
-            known = bodies.get(seq, raw)
-            bodies[seq] = raw if known == raw else None
-        clashes = [seq for seq, raw in bodies.items() if raw is None]
-        if clashes:
-            dropped = sum(1 for seq, _ in pending if bodies[seq] is None)
-            self.reject(symbol, "diverged", dropped, seq=clashes[0])
-            tail = max(tail, *clashes)
-        return sorted((seq, raw) for seq, raw in bodies.items() if raw is not None), tail
+            checked = check_run(symbol, run, decode=not self.confirm_every_batch)
+            for reason, seq in checked.rejected:
+                self.reject(symbol, reason, seq=seq)
+            await self._advance(symbol, epoch, checked.pending, checked.events, checked.tail, now)
 
     async def _confirm_epoch(self, symbol: str, epoch: str, run: list[LiveMessage]) -> bool:
         """A message of another epoch: believed (subscribers reset) only if the meta holds it."""
@@ -299,7 +255,7 @@ class LivePath:
         """Send the stored events up to ``through``; returns what is left of ``pending`` to check."""
         state = self.fanout.symbols[symbol]
         wanted = {seq: raw for seq, raw in pending if seq <= through}
-        filled = await self._fill(symbol, epoch, through, wanted)
+        filled = await self.store.fill(symbol, epoch, through, wanted)
         if filled is None or self.fanout.symbols.get(symbol) is not state:
             return []
         if filled.reset_reason is not None:
@@ -319,48 +275,13 @@ class LivePath:
         position = state.last_seq or 0
         return [(seq, raw) for seq, raw in pending if position < seq <= filled.meta_seq]
 
-    async def _fill(self, symbol: str, epoch: str, through: int, wanted: dict[int, str]) -> _Filled | None:
-        """Send the stored events after the symbol's position up to ``through`` (or the meta's seq),
-        in bounded pages. ``wanted`` are live messages in that range: counted when the store differs."""
-        state = self.fanout.symbols[symbol]
-        position = state.last_seq or 0
-        mismatched = 0
-        pages = 0
-        while True:
-            after: After = await self.history.after(
-                symbol, EVERYTHING, epoch=epoch, seq=position, until_seq=through
-            )
-            if self.fanout.symbols.get(symbol) is not state or state.last_seq != position:
-                return None  # gone or moved meanwhile: what is pending is checked again later
-            if after.reset_reason is not None:
-                return _Filled(position, after.to_seq, after.reset_reason, after.epoch)
-            stored = dict(after.events)
-            for seq, raw in wanted.items():
-                if position < seq <= after.reached and stored.get(seq) != raw:
-                    mismatched += 1
-            if after.reached > position:
-                events = [(seq, raw) for seq, raw in after.events if position < seq <= after.reached]
-                self.outbox.write(
-                    self.fanout.ingest(symbol, epoch, events, time.monotonic(), to_seq=after.reached)
-                )
-                self.metrics.gap_events_filled += len(events)
-                position = after.reached
-                pages += 1
-            elif not after.complete:
-                return _Filled(position, after.to_seq, "the log could not be read past a seq", after.epoch)
-            if after.complete:
-                if pages:
-                    self.metrics.gaps_filled += 1
-                return _Filled(position, after.to_seq, mismatched=mismatched)
-
     async def _diverged(self, symbol: str, epoch: str, pending: list[Message], seq: int) -> list[Message]:
         """Another event under a seq already sent: rewind only if the log holds it, else drop it."""
         state = self.fanout.symbols[symbol]
         live = dict(pending)[seq]
-        after = await self.history.after(symbol, EVERYTHING, epoch=epoch, seq=seq - 1, until_seq=seq)
+        stored = await self.store.stored(symbol, epoch, seq)
         if self.fanout.symbols.get(symbol) is not state:
             return []
-        stored = dict(after.events).get(seq) if after.reset_reason is None else None
         if stored == live:
             self.rewind(symbol, epoch, seq)
             return pending

@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from publishers.events import (
@@ -262,3 +263,58 @@ def check_event(text: str, seq: int, symbol: str) -> dict[str, Any] | str:
     if not _fields_ok(kind, event) or (len(text) > _META_CHECK_CHARS and not _meta_fits(event)):
         return "fields"
     return event
+
+
+# -- a run of live messages ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CheckedRun:
+    """One symbol's live messages of one epoch, checked (see :func:`check_run`)."""
+
+    #: (seq, event json) of the valid messages, in seq order, each seq once.
+    pending: list[tuple[int, str]]
+    #: Their decoded events by seq (None when not decoded).
+    events: dict[int, dict[str, Any]] | None
+    #: The highest seq whose message was dropped (0: none): the store says what it holds.
+    tail: int = 0
+    #: (reason, seq) of every message dropped.
+    rejected: list[tuple[str, int]] = field(default_factory=list)
+
+
+def check_run(symbol: str, run: list[LiveMessage], *, decode: bool = True) -> CheckedRun:
+    """Check each message's event; sort; two different events under one seq are both dropped.
+
+    With ``decode`` False the events are not checked (the caller sends the log's instead).
+    """
+    checked = CheckedRun([], {} if decode else None)
+    events = checked.events
+    pending = checked.pending
+    previous = 0
+    ordered = True
+    for _, seq, _, raw in run:
+        if events is not None:
+            event = check_event(raw, seq, symbol)
+            if isinstance(event, str):
+                checked.rejected.append((event, seq))
+                checked.tail = max(checked.tail, seq)
+                continue
+            events[seq] = event
+        pending.append((seq, raw))
+        ordered = ordered and seq > previous
+        previous = seq
+    if not ordered:
+        _untangle(checked)
+    return checked
+
+
+def _untangle(checked: CheckedRun) -> None:
+    bodies: dict[int, str | None] = {}
+    for seq, raw in checked.pending:
+        known = bodies.get(seq, raw)
+        bodies[seq] = raw if known == raw else None
+    for seq, _ in checked.pending:
+        if bodies[seq] is None:
+            checked.rejected.append(("diverged", seq))
+            checked.tail = max(checked.tail, seq)
+    checked.pending = sorted((seq, raw) for seq, raw in bodies.items() if raw is not None)

@@ -258,3 +258,41 @@ async def _run_scripts_cluster(client: RedisCluster, calls: Sequence[Sequence[An
             return exc  # this symbol's keys: the others go on
 
     return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+# -- plain reads and upkeep (the recorder maps their errors) --------------------------------
+
+
+async def meta_seqs(client: aioredis.Redis, names: Sequence[str]) -> dict[str, int]:
+    """The meta seq of each symbol that has a readable one (a bad meta is left out, not an error)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hget(keys.meta_key(name), keys.META_SEQ)
+        replies = await pipe.execute(raise_on_error=False)
+    out = {}
+    for name, reply in zip(names, replies, strict=True):
+        text = reply.decode("ascii", "replace") if isinstance(reply, bytes) else ""
+        if text.isascii() and text.isdigit():
+            out[name] = int(text)
+    return out
+
+
+async def log_types(client: aioredis.Redis, names: Sequence[str]) -> dict[str, str]:
+    """The Redis type of each symbol's log key ("stream", "none", or what wrongly sits there)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.type(keys.log_key(name))
+        replies = await pipe.execute()
+    return {name: _text(kind) for name, kind in zip(names, replies, strict=True)}
+
+
+async def forget_dead_consumers(client: aioredis.Redis, symbol: str, me: str, idle_ms: int) -> None:
+    """Delete the group's consumers other than ``me`` with nothing pending and idle past ``idle_ms``."""
+    try:
+        consumers = await client.xinfo_consumers(keys.log_key(symbol), keys.RECORDER_GROUP)
+        for info in consumers:
+            name = info.get("name", b"")  # passed back as read: it may not be text
+            if name not in (me, me.encode()) and not info.get("pending") and info.get("idle", 0) > idle_ms:
+                await client.xgroup_delconsumer(keys.log_key(symbol), keys.RECORDER_GROUP, name)
+    except redis.ResponseError:
+        return  # no log or no group yet (or not a stream: the reads report that)

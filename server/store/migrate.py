@@ -66,7 +66,7 @@ def _upgrade(connection: Connection) -> str | None:
     if before is None:
         existing = set(inspect(connection).get_table_names())
         ours = set(Base.metadata.tables)
-        if INITIAL_TABLES <= existing:
+        if existing >= INITIAL_TABLES:
             # Made by create_all before migrations existed: same schema as the first revision.
             command.stamp(config, INITIAL_REVISION)
         elif ours & existing:

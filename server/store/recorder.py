@@ -19,7 +19,6 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis
@@ -33,8 +32,8 @@ from publishers.events import now_ms
 from server.logs import RateLimitedLog
 from server.store import logops
 from server.store.engine import create_engine
-from server.store.writer import insert_events, insert_voids
-from server.trust import check_event, is_epoch, symbol_name
+from server.store.recorder_state import Batch, Symbols, decode, parse_reply
+from server.store.writer import commit_batches, commit_each_symbol
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +43,6 @@ _WATERMARK_EVERY_S: Final = 1.0
 _CONSUMER_SWEEP_EVERY_S: Final = 300.0
 #: Consumers with nothing pending and idle this long (a recorder that went away) are deleted.
 _DEAD_CONSUMER_IDLE_MS: Final = 3_600_000
-#: A symbol whose keys fail is retried after this, doubling up to the max.
-_SYMBOL_BACKOFF_START_S: Final = 1.0
-_SYMBOL_BACKOFF_MAX_S: Final = 60.0
 _REDIS_ERRORS: Final = (redis.RedisError, OSError)
 _DATABASE_ERRORS: Final = (SQLAlchemyError, OSError, TimeoutError)
 
@@ -62,30 +58,6 @@ class _DatabaseDown(Exception):
 def default_consumer_name() -> str:
     """A consumer name unique to this process: host, pid and a random tag."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-@dataclass
-class _Symbol:
-    """What the recorder knows about one symbol's log."""
-
-    recover: bool = True  # read our own pending entries before new ones
-    claim_cursor: str = "0-0"
-    committed: int = 0
-    meta_seq: int = 0
-    #: Why its keys cannot be recorded now (None: they can); retried from ``retry_at`` on.
-    problem: str | None = None
-    retry_at: float = 0.0
-    failures: int = 0
-
-
-@dataclass
-class _Batch:
-    symbol: str
-    epoch: str
-    seqs: list[int]
-    events: list[dict[str, Any]]
-    #: (seq, reason) of invalid entries: recorded as void seqs.
-    voids: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Recorder:
@@ -117,7 +89,7 @@ class Recorder:
         self._database = database
         self._symbol_refresh_s = symbol_refresh_s
         self._socket_timeout_s = max(socket_timeout_s, settings.block_ms / 1000 + 1.0)
-        self._symbols: dict[str, _Symbol] = {}
+        self._symbols = Symbols()
         self._only = None if symbols is None else tuple(symbols)
         self._next_symbols_at = 0.0
         self._next_claim_at = 0.0
@@ -148,13 +120,13 @@ class Recorder:
             "redis_up": self._up["redis"],
             "database_up": self._up["database"],
             "symbols": len(self._symbols),
-            "unrecordable": sum(1 for s in self._symbols.values() if s.problem is not None),
+            "unrecordable": len(self._symbols.unrecordable()),
             "invalid_names": self._invalid_names,
         }
 
     def committed(self) -> dict[str, int]:
         """Per symbol: every seq up to this one is committed in SQL (as last seen in Redis)."""
-        return {name: max(0, s.committed) for name, s in sorted(self._symbols.items())}
+        return self._symbols.committed()
 
     def lag(self) -> dict[str, int]:
         """Per symbol: the symbol's seq minus the highest seq below which everything is committed.
@@ -162,11 +134,11 @@ class Recorder:
         A symbol that cannot be recorded keeps growing here (its meta's seq is still read);
         :meth:`unrecordable` says why.
         """
-        return {name: max(0, s.meta_seq - max(s.committed, 0)) for name, s in sorted(self._symbols.items())}
+        return self._symbols.lag()
 
     def unrecordable(self) -> dict[str, str]:
         """Symbols whose keys cannot be recorded now, and why (retried with backoff)."""
-        return {name: s.problem for name, s in sorted(self._symbols.items()) if s.problem is not None}
+        return self._symbols.unrecordable()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -188,8 +160,7 @@ class Recorder:
             },
         )
         backoff = _BACKOFF_START_S
-        for state in self._symbols.values():
-            state.recover = True  # a restart after a failure: our own pending entries first
+        self._symbols.recover_all()  # a restart after a failure: our own pending entries first
         try:
             while not stop.is_set():
                 try:
@@ -217,7 +188,7 @@ class Recorder:
         await self._refresh_symbols(client)
         if not self._symbols:
             return False
-        batches: list[_Batch] = []
+        batches: list[Batch] = []
         if time.monotonic() >= self._next_claim_at:
             # Before this round's reads, so our own in-flight entries are never claimed back.
             batches = await self._claim_all(client)
@@ -239,8 +210,7 @@ class Recorder:
         if time.monotonic() < self._next_symbols_at:
             return
         if self._only is not None:
-            for name in self._only:
-                self._symbols.setdefault(name, _Symbol())
+            self._symbols.add(self._only)
             self._next_symbols_at = float("inf")
             return
         members: set[bytes] = set()
@@ -255,80 +225,50 @@ class Recorder:
             )
         except _REDIS_ERRORS as exc:
             raise _RedisDown from exc
-        invalid = 0
-        for raw in members:
-            symbol = symbol_name(raw)
-            if symbol is None:
-                invalid += 1  # written by something else than a publisher: never a key name
-                continue
-            self._symbols.setdefault(symbol, _Symbol())
-        self._invalid_names = invalid
-        if invalid:
+        self._invalid_names = self._symbols.add_registry(members)
+        if self._invalid_names:
             self._warnings.warning(
                 "invalid names",
                 "recorder: the symbol registry holds names that are not symbols; skipped",
                 registry=keys.SYMBOLS_KEY,
-                count=invalid,
+                count=self._invalid_names,
             )
         self._next_symbols_at = time.monotonic() + self._symbol_refresh_s
 
-    def _ready(self) -> list[str]:
-        """The symbols to work on now (not waiting out a backoff after their keys failed)."""
-        now = time.monotonic()
-        return [name for name, state in self._symbols.items() if state.retry_at <= now]
-
     def _symbol_failed(self, name: str, problem: str) -> None:
         """This symbol's keys failed (wrong type, unusable meta): skip it for a while, keep the others."""
-        state = self._symbols[name]
-        state.failures += 1
-        state.problem = problem[:200]
-        state.recover = True
-        delay = min(_SYMBOL_BACKOFF_START_S * 2 ** min(state.failures - 1, 16), _SYMBOL_BACKOFF_MAX_S)
-        state.retry_at = time.monotonic() + delay
+        delay = self._symbols.failed(name, problem)
         self._counters["symbol_errors"] += 1
         self._warnings.warning(
             ("symbol", name),
             "recorder: cannot record a symbol; the others go on, it is retried with backoff",
             symbol=name,
-            error=state.problem,
+            error=self._symbols[name].problem,
             retry_in_s=round(delay, 1),
         )
 
-    def _symbol_ok(self, name: str) -> None:
-        state = self._symbols[name]
-        if state.problem is not None:
-            log.info("recorder: a symbol can be recorded again", extra={"symbol": name})
-        state.problem, state.failures, state.retry_at = None, 0, 0.0
-
     def _reply(self, name: str, reply: Any, parse: Any) -> Any:
         """A script reply parsed, or None after marking the symbol failed (an error reply, a bad epoch)."""
-        if isinstance(reply, BaseException):
-            self._symbol_failed(name, str(reply))
-            return None
-        try:
-            result = parse(reply)
-        except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
-            self._symbol_failed(name, f"unexpected reply from the recorder script: {exc}")
-            return None
-        epoch = getattr(result, "epoch", None)
-        if epoch is not None and not is_epoch(epoch):
-            self._symbol_failed(name, f"{keys.meta_key(name)} holds an epoch the publish script never writes")
+        result = parse_reply(name, reply, parse)
+        if isinstance(result, str):
+            self._symbol_failed(name, result)
             return None
         return result
 
-    async def _read_all(self, client: Any) -> tuple[list[_Batch], bool]:
+    async def _read_all(self, client: Any) -> tuple[list[Batch], bool]:
         count = self.settings.batch_size
-        names = self._ready()
+        names = self._symbols.ready()
         modes: list[logops.ReadMode] = ["own" if self._symbols[n].recover else "new" for n in names]
         calls = [logops.read_args(n, m, count, self.consumer) for n, m in zip(names, modes, strict=True)]
         replies = await self._redis(logops.run_scripts(client, calls)) if calls else []
-        batches: list[_Batch] = []
+        batches: list[Batch] = []
         busy = False
         for name, mode, reply in zip(names, modes, replies, strict=True):
             result = self._reply(name, reply, logops.parse_read)
             if result is None:
                 continue
-            self._symbol_ok(name)  # its log reads again: recordable
+            if self._symbols.ok(name):  # its log reads again: recordable
+                log.info("recorder: a symbol can be recorded again", extra={"symbol": name})
             state = self._symbols[name]
             if mode == "own" and not result.entries:
                 state.recover = False  # nothing of ours left pending: read new entries next round
@@ -342,8 +282,8 @@ class Recorder:
                 batches.append(batch)
         return batches, busy
 
-    async def _claim_all(self, client: Any) -> list[_Batch]:
-        names = self._ready()
+    async def _claim_all(self, client: Any) -> list[Batch]:
+        names = self._symbols.ready()
         if not names:
             return []
         calls = [
@@ -372,37 +312,25 @@ class Recorder:
                 batches.append(batch)
         return batches
 
-    def _decode(self, symbol: str, result: logops.ReadResult) -> _Batch | None:
-        if result.epoch is None or not result.entries:
+    def _decode(self, symbol: str, result: logops.ReadResult) -> Batch | None:
+        batch = decode(symbol, result)
+        if batch is None:
             return None
-        batch = _Batch(symbol, result.epoch, [], [])
-        gone: list[int] = []
-        malformed: list[int] = []
-        for entry in result.entries:
-            batch.seqs.append(entry.seq)  # acknowledged whatever happens: nothing can be done twice
-            if not entry.json:
-                gone.append(entry.seq)
-                continue
-            event = check_event(entry.json, entry.seq, symbol)
-            if isinstance(event, str):
-                malformed.append(entry.seq)  # a void seq: the live path skips it too
-                batch.voids.append((entry.seq, event))
-                continue
-            batch.events.append(event)
-        if gone:
-            self._counters["lost"] += len(gone)
+        if batch.gone:
+            self._counters["lost"] += len(batch.gone)
             log.warning(
                 "log entries were trimmed (hard cap) before they were recorded",
-                extra={"symbol": symbol, "count": len(gone), "first_seq": gone[0]},
+                extra={"symbol": symbol, "count": len(batch.gone), "first_seq": batch.gone[0]},
             )
-        if malformed:
-            self._counters["skipped"] += len(malformed)
+        if batch.voids:
+            self._counters["skipped"] += len(batch.voids)
             self._warnings.warning(
                 ("malformed", symbol),
-                "skipped malformed log entries",
+                "skipped malformed log entries (void seqs)",
                 symbol=symbol,
-                count=len(malformed),
-                first_seq=malformed[0],
+                count=len(batch.voids),
+                first_seq=batch.voids[0][0],
+                reason=batch.voids[0][1],
             )
         return batch
 
@@ -415,7 +343,7 @@ class Recorder:
                 extra={"symbol": symbol, "from_seq": last_delivered + 1, "to_seq": first_seq - 1},
             )
 
-    async def _commit(self, engine: AsyncEngine, batches: list[_Batch]) -> list[_Batch]:
+    async def _commit(self, engine: AsyncEngine, batches: list[Batch]) -> list[Batch]:
         """Insert and COMMIT; returns the batches committed (to acknowledge).
 
         If the one transaction fails, each symbol's batch is tried alone: a symbol whose
@@ -423,46 +351,28 @@ class Recorder:
         stay pending); if every symbol fails, the database is down.
         """
         try:
-            await self._insert(engine, batches)
+            self._committed(await commit_batches(engine, batches))
             return batches
         except _DATABASE_ERRORS as exc:
             for batch in batches:
                 self._symbols[batch.symbol].recover = True
-            symbols = sorted({b.symbol for b in batches})
-            if len(symbols) < 2:
+            if len({b.symbol for b in batches}) < 2:
                 raise _DatabaseDown from exc
-            error = exc
-        committed: list[_Batch] = []
-        for name in symbols:
-            mine = [b for b in batches if b.symbol == name]
-            try:
-                await self._insert(engine, mine)
-            except _DATABASE_ERRORS as exc:
-                error = exc
-                continue
-            committed += mine
+        committed, refused = await commit_each_symbol(engine, batches, _DATABASE_ERRORS)
         if not committed:
-            raise _DatabaseDown from error
-        for name in symbols:
-            if not any(b.symbol == name for b in committed):
-                self._symbol_failed(name, f"the database refused its rows: {error}")
+            raise _DatabaseDown from next(iter(refused.values()))
+        self._committed(sum(len(b.events) for b in committed))
+        for name, error in refused.items():
+            self._symbol_failed(name, f"the database refused its rows: {error}")
         return committed
 
-    async def _insert(self, engine: AsyncEngine, batches: list[_Batch]) -> None:
-        # A claim and a re-read may hand the same entry over twice in one round.
-        unique = {(b.symbol, b.epoch, e["seq"]): (b.epoch, e) for b in batches for e in b.events}
-        pairs = list(unique.values())
-        voids = {(b.symbol, b.epoch, seq, reason) for b in batches for seq, reason in b.voids}
-        if pairs or voids:
-            async with engine.begin() as connection:
-                await insert_events(connection, pairs)
-                if voids:
-                    await insert_voids(connection, voids)
-            self._counters["events_recorded"] += len(pairs)
+    def _committed(self, recorded: int | None) -> None:
+        if recorded is not None:
+            self._counters["events_recorded"] += recorded
             self._counters["batches"] += 1
             self._last_commit_ms = now_ms()
 
-    async def _acknowledge(self, client: Any, batches: list[_Batch]) -> None:
+    async def _acknowledge(self, client: Any, batches: list[Batch]) -> None:
         """Ack (only after the commit) and trim behind what is committed."""
         calls = [
             logops.ack_args(b.symbol, self.consumer, b.epoch, b.seqs, trim=self.settings.trim)
@@ -478,25 +388,19 @@ class Recorder:
             self._note_watermark(batch.symbol, reply)
 
     async def _refresh_watermarks(self, client: Any) -> None:
-        names = self._ready()
+        names = self._symbols.ready()
         calls = [logops.ack_args(n, self.consumer, "", [], trim=self.settings.trim) for n in names]
         replies = await self._redis(logops.run_scripts(client, calls)) if calls else []
         for name, reply in zip(names, replies, strict=True):
             self._note_watermark(name, reply)
-        waiting = [name for name, state in self._symbols.items() if state.problem is not None]
+        waiting = list(self._symbols.unrecordable())
         if waiting:
             await self._read_meta_seqs(client, waiting)
 
     async def _read_meta_seqs(self, client: Any, names: list[str]) -> None:
         """The meta seq of symbols that cannot be recorded, so their lag keeps telling the truth."""
-        async with client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(keys.meta_key(name), keys.META_SEQ)
-            replies = await self._redis(pipe.execute(raise_on_error=False))
-        for name, reply in zip(names, replies, strict=True):
-            text = _text(reply) if isinstance(reply, bytes | str) else ""
-            if text.isascii() and text.isdigit():
-                self._symbols[name].meta_seq = int(text)
+        for name, seq in (await self._redis(logops.meta_seqs(client, names))).items():
+            self._symbols[name].meta_seq = seq
 
     def _note_watermark(self, symbol: str, reply: Any) -> None:
         result = self._reply(symbol, reply, logops.parse_ack)
@@ -508,25 +412,14 @@ class Recorder:
 
     async def _sweep_consumers(self, client: Any) -> None:
         """Forget consumers of recorders that went away (nothing pending, idle for an hour)."""
-        for name in list(self._symbols):
-            try:
-                consumers = await client.xinfo_consumers(keys.log_key(name), keys.RECORDER_GROUP)
-                for info in consumers:
-                    consumer = _text(info.get("name", ""))
-                    if (
-                        consumer != self.consumer
-                        and not info.get("pending")
-                        and info.get("idle", 0) > _DEAD_CONSUMER_IDLE_MS
-                    ):
-                        await client.xgroup_delconsumer(keys.log_key(name), keys.RECORDER_GROUP, consumer)
-            except redis.ResponseError:
-                continue  # no log or no group yet
-            except _REDIS_ERRORS as exc:
-                raise _RedisDown from exc
+        for name in list(self._symbols.logs):
+            await self._redis(
+                logops.forget_dead_consumers(client, name, self.consumer, _DEAD_CONSUMER_IDLE_MS)
+            )
 
     async def _idle(self, client: Any, stop: asyncio.Event) -> None:
         """Wait up to block_ms for a new entry on any log (or for stop)."""
-        names = self._ready()
+        names = self._symbols.ready()
         if not names or stop.is_set() or is_cluster_url(self.redis_url):
             # On a cluster the logs live on several nodes: one blocking XREAD cannot wait on all.
             await _wait(stop, self.settings.block_ms / 1000)
@@ -542,21 +435,15 @@ class Recorder:
             await _wait(stop, self.settings.block_ms / 1000)
 
     async def _find_bad_logs(self, client: Any, names: list[str]) -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.type(keys.log_key(name))
-            types = await self._redis(pipe.execute())
-        for name, kind in zip(names, types, strict=True):
-            text = _text(kind)
-            if text not in ("stream", "none"):
-                self._symbol_failed(name, f"{keys.log_key(name)} is a {text}, not a stream")
+        for name, kind in (await self._redis(logops.log_types(client, names))).items():
+            if kind not in ("stream", "none"):
+                self._symbol_failed(name, f"{keys.log_key(name)} is a {kind}, not a stream")
 
     async def _redis(self, operation: Any) -> Any:
         try:
             return await operation
         except _REDIS_ERRORS as exc:
-            for state in self._symbols.values():
-                state.recover = True
+            self._symbols.recover_all()
             raise _RedisDown from exc
 
     # -- health --------------------------------------------------------------------------
@@ -570,10 +457,6 @@ class Recorder:
         if not self._up[part]:
             self._up[part] = True
             log.info(f"recorder: {part} is back")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

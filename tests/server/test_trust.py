@@ -147,3 +147,23 @@ def test_what_check_event_accepts_the_publishers_validation_accepts(
 )  # fmt: skip
 def test_symbol_name_is_strict(raw: bytes | str, name: str | None) -> None:
     assert symbol_name(raw) == name
+
+
+def test_check_run_sorts_keeps_valid_events_and_drops_clashes() -> None:
+    from server.trust import check_run
+
+    def live(seq: int, text: str) -> tuple[str, int, int, str]:
+        return ("E", seq, 0, text)
+
+    one, two, three = (stored(SIGNAL, seq) for seq in (1, 2, 3))
+    other_two = stored(
+        Signal(symbol="BTC", ts=TS, bot="x", strategy="s", type="buy", price=1, confidence=0), 2
+    )
+    run = [live(3, three), live(1, one), live(2, two), live(2, other_two), live(4, "junk"), live(1, one)]
+    checked = check_run("BTC", run)
+    assert checked.pending == [(1, one), (3, three)], "sorted; an identical repeat is kept once"
+    assert checked.events is not None and sorted(checked.events) == [1, 2, 3]
+    assert sorted(checked.rejected) == [("diverged", 2), ("diverged", 2), ("json", 4)]
+    assert checked.tail == 4
+    unchecked = check_run("BTC", [live(2, "junk"), live(1, one)], decode=False)
+    assert unchecked.pending == [(1, one), (2, "junk")] and unchecked.events is None

@@ -129,3 +129,27 @@ async def test_a_replay_over_recorded_void_seqs_is_complete_not_a_reset(
     after = await load_after(engine, redis_client, symbol, EVERYTHING, epoch=epoch, seq=0, limit=100)
     assert after.reset_reason is None and after.complete and after.reached == 6
     assert [json.loads(e)["seq"] for e in after.events] == [1, 3, 5]
+
+
+async def test_rows_the_database_refuses_for_one_symbol_do_not_stop_the_others(
+    redis_url: str, engine: AsyncEngine, symbol: str
+) -> None:
+    from sqlalchemy import text
+
+    from publishers.events import Signal, Trade
+
+    signals, trades = f"{symbol}S", f"{symbol}T"
+    async with engine.begin() as connection:  # the trades table is gone: only trades are refused
+        await connection.execute(text("ALTER TABLE trades RENAME TO trades_away"))
+    who = {"ts": 1_732_560_000_000, "bot": "b", "strategy": "s"}
+    await publish(redis_url, [Signal(symbol=signals, **who, type="buy", price=1.0, confidence=0.5)] * 3)
+    await publish(redis_url, [Trade(symbol=trades, **who, side="buy", action="entry", price=1.0, qty=1.0,
+                                    position="p")] * 2)  # fmt: skip
+    async with running_recorder(redis_url, engine, [signals, trades]) as running:
+        await running.caught_up(signals, 3)
+        await async_wait_until(lambda: trades in running.recorder.unrecordable(), what="trades refused")
+        assert running.recorder.stats()["database_up"]
+        async with engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE trades_away RENAME TO trades"))
+        await running.caught_up(trades, 2, timeout=90)
+    assert [seq for _, seq, _ in await stored(engine, trades)] == [1, 2]
