@@ -80,18 +80,20 @@ for i = 7, #ARGV do
   if type(added) == 'table' and added.err then
     -- Only the first XADD can fail (each later id is above the one just added): undo its seq.
     redis.call('HINCRBY', meta, 'seq', -1)
-    local top = '?'
-    local info = redis.pcall('XINFO', 'STREAM', log)
+    if string.find(added.err, 'WRONGTYPE', 1, true) then
+      return refuse(log .. ' is not a stream: DEL ' .. log .. ' (nothing of it is readable)')
+    end
+    local top = 'an id'
+    local info = redis.pcall('XINFO', 'STREAM', log)  -- only to word the error (may be denied)
     if type(info) == 'table' and not info.err then
       for j = 1, #info, 2 do
-        if info[j] == 'last-generated-id' then top = info[j + 1] end
+        if info[j] == 'last-generated-id' then top = 'ids up to ' .. info[j + 1] end
       end
-      return refuse(log .. ' already holds ids up to ' .. top .. ' (its last generated id), ahead of seq '
-        .. (seq - 1) .. ' in ' .. meta .. ': something else than the publish script wrote to it. '
-        .. 'Nothing was written. Repair: DEL ' .. log .. ' (its events not yet recorded are lost) or DEL '
-        .. meta .. ' (a new epoch of ' .. symbol .. ' starts)')
     end
-    return refuse(log .. ' is not a stream (' .. added.err .. '): DEL ' .. log .. ' (nothing of it is readable)')
+    return refuse(log .. ' already holds ' .. top .. ' (its last generated id) at or above seq ' .. seq
+      .. ' (' .. added.err .. '), and ' .. meta .. ' is at seq ' .. (seq - 1) .. ': something else than '
+      .. 'the publish script wrote to it. Nothing was written. Repair: DEL ' .. log .. ' (its events not '
+      .. 'yet recorded are lost) or DEL ' .. meta .. ' (a new epoch of ' .. symbol .. ' starts)')
   end
   redis.call(ARGV[6], live, epoch .. ' ' .. seq .. ' ' .. publish_ms .. ' ' .. event)
 end

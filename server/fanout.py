@@ -99,7 +99,8 @@ class SymbolState:
         for seq, raw in messages:
             recent[seq] = raw
         if len(recent) > RECENT_EVENTS:
-            for seq in sorted(recent)[: len(recent) - RECENT_EVENTS]:
+            # Remembered in seq order (but after a rewind): the first inserted are about the oldest.
+            for seq in list(itertools.islice(recent, len(recent) - RECENT_EVENTS)):
                 del recent[seq]
 
     def sent(self, seq: int) -> str | None:
@@ -237,6 +238,15 @@ class Fanout:
         if state.epoch is not None and epoch != state.epoch:
             return EpochChanged(epoch)
         last = state.last_seq or 0
+        if messages and messages[0][0] == last + 1:
+            # The common case, in one pass: exactly the next seqs.
+            expected = last + 1
+            for number, _ in messages:
+                if number != expected:
+                    break
+                expected += 1
+            else:
+                return messages
         replayed = [m for m in messages if m[0] <= last]
         if replayed and (seq := state.diverges(replayed)) is not None:
             return Diverged(seq)

@@ -189,9 +189,15 @@ class LivePath:
                 self.reset_symbol(symbol, state.epoch or "", "internal error", state.last_seq)
 
     async def process(self, symbol: str, messages: list[LiveMessage]) -> None:
+        if not messages:
+            return
         now = time.monotonic()
-        for epoch, group in itertools.groupby(messages, key=_epoch_of):
-            run = list(group)
+        first = messages[0][0]
+        if all(message[0] == first for message in messages):
+            runs: Any = ((first, messages),)  # the common case: one epoch
+        else:
+            runs = ((epoch, list(group)) for epoch, group in itertools.groupby(messages, key=_epoch_of))
+        for epoch, run in runs:
             state = self.fanout.symbols.get(symbol)
             if state is None or state.last_seq is None:
                 return

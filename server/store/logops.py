@@ -282,8 +282,12 @@ async def log_types(client: aioredis.Redis, names: Sequence[str]) -> dict[str, s
     async with client.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.type(keys.log_key(name))
-        replies = await pipe.execute()
-    return {name: _text(kind) for name, kind in zip(names, replies, strict=True)}
+        replies = await pipe.execute(raise_on_error=False)
+    return {
+        name: _text(kind)
+        for name, kind in zip(names, replies, strict=True)
+        if not isinstance(kind, BaseException)  # TYPE refused (an ACL): unknown, not an outage
+    }
 
 
 async def forget_dead_consumers(client: aioredis.Redis, symbol: str, me: str, idle_ms: int) -> None:
