@@ -343,3 +343,22 @@ async def test_real_clients_get_exactly_their_filters_events(redis_url: str, sym
                 await async_wait_until(lambda c=client, s=sub, w=wanted: c.seqs(s) == w, what=f"{raw_filter}")
                 assert client.seqs(sub) == wanted
                 await client.close()
+
+
+async def test_compressed_and_plain_connections_get_the_same_frames(redis_url: str, symbol: str) -> None:
+    """Frames are built once on the wire for plain connections; compressed ones go through websockets."""
+    settings = gateway_settings(server={"compression": True})
+    async with running_gateway(redis_url, settings) as running:
+        plain = await WsClient(running.ws_url).connect(compression=None)
+        deflated = await WsClient(running.ws_url).connect()
+        assert deflated.ws is not None and deflated.ws.protocol.extensions, "negotiated permessage-deflate"
+        subs = [(await c.subscribe(symbol))["sub"] for c in (plain, deflated)]
+        await publish_signals(redis_url, symbol, 30)
+        for client, sub in zip((plain, deflated), subs, strict=True):
+            await async_wait_until(lambda c=client, s=sub: c.position(s) == 30, what="30 events")
+            assert client.seqs(sub) == list(range(1, 31))
+        assert [f for f in plain.frames if f["op"] == "events"] == [
+            f for f in deflated.frames if f["op"] == "events"
+        ]
+        await plain.close()
+        await deflated.close()

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from publishers.events import BotStatus, Candle, InvalidEventError, Signal, Trade, event_from_dict
@@ -75,6 +75,14 @@ def test_check_event_names_the_reason(text: str, seq: int, reason: str) -> None:
     assert check_event(text, seq, "BTC") == reason
 
 
+def test_names_and_timeframes_with_a_trailing_newline_are_refused_by_publishers_too() -> None:
+    # The patterns end in $, which matches before a final newline: both sides use a full match.
+    with pytest.raises(InvalidEventError):
+        Signal(symbol="BTC", ts=TS, bot="b\n", strategy="s", type="buy", price=1, confidence=1)
+    with pytest.raises(InvalidEventError):
+        Candle(symbol="BTC", ts=TS, tf="1m\n", open=1, high=1, low=1, close=1, volume=1)
+
+
 def test_check_event_returns_the_event() -> None:
     assert check_event(stored(SIGNAL, 9), 9, "BTC") == SIGNAL.to_dict(9)
     big = Signal(symbol="BTC", ts=TS, bot="b", strategy="s", type="buy", price=1, confidence=0,
@@ -109,6 +117,9 @@ def published(draw: st.DrawFn) -> Any:
 
 
 @settings(max_examples=300, deadline=None)
+@example(
+    event=Signal(symbol="BTC", ts=TS, bot="b\u00a0é", strategy="s ", type="buy", price=1, confidence=1), seq=1
+)
 @given(event=published(), seq=st.integers(1, 2**53 - 1))
 def test_every_event_a_publisher_can_publish_passes(event: Any, seq: int) -> None:
     if event is not None:
