@@ -41,7 +41,7 @@ from server.metrics import GatewayMetrics
 from server.outbox import Outbox
 from server.protocol import now_ms
 from server.selection import Message
-from server.trust import LiveMessage, check_run, parse_envelope, symbol_name
+from server.trust import CheckedRun, LiveMessage, check_run, parse_envelope, symbol_name
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class LivePath:
             checked = check_run(symbol, run, decode=not self.confirm_every_batch)
             for reason, seq in checked.rejected:
                 self.reject(symbol, reason, seq=seq)
-            await self._advance(symbol, epoch, checked.pending, checked.events, checked.tail, now)
+            await self._advance(symbol, epoch, checked, now)
 
     async def _confirm_epoch(self, symbol: str, epoch: str, run: list[LiveMessage]) -> bool:
         """A message of another epoch: believed (subscribers reset) only if the meta holds it."""
@@ -225,15 +225,8 @@ class LivePath:
             self.reset_symbol(symbol, current, "epoch changed", seq)
         return False
 
-    async def _advance(
-        self,
-        symbol: str,
-        epoch: str,
-        pending: list[Message],
-        events: dict[int, dict[str, Any]] | None,
-        tail: int,
-        now: float,
-    ) -> None:
+    async def _advance(self, symbol: str, epoch: str, run: CheckedRun, now: float) -> None:
+        pending, events = run.pending, run.events
         state = self.fanout.symbols[symbol]
         while pending and self.fanout.symbols.get(symbol) is state:
             checked = self.fanout.check(symbol, epoch, pending)
@@ -248,14 +241,19 @@ class LivePath:
             if self.confirm_every_batch and checked:
                 pending = await self._fill_to(symbol, epoch, pending, checked[-1][0])
                 continue
-            decoded = None if events is None else [events[seq] for seq, _ in checked]
+            if events is None:
+                decoded = None
+            elif checked is run.pending:
+                decoded = run.decoded  # the common case: the run as it came
+            else:
+                decoded = [events[seq] for seq, _ in checked]
             self.outbox.write(self.fanout.ingest(symbol, epoch, checked, now, events=decoded))
             self.metrics.events_in += len(checked)
             pending = []
         alive = self.fanout.symbols.get(symbol) is state and state.epoch == epoch
-        if tail > (state.last_seq or 0) and alive:
+        if run.tail > (state.last_seq or 0) and alive:
             # Invalid events past the position: void seqs if the store holds them, else forged.
-            await self._fill_to(symbol, epoch, [], tail)
+            await self._fill_to(symbol, epoch, [], run.tail)
 
     async def _fill_to(self, symbol: str, epoch: str, pending: list[Message], through: int) -> list[Message]:
         """Send the stored events up to ``through``; returns what is left of ``pending`` to check."""

@@ -295,6 +295,8 @@ class CheckedRun:
     pending: list[tuple[int, str]]
     #: Their decoded events by seq (None when not decoded).
     events: dict[int, dict[str, Any]] | None
+    #: The decoded events in the order of ``pending`` (when decoded).
+    decoded: list[dict[str, Any]] = field(default_factory=list)
     #: The highest seq whose message was dropped (0: none): the store says what it holds.
     tail: int = 0
     #: (reason, seq) of every message dropped.
@@ -319,6 +321,7 @@ def check_run(symbol: str, run: list[LiveMessage], *, decode: bool = True) -> Ch
                 checked.tail = max(checked.tail, seq)
                 continue
             events[seq] = event
+            checked.decoded.append(event)
         pending.append((seq, raw))
         ordered = ordered and seq > previous
         previous = seq
@@ -337,3 +340,5 @@ def _untangle(checked: CheckedRun) -> None:
             checked.rejected.append(("diverged", seq))
             checked.tail = max(checked.tail, seq)
     checked.pending = sorted((seq, raw) for seq, raw in bodies.items() if raw is not None)
+    if checked.events is not None:
+        checked.decoded = [checked.events[seq] for seq, _ in checked.pending]
