@@ -259,7 +259,22 @@ def is_noscript(result: object) -> bool:
     return isinstance(result, redis.exceptions.NoScriptError)
 
 
+#: The publish script's own refusals start with this (publish.lua: it checks before it writes).
+SCRIPT_REFUSAL = "SIGNALPUSH "
+
+
+def refused(options: Options, exc: BaseException) -> PublishError:
+    """A PublishError for an error reply: the script's own refusals (naming the key and the
+    repair; nothing was written) are passed on as they are."""
+    text = str(exc)
+    if text.startswith(SCRIPT_REFUSAL):
+        return PublishError(
+            f"Redis at {redact_url(options.url)} refused to publish: {text[len(SCRIPT_REFUSAL) :]}"
+        )
+    return PublishError(f"Redis at {redact_url(options.url)} refused the publish script: {text}")
+
+
 def check_reply(options: Options, result: object) -> ScriptResult:
     if isinstance(result, BaseException):
-        raise PublishError(f"Redis at {redact_url(options.url)} refused the publish script: {result}")
+        raise refused(options, result)
     return parse_result(result)

@@ -102,6 +102,9 @@ class ServerSettings:
     max_connections: int = field(default=15_000, metadata=_rule(min=1))
     max_connections_per_ip: int = field(default=0, metadata=_rule(min=0))
     batch_ms: float = field(default=0.0, metadata=_rule(min=0.0, max=1000.0))
+    #: Check every live batch against the symbol's meta and log before sending it (what is
+    #: sent is the log's events); off: only what looks wrong is checked (docs/protocol.md).
+    confirm_live: bool = False
     compression: bool = False
     shutdown_timeout_s: float = field(default=5.0, metadata=_rule(min=0.0))
 

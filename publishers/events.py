@@ -72,7 +72,7 @@ def check_name(value: object, field_name: str) -> str:
         raise InvalidEventError(field_name, f"expected a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidEventError(field_name, "must not be empty")
-    if len(value) > MAX_NAME_LENGTH or not _NAME_PATTERN.match(value):
+    if len(value) > MAX_NAME_LENGTH or not _NAME_PATTERN.fullmatch(value):
         raise InvalidEventError(
             field_name, f"must be at most {MAX_NAME_LENGTH} printable characters, got {value!r}"
         )
@@ -270,7 +270,7 @@ class Candle(_EventBase):
     def __post_init__(self) -> None:
         _set(self, "symbol", check_symbol(self.symbol))
         _set(self, "ts", to_ms(self.ts))
-        if not isinstance(self.tf, str) or not TIMEFRAME_PATTERN.match(self.tf):
+        if not isinstance(self.tf, str) or not TIMEFRAME_PATTERN.fullmatch(self.tf):
             raise InvalidEventError("tf", f"must look like 1m, 15m, 1h or 1d; got {self.tf!r}")
         for name in ("open", "high", "low", "close"):
             _set(self, name, check_number(getattr(self, name), name, positive=True))

@@ -8,40 +8,96 @@
 -- ARGV[4] log hard cap (MAXLEN ~)        ARGV[5] symbol
 -- ARGV[6] PUBLISH or SPUBLISH            ARGV[7..] event bodies: the event json without its '{'
 -- Returns {epoch, first seq, last seq, 1 if this call was a retry already applied}.
+-- Checks before it writes (docs/history.md, "The publish script's guards"): a refused call
+-- writes nothing and burns no seq; its error starts with SIGNALPUSH and names the key.
 local meta, log, live = KEYS[1], KEYS[2], KEYS[3]
-local pid, n = ARGV[2], tonumber(ARGV[3])
+local symbol, pid, n = ARGV[5], ARGV[2], tonumber(ARGV[3])
+
+local function refuse(message)
+  return redis.error_reply('SIGNALPUSH ' .. message)
+end
+
+local function is_token(value)
+  return value ~= nil and #value <= 32 and string.match(value, '^[%w_.-]+$') ~= nil
+end
+
+if #symbol > 32 or not string.match(symbol, '^[%w][%w._:/-]*$') then
+  return refuse('symbol ' .. string.format('%q', symbol) .. ' is not a symbol')
+end
+local tag = 'sp:{' .. symbol .. '}:'
+if meta ~= tag .. 'meta' or log ~= tag .. 'log' or live ~= tag .. 'live'
+    or (KEYS[4] and KEYS[4] ~= 'sp:symbols') then
+  return refuse('the keys are not those of symbol ' .. symbol)
+end
+if not is_token(ARGV[1]) then
+  return refuse('the candidate epoch is not a token of at most 32 letters, digits, _ . -')
+end
+if KEYS[4] then
+  local added = redis.pcall('SADD', KEYS[4], symbol)
+  if type(added) == 'table' and added.err then
+    return refuse(KEYS[4] .. ' is not a set (' .. added.err .. '): DEL it; publishers register symbols again')
+  end
+end
+
 local epoch
-if redis.call('HSETNX', meta, 'epoch', ARGV[1]) == 1 then
+local created = redis.pcall('HSETNX', meta, 'epoch', ARGV[1])
+if type(created) == 'table' and created.err then
+  return refuse(meta .. ' is not a hash (' .. created.err .. '): DEL it to start a new epoch of ' .. symbol)
+end
+if created == 1 then
   -- A new epoch: whatever log is left belongs to a lost state, and seqs restart at 1.
   epoch = ARGV[1]
   redis.call('DEL', log)
   redis.call('HSET', meta, 'seq', 0)
 else
   epoch = redis.call('HGET', meta, 'epoch')
+  if not is_token(epoch) then
+    return refuse(meta .. ' holds an epoch the script never writes: DEL it to start a new epoch of ' .. symbol)
+  end
   if pid ~= '' then
     local mark = redis.call('HGET', meta, 'p:' .. pid)
+    local last_n, first_seq, last_seq
     if mark then
-      local last_n, first_seq, last_seq = string.match(mark, '^(%d+) (%d+) (%d+)$')
-      if tonumber(last_n) >= n then
-        return {epoch, tonumber(first_seq), tonumber(last_seq), 1}
-      end
+      last_n, first_seq, last_seq = string.match(mark, '^(%d+) (%d+) (%d+)$')
+    end
+    if last_n and tonumber(last_n) >= n then
+      return {epoch, tonumber(first_seq), tonumber(last_seq), 1}
     end
   end
 end
+
 local now = redis.call('TIME')
 local publish_ms = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
 local first, seq
 for i = 7, #ARGV do
-  seq = redis.call('HINCRBY', meta, 'seq', 1)
+  seq = redis.pcall('HINCRBY', meta, 'seq', 1)
+  if type(seq) == 'table' and seq.err then
+    return refuse(meta .. ' field seq is not a whole number: DEL ' .. meta .. ' to start a new epoch of ' .. symbol)
+  end
   first = first or seq
   local event = '{"seq":' .. seq .. ',' .. ARGV[i]
-  redis.call('XADD', log, 'MAXLEN', '~', ARGV[4], seq .. '-0', 'e', event)
+  local added = redis.pcall('XADD', log, 'MAXLEN', '~', ARGV[4], seq .. '-0', 'e', event)
+  if type(added) == 'table' and added.err then
+    -- Only the first XADD can fail (each later id is above the one just added): undo its seq.
+    redis.call('HINCRBY', meta, 'seq', -1)
+    if string.find(added.err, 'WRONGTYPE', 1, true) then
+      return refuse(log .. ' is not a stream: DEL ' .. log .. ' (nothing of it is readable)')
+    end
+    local top = 'an id'
+    local info = redis.pcall('XINFO', 'STREAM', log)  -- only to word the error (may be denied)
+    if type(info) == 'table' and not info.err then
+      for j = 1, #info, 2 do
+        if info[j] == 'last-generated-id' then top = 'ids up to ' .. info[j + 1] end
+      end
+    end
+    return refuse(log .. ' already holds ' .. top .. ' (its last generated id) at or above seq ' .. seq
+      .. ' (' .. added.err .. '), and ' .. meta .. ' is at seq ' .. (seq - 1) .. ': something else than '
+      .. 'the publish script wrote to it. Nothing was written. Repair: DEL ' .. log .. ' (its events not '
+      .. 'yet recorded are lost) or DEL ' .. meta .. ' (a new epoch of ' .. symbol .. ' starts)')
+  end
   redis.call(ARGV[6], live, epoch .. ' ' .. seq .. ' ' .. publish_ms .. ' ' .. event)
 end
 if pid ~= '' then
   redis.call('HSET', meta, 'p:' .. pid, n .. ' ' .. first .. ' ' .. seq)
-end
-if KEYS[4] then
-  redis.call('SADD', KEYS[4], ARGV[5])
 end
 return {epoch, first, seq, 0}

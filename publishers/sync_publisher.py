@@ -21,6 +21,7 @@ from publishers.calls import (
     make_options,
     publish_failed,
     redis_major,
+    refused,
     registry_updates,
 )
 from publishers.config import redact_url
@@ -260,7 +261,7 @@ class SyncPublisher:
                     self._stop.wait(min(delay, remaining))
                     delay = min(delay * 2, 2.0)
                 except redis.RedisError as exc:
-                    raise PublishError(f"Redis at {redact_url(self._options.url)} refused: {exc}") from exc
+                    raise refused(self._options, exc) from exc
 
     def _beat(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):

@@ -21,6 +21,7 @@ import enum
 import itertools
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from server.filters import EventFilter
 from server.protocol import events_frame
@@ -98,8 +99,13 @@ class SymbolState:
         for seq, raw in messages:
             recent[seq] = raw
         if len(recent) > RECENT_EVENTS:
-            for seq in sorted(recent)[: len(recent) - RECENT_EVENTS]:
+            # Remembered in seq order (but after a rewind): the first inserted are about the oldest.
+            for seq in list(itertools.islice(recent, len(recent) - RECENT_EVENTS)):
                 del recent[seq]
+
+    def sent(self, seq: int) -> str | None:
+        """The event sent under ``seq`` lately (None if not remembered)."""
+        return self.recent.get(seq)
 
     def diverges(self, messages: Iterable[Message]) -> int | None:
         """The first seq whose event differs from the one sent under that seq (history was rewritten)."""
@@ -232,6 +238,15 @@ class Fanout:
         if state.epoch is not None and epoch != state.epoch:
             return EpochChanged(epoch)
         last = state.last_seq or 0
+        if messages and messages[0][0] == last + 1:
+            # The common case, in one pass: exactly the next seqs.
+            expected = last + 1
+            for number, _ in messages:
+                if number != expected:
+                    break
+                expected += 1
+            else:
+                return messages
         replayed = [m for m in messages if m[0] <= last]
         if replayed and (seq := state.diverges(replayed)) is not None:
             return Diverged(seq)
@@ -243,19 +258,39 @@ class Fanout:
                 return Hole(previous + 1, seq - 1) if seq > previous + 1 else Hole(seq, seq)
         return fresh
 
-    def ingest(self, symbol: str, epoch: str, messages: list[Message], now: float) -> Outgoing:
-        """Build one frame per group for a contiguous batch (as returned by :meth:`check`)."""
+    def ingest(
+        self,
+        symbol: str,
+        epoch: str,
+        messages: list[Message],
+        now: float,
+        *,
+        to_seq: int | None = None,
+        events: list[dict[str, Any]] | None = None,
+    ) -> Outgoing:
+        """Build one frame per group for a contiguous batch (as returned by :meth:`check`).
+
+        ``to_seq`` (default: the last message's seq) is where the batch ends: seqs after the
+        last message up to it, and seqs missing between messages, hold no event for anyone
+        (void seqs: stored with an invalid body), like events every filter drops.
+        ``events`` are the messages already decoded, if the caller has them.
+        """
         out = Outgoing()
         state = self.symbols.get(symbol)
-        if state is None or not messages:
+        if state is None:
+            return out
+        if to_seq is None:
+            if not messages:
+                return out
+            to_seq = messages[-1][0]
+        if to_seq <= (state.last_seq or 0) and state.epoch == epoch:
             return out
         self.events_in += len(messages)
         state.epoch = epoch
-        to_seq = messages[-1][0]
         state.last_seq = to_seq
         state.remember(messages)
         filtered = any(not flt.is_everything for flt in state.groups)
-        view = BatchView(messages, filtered=filtered)
+        view = BatchView(messages, filtered=filtered, events=events)
         for group in state.groups.values():
             items = view.select(group.filter)
             if not items:
@@ -277,13 +312,19 @@ class Fanout:
                     out.extend(self._deliver(batch))
         return out
 
-    def reset_symbol(self, symbol: str, epoch: str) -> list[Member]:
-        """A new epoch: every member must get a ``reset`` and a fresh history. Returns them (now LOADING)."""
+    def reset_symbol(self, symbol: str, epoch: str, position: int = 0) -> list[Member]:
+        """Every member must get a ``reset`` and a fresh history. Returns them (now LOADING).
+
+        The live path goes on after ``position`` of ``epoch`` (0: from the epoch's start);
+        what was sent before it under another epoch is forgotten.
+        """
         state = self.symbols[symbol]
-        state.epoch, state.last_seq = epoch, 0
+        if state.epoch != epoch:
+            state.recent = {}
+        state.epoch, state.last_seq = epoch, position
         members = []
         for group in state.groups.values():
-            group.position = 0
+            group.position = position
             group.live.clear()
             for member in group.members.values():
                 member.state, member.position = MemberState.LOADING, 0

@@ -59,6 +59,7 @@ from server.protocol import (
     unsubscribed_frame,
 )
 from server.session import Admission, Session, TokenBucket, close_stalled, stalled_sessions
+from server.tasks import SupervisedTask
 from server.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Gateway:
             outbox=self.outbox,
             restart_member=self._restart_member,
             announce=lambda up: self.outbox.broadcast_all(self.sessions, status_frame(up)),
+            confirm_every_batch=settings.server.confirm_live,
         )
         self.builds = HistoryBuilds.create(
             settings.history,
@@ -138,7 +140,8 @@ class Gateway:
             default_points=settings.history.max_points,
         )
         self.http: Any = None  # server.http.HttpRoutes, set by the runner
-        self._tasks: list[asyncio.Task[Any]] = []
+        #: The process's long-running tasks by name (restarted if they end; /healthz shows them).
+        self.tasks: dict[str, SupervisedTask] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self._stopping = False
@@ -152,10 +155,8 @@ class Gateway:
     ) -> int:
         """Listen and start the bus; returns the bound port."""
         server = self.settings.server
-        self._tasks = [
-            asyncio.create_task(self.bus.run(), name="signalpush-bus"),
-            asyncio.create_task(self._housekeeping(), name="signalpush-housekeeping"),
-        ]
+        self.supervise(SupervisedTask("bus", self.bus.run))
+        self.supervise(SupervisedTask("housekeeping", self._housekeeping))
         self._server = await serve(
             self._handle,
             host or server.host,
@@ -185,13 +186,23 @@ class Gateway:
                 await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for name in ("bus", "housekeeping"):
+            task = self.tasks.get(name)
+            if task is not None:
+                await task.stop()
         self.builds.close()
         await self.redis.aclose()
+
+    def supervise(self, task: SupervisedTask) -> None:
+        """Start ``task`` (unless running) and count its restarts; /healthz reports it."""
+        self.tasks[task.name] = task
+        self.metrics.task_restarts.setdefault(task.name, 0)
+
+        def restarted(name: str) -> None:
+            self.metrics.task_restarts[name] = self.metrics.task_restarts.get(name, 0) + 1
+
+        task.on_restart = restarted
+        task.start()
 
     # -- connections ----------------------------------------------------------------
 

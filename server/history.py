@@ -34,6 +34,7 @@ from server.history_columns import (
 )
 from server.store import log_reader, queries
 from server.store.models import TABLES
+from server.trust import check_event
 
 #: Log entries per MULTI/EXEC read.
 LOG_CHUNK: Final = 5000
@@ -107,8 +108,9 @@ async def _read_log_part(client: aioredis.Redis, symbol: str, flt: EventFilter, 
     chunk = snapshot.entries
     while True:
         for entry in chunk:
-            event = log_reader.parse_event(entry.json)
-            if event is not None and event.get("ts", 0) >= since_ms and flt.matches(event):
+            event = check_event(entry.json, entry.seq, symbol)
+            # An invalid entry is a void seq: skipped, as the recorder and the live path skip it.
+            if type(event) is dict and event["ts"] >= since_ms and flt.matches(event):
                 part.events.append(event)
         if len(chunk) < LOG_CHUNK or chunk[-1].seq >= snapshot.seq:
             return part
@@ -194,7 +196,7 @@ async def load_window(
                 )
             )
         else:
-            values = tuple(event[name] for name in queries.WINDOW_FIELDS[kind])
+            values = tuple(event.get(name) for name in queries.WINDOW_FIELDS[kind])
             events.append((event["ts"], True, event["seq"], kind, values))
             total += 1
     kept, omitted = keep_latest(events, max_events, total)
@@ -328,7 +330,6 @@ async def _after_from_log(
     limit: int,
 ) -> AfterResult:
     assert result.epoch is not None
-    everything = flt.is_everything
     scanned = 0
     while True:
         for entry in chunk:
@@ -337,13 +338,10 @@ async def _after_from_log(
             if entry.seq != reached + 1 or entry.seq > target:
                 # Trimmed behind a commit since the last read (the next call takes it from SQL), or done.
                 return _done(result, reached, target)
-            if everything:
+            # An invalid entry is a void seq: skipped, as the recorder skips it (server/trust.py).
+            event = check_event(entry.json, entry.seq, symbol)
+            if type(event) is dict and flt.matches(event):
                 result.events.append(entry.json)
-            else:
-                # A malformed entry is skipped, as the recorder skips it.
-                event = log_reader.parse_event(entry.json)
-                if event is not None and flt.matches(event):
-                    result.events.append(entry.json)
             reached = entry.seq
             scanned += 1
             if len(result.events) >= limit or reached >= target or scanned >= MAX_SCAN:

@@ -6,19 +6,22 @@ the SQL-backed source extends it with what the recorder has stored.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+import redis
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
 from publishers.config import HistorySettings
+from publishers.errors import BusError
 from server.filters import EventFilter
 from server.history import load_after, load_window
 from server.protocol import now_ms
+from server.store import log_reader
+from server.trust import check_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,8 @@ class After:
 
 #: Events one ``after`` call returns at most.
 AFTER_CHUNK = 5000
+#: Log entries ``read_log`` returns at most.
+RECENT_READ = 1000
 
 
 class HistorySource(Protocol):
@@ -64,19 +69,30 @@ class HistorySource(Protocol):
 
 
 async def read_meta(client: aioredis.Redis, symbol: str) -> tuple[str | None, int]:
-    """The symbol's current epoch (None if never published) and last seq."""
-    reply = await client.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
+    """The symbol's current epoch (None if never published) and last seq.
+
+    Raises BusError when Redis fails, or when the meta hash is not what the publish script
+    writes (wrong type, an epoch that is not a token, a seq that is not a number).
+    """
+    try:
+        reply = await client.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
+    except redis.ResponseError as exc:
+        raise BusError(f"cannot read {keys.meta_key(symbol)}: {exc}") from exc
     epoch, seq = cast(list[bytes | None], reply)
-    return (epoch.decode() if epoch else None, int(seq or 0))
+    return log_reader.meta_of(symbol, epoch, seq)
 
 
 async def snapshot(client: aioredis.Redis, symbol: str) -> tuple[str | None, int, list[tuple[int, str]]]:
     """The symbol's epoch, last seq and whole log, read atomically (one MULTI on one slot)."""
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
-        pipe.xrange(keys.log_key(symbol))
-        (epoch, seq), entries = await pipe.execute()
-    return (epoch.decode() if epoch else None, int(seq or 0), log_entries(entries))
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
+            pipe.xrange(keys.log_key(symbol))
+            (epoch, seq), entries = await pipe.execute()
+    except redis.ResponseError as exc:
+        raise BusError(f"cannot read {symbol}'s log from Redis: {exc}") from exc
+    current, last = log_reader.meta_of(symbol, epoch, seq)
+    return (current, last, log_entries(entries))
 
 
 _COLUMNS = {
@@ -118,20 +134,24 @@ class LogHistory:
     async def window(self, symbol: str, flt: EventFilter, *, minutes: int, max_points: int) -> Window:
         epoch, seq, entries = await snapshot(self._client, symbol)
         since = now_ms() - minutes * 60_000
-        events = [json.loads(raw) for _, raw in entries]
+        events = [checked for s, raw in entries if type(checked := check_event(raw, s, symbol)) is dict]
         chosen = [e for e in events if e["ts"] >= since and flt.matches(e)]
         return Window(epoch, seq, columnar(chosen, flt))
 
     async def after(
         self, symbol: str, flt: EventFilter, *, epoch: str, seq: int, until_seq: int | None = None
     ) -> After:
-        # Only the part after ``seq`` (and the oldest entry, to know whether seq+1 is still there).
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
-            pipe.xrange(keys.log_key(symbol), min="-", max="+", count=1)
-            pipe.xrange(keys.log_key(symbol), min=f"{seq + 1}-0", max="+")
-            (raw_epoch, raw_seq), oldest, tail = await pipe.execute()
-        current, last = (raw_epoch.decode() if raw_epoch else None), int(raw_seq or 0)
+        # Only the part after ``seq`` (at most AFTER_CHUNK entries; and the oldest entry, to
+        # know whether seq+1 is still there). Invalid entries are void seqs: skipped.
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hmget(keys.meta_key(symbol), [keys.META_EPOCH, keys.META_SEQ])
+                pipe.xrange(keys.log_key(symbol), min="-", max="+", count=1)
+                pipe.xrange(keys.log_key(symbol), min=f"{seq + 1}-0", max="+", count=AFTER_CHUNK)
+                (raw_epoch, raw_seq), oldest, tail = await pipe.execute()
+        except redis.ResponseError as exc:
+            raise BusError(f"cannot read {symbol}'s log from Redis: {exc}") from exc
+        current, last = log_reader.meta_of(symbol, raw_epoch, raw_seq)
         entries = log_entries(tail)
         first = log_entries(oldest)[0][0] if oldest else None
         if current != epoch:
@@ -141,21 +161,39 @@ class LogHistory:
         if seq < last and (first is None or first > seq + 1):
             return After(current, last, reset_reason="position no longer in the log")
         end = last if until_seq is None else min(until_seq, last)
-        events = [(s, raw) for s, raw in entries if seq < s <= end and flt.matches(json.loads(raw))]
-        return After(current, last, events, reached=end)
+        events: list[tuple[int, str]] = []
+        reached = seq
+        for s, raw in entries:
+            if s > end:
+                break
+            if s != reached + 1:
+                return After(current, last, reset_reason="events missing from the log")
+            event = check_event(raw, s, symbol)
+            if type(event) is dict and flt.matches(event):
+                events.append((s, raw))
+            reached = s
+        if reached < end and len(entries) < AFTER_CHUNK:
+            return After(current, last, reset_reason="events missing from the log")
+        return After(current, last, events, reached=reached, complete=reached >= end)
 
     async def read_log(self, symbol: str, first: int, last: int) -> list[tuple[int, str]]:
-        entries = await self._client.xrange(keys.log_key(symbol), min=f"{first}-0", max=f"{last}-0")
-        return log_entries(entries)
+        """The valid events the log holds for seqs first..last (at most RECENT_READ of them)."""
+        try:
+            entries = await self._client.xrange(
+                keys.log_key(symbol), min=f"{first}-0", max=f"{last}-0", count=RECENT_READ
+            )
+        except redis.ResponseError as exc:
+            raise BusError(f"cannot read {symbol}'s log from Redis: {exc}") from exc
+        return [(s, raw) for s, raw in log_entries(entries) if type(check_event(raw, s, symbol)) is dict]
 
 
 def log_entries(entries: Any) -> list[tuple[int, str]]:
-    """(seq, event json) pairs of an XRANGE reply (entry ids are ``<seq>-0``)."""
-    return [(int(entry_id.split(b"-")[0]), fields[b"e"].decode()) for entry_id, fields in entries]
+    """(seq, event json) pairs of an XRANGE reply (entry ids are ``<seq>-0``; a bad entry gives '')."""
+    return [(entry.seq, entry.json) for entry in log_reader.entries(entries)]
 
 
 def seq_of(raw: str) -> int:
-    """The seq of an event JSON string (it always starts ``{"seq":N,``)."""
+    """The seq of a valid event JSON string (server.trust.check_event: it starts ``{"seq":N,``)."""
     return int(raw[7 : raw.index(",", 7)])
 
 

@@ -17,16 +17,17 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from redis import RedisError
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from publishers.errors import ConfigError, ProtocolError, SignalpushError
-from publishers.events import SYMBOL_PATTERN
+from publishers.errors import BusError, ConfigError, ProtocolError, SignalpushError
 from server.auth import ANYONE, Authenticator, Principal, one_header, token_from
 from server.metrics import render
 from server.origin import OriginPolicy
 from server.throttle import LogThrottle
+from server.trust import symbol_name
 
 if TYPE_CHECKING:
     from server.gateway import Gateway
@@ -239,18 +240,31 @@ class HttpRoutes:
     # -- routes --------------------------------------------------------------------------
 
     async def _healthz(self, query: Query) -> Response:
-        bus = self.gateway.bus
-        redis_ok = bus.is_healthy(max_silence_s=10.0)
+        """200 when every part is up, else 503; ``down`` names the parts that are not.
+
+        Parts: ``bus`` (the Redis listener connected and heard from), ``database``, and the
+        process's long-running tasks (``housekeeping``, ``recorder`` when it runs here).
+        """
+        gateway = self.gateway
+        tasks = gateway.tasks
+        bus_task = tasks.get("bus")
+        redis_ok = gateway.bus.is_healthy(max_silence_s=10.0) and (bus_task is None or bus_task.up)
         database = await self.database_state()
-        healthy = redis_ok and database != "down"
+        parts = {"bus": "up" if redis_ok else "down", "database": database}
+        parts.update({name: "up" if task.up else "down" for name, task in tasks.items() if name != "bus"})
+        down = sorted(name for name, state in parts.items() if state == "down")
         body = {
-            "status": "ok" if healthy else "degraded",
-            "redis": "up" if redis_ok else "down",
+            "status": "degraded" if down else "ok",
+            "redis": parts["bus"],
             "database": database,
-            "connections": len(self.gateway.sessions),
-            "uptime_s": round(time.monotonic() - self.gateway.started_at, 1),
+            "connections": len(gateway.sessions),
+            "uptime_s": round(time.monotonic() - gateway.started_at, 1),
+            "bus": parts["bus"],
+            "recorder": parts.get("recorder", "disabled"),
+            "down": down,
+            "restarts": {name: task.restarts for name, task in tasks.items()},
         }
-        return json_response(body, 200 if healthy else 503)
+        return json_response(body, 503 if down else 200)
 
     async def database_state(self) -> str:
         """ "up", "down", or "disabled" (no history store in this process)."""
@@ -264,21 +278,36 @@ class HttpRoutes:
         return text_response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def _symbols(self, query: Query) -> Response:
+        """The registered symbols this token may read, with their epoch and seq.
+
+        The registry and the meta hashes are untrusted: a name that is not a symbol, or
+        whose meta hash is unusable, is left out (never a 500).
+        """
         from publishers import keys
+        from server.store.log_reader import meta_of
 
         principal = self.require(query)
         redis = self.gateway.redis
-        members = cast(set[bytes], await redis.smembers(keys.SYMBOLS_KEY))
-        names = sorted(m.decode() for m in members)
-        async with redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hmget(keys.meta_key(name), [keys.META_EPOCH, keys.META_SEQ])
-            metas = await pipe.execute()
-        symbols = [
-            {"symbol": name, "epoch": epoch.decode() if epoch else None, "seq": int(seq or 0)}
-            for name, (epoch, seq) in zip(names, metas, strict=True)
-            if SYMBOL_PATTERN.match(name) and principal.can_read(name)
-        ]
+        try:
+            members = cast(set[bytes], await redis.smembers(keys.SYMBOLS_KEY))
+            names = sorted(
+                name for name in map(symbol_name, members) if name is not None and principal.can_read(name)
+            )
+            async with redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hmget(keys.meta_key(name), [keys.META_EPOCH, keys.META_SEQ])
+                metas = await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            raise BusError(f"cannot read the symbol registry {keys.SYMBOLS_KEY}: {exc}") from exc
+        symbols = []
+        for name, meta in zip(names, metas, strict=True):
+            try:
+                if isinstance(meta, BaseException):
+                    raise BusError(str(meta))
+                epoch, seq = meta_of(name, *meta)
+            except BusError:
+                continue  # its meta hash is not the script's: not a usable symbol
+            symbols.append({"symbol": name, "epoch": epoch, "seq": seq})
         return json_response({"symbols": symbols})
 
     # -- static files ----------------------------------------------------------------------

@@ -125,6 +125,15 @@ class ApiRoutes:
             sample("signalpush_recorder_lag_events", {"symbol": s}, lag)
             for s, lag in self.recorder.lag().items()
         ]
+        lines += [
+            "# HELP signalpush_recorder_unrecordable_symbols Symbols whose keys cannot be recorded now"
+            " (retried with backoff; their lag keeps growing)",
+            "# TYPE signalpush_recorder_unrecordable_symbols gauge",
+            f"signalpush_recorder_unrecordable_symbols {stats.get('unrecordable', 0)}",
+            "# HELP signalpush_recorder_invalid_names Registry names that are not symbols (skipped)",
+            "# TYPE signalpush_recorder_invalid_names gauge",
+            f"signalpush_recorder_invalid_names {stats.get('invalid_names', 0)}",
+        ]
         last = stats.get("last_commit_ms") or 0
         age = (time.time() * 1000 - last) / 1000 if last else -1
         lines += [

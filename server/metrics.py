@@ -6,6 +6,8 @@ import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from server.trust import REASONS
+
 #: Upper bounds (seconds) of the publish→send latency histogram.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -69,6 +71,10 @@ class GatewayMetrics:
     connections_refused: int = 0
     history_busy: int = 0
     latency: Histogram = field(default_factory=Histogram)
+    #: Messages read from Redis and dropped, per reason (server.trust.REASONS: a fixed set).
+    bus_rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    #: Restarts of the process's long-running tasks, per task (bus, housekeeping, recorder).
+    task_restarts: dict[str, int] = field(default_factory=dict)
 
 
 _HELP = {
@@ -102,6 +108,15 @@ def render(
     for name, (value, text) in gauges.items():
         full = f"signalpush_{name}"
         lines += [f"# HELP {full} {text}", f"# TYPE {full} gauge", f"{full} {value:g}"]
+    labelled = (
+        ("bus_rejected", "reason", "Messages read from Redis and dropped (bad, forged or unconfirmed)"),
+        ("task_restarts", "task", "Long-running tasks restarted after they ended unexpectedly"),
+    )
+    for name, label, text in labelled:
+        full = f"signalpush_{name}_total"
+        lines += [f"# HELP {full} {text}", f"# TYPE {full} counter"]
+        # Label values are fixed names of this code (reasons, tasks), never data.
+        lines += [f'{full}{{{label}="{key}"}} {count}' for key, count in getattr(metrics, name).items()]
     hist = metrics.latency
     full = "signalpush_publish_to_send_seconds"
     lines += [f"# HELP {full} Publish to send latency of live batches", f"# TYPE {full} histogram"]

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from typing import cast
 
 from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from server.fanout import Fanout, Member, MemberState, Outgoing
 from server.metrics import GatewayMetrics
@@ -18,6 +20,40 @@ from server.metrics import GatewayMetrics
 
 def ws_of(member: Member) -> ServerConnection:
     return cast(ServerConnection, member.conn)
+
+
+def broadcast_text(
+    connections: Iterable[ServerConnection], data: bytes, limit: int | None = None
+) -> list[ServerConnection]:
+    """``websockets.broadcast`` of a text frame, with the frame's bytes built once.
+
+    A server's frames are not masked, so without an extension (compression) every
+    connection gets the same bytes: they are written to each transport as they are, where
+    websockets would build them again per connection (a copy of the whole frame each).
+    Connections with an extension or a fragmented send in progress go through websockets.
+    Like ``broadcast``: connections not open are skipped, failures are ignored. Returns the
+    connections skipped because more than ``limit`` bytes wait in their buffer.
+    """
+    over: list[ServerConnection] = []
+    wire: bytes | None = None
+    for ws in connections:
+        protocol = ws.protocol
+        if protocol.state is not State.OPEN:
+            continue
+        transport = ws.transport
+        if limit is not None and transport is not None and transport.get_write_buffer_size() > limit:
+            over.append(ws)
+            continue
+        if protocol.extensions or ws.send_in_progress is not None or transport is None:
+            broadcast([ws], data, text=True)
+            continue
+        if wire is None:
+            wire = Frame(Opcode.TEXT, data).serialize(mask=False)
+        try:
+            transport.write(wire)
+        except Exception:  # as broadcast: one connection's failure is not the others'
+            continue
+    return over
 
 
 def buffered(ws: ServerConnection) -> int:
@@ -42,17 +78,16 @@ class Outbox:
             group_live = batch.group.live
             recipients = group_live if batch.recipients is None else batch.recipients & group_live
             live = cast(set[ServerConnection], recipients)
-            slow = [ws for ws in live if buffered(ws) > limit]
+            data = batch.text.encode()  # once per group, whatever the number of recipients
+            count = len(live)
+            slow = broadcast_text(live, data, limit)
             for ws in slow:
                 member = batch.group.members[ws]
                 self._lag(member, max(member.position, batch.from_seq - 1), now)
-            if slow and recipients is not group_live:
-                live = live - set(slow)
-            data = batch.text.encode()  # once per group, whatever the number of recipients
-            broadcast(live, data, text=True)
+            delivered = count - len(slow)
             metrics.frames_out += 1
-            metrics.deliveries += len(live)
-            metrics.bytes_out += len(data) * len(live)
+            metrics.deliveries += delivered
+            metrics.bytes_out += len(data) * delivered
         for send in out.sends:
             member = send.member
             if member.state is MemberState.LAGGING:
@@ -65,7 +100,7 @@ class Outbox:
 
     def send_now(self, ws: ServerConnection, text: str) -> None:
         data = text.encode()
-        broadcast([ws], data, text=True)
+        broadcast_text([ws], data)
         self.metrics.frames_out += 1
         self.metrics.deliveries += 1
         self.metrics.bytes_out += len(data)

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,7 @@ from server.store.engine import create_engine
 from server.store.migrate import upgrade_database
 from server.store.recorder import Recorder
 from server.supervisor import Supervisor
+from server.tasks import SupervisedTask
 
 log = logging.getLogger("signalpush")
 
@@ -59,25 +61,30 @@ async def history_store(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+@dataclass(frozen=True)
+class RunningRecorder:
+    recorder: Recorder
+    task: SupervisedTask
+
+
 @contextlib.asynccontextmanager
 async def running_recorder(
     settings: Settings, redis_url: str, engine: AsyncEngine
-) -> AsyncIterator[Recorder | None]:
-    """The recorder as a task of this process (when ``recorder.enabled``); it finishes its batch on exit."""
+) -> AsyncIterator[RunningRecorder | None]:
+    """The recorder as a task of this process (when ``recorder.enabled``), restarted if it ends;
+    it finishes its batch on exit."""
     if not settings.recorder.enabled:
         yield None
         return
     recorder = Recorder(redis_url, engine, settings.recorder, claim_idle_ms=settings.recorder.claim_idle_ms)
     stop = asyncio.Event()
-    task = asyncio.create_task(recorder.run(stop), name="signalpush-recorder")
+    task = SupervisedTask("recorder", lambda: recorder.run(stop))
+    task.start()
     try:
-        yield recorder
+        yield RunningRecorder(recorder, task)
     finally:
         stop.set()
-        try:
-            await asyncio.wait_for(task, 15)
-        except TimeoutError:
-            log.warning("recorder did not stop in time")
+        await task.stop(timeout_s=15)
 
 
 @contextlib.asynccontextmanager
@@ -85,9 +92,11 @@ async def running_gateway(
     settings: Settings, redis_url: str, *, reuse_port: bool = False
 ) -> AsyncIterator[tuple[Gateway, int]]:
     """Gateway, HTTP routes, history store and recorder; stopped (1012 to every client) on exit."""
-    async with history_store(settings) as engine, running_recorder(settings, redis_url, engine) as recorder:
+    async with history_store(settings) as engine, running_recorder(settings, redis_url, engine) as recording:
         gateway = Gateway(settings, redis_url=redis_url, engine=engine)
-        ApiRoutes(HttpRoutes(gateway), engine, recorder)
+        if recording is not None:
+            gateway.supervise(recording.task)
+        ApiRoutes(HttpRoutes(gateway), engine, None if recording is None else recording.recorder)
         port = await gateway.start(reuse_port=reuse_port)
         # Everything allocated at start-up lives as long as the process: keep it out of the
         # collector's full passes (they showed as 30-100 ms pauses under load).

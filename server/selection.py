@@ -9,6 +9,7 @@ side) — so a group's filter is evaluated once per bucket, not once per event; 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from server.filters import EventFilter, Signature, signature_of
@@ -30,18 +31,23 @@ class BatchView:
 
     __slots__ = ("_buckets", "_confidence", "everything")
 
-    def __init__(self, messages: list[Message], *, filtered: bool) -> None:
-        if filtered:
-            events: list[dict[str, Any] | None] = [json.loads(raw) for _, raw in messages]
+    def __init__(
+        self, messages: list[Message], *, filtered: bool, events: list[dict[str, Any]] | None = None
+    ) -> None:
+        decoded: Sequence[dict[str, Any] | None]
+        if events is not None:
+            decoded = events  # already decoded by the caller (the live path validated them)
+        elif filtered:
+            decoded = [json.loads(raw) for _, raw in messages]
         else:
-            events = [json.loads(raw) if _maybe_candle(raw) else None for _, raw in messages]
-        kept = _coalesce(messages, events)
+            decoded = [json.loads(raw) if _maybe_candle(raw) else None for _, raw in messages]
+        kept = _coalesce(messages, decoded)
         self.everything: tuple[Message, ...] = tuple(messages[i] for i in kept)
         self._buckets: dict[Signature, list[int]] = {}
         self._confidence: list[float] = []
         if filtered:
             for position, index in enumerate(kept):
-                event = events[index]
+                event = decoded[index]
                 assert event is not None
                 self._buckets.setdefault(signature_of(event), []).append(position)
                 confidence = event.get("confidence")
@@ -67,7 +73,7 @@ class BatchView:
         return tuple(everything[p] for p in chosen)
 
 
-def _coalesce(messages: list[Message], events: list[dict[str, Any] | None]) -> list[int]:
+def _coalesce(messages: list[Message], events: Sequence[dict[str, Any] | None]) -> list[int]:
     """Indexes kept: candles with the same (tf, ts) inside one batch collapse to the latest."""
     last: dict[tuple[Any, Any], int] = {}
     candles = 0

@@ -5,7 +5,6 @@ All keys of a symbol share its hash slot, so the transaction is valid on a clust
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ import redis.asyncio as aioredis
 
 from publishers import keys
 from publishers.errors import BusError
+from server.trust import is_epoch
 
 
 @dataclass(slots=True)
@@ -38,20 +38,33 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def parse_event(text: str) -> dict[str, Any] | None:
-    """A log entry's event (None for a malformed entry, which the recorder skips too)."""
-    try:
-        event = json.loads(text)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and isinstance(event.get("ts"), int) else None
+def entry_text(value: Any) -> str:
+    """A log entry's event field as text; '' when it is not UTF-8 (an invalid entry, never an error)."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return ""
+    return value if isinstance(value, str) else ""
+
+
+def meta_of(symbol: str, epoch: Any, seq: Any) -> tuple[str | None, int]:
+    """The (epoch, seq) of a symbol's meta hash as read; BusError if they are not what the script writes."""
+    text = None if epoch is None else entry_text(epoch)
+    seq_text = "0" if seq is None else entry_text(seq)
+    if (text is not None and not is_epoch(text)) or not (seq_text.isascii() and seq_text.isdigit()):
+        raise BusError(
+            f"{keys.meta_key(symbol)} holds an unusable epoch or seq (not written by the publish script)"
+        )
+    return text, int(seq_text)
 
 
 def entries(raw: Sequence[Any]) -> list[LogEntry]:
+    """Log entries of an XRANGE reply (a missing or non-UTF-8 event field gives '': invalid)."""
     out = []
     for entry_id, fields in raw:
         payload = fields.get(keys.LOG_FIELD.encode(), fields.get(keys.LOG_FIELD, b""))
-        out.append(LogEntry(int(_text(entry_id).split("-", 1)[0]), _text(payload)))
+        out.append(LogEntry(int(_text(entry_id).split("-", 1)[0]), entry_text(payload)))
     return out
 
 
@@ -64,7 +77,8 @@ async def snapshot(client: aioredis.Redis, symbol: str, start: int, count: int) 
             (epoch, seq), raw = await pipe.execute()
     except (redis.RedisError, OSError) as exc:
         raise BusError(f"cannot read {symbol}'s log from Redis: {exc}") from exc
-    return Snapshot(None if epoch is None else _text(epoch), int(seq or 0), entries(raw))
+    current, last = meta_of(symbol, epoch, seq)
+    return Snapshot(current, last, entries(raw))
 
 
 async def chunk(
@@ -78,6 +92,6 @@ async def chunk(
             current, raw = await pipe.execute()
     except (redis.RedisError, OSError) as exc:
         raise BusError(f"cannot read {symbol}'s log from Redis: {exc}") from exc
-    if current is None or _text(current) != epoch:
+    if current is None or entry_text(current) != epoch:
         raise EpochMoved
     return entries(raw)

@@ -27,7 +27,7 @@ RECORDER_SCRIPT: Final = r"""
 -- ARGV[1] 'read' | 'ack'   ARGV[2] group   ARGV[3] consumer
 -- read: ARGV[4] 'new' | 'own' | 'claim'   ARGV[5] count   ARGV[6] claim min idle ms   ARGV[7] claim cursor
 --   -> {epoch or '', group's last delivered id before the read or '', next claim cursor or '',
---       id1, json1, id2, json2, ...}   (json '' = the entry is gone from the log)
+--       id1, json1, id2, json2, ...}   (json '' = the entry is gone from the log; ' ' = it has no event)
 -- ack:  ARGV[4] epoch of the ids   ARGV[5] '1' to trim   ARGV[6..] ids
 --   -> {acked, committed watermark (-1 = no group), meta seq}
 local meta, log = KEYS[1], KEYS[2]
@@ -77,6 +77,7 @@ if op == 'read' then
     local json = ''
     local fields = entry[2]
     if fields then
+      json = ' '  -- an entry without an event field is invalid (a void seq), not gone
       for i = 1, #fields, 2 do
         if fields[i] == 'e' then json = fields[i + 1] end
       end
@@ -185,9 +186,19 @@ def ack_args(symbol: str, consumer: str, epoch: str, seqs: Sequence[int], *, tri
     ]
 
 
+def _event_text(value: Any) -> str:
+    # Not UTF-8: an invalid event (a void seq), never an error and never '' (which means gone).
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return "\ufffd"
+    return str(value)
+
+
 def parse_read(raw: Sequence[Any]) -> ReadResult:
     epoch, last, cursor = (_text(v) for v in raw[:3])
-    entries = [LogEntry(_seq(_text(raw[i])), _text(raw[i + 1])) for i in range(3, len(raw), 2)]
+    entries = [LogEntry(_seq(_text(raw[i])), _event_text(raw[i + 1])) for i in range(3, len(raw), 2)]
     return ReadResult(
         epoch=epoch or None,
         last_delivered=_seq(last) if last else None,
@@ -201,7 +212,12 @@ def parse_ack(raw: Sequence[Any]) -> AckResult:
 
 
 async def run_scripts(client: aioredis.Redis, calls: Sequence[Sequence[Any]]) -> list[Any]:
-    """EVALSHA each call in one pipeline (loading the script once if Redis forgot it)."""
+    """EVALSHA each call in one pipeline (loading the script once if Redis forgot it).
+
+    A call Redis answered with an error (a key of the wrong type, say) gets its
+    ``redis.ResponseError`` as its reply, so one symbol's keys cannot fail the others';
+    a lost connection raises.
+    """
     cluster: object = client  # async_client() types a cluster as a plain client
     if isinstance(cluster, RedisCluster):
         return await _run_scripts_cluster(cluster, calls)
@@ -219,7 +235,7 @@ async def run_scripts(client: aioredis.Redis, calls: Sequence[Sequence[Any]]) ->
             replies[index] = result
         if not missing:
             for reply in replies:
-                if isinstance(reply, BaseException):
+                if isinstance(reply, BaseException) and not isinstance(reply, redis.ResponseError):
                     raise reply
             return replies
         # Redis restarted (or SCRIPT FLUSH) and forgot the script.
@@ -233,9 +249,54 @@ async def _run_scripts_cluster(client: RedisCluster, calls: Sequence[Sequence[An
 
     async def one(call: Sequence[Any]) -> Any:
         try:
-            return await client.evalsha(RECORDER_SHA, *call)
-        except redis.exceptions.NoScriptError:
-            await client.script_load(RECORDER_SCRIPT)
-            return await client.evalsha(RECORDER_SHA, *call)
+            try:
+                return await client.evalsha(RECORDER_SHA, *call)
+            except redis.exceptions.NoScriptError:
+                await client.script_load(RECORDER_SCRIPT)
+                return await client.evalsha(RECORDER_SHA, *call)
+        except redis.ResponseError as exc:
+            return exc  # this symbol's keys: the others go on
 
     return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+# -- plain reads and upkeep (the recorder maps their errors) --------------------------------
+
+
+async def meta_seqs(client: aioredis.Redis, names: Sequence[str]) -> dict[str, int]:
+    """The meta seq of each symbol that has a readable one (a bad meta is left out, not an error)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hget(keys.meta_key(name), keys.META_SEQ)
+        replies = await pipe.execute(raise_on_error=False)
+    out = {}
+    for name, reply in zip(names, replies, strict=True):
+        text = reply.decode("ascii", "replace") if isinstance(reply, bytes) else ""
+        if text.isascii() and text.isdigit():
+            out[name] = int(text)
+    return out
+
+
+async def log_types(client: aioredis.Redis, names: Sequence[str]) -> dict[str, str]:
+    """The Redis type of each symbol's log key ("stream", "none", or what wrongly sits there)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.type(keys.log_key(name))
+        replies = await pipe.execute(raise_on_error=False)
+    return {
+        name: _text(kind)
+        for name, kind in zip(names, replies, strict=True)
+        if not isinstance(kind, BaseException)  # TYPE refused (an ACL): unknown, not an outage
+    }
+
+
+async def forget_dead_consumers(client: aioredis.Redis, symbol: str, me: str, idle_ms: int) -> None:
+    """Delete the group's consumers other than ``me`` with nothing pending and idle past ``idle_ms``."""
+    try:
+        consumers = await client.xinfo_consumers(keys.log_key(symbol), keys.RECORDER_GROUP)
+        for info in consumers:
+            name = info.get("name", b"")  # passed back as read: it may not be text
+            if name not in (me, me.encode()) and not info.get("pending") and info.get("idle", 0) > idle_ms:
+                await client.xgroup_delconsumer(keys.log_key(symbol), keys.RECORDER_GROUP, name)
+    except redis.ResponseError:
+        return  # no log or no group yet (or not a stream: the reads report that)

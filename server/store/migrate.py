@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 #: The revision that creates the tables of ``models.py`` as they were first shipped.
 INITIAL_REVISION: Final = "0001"
+#: The tables of the first revision (a database that has them all is stamped with it).
+INITIAL_TABLES: Final = frozenset({"candles", "signals", "trades", "bot_status", "bots"})
 # Any constant: PostgreSQL advisory lock taken while migrating.
 _PG_LOCK_KEY: Final = 0x5349474E  # "SIGN"
 _ATTEMPTS: Final = 3
@@ -64,7 +66,7 @@ def _upgrade(connection: Connection) -> str | None:
     if before is None:
         existing = set(inspect(connection).get_table_names())
         ours = set(Base.metadata.tables)
-        if ours <= existing:
+        if existing >= INITIAL_TABLES:
             # Made by create_all before migrations existed: same schema as the first revision.
             command.stamp(config, INITIAL_REVISION)
         elif ours & existing:

@@ -103,6 +103,19 @@ class BotRow(Base):
     last_status_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class VoidRow(Base):
+    """A seq whose log entry was invalid (server/trust.py): recorded so the epoch's seqs stay
+    complete in SQL (a replay over it is not a reset), never sent as an event."""
+
+    __tablename__ = "void_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(16))
+    __table_args__ = (UniqueConstraint("symbol", "epoch", "seq", name="uq_void_events_symbol_epoch_seq"),)
+
+
 #: Event kind -> its table.
 TABLES: dict[str, type[CandleRow] | type[SignalRow] | type[TradeRow] | type[BotStatusRow]] = {
     "candle": CandleRow,

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, un
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.filters import EventFilter
-from server.store.models import TABLES
+from server.store.models import TABLES, VoidRow
 
 #: Event kinds whose rows carry bot and strategy.
 BOT_KINDS: Final = ("signal", "trade", "bot")
@@ -199,7 +199,9 @@ async def events_after(
 async def count_recorded(
     connection: AsyncConnection, symbol: str, epoch: str, first_seq: int, last_seq: int
 ) -> int:
-    """How many events of ``epoch`` with first_seq <= seq <= last_seq SQL holds (all kinds)."""
+    """How many seqs of ``epoch`` with first_seq <= seq <= last_seq SQL holds (all kinds, and void seqs)."""
+    tables: list[Table] = [table_of(kind) for kind in TABLES]
+    tables.append(VoidRow.__table__)  # type: ignore[arg-type]
     parts = [
         select(table.c.seq).where(
             table.c.symbol == symbol,
@@ -207,7 +209,7 @@ async def count_recorded(
             table.c.seq >= first_seq,
             table.c.seq <= last_seq,
         )
-        for table in (table_of(kind) for kind in TABLES)
+        for table in tables
     ]
     statement = select(func.count()).select_from(union_all(*parts).subquery())
     return int((await connection.execute(statement)).scalar_one())

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import redis
@@ -30,10 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publishers import keys
 from publishers.config import RecorderSettings, redact_url
 from publishers.connection import async_client, is_cluster_url
-from publishers.events import event_from_dict, now_ms
+from publishers.events import now_ms
+from server.logs import RateLimitedLog
 from server.store import logops
 from server.store.engine import create_engine
-from server.store.writer import insert_events
+from server.store.recorder_state import Batch, Symbols, decode, parse_reply
+from server.store.writer import commit_batches, commit_each_symbol
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +58,6 @@ class _DatabaseDown(Exception):
 def default_consumer_name() -> str:
     """A consumer name unique to this process: host, pid and a random tag."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-@dataclass
-class _Symbol:
-    """What the recorder knows about one symbol's log."""
-
-    recover: bool = True  # read our own pending entries before new ones
-    claim_cursor: str = "0-0"
-    committed: int = 0
-    meta_seq: int = 0
-
-
-@dataclass
-class _Batch:
-    symbol: str
-    epoch: str
-    seqs: list[int]
-    events: list[dict[str, Any]]
 
 
 class Recorder:
@@ -107,15 +89,25 @@ class Recorder:
         self._database = database
         self._symbol_refresh_s = symbol_refresh_s
         self._socket_timeout_s = max(socket_timeout_s, settings.block_ms / 1000 + 1.0)
-        self._symbols: dict[str, _Symbol] = {}
+        self._symbols = Symbols()
         self._only = None if symbols is None else tuple(symbols)
         self._next_symbols_at = 0.0
         self._next_claim_at = 0.0
         self._next_watermark_at = 0.0
         self._next_sweep_at = time.monotonic() + _CONSUMER_SWEEP_EVERY_S
         self._up = {"redis": True, "database": True}
-        self._counters = {"events_recorded": 0, "batches": 0, "claimed": 0, "skipped": 0, "lost": 0}
+        self._counters = {
+            "events_recorded": 0,
+            "batches": 0,
+            "claimed": 0,
+            "skipped": 0,
+            "lost": 0,
+            "symbol_errors": 0,
+        }
         self._last_commit_ms: int | None = None
+        #: Registry members that are not symbol names (left out), as of the last read.
+        self._invalid_names = 0
+        self._warnings = RateLimitedLog(log)
 
     # -- what /metrics shows -------------------------------------------------------------
 
@@ -128,15 +120,25 @@ class Recorder:
             "redis_up": self._up["redis"],
             "database_up": self._up["database"],
             "symbols": len(self._symbols),
+            "unrecordable": len(self._symbols.unrecordable()),
+            "invalid_names": self._invalid_names,
         }
 
     def committed(self) -> dict[str, int]:
         """Per symbol: every seq up to this one is committed in SQL (as last seen in Redis)."""
-        return {name: max(0, s.committed) for name, s in sorted(self._symbols.items())}
+        return self._symbols.committed()
 
     def lag(self) -> dict[str, int]:
-        """Per symbol: the symbol's seq minus the highest seq below which everything is committed."""
-        return {name: max(0, s.meta_seq - max(s.committed, 0)) for name, s in sorted(self._symbols.items())}
+        """Per symbol: the symbol's seq minus the highest seq below which everything is committed.
+
+        A symbol that cannot be recorded keeps growing here (its meta's seq is still read);
+        :meth:`unrecordable` says why.
+        """
+        return self._symbols.lag()
+
+    def unrecordable(self) -> dict[str, str]:
+        """Symbols whose keys cannot be recorded now, and why (retried with backoff)."""
+        return self._symbols.unrecordable()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -158,6 +160,7 @@ class Recorder:
             },
         )
         backoff = _BACKOFF_START_S
+        self._symbols.recover_all()  # a restart after a failure: our own pending entries first
         try:
             while not stop.is_set():
                 try:
@@ -185,7 +188,7 @@ class Recorder:
         await self._refresh_symbols(client)
         if not self._symbols:
             return False
-        batches: list[_Batch] = []
+        batches: list[Batch] = []
         if time.monotonic() >= self._next_claim_at:
             # Before this round's reads, so our own in-flight entries are never claimed back.
             batches = await self._claim_all(client)
@@ -193,8 +196,8 @@ class Recorder:
         read, busy = await self._read_all(client)
         batches += read
         if batches:
-            await self._commit(engine, batches)
-            await self._acknowledge(client, batches)
+            committed = await self._commit(engine, batches)
+            await self._acknowledge(client, committed)
         if time.monotonic() >= self._next_watermark_at:
             await self._refresh_watermarks(client)
             self._next_watermark_at = time.monotonic() + _WATERMARK_EVERY_S
@@ -207,28 +210,65 @@ class Recorder:
         if time.monotonic() < self._next_symbols_at:
             return
         if self._only is not None:
-            for name in self._only:
-                self._symbols.setdefault(name, _Symbol())
+            self._symbols.add(self._only)
             self._next_symbols_at = float("inf")
             return
+        members: set[bytes] = set()
         try:
             members = await client.smembers(keys.SYMBOLS_KEY)
+        except redis.ResponseError as exc:  # not a set: nothing to discover until someone repairs it
+            self._warnings.warning(
+                "registry",
+                "recorder: the symbol registry is unusable",
+                registry=keys.SYMBOLS_KEY,
+                error=str(exc),
+            )
         except _REDIS_ERRORS as exc:
             raise _RedisDown from exc
-        for raw in members:
-            self._symbols.setdefault(raw.decode() if isinstance(raw, bytes) else str(raw), _Symbol())
+        self._invalid_names = self._symbols.add_registry(members)
+        if self._invalid_names:
+            self._warnings.warning(
+                "invalid names",
+                "recorder: the symbol registry holds names that are not symbols; skipped",
+                registry=keys.SYMBOLS_KEY,
+                count=self._invalid_names,
+            )
         self._next_symbols_at = time.monotonic() + self._symbol_refresh_s
 
-    async def _read_all(self, client: Any) -> tuple[list[_Batch], bool]:
+    def _symbol_failed(self, name: str, problem: str) -> None:
+        """This symbol's keys failed (wrong type, unusable meta): skip it for a while, keep the others."""
+        delay = self._symbols.failed(name, problem)
+        self._counters["symbol_errors"] += 1
+        self._warnings.warning(
+            ("symbol", name),
+            "recorder: cannot record a symbol; the others go on, it is retried with backoff",
+            symbol=name,
+            error=self._symbols[name].problem,
+            retry_in_s=round(delay, 1),
+        )
+
+    def _reply(self, name: str, reply: Any, parse: Any) -> Any:
+        """A script reply parsed, or None after marking the symbol failed (an error reply, a bad epoch)."""
+        result = parse_reply(name, reply, parse)
+        if isinstance(result, str):
+            self._symbol_failed(name, result)
+            return None
+        return result
+
+    async def _read_all(self, client: Any) -> tuple[list[Batch], bool]:
         count = self.settings.batch_size
-        names = list(self._symbols)
+        names = self._symbols.ready()
         modes: list[logops.ReadMode] = ["own" if self._symbols[n].recover else "new" for n in names]
         calls = [logops.read_args(n, m, count, self.consumer) for n, m in zip(names, modes, strict=True)]
-        replies = await self._redis(logops.run_scripts(client, calls))
-        batches: list[_Batch] = []
+        replies = await self._redis(logops.run_scripts(client, calls)) if calls else []
+        batches: list[Batch] = []
         busy = False
         for name, mode, reply in zip(names, modes, replies, strict=True):
-            result = logops.parse_read(reply)
+            result = self._reply(name, reply, logops.parse_read)
+            if result is None:
+                continue
+            if self._symbols.ok(name):  # its log reads again: recordable
+                log.info("recorder: a symbol can be recorded again", extra={"symbol": name})
             state = self._symbols[name]
             if mode == "own" and not result.entries:
                 state.recover = False  # nothing of ours left pending: read new entries next round
@@ -242,8 +282,10 @@ class Recorder:
                 batches.append(batch)
         return batches, busy
 
-    async def _claim_all(self, client: Any) -> list[_Batch]:
-        names = list(self._symbols)
+    async def _claim_all(self, client: Any) -> list[Batch]:
+        names = self._symbols.ready()
+        if not names:
+            return []
         calls = [
             logops.read_args(
                 n,
@@ -258,7 +300,9 @@ class Recorder:
         replies = await self._redis(logops.run_scripts(client, calls))
         batches = []
         for name, reply in zip(names, replies, strict=True):
-            result = logops.parse_read(reply)
+            result = self._reply(name, reply, logops.parse_read)
+            if result is None:
+                continue
             self._symbols[name].claim_cursor = result.cursor or "0-0"
             if result.entries:
                 self._counters["claimed"] += len(result.entries)
@@ -268,33 +312,25 @@ class Recorder:
                 batches.append(batch)
         return batches
 
-    def _decode(self, symbol: str, result: logops.ReadResult) -> _Batch | None:
-        if result.epoch is None or not result.entries:
+    def _decode(self, symbol: str, result: logops.ReadResult) -> Batch | None:
+        batch = decode(symbol, result)
+        if batch is None:
             return None
-        batch = _Batch(symbol, result.epoch, [], [])
-        gone: list[int] = []
-        malformed: list[int] = []
-        for entry in result.entries:
-            batch.seqs.append(entry.seq)  # acknowledged whatever happens: nothing can be done twice
-            if not entry.json:
-                gone.append(entry.seq)
-                continue
-            event = _valid_event(entry)
-            if event is None:
-                malformed.append(entry.seq)
-                continue
-            batch.events.append(event)
-        if gone:
-            self._counters["lost"] += len(gone)
+        if batch.gone:
+            self._counters["lost"] += len(batch.gone)
             log.warning(
                 "log entries were trimmed (hard cap) before they were recorded",
-                extra={"symbol": symbol, "count": len(gone), "first_seq": gone[0]},
+                extra={"symbol": symbol, "count": len(batch.gone), "first_seq": batch.gone[0]},
             )
-        if malformed:
-            self._counters["skipped"] += len(malformed)
-            log.warning(
-                "skipped malformed log entries",
-                extra={"symbol": symbol, "count": len(malformed), "first_seq": malformed[0]},
+        if batch.voids:
+            self._counters["skipped"] += len(batch.voids)
+            self._warnings.warning(
+                ("malformed", symbol),
+                "skipped malformed log entries (void seqs)",
+                symbol=symbol,
+                count=len(batch.voids),
+                first_seq=batch.voids[0][0],
+                reason=batch.voids[0][1],
             )
         return batch
 
@@ -307,23 +343,36 @@ class Recorder:
                 extra={"symbol": symbol, "from_seq": last_delivered + 1, "to_seq": first_seq - 1},
             )
 
-    async def _commit(self, engine: AsyncEngine, batches: list[_Batch]) -> None:
-        # A claim and a re-read may hand the same entry over twice in one round.
-        unique = {(b.symbol, b.epoch, e["seq"]): (b.epoch, e) for b in batches for e in b.events}
-        pairs = list(unique.values())
-        if pairs:
-            try:
-                async with engine.begin() as connection:
-                    await insert_events(connection, pairs)
-            except _DATABASE_ERRORS as exc:
-                for batch in batches:
-                    self._symbols[batch.symbol].recover = True
+    async def _commit(self, engine: AsyncEngine, batches: list[Batch]) -> list[Batch]:
+        """Insert and COMMIT; returns the batches committed (to acknowledge).
+
+        If the one transaction fails, each symbol's batch is tried alone: a symbol whose
+        rows the database refuses while others' go in is skipped with backoff (its entries
+        stay pending); if every symbol fails, the database is down.
+        """
+        try:
+            self._committed(await commit_batches(engine, batches))
+            return batches
+        except _DATABASE_ERRORS as exc:
+            for batch in batches:
+                self._symbols[batch.symbol].recover = True
+            if len({b.symbol for b in batches}) < 2:
                 raise _DatabaseDown from exc
-            self._counters["events_recorded"] += len(pairs)
+        committed, refused = await commit_each_symbol(engine, batches, _DATABASE_ERRORS)
+        if not committed:
+            raise _DatabaseDown from next(iter(refused.values()))
+        self._committed(sum(len(b.events) for b in committed))
+        for name, error in refused.items():
+            self._symbol_failed(name, f"the database refused its rows: {error}")
+        return committed
+
+    def _committed(self, recorded: int | None) -> None:
+        if recorded is not None:
+            self._counters["events_recorded"] += recorded
             self._counters["batches"] += 1
             self._last_commit_ms = now_ms()
 
-    async def _acknowledge(self, client: Any, batches: list[_Batch]) -> None:
+    async def _acknowledge(self, client: Any, batches: list[Batch]) -> None:
         """Ack (only after the commit) and trim behind what is committed."""
         calls = [
             logops.ack_args(b.symbol, self.consumer, b.epoch, b.seqs, trim=self.settings.trim)
@@ -336,53 +385,65 @@ class Recorder:
                 self._symbols[batch.symbol].recover = True
             raise
         for batch, reply in zip(batches, replies, strict=True):
-            self._note_watermark(batch.symbol, logops.parse_ack(reply))
+            self._note_watermark(batch.symbol, reply)
 
     async def _refresh_watermarks(self, client: Any) -> None:
-        names = list(self._symbols)
+        names = self._symbols.ready()
         calls = [logops.ack_args(n, self.consumer, "", [], trim=self.settings.trim) for n in names]
-        replies = await self._redis(logops.run_scripts(client, calls))
+        replies = await self._redis(logops.run_scripts(client, calls)) if calls else []
         for name, reply in zip(names, replies, strict=True):
-            self._note_watermark(name, logops.parse_ack(reply))
+            self._note_watermark(name, reply)
+        waiting = list(self._symbols.unrecordable())
+        if waiting:
+            await self._read_meta_seqs(client, waiting)
 
-    def _note_watermark(self, symbol: str, result: logops.AckResult) -> None:
+    async def _read_meta_seqs(self, client: Any, names: list[str]) -> None:
+        """The meta seq of symbols that cannot be recorded, so their lag keeps telling the truth."""
+        for name, seq in (await self._redis(logops.meta_seqs(client, names))).items():
+            self._symbols[name].meta_seq = seq
+
+    def _note_watermark(self, symbol: str, reply: Any) -> None:
+        result = self._reply(symbol, reply, logops.parse_ack)
+        if result is None:
+            return
         state = self._symbols[symbol]
         state.committed = result.committed
         state.meta_seq = result.meta_seq
 
     async def _sweep_consumers(self, client: Any) -> None:
         """Forget consumers of recorders that went away (nothing pending, idle for an hour)."""
-        for name in list(self._symbols):
-            try:
-                consumers = await client.xinfo_consumers(keys.log_key(name), keys.RECORDER_GROUP)
-                for info in consumers:
-                    consumer = _text(info.get("name", ""))
-                    if (
-                        consumer != self.consumer
-                        and not info.get("pending")
-                        and info.get("idle", 0) > _DEAD_CONSUMER_IDLE_MS
-                    ):
-                        await client.xgroup_delconsumer(keys.log_key(name), keys.RECORDER_GROUP, consumer)
-            except redis.ResponseError:
-                continue  # no log or no group yet
-            except _REDIS_ERRORS as exc:
-                raise _RedisDown from exc
+        for name in list(self._symbols.logs):
+            await self._redis(
+                logops.forget_dead_consumers(client, name, self.consumer, _DEAD_CONSUMER_IDLE_MS)
+            )
 
     async def _idle(self, client: Any, stop: asyncio.Event) -> None:
         """Wait up to block_ms for a new entry on any log (or for stop)."""
-        if not self._symbols or stop.is_set() or is_cluster_url(self.redis_url):
+        names = self._symbols.ready()
+        if not names or stop.is_set() or is_cluster_url(self.redis_url):
             # On a cluster the logs live on several nodes: one blocking XREAD cannot wait on all.
             await _wait(stop, self.settings.block_ms / 1000)
             return
-        streams = {keys.log_key(name): "$" for name in self._symbols}
-        await self._redis(client.xread(streams, count=1, block=self.settings.block_ms))
+        streams = {keys.log_key(name): "$" for name in names}
+        try:
+            await self._redis(client.xread(streams, count=1, block=self.settings.block_ms))
+        except _RedisDown as exc:
+            if not isinstance(exc.__cause__, redis.ResponseError):
+                raise
+            # A log of the wrong type fails the one XREAD for all: find it, leave it out.
+            await self._find_bad_logs(client, names)
+            await _wait(stop, self.settings.block_ms / 1000)
+
+    async def _find_bad_logs(self, client: Any, names: list[str]) -> None:
+        for name, kind in (await self._redis(logops.log_types(client, names))).items():
+            if kind not in ("stream", "none"):
+                self._symbol_failed(name, f"{keys.log_key(name)} is a {kind}, not a stream")
 
     async def _redis(self, operation: Any) -> Any:
         try:
             return await operation
         except _REDIS_ERRORS as exc:
-            for state in self._symbols.values():
-                state.recover = True
+            self._symbols.recover_all()
             raise _RedisDown from exc
 
     # -- health --------------------------------------------------------------------------
@@ -396,21 +457,6 @@ class Recorder:
         if not self._up[part]:
             self._up[part] = True
             log.info(f"recorder: {part} is back")
-
-
-def _valid_event(entry: logops.LogEntry) -> dict[str, Any] | None:
-    try:
-        event = json.loads(entry.json)
-        if not isinstance(event, dict) or event.get("seq") != entry.seq:
-            return None
-        event_from_dict(event)  # validates every field, so a bad entry cannot poison a batch
-    except (ValueError, TypeError):
-        return None
-    return event
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

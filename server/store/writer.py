@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.store.models import TABLES, BotRow
+from server.store.models import TABLES, BotRow, VoidRow
 
 _COLUMNS = {
     kind: [c.name for c in table.__table__.columns if c.name != "id"] for kind, table in TABLES.items()
@@ -108,3 +108,48 @@ async def _upsert_bots(connection: AsyncConnection, bots: dict[str, dict[str, An
                 strategy=entry["strategy"],
             )
         await connection.execute(update(BotRow).where(BotRow.name == name).values(**values))
+
+
+async def insert_voids(connection: AsyncConnection, voids: Iterable[tuple[str, str, int, str]]) -> None:
+    """Insert (symbol, epoch, seq, reason) void seqs; ones already present are skipped."""
+    rows = [{"symbol": s, "epoch": e, "seq": q, "reason": r} for s, e, q, r in voids]
+    upsert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    for start in range(0, len(rows), 500):
+        statement = upsert(VoidRow).on_conflict_do_nothing(index_elements=["symbol", "epoch", "seq"])
+        await connection.execute(statement, rows[start : start + 500])
+
+
+async def commit_batches(engine: AsyncEngine, batches: Sequence[Any]) -> int | None:
+    """Insert the events and void seqs of the recorder's batches in one transaction and COMMIT.
+
+    Returns how many events were offered (None: nothing to write). A claim and a re-read
+    may hand the same entry over twice in one round: each is written once.
+    """
+    unique = {(b.symbol, b.epoch, e["seq"]): (b.epoch, e) for b in batches for e in b.events}
+    pairs = list(unique.values())
+    voids = {(b.symbol, b.epoch, seq, reason) for b in batches for seq, reason in b.voids}
+    if not pairs and not voids:
+        return None
+    async with engine.begin() as connection:
+        await insert_events(connection, pairs)
+        if voids:
+            await insert_voids(connection, voids)
+    return len(pairs)
+
+
+async def commit_each_symbol(
+    engine: AsyncEngine, batches: Sequence[Any], errors: tuple[type[BaseException], ...]
+) -> tuple[list[Any], dict[str, BaseException]]:
+    """Commit each symbol's batches in a transaction of their own (after the one for all failed):
+    returns the batches committed and, per symbol, the error that refused the others."""
+    committed: list[Any] = []
+    refused: dict[str, BaseException] = {}
+    for symbol in sorted({b.symbol for b in batches}):
+        mine = [b for b in batches if b.symbol == symbol]
+        try:
+            await commit_batches(engine, mine)
+        except errors as exc:
+            refused[symbol] = exc
+            continue
+        committed += mine
+    return committed, refused

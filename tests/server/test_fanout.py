@@ -313,3 +313,47 @@ def test_a_member_going_live_on_a_batch_does_not_also_get_its_broadcast() -> Non
     assert newcomer.state is MemberState.LIVE
     assert [e["seq"] for f in recorder.frames["new"] for e in f["items"]] == [3]
     assert [e["seq"] for f in recorder.frames["old"] for e in f["items"]] == [1, 2, 3]
+
+
+def test_void_seqs_move_positions_without_items_like_filtered_events() -> None:
+    fanout = Fanout()
+    recorder = Recorder()
+    live_member(fanout, "all")
+    live_member(fanout, "sells", parse_filter({"signal_types": ["sell"]}))
+    # Seqs 2 and 4..5 are void (stored with an invalid body): the batch ends at 5.
+    out = fanout.ingest("SYM", "E", [(1, signal(1)), (3, signal(3, type="sell"))], now=0.0, to_seq=5)
+    recorder.apply(out, fanout)
+    assert fanout.symbols["SYM"].last_seq == 5
+    assert [(f["from_seq"], f["to_seq"], [e["seq"] for e in f["items"]]) for f in recorder.frames["all"]] == [
+        (1, 5, [1, 3])
+    ]
+    assert [(f["from_seq"], f["to_seq"]) for f in recorder.frames["sells"]] == [(1, 5)]
+    # Only void seqs: no frame, the position moves (an idle frame tells quiet groups later).
+    recorder.apply(fanout.ingest("SYM", "E", [], now=1.0, to_seq=7), fanout)
+    assert fanout.symbols["SYM"].last_seq == 7 and len(recorder.frames["all"]) == 1
+    recorder.apply(fanout.idle_frames(now=30.0, heartbeat_s=20.0), fanout)
+    assert recorder.frames["all"][-1]["from_seq"] == 6 and recorder.frames["all"][-1]["to_seq"] == 7
+    assert fanout.check("SYM", "E", [(8, signal(8))]) == [(8, signal(8))]
+
+
+def test_ingest_takes_decoded_events_instead_of_decoding_again() -> None:
+    fanout = Fanout()
+    recorder = Recorder()
+    live_member(fanout, "sells", parse_filter({"signal_types": ["sell"]}))
+    messages = [(1, signal(1, type="sell")), (2, signal(2))]
+    events = [json.loads(raw) for _, raw in messages]
+    recorder.apply(fanout.ingest("SYM", "E", messages, now=0.0, events=events), fanout)
+    assert [e["seq"] for e in recorder.frames["sells"][0]["items"]] == [1]
+
+
+def test_a_reset_goes_on_after_its_position_and_forgets_what_another_epoch_sent() -> None:
+    fanout = Fanout()
+    live_member(fanout, "c")
+    fanout.ingest("SYM", "E", [(1, signal(1)), (2, signal(2))], now=0.0)
+    members = fanout.reset_symbol("SYM", "E", 2)  # same epoch (a rewrite): recent kept
+    assert [m.state for m in members] == [MemberState.LOADING]
+    assert fanout.symbols["SYM"].last_seq == 2 and fanout.symbols["SYM"].recent
+    fanout.reset_symbol("SYM", "F", 40)  # a new epoch already at 40
+    state = fanout.symbols["SYM"]
+    assert (state.epoch, state.last_seq, state.recent) == ("F", 40, {})
+    assert fanout.check("SYM", "F", [(2, signal(2, bot="other")), (41, signal(41))]) == [(41, signal(41))]

@@ -74,7 +74,7 @@ def test_migrations_run_from_the_unpacked_wheel(tmp_path: Path) -> None:
     )
     (built,) = out.glob("signalpush-*.whl")
     names = set(zipfile.ZipFile(built).namelist())
-    assert {"server/store/migrations/env.py", "server/store/migrations/versions/0001_initial.py"} <= names
+    assert {"server/store/migrations/env.py", "server/store/migrations/versions/0002_void_events.py"} <= names
     zipfile.ZipFile(built).extractall(tmp_path / "site")
     script = (
         "import asyncio, sys; sys.path.insert(0, sys.argv[1]); import server.store.migrate as m; "
@@ -89,4 +89,4 @@ def test_migrations_run_from_the_unpacked_wheel(tmp_path: Path) -> None:
         check=True,
         cwd=tmp_path,
     )
-    assert result.stdout.split() == [str(tmp_path / "site" / "server" / "store" / "migrations"), "0001"]
+    assert result.stdout.split() == [str(tmp_path / "site" / "server" / "store" / "migrations"), "0002"]
