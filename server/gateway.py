@@ -37,6 +37,7 @@ from server.fanout import (
 from server.history_builds import HistoryBuilds
 from server.history_source import HistorySource, LogHistory, StoreHistory, Window
 from server.livepath import RECOVERABLE, LivePath
+from server.logs import RateLimitedLog
 from server.metrics import GatewayMetrics
 from server.outbox import Outbox, buffered, ws_of
 from server.protocol import (
@@ -60,7 +61,6 @@ from server.protocol import (
 )
 from server.session import Admission, Session, TokenBucket, close_stalled, stalled_sessions
 from server.tasks import SupervisedTask
-from server.throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 #: websockets' close timeout: how long a closing handshake may take before the socket is dropped.
@@ -146,7 +146,7 @@ class Gateway:
         self._server: Server | None = None
         self._stopping = False
         self.started_at = time.monotonic()
-        self._throttle = LogThrottle(log)
+        self._throttle = RateLimitedLog(log)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class Gateway:
         except (ConnectionClosed, asyncio.CancelledError):
             raise
         except Exception as exc:
-            self._throttle.warn(
+            self._throttle.warning(
                 f"frame {type(exc).__name__}",
                 "client frame crashed its handler",
                 error=f"{type(exc).__name__}: {str(exc)[:200]}",

@@ -24,9 +24,9 @@ from websockets.http11 import Request, Response
 
 from publishers.errors import BusError, ConfigError, ProtocolError, SignalpushError
 from server.auth import ANYONE, Authenticator, Principal, one_header, token_from
+from server.logs import RateLimitedLog
 from server.metrics import render
 from server.origin import OriginPolicy
-from server.throttle import LogThrottle
 from server.trust import symbol_name
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class HttpRoutes:
             self.policy = OriginPolicy(server.host, server.public_hosts, server.allowed_origins)
         except ProtocolError as exc:
             raise ConfigError("server.public_hosts", exc.message) from None
-        self._throttle = LogThrottle(log)
+        self._throttle = RateLimitedLog(log)
         self._client_files = client_files()
         self._static: dict[str, StaticFile] = {}
         self._routes: dict[str, Handler] = {
@@ -160,10 +160,10 @@ class HttpRoutes:
                 self.gateway.metrics.connections_refused += 1
             return error_response(STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.message)
         except SignalpushError as exc:
-            self._throttle.warn(f"unavailable {path}", "http request failed", path=path, error=str(exc))
+            self._throttle.warning(f"unavailable {path}", "http request failed", path=path, error=str(exc))
             return error_response(503, "unavailable", str(exc))
         except Exception as exc:  # the last resort: a bug must not log a traceback per request
-            self._throttle.warn(
+            self._throttle.warning(
                 f"crash {path[:64]} {type(exc).__name__}",
                 "http request crashed",
                 path=path[:200],
