@@ -92,8 +92,9 @@ for i = 7, #ARGV do
     end
     return refuse(log .. ' already holds ' .. top .. ' (its last generated id) at or above seq ' .. seq
       .. ' (' .. added.err .. '), and ' .. meta .. ' is at seq ' .. (seq - 1) .. ': something else than '
-      .. 'the publish script wrote to it. Nothing was written. Repair: DEL ' .. log .. ' (its events not '
-      .. 'yet recorded are lost) or DEL ' .. meta .. ' (a new epoch of ' .. symbol .. ' starts)')
+      .. 'the publish script wrote to it. Nothing was written. Repair: XDEL ' .. log .. ' the entries above '
+      .. (seq - 1) .. ', then XSETID ' .. log .. ' ' .. (seq - 1) .. '-0 (nothing is lost); or DEL ' .. log
+      .. ' (its events not yet recorded are lost) or DEL ' .. meta .. ' (a new epoch of ' .. symbol .. ' starts)')
   end
   redis.call(ARGV[6], live, epoch .. ' ' .. seq .. ' ' .. publish_ms .. ' ' .. event)
 end

@@ -96,6 +96,7 @@ RECORDER: Final = (
             "+xinfo|consumers",
             "+xgroup|create",
             "+xgroup|delconsumer",
+            "+xgroup|setid",
         ),
         read_write=(LOG,),
     ),

@@ -27,7 +27,11 @@ RECORDER_SCRIPT: Final = r"""
 -- ARGV[1] 'read' | 'ack'   ARGV[2] group   ARGV[3] consumer
 -- read: ARGV[4] 'new' | 'own' | 'claim'   ARGV[5] count   ARGV[6] claim min idle ms   ARGV[7] claim cursor
 --   -> {epoch or '', group's last delivered id before the read or '', next claim cursor or '',
---       id1, json1, id2, json2, ...}   (json '' = the entry is gone from the log; ' ' = it has no event)
+--       entries dropped as forged, id1, json1, id2, json2, ...}
+--      (json '' = the entry is gone from the log; ' ' = it has no event)
+--   An entry above the meta seq was not written by the publish script (which takes the seq
+--   first): it is acknowledged and left out, and the group's cursor is put back to the meta
+--   seq, so the events published after it are still delivered and never trimmed unrecorded.
 -- ack:  ARGV[4] epoch of the ids   ARGV[5] '1' to trim   ARGV[6..] ids
 --   -> {acked, committed watermark (-1 = no group), meta seq}
 local meta, log = KEYS[1], KEYS[2]
@@ -60,7 +64,7 @@ if op == 'read' then
     redis.call('XGROUP', 'CREATE', log, group, '0')
     last = '0-0'
   end
-  local out = {epoch, last, ''}
+  local out = {epoch, last, '', 0}
   local entries
   if ARGV[4] == 'claim' then
     local reply = redis.call('XAUTOCLAIM', log, group, consumer, ARGV[6], ARGV[7], 'COUNT', ARGV[5])
@@ -73,6 +77,27 @@ if op == 'read' then
     entries = {}
     if reply then entries = reply[1][2] end
   end
+  local meta_seq = tonumber(redis.call('HGET', meta, 'seq'))
+  local forged = {}
+  local kept = {}
+  for _, entry in ipairs(entries) do
+    if meta_seq and seq_of(entry[1]) > meta_seq then
+      forged[#forged + 1] = entry[1]
+    else
+      kept[#kept + 1] = entry
+    end
+  end
+  if #forged > 0 then
+    redis.call('XACK', log, group, unpack(forged))
+    out[4] = #forged
+  end
+  if meta_seq and ARGV[4] ~= 'claim' then
+    local now_last = last_delivered()
+    if now_last and seq_of(now_last) > meta_seq then
+      redis.call('XGROUP', 'SETID', log, group, string.format('%d-0', meta_seq))
+    end
+  end
+  entries = kept
   for _, entry in ipairs(entries) do
     local json = ''
     local fields = entry[2]
@@ -107,6 +132,8 @@ if last then
   local pending = redis.call('XPENDING', log, group)
   local lowest
   if pending[1] > 0 then lowest = seq_of(pending[2]) else lowest = seq_of(last) + 1 end
+  -- Never past the meta seq: an id above it was not written by the publish script.
+  if lowest > seq + 1 then lowest = seq + 1 end
   mark = lowest - 1
   if ARGV[5] == '1' and lowest > 1 then
     redis.call('XTRIM', log, 'MINID', string.format('%d-0', lowest))
@@ -135,6 +162,8 @@ class ReadResult:
     #: For claims: where the next XAUTOCLAIM starts ("0-0" = the scan is complete).
     cursor: str | None
     entries: list[LogEntry] = field(default_factory=list)
+    #: Entries above the meta seq (not written by the publish script): acknowledged, left out.
+    forged: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,12 +227,14 @@ def _event_text(value: Any) -> str:
 
 def parse_read(raw: Sequence[Any]) -> ReadResult:
     epoch, last, cursor = (_text(v) for v in raw[:3])
-    entries = [LogEntry(_seq(_text(raw[i])), _event_text(raw[i + 1])) for i in range(3, len(raw), 2)]
+    forged = int(raw[3]) if len(raw) > 3 else 0
+    entries = [LogEntry(_seq(_text(raw[i])), _event_text(raw[i + 1])) for i in range(4, len(raw), 2)]
     return ReadResult(
         epoch=epoch or None,
         last_delivered=_seq(last) if last else None,
         cursor=cursor or None,
         entries=entries,
+        forged=forged,
     )
 
 

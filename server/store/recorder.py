@@ -103,6 +103,7 @@ class Recorder:
             "skipped": 0,
             "lost": 0,
             "symbol_errors": 0,
+            "forged": 0,
         }
         self._last_commit_ms: int | None = None
         #: Registry members that are not symbol names (left out), as of the last read.
@@ -313,6 +314,14 @@ class Recorder:
         return batches
 
     def _decode(self, symbol: str, result: logops.ReadResult) -> Batch | None:
+        if result.forged:
+            self._counters["forged"] += result.forged
+            self._warnings.warning(
+                ("forged", symbol),
+                "log entries above the symbol's seq (not written by the publish script) left out",
+                symbol=symbol,
+                count=result.forged,
+            )
         batch = decode(symbol, result)
         if batch is None:
             return None
