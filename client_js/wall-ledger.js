@@ -1,7 +1,7 @@
 /**
  * wall-ledger.js — a tile's positions and KPIs, kept live (pure: no DOM, no Plotly).
  *
- * The rules are server/performance.py's, as `server.charts.wall.kpis` applies them to a
+ * The rules are server/analytics/performance.py's, as `server.charts.wall.kpis` applies them to a
  * history frame's data (docs/charts.md, `kpis`): entries and exits pair by (bot, position);
  * a position's direction is its first entry's side and its entry price the quantity-weighted
  * average of its entries; an exit's P&L is its `pnl`, else computed from that average (fees

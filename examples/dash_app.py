@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from server.charts.database import get_session
 from server.charts.layers import create_bot_signal_layer, create_bot_trade_layer
-from server.store.models import CandleRow
+from server.history.models import CandleRow
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT"]
 

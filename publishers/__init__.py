@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from publishers.errors import (
     ConfigError,
-    EmbeddedRedisError,
     PublishError,
     SignalpushError,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "BotStatus",
     "Candle",
     "ConfigError",
-    "EmbeddedRedisError",
     "Event",
     "PublishError",
     "Publisher",

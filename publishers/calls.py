@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from publishers.config import load_settings, redact_url
 from publishers.connection import is_cluster_url
 from publishers.errors import PublishError
 from publishers.events import (
@@ -39,6 +38,7 @@ from publishers.script import (
     new_publisher_id,
     parse_result,
 )
+from server.settings import load_settings, redact_url
 
 if TYPE_CHECKING:
     pass

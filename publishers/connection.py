@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from publishers.config import load_settings
+from server.settings import load_settings
 
 #: Errors that mean "Redis is not reachable right now": retried with backoff.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (

@@ -1,18 +1,15 @@
-"""The one exception tree of signalpush.
+"""The root of signalpush's exceptions, and the errors a bot can meet.
 
-Errors of Redis, SQLAlchemy and websockets are mapped to these at the edge, so callers
-catch signalpush errors only::
+Errors of Redis are mapped to these at the edge, so a bot catches signalpush errors only::
 
-    SignalpushError
+    SignalpushError          the root of every error signalpush raises on purpose
     ├── ConfigError          a config key has a bad value (names the key and what is allowed)
     ├── PublishError         an event could not be published after the bounded retry
-    ├── EmbeddedRedisError   the embedded redis-server could not start (port taken, no binary)
-    ├── BusError             the gateway lost Redis and could not get it back
-    ├── StoreError           the history database failed or is unreachable
-    └── ProtocolError        a client frame broke wire protocol v1 (carries the error code)
+    └── InvalidEventError    an event field has a bad value (publishers/events.py; also a ValueError)
 
-Invalid event values raise the built-in ``ValueError`` naming the field, because that is
-what a caller passing a bad argument expects.
+The server's errors (bus, store, protocol, embedded Redis) hang under the same root in
+server/errors.py. Invalid event values raise a ``ValueError`` naming the field, because
+that is what a caller passing a bad argument expects.
 """
 
 from __future__ import annotations
@@ -32,25 +29,3 @@ class ConfigError(SignalpushError):
 
 class PublishError(SignalpushError):
     """Publishing failed after the configured retries; the event was not published."""
-
-
-class EmbeddedRedisError(SignalpushError):
-    """The embedded redis-server could not be started or did not answer."""
-
-
-class BusError(SignalpushError):
-    """The Redis bus is unavailable."""
-
-
-class StoreError(SignalpushError):
-    """The history database failed or is unreachable."""
-
-
-class ProtocolError(SignalpushError):
-    """A client frame violated the wire protocol; `code` is the protocol error code."""
-
-    def __init__(self, code: str, message: str, *, ref: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.ref = ref

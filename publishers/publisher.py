@@ -26,12 +26,12 @@ from publishers.calls import (
     refused,
     registry_updates,
 )
-from publishers.config import redact_url
 from publishers.connection import TRANSIENT_ERRORS, async_client
 from publishers.errors import PublishError
 from publishers.events import Candle, Event
 from publishers.script import PUBLISH_SCRIPT, PUBLISH_SHA, ScriptCall, ScriptResult
 from publishers.sync_publisher import SyncPublisher
+from server.settings import redact_url
 
 if TYPE_CHECKING:
     import pandas as pd

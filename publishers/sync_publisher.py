@@ -24,11 +24,11 @@ from publishers.calls import (
     refused,
     registry_updates,
 )
-from publishers.config import redact_url
 from publishers.connection import TRANSIENT_ERRORS, sync_client
 from publishers.errors import PublishError
 from publishers.events import Candle, Event
 from publishers.script import PUBLISH_SCRIPT, PUBLISH_SHA, ScriptCall, ScriptResult
+from server.settings import redact_url
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from server.embedded import EmbeddedRedis, free_port
+from server.cli.embedded import EmbeddedRedis, free_port
 from tests.support import TEST_REDIS_ENV
 
 pytest_plugins = ["tests.support.fixtures_db", "tests.support.fixtures_store"]

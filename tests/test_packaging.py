@@ -40,7 +40,7 @@ def test_wheel_ships_the_lua_script_and_console_script(wheel: Path) -> None:
     assert "publishers/publish.lua" in names
     assert "server/py.typed" in names and "publishers/py.typed" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "signalpush = server.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "signalpush = server.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_the_unpacked_wheel_runs_without_the_checkout(wheel: Path, tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_the_unpacked_wheel_runs_without_the_checkout(wheel: Path, tmp_path: Pat
     result = subprocess.run(
         [sys.executable, "-I", "-c",
          "import sys; sys.path.insert(0, sys.argv[1]); "
-         "import publishers.script as s, server.cli as c; "
+         "import publishers.script as s, server.cli.main as c; "
          "assert s.PUBLISH_SCRIPT.startswith('-- signalpush'); print(s.__file__)",
          str(tmp_path / "site")],
         capture_output=True, text=True, check=True, cwd=tmp_path,

@@ -108,8 +108,8 @@ async def _seed(database_url: str, redis_url: str, symbol: str, args: argparse.N
     from publishers.connection import async_client
     from publishers.events import now_ms
     from server.bench.backfill import Dataset, load_sql
-    from server.store.engine import create_engine
-    from server.store.migrate import upgrade_database
+    from server.history.engine import create_engine
+    from server.history.migrate import upgrade_database
 
     _progress(f"seeding {args.rows:,} events of {symbol} over {args.days} days ...")
     data = Dataset(symbol, secrets.token_hex(6), args.rows, args.days, now_ms(), 0, args.candle_s * 1000)
@@ -131,8 +131,8 @@ async def _unseed(database_url: str, redis_url: str, *symbols: str) -> None:
 
     from publishers import keys
     from publishers.connection import async_client
-    from server.store.engine import create_engine
-    from server.store.models import TABLES
+    from server.history.engine import create_engine
+    from server.history.models import TABLES
 
     engine = create_engine(database_url)
     try:

@@ -204,12 +204,12 @@ async def _bench_one(
 ) -> dict[str, Any]:
     from sqlalchemy import delete
 
-    from server.filters import EVERYTHING
-    from server.history import load_window
-    from server.store.engine import create_engine
-    from server.store.migrate import upgrade_database
-    from server.store.models import TABLES
-    from server.store.queries import plain_window
+    from server.core.filters import EVERYTHING
+    from server.history.engine import create_engine
+    from server.history.migrate import upgrade_database
+    from server.history.models import TABLES
+    from server.history.queries import plain_window
+    from server.history.reads import load_window
 
     await upgrade_database(url)
     engine = create_engine(url)
@@ -253,10 +253,10 @@ async def _bench_one(
 
 
 async def _run(args: argparse.Namespace) -> BenchResult:
-    from publishers.config import redact_url
     from publishers.connection import async_client
     from publishers.events import now_ms
-    from server.embedded import EmbeddedRedis, free_port
+    from server.cli.embedded import EmbeddedRedis, free_port
+    from server.settings import redact_url
 
     symbol = f"BENCH{secrets.token_hex(3).upper()}"
     with tempfile.TemporaryDirectory(prefix="signalpush-bench-") as tmp:

@@ -27,8 +27,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from publishers import keys
-from publishers.config import load_settings
-from server.bus import Batch, RedisBus
+from server.gateway.bus import Batch, RedisBus
+from server.settings import load_settings
 
 
 class Baseline:

@@ -34,7 +34,6 @@ from urllib.request import urlopen
 
 import redis
 
-from server.acl import setuser_command, user_url
 from server.bench import BenchResult, positive_float, positive_int
 from server.bench.attack import Attack, AttackContext, Outcome, poll
 from server.bench.honest import HonestRecord
@@ -54,6 +53,7 @@ from server.bench.procs import (
     workdir,
 )
 from server.bench.rig import Rig
+from server.cli.acl import setuser_command, user_url
 
 _S = 1_000_000_000  # ns
 

@@ -10,8 +10,8 @@ from publishers.connection import async_client
 from publishers.events import now_ms
 from server.bench.backfill import Dataset, load_redis, load_sql
 from server.bench.honest import HonestRecord
-from server.store.engine import create_engine
-from server.store.migrate import upgrade_database
+from server.history.engine import create_engine
+from server.history.migrate import upgrade_database
 
 _SEQS = text(
     "SELECT seq FROM signals WHERE symbol = :s UNION ALL SELECT seq FROM trades WHERE symbol = :s"

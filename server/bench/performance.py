@@ -153,8 +153,8 @@ def generate(
 
 
 async def _load(engine: AsyncEngine, pairs: list[tuple[str, dict[str, Any]]]) -> None:
-    from server.store.models import Base
-    from server.store.writer import insert_events
+    from server.history.models import Base
+    from server.history.writer import insert_events
 
     async with engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
@@ -165,7 +165,7 @@ async def _load(engine: AsyncEngine, pairs: list[tuple[str, dict[str, Any]]]) ->
 
 
 async def _cleanup(engine: AsyncEngine, prefix: str) -> None:
-    from server.store.models import TABLES, BotRow
+    from server.history.models import TABLES, BotRow
 
     async with engine.begin() as connection:
         for table in TABLES.values():
@@ -183,9 +183,9 @@ def _ms(samples: list[float]) -> dict[str, float]:
 
 
 async def _measure(args: argparse.Namespace, url: str, prefix: str) -> BenchResult:
-    from server.analytics_payloads import parse_performance_query, performance_payload
-    from server.store.analytics_queries import performance_query
-    from server.store.engine import create_engine
+    from server.analytics.payloads import parse_performance_query, performance_payload
+    from server.analytics.queries import performance_query
+    from server.history.engine import create_engine
 
     end_ms = int(time.time() * 1000)
     began = time.perf_counter()

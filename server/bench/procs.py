@@ -25,7 +25,7 @@ from urllib.request import urlopen
 
 from publishers.connection import sync_client
 from publishers.errors import SignalpushError
-from server.embedded import EmbeddedRedis, free_port
+from server.cli.embedded import EmbeddedRedis, free_port
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -235,7 +235,7 @@ class ServerChild:
             )
         workers = ["--workers", str(self.workers)] if self.workers > 1 else []
         return python_module(
-            "server.cli",
+            "server.cli.main",
             "serve",
             "--redis-url",
             self.redis_url,

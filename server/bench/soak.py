@@ -47,8 +47,8 @@ from server.bench.procs import (
 from server.bench.rig import Rig
 from server.bench.soakplan import MemoryLife, fault_schedule
 from server.bench.soakreport import SoakOutcome
-from server.embedded import EmbeddedRedis, free_port
-from server.store.engine import create_engine
+from server.cli.embedded import EmbeddedRedis, free_port
+from server.history.engine import create_engine
 
 DESCRIPTION = "soak: steady publishing, churning clients, gateway/Redis/recorder drills; lost, dups, RSS"
 
@@ -88,7 +88,7 @@ class RecorderChild:
 
     def __init__(self, redis_url: str, database_url: str, symbols: list[str], directory: Path) -> None:
         self.argv = python_module(
-            "server.cli", "record", "--redis-url", redis_url, "--database-url", database_url,
+            "server.cli.main", "record", "--redis-url", redis_url, "--database-url", database_url,
             "--symbols", ",".join(symbols), "--claim-idle-ms", "2000",
         )  # fmt: skip
         self.directory = directory
@@ -251,7 +251,7 @@ def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> B
     path = bench.workdir
     database_url = args.database_url or f"sqlite+aiosqlite:///{path / 'soak.db'}"
     subprocess.run(
-        python_module("server.cli", "db", "upgrade", "--database-url", database_url),
+        python_module("server.cli.main", "db", "upgrade", "--database-url", database_url),
         check=True, cwd=path, env=child_env(), stdout=subprocess.DEVNULL,
     )  # fmt: skip
     symbols = bench.symbols("SOAK", args.symbols)

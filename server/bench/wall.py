@@ -329,7 +329,7 @@ def _run(args: argparse.Namespace) -> BenchResult:
         raise SystemExit(
             "bench wall needs Chromium: apt-get install chromium, or set SIGNALPUSH_TEST_CHROMIUM"
         )
-    from server.embedded import EmbeddedRedis, free_port
+    from server.cli.embedded import EmbeddedRedis, free_port
 
     scratch = Path(tempfile.mkdtemp(prefix="signalpush-bench-wall-"))
     redis = None
@@ -352,7 +352,7 @@ def _run(args: argparse.Namespace) -> BenchResult:
     feed = MixFeed(url, symbols, args.rate)
     with open(scratch / "serve.log", "ab") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "server.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=log,

@@ -7,7 +7,7 @@ charts' private background loop, so it works in scripts and Dash callbacks::
     with get_session() as session:
         rows = session.execute(select(BotRow).where(BotRow.status == "active"))
 
-Entering checks the connection and raises :class:`~publishers.errors.StoreError` if the
+Entering checks the connection and raises :class:`~server.errors.StoreError` if the
 database is down.
 """
 
@@ -21,8 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import Executable
 
-from publishers.errors import StoreError
 from server.charts.layers.bot_integration import BotDataService, default_service
+from server.errors import StoreError
 
 
 class BlockingSession:

@@ -15,7 +15,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from server import performance as perf
+from server.analytics import performance as perf
 
 log = logging.getLogger("bot_enhanced_layers")
 
@@ -119,7 +119,7 @@ def _prices_from_market(signals: pd.DataFrame, market: pd.DataFrame | None) -> p
 
 
 def trade_frame(data: pd.DataFrame | Mapping[str, Sequence[Any]] | None) -> pd.DataFrame:
-    """The trade columns :mod:`server.performance` reads (fee 0 and pnl NaN when absent)."""
+    """The trade columns :mod:`server.analytics.performance` reads (fee 0 and pnl NaN when absent)."""
     frame = _renamed(as_frame(data))
     if frame.empty or "action" not in frame.columns:
         return perf.empty_trades()

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from server import performance as perf
+from server.analytics import performance as perf
 from server.charts import styles
 from server.charts.styles import Theme
 
@@ -248,7 +248,7 @@ def trade_traces(
 ) -> Keyed:
     """Entry and exit markers, and entry→exit lines coloured by the exit's realized P&L.
 
-    P&L comes from :func:`server.performance.prepare` (the exit's ``pnl``, else computed).
+    P&L comes from :func:`server.analytics.performance.prepare` (the exit's ``pnl``, else computed).
     customdata: entries ``[bot, strategy, side, qty, position]``; exits add ``pnl`` (number
     or null) and its label; lines ``[bot, pnl label]`` per point (null at the gaps).
     """

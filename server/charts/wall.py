@@ -18,8 +18,8 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from server import performance as perf
-from server.analytics_payloads import json_value
+from server.analytics import performance as perf
+from server.analytics.payloads import json_value
 from server.charts import styles, traces
 from server.charts.frames import candle_frame, signal_frame, status_frame, trade_frame
 

@@ -13,7 +13,7 @@ import redis
 
 from publishers import Publisher, PublishError, SyncPublisher, keys
 from publishers.script import PUBLISH_SHA, build_call, parse_live_message, parse_result
-from server.embedded import EmbeddedRedis
+from server.cli.embedded import EmbeddedRedis
 from tests.support import async_wait_until, scaled
 
 TS = 1_732_560_000_000
@@ -254,7 +254,7 @@ def test_sync_publisher_is_a_thread_safe_twin(redis_url: str, symbol: str) -> No
 
 
 def test_sync_publisher_raises_publish_error_when_redis_is_unreachable(symbol: str) -> None:
-    from server.embedded import free_port
+    from server.cli.embedded import free_port
 
     pub = SyncPublisher(
         f"redis://127.0.0.1:{free_port()}/0", bot="b", strategy="s", retry_attempts=2, retry_timeout_s=0.5

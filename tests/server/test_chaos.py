@@ -19,8 +19,8 @@ from sqlalchemy import bindparam, text
 
 from publishers import Publisher
 from publishers.events import BotStatus, Event, Signal, Trade, now_ms
-from server.embedded import die_with_parent_hook
-from server.store.engine import create_engine
+from server.cli.embedded import die_with_parent_hook
+from server.history.engine import create_engine
 from tests.support import async_wait_until, scaled
 from tests.support.chaos import FILTERS, ChaosClient, expected, stop_all
 from tests.support.process import REPO, ServerProcess
@@ -32,7 +32,7 @@ class RecorderProcess:
     """``signalpush record`` as a child process we can SIGKILL and start again."""
 
     def __init__(self, redis_url: str, env: dict[str, str], log_path: Path) -> None:
-        self.command = [sys.executable, "-m", "server.cli", "record", "--redis-url", redis_url]
+        self.command = [sys.executable, "-m", "server.cli.main", "record", "--redis-url", redis_url]
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None

@@ -1,4 +1,4 @@
-"""Redis users made from ``server.acl``'s roles, and the commands Redis refused them (its ACL LOG)."""
+"""Redis users made from ``server.cli.acl``'s roles, and the commands Redis refused them (its ACL LOG)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from server.acl import setuser_command, user_url
+from server.cli.acl import setuser_command, user_url
 
 
 def redis_major(url: str) -> int:

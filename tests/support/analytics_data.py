@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from publishers.demo import TradingFloor, seed_history
-from server.store.engine import create_engine
-from server.store.models import Base
-from server.store.writer import insert_events
+from server.cli.demo import TradingFloor, seed_history
+from server.history.engine import create_engine
+from server.history.models import Base
+from server.history.writer import insert_events
 
 DAY_MS = 86_400_000
 #: 2024-11-20 00:00:00 UTC: a midnight, so fixtures can say "day 0, 23:30".

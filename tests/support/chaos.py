@@ -16,7 +16,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from server.filters import EventFilter, parse_filter
+from server.core.filters import EventFilter, parse_filter
 
 FILTERS: list[dict[str, Any] | None] = [
     None,

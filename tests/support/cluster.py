@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from server.embedded import port_is_free
+from server.cli.embedded import port_is_free
 from tests.support import wait_until
 
 SYSTEM_REDIS = "/usr/bin/redis-server"

@@ -15,13 +15,13 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from publishers.config import RecorderSettings
 from publishers.connection import async_client
 from publishers.events import BotStatus, Candle, Event, Signal, Trade
-from server.store.engine import create_engine
-from server.store.migrate import upgrade_database
-from server.store.models import Base
-from server.store.recorder import Recorder
+from server.history.engine import create_engine
+from server.history.migrate import upgrade_database
+from server.history.models import Base
+from server.history.recorder import Recorder
+from server.settings import RecorderSettings
 from tests.support import async_wait_until
 
 BOTS = (("momo-1", "momentum"), ("ema-1", "ema_crossover"), ("mr-1", "mean_reversion"))

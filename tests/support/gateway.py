@@ -13,9 +13,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from publishers.config import Settings, load_settings
-from server.gateway import Gateway
-from server.http import HttpRoutes
+from server.gateway.http import HttpRoutes
+from server.gateway.server import Gateway
+from server.settings import Settings, load_settings
 from tests.support import async_wait_until
 
 
@@ -169,10 +169,10 @@ async def serving(
     redis_url: str, database_url: str, **sections: dict[str, Any]
 ) -> AsyncIterator[RunningGateway]:
     """What ``signalpush serve`` runs (gateway, HTTP API, history store and workers, recorder),
-    composed by the same code (server.runner), on a free port of 127.0.0.1."""
+    composed by the same code (server.cli.runner), on a free port of 127.0.0.1."""
     import gc
 
-    from server import runner
+    from server.cli import runner
 
     server = {"port": 0, **sections.pop("server", {})}
     settings = gateway_settings(database={"url": database_url}, server=server, **sections)

@@ -12,14 +12,14 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from server.embedded import die_with_parent_hook, free_port
+from server.cli.embedded import die_with_parent_hook, free_port
 from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:
-    """A ``python -m server.cli <command>`` child with its own port and environment."""
+    """A ``python -m server.cli.main <command>`` child with its own port and environment."""
 
     def __init__(
         self,
@@ -53,7 +53,7 @@ class ServerProcess:
                 [
                     sys.executable,
                     "-m",
-                    "server.cli",
+                    "server.cli.main",
                     *self.args,
                     "--host",
                     "127.0.0.1",

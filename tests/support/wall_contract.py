@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from publishers.demo import TradingFloor, seed_history
 from server.charts.wall import build_symbol_figure, kpis
+from server.cli.demo import TradingFloor, seed_history
 
 FIXTURE = Path(__file__).resolve().parents[2] / "client_js" / "tests" / "fixtures" / "wall-contract.json"
 SYMBOL = "BTCUSDT"

@@ -1,6 +1,6 @@
 """Demo data for wall tests: the demo trading floor, seeded and then published live from a thread.
 
-The floor is ``publishers.demo.TradingFloor`` (the same bots ``signalpush demo`` runs), here with
+The floor is ``server.cli.demo.TradingFloor`` (the same bots ``signalpush demo`` runs), here with
 short candles so a test sees new points every few seconds. The floor's bots signal at most every
 45 s, so a live-only ``scalp-1`` bot (strategy ``scalping``) adds signals, entries, exits (a third
 without a reported P&L) and equity reports every few ticks: seconds of a test carry enough live
@@ -14,9 +14,9 @@ import random
 import threading
 from collections.abc import Sequence
 
-from publishers.demo import TradingFloor, seed_history
 from publishers.events import BotStatus, Event, Signal, Trade, now_ms
 from publishers.sync_publisher import SyncPublisher
+from server.cli.demo import TradingFloor, seed_history
 
 BASES = (64_000.0, 3_200.0, 150.0, 0.45, 25.0, 600.0)
 

@@ -1,6 +1,6 @@
 """The seed document's chart-layer API (``from components.charts.layers import X`` becomes
 ``from server.charts.layers import X``): bot data services and layers that draw bot
-signals and trades on plotly figures, backed by the history store and server.analytics."""
+signals and trades on plotly figures, backed by the history store and server.analytics.service."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from publishers.errors import StoreError
-from server.analytics import as_filter
+from server.analytics.queries import BotFilter
+from server.analytics.service import as_filter
 from server.charts.layers.bot_integration import (
     BotFilterConfig,
     BotSignalLayerIntegration,
@@ -34,7 +34,7 @@ from server.charts.layers.signals import (
     TradingSignalLayer,
     add_traces,
 )
-from server.store.analytics_queries import BotFilter
+from server.errors import StoreError
 
 log = logging.getLogger("bot_enhanced_layers")
 

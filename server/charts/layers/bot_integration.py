@@ -1,8 +1,8 @@
-"""The seed document's bot data services, backed by :mod:`server.analytics` and the history store.
+"""The seed document's bot data services, backed by :mod:`server.analytics.service` and the history store.
 
 ``BotDataService`` IS the analytics service (a thin subclass adding the seed's method
-names); every figure comes from :mod:`server.performance`. Database failures: the
-service raises :class:`~publishers.errors.StoreError`; the convenience functions
+names); every figure comes from :mod:`server.analytics.performance`. Database failures: the
+service raises :class:`~server.errors.StoreError`; the convenience functions
 (``get_active_bot_signals`` ...) degrade instead: an empty DataFrame whose
 ``attrs["error"]`` says why, or a summary dict with ``success: False`` and ``error``.
 Debug logs go to the logger named ``bot_integration``.
@@ -21,11 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from publishers.errors import StoreError
-from server import analytics
-from server.analytics import DAY_MS, FilterLike, as_filter, make_filter
-from server.analytics_payloads import frame_records
-from server.store.analytics_queries import BotFilter
+from server.analytics import service as analytics
+from server.analytics.payloads import frame_records
+from server.analytics.queries import BotFilter
+from server.analytics.service import DAY_MS, FilterLike, as_filter, make_filter
+from server.errors import StoreError
 
 log = logging.getLogger("bot_integration")
 

@@ -11,7 +11,7 @@ async def test_the_backfill_bench_prints_a_table_and_a_summary(database_url: str
     if database_url.startswith("postgresql"):
         await reset_schema(database_url)
         extra = ["--database-url", database_url]
-    command = [sys.executable, "-m", "server.cli", "bench", "backfill", "--rows", "4000", "--days", "1"]
+    command = [sys.executable, "-m", "server.cli.main", "bench", "backfill", "--rows", "4000", "--days", "1"]
     command += ["--runs", "2", "--log-tail", "300", *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)  # noqa: ASYNC221
     assert result.returncode == 0, result.stderr

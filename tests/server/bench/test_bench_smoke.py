@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server.bench import SCENARIOS
-from server.cli import main
+from server.cli.main import main
 
 pytestmark = pytest.mark.slow
 

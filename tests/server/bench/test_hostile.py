@@ -13,7 +13,7 @@ import pytest
 
 from server.bench.hostile import ATTACKS, selected
 from server.bench.procs import BenchError, children_of
-from server.cli import main
+from server.cli.main import main
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.bench.loadclient import ConnState, FrameCache, Tally, parse_baseline_message, parse_events_frame
-from server.protocol import events_frame
+from server.core.protocol import events_frame
 
 
 def _event(seq: int, stamp: int = 0) -> str:

@@ -4,7 +4,7 @@ import json
 
 from publishers.events import Signal
 from server.bench.pubload import EVENT_BYTES, bench_filters, padding_for, signal_body
-from server.filters import parse_filter
+from server.core.filters import parse_filter
 
 
 def test_signal_body_is_what_the_publisher_would_send() -> None:

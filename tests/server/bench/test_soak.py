@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from server.bench.soakplan import FAULTS
-from server.cli import main
+from server.cli.main import main
 
 pytestmark = pytest.mark.slow
 

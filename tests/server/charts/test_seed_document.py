@@ -18,10 +18,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from publishers.errors import StoreError
 from publishers.events import now_ms
 from server.charts import layers as charts_layers
-from server.embedded import free_port
+from server.cli.embedded import free_port
+from server.errors import StoreError
 from tests.support.analytics_data import demo_events, fresh_store
 
 NOW = now_ms()
@@ -725,7 +725,7 @@ def test_database_connection_management_pattern(store: str) -> None:
     from sqlalchemy import select
 
     from server.charts.database import get_session
-    from server.store.models import BotRow as Bot
+    from server.history.models import BotRow as Bot
 
     logger = logging.getLogger("test")
 

@@ -1,0 +1,122 @@
+"""``signalpush serve --workers N``: N gateway processes sharing one port (SO_REUSEPORT), supervised.
+
+The supervisor owns the embedded Redis (when no redis.url is set), starts the workers
+with the resolved Redis URL, restarts a worker that dies (with backoff, so a crash loop
+does not spin), and on SIGTERM/SIGINT passes SIGTERM on and waits for them to close
+their connections with 1012. The kernel spreads new connections over the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from server.cli.embedded import die_with_parent_hook
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff_s: float = 0.5
+    history: list[float] = field(default_factory=list)
+
+
+class Supervisor:
+    """Run and keep running ``count`` gateway workers on one port."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_url: str,
+        count: int,
+        host: str,
+        port: int,
+        config_path: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.workers = [Worker(i) for i in range(count)]
+        self.host = host
+        self.port = port
+        self.config_path = config_path
+        self._stopping = False
+
+    def _command(self) -> list[str]:
+        command = [sys.executable, "-m", "server.cli.main"]
+        if self.config_path:
+            command += ["--config", self.config_path]
+        return [
+            *command,
+            "serve",
+            "--worker",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--redis-url",
+            self.redis_url,
+        ]
+
+    async def _spawn(self, worker: Worker) -> None:
+        env = {**os.environ, "SIGNALPUSH_WORKER_INDEX": str(worker.index)}
+        worker.process = await asyncio.create_subprocess_exec(
+            *self._command(), env=env, preexec_fn=die_with_parent_hook() if sys.platform == "linux" else None
+        )
+        worker.started_at = time.monotonic()
+        log.info("worker started", extra={"worker": worker.index, "pid": worker.process.pid})
+
+    async def _watch(self, worker: Worker) -> None:
+        while not self.stopping():
+            await self._spawn(worker)
+            assert worker.process is not None
+            code = await worker.process.wait()
+            if self.stopping():
+                return
+            lived = time.monotonic() - worker.started_at
+            worker.backoff_s = 0.5 if lived > 30 else min(worker.backoff_s * 2, 30.0)
+            worker.restarts += 1
+            log.warning(
+                "worker died; restarting",
+                extra={"worker": worker.index, "code": code, "in_s": worker.backoff_s},
+            )
+            await asyncio.sleep(worker.backoff_s)
+
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def run(self) -> None:
+        """Until cancelled; then SIGTERM every worker and wait for them (bounded)."""
+        watchers = [asyncio.create_task(self._watch(w), name=f"worker-{w.index}") for w in self.workers]
+        try:
+            await asyncio.gather(*watchers)
+        finally:
+            self._stopping = True
+            await self._terminate_all()
+            for watcher in watchers:
+                watcher.cancel()
+
+    async def _terminate_all(self) -> None:
+        running = [w.process for w in self.workers if w.process is not None and w.process.returncode is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = self.settings.server.shutdown_timeout_s + 5
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), deadline)
+        except TimeoutError:
+            for process in running:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()

@@ -1,0 +1,205 @@
+"""The JSON API on the gateway's port: history, figures, bots, performance (all behind the same tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from publishers.events import SYMBOL_PATTERN
+from server.analytics.payloads import bots_payload, performance_payload
+from server.core.filters import parse_filter_query
+from server.errors import ProtocolError
+from server.gateway import build_worker as history_worker
+from server.gateway.auth import Principal
+from server.gateway.http import HttpRoutes, Query, json_response
+from server.gateway.metrics import sample
+from server.history.reads import history_payload
+from server.history.source import Window
+
+if TYPE_CHECKING:
+    from server.history.recorder import Recorder
+
+
+#: Fields of a bot that describe the whole bot (its account, its activity on every symbol).
+BOT_WIDE_FIELDS: Final = ("equity", "status", "first_seen", "last_seen", "last_status_at")
+
+
+def scope_bots(bots: list[dict[str, Any]], principal: Principal) -> list[dict[str, Any]]:
+    """What ``principal`` may see of ``bots`` (each with its ``symbols``) on ``/api/bots``.
+
+    * A principal with the ``*`` pattern sees every bot whole.
+    * Otherwise only bots seen on a symbol it may read, each with ``symbols`` cut to those.
+    * Bot-wide fields (account equity, status, first/last seen) are there only when it may read
+      every symbol of the bot; else they are null and ``partial`` is true: they would tell
+      about the symbols it may not read.
+    """
+    unrestricted = "*" in principal.patterns
+    visible: list[dict[str, Any]] = []
+    for bot in bots:
+        symbols = [s for s in bot.get("symbols") or [] if isinstance(s, str)]
+        if unrestricted:
+            visible.append({**bot, "partial": False})
+            continue
+        readable = [s for s in symbols if principal.can_read(s)]
+        if not readable:
+            continue
+        partial = len(readable) < len(symbols)
+        scoped = {**bot, "symbols": readable, "partial": partial}
+        if partial:
+            scoped.update(dict.fromkeys(BOT_WIDE_FIELDS))
+        visible.append(scoped)
+    return visible
+
+
+def _symbol(query: Query) -> str:
+    symbol = query.params.get("symbol", "")
+    if not SYMBOL_PATTERN.match(symbol):
+        raise ProtocolError("bad_request", f"symbol: {symbol[:40]!r} is not a symbol")
+    return symbol
+
+
+def _int(query: Query, key: str, default: int, low: int, high: int) -> int:
+    raw = query.params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ProtocolError("bad_request", f"{key}: {raw[:40]!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ProtocolError("bad_request", f"{key}: must be between {low} and {high}, got {value}")
+    return value
+
+
+class ApiRoutes:
+    """Adds /api/history, /api/figure, /api/bots, /api/performance and the store's health to ``routes``."""
+
+    def __init__(self, routes: HttpRoutes, engine: AsyncEngine, recorder: Recorder | None = None) -> None:
+        self.routes = routes
+        self.gateway = routes.gateway
+        self.engine = engine
+        self.recorder = recorder
+        history = self.gateway.settings.history
+        self.max_minutes = history.max_minutes
+        self.default_minutes = history.default_minutes
+        self.max_points = history.max_points
+        self.max_events = history.max_events
+        routes.add_route("/api/history", self._history)
+        routes.add_route("/api/figure", self._figure)
+        routes.add_route("/api/bots", self._bots)
+        routes.add_route("/api/performance", self._performance)
+        routes.figure_for = self.figure_for  # type: ignore[method-assign]
+        routes.database_state = self.database_state  # type: ignore[method-assign]
+        routes.extra_metrics = self.recorder_metrics  # type: ignore[method-assign]
+
+    async def figure_for(self, symbol: str, window: Window) -> dict[str, Any]:
+        return await asyncio.to_thread(history_worker.symbol_figure, symbol, window.data, self.max_points)
+
+    async def database_state(self) -> str:
+        try:
+            async with asyncio.timeout(2.0), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # any failure of the database means "down" for /healthz
+            return "down"
+        return "up"
+
+    def recorder_metrics(self) -> list[str]:
+        if self.recorder is None:
+            return []
+        stats = self.recorder.stats()
+        lines = [
+            "# HELP signalpush_recorder_events_total Events the recorder committed to SQL",
+            "# TYPE signalpush_recorder_events_total counter",
+            f"signalpush_recorder_events_total {stats.get('events_recorded', 0)}",
+            "# HELP signalpush_recorder_lag_events Events published but not yet committed, per symbol",
+            "# TYPE signalpush_recorder_lag_events gauge",
+        ]
+        lines += [
+            sample("signalpush_recorder_lag_events", {"symbol": s}, lag)
+            for s, lag in self.recorder.lag().items()
+        ]
+        lines += [
+            "# HELP signalpush_recorder_unrecordable_symbols Symbols whose keys cannot be recorded now"
+            " (retried with backoff; their lag keeps growing)",
+            "# TYPE signalpush_recorder_unrecordable_symbols gauge",
+            f"signalpush_recorder_unrecordable_symbols {stats.get('unrecordable', 0)}",
+            "# HELP signalpush_recorder_invalid_names Registry names that are not symbols (skipped)",
+            "# TYPE signalpush_recorder_invalid_names gauge",
+            f"signalpush_recorder_invalid_names {stats.get('invalid_names', 0)}",
+        ]
+        last = stats.get("last_commit_ms") or 0
+        age = (time.time() * 1000 - last) / 1000 if last else -1
+        lines += [
+            "# HELP signalpush_recorder_last_commit_age_seconds Seconds since the recorder last committed",
+            "# TYPE signalpush_recorder_last_commit_age_seconds gauge",
+            f"signalpush_recorder_last_commit_age_seconds {age:.3f}",
+        ]
+        return lines
+
+    async def _history(self, query: Query) -> Response:
+        symbol = _symbol(query)
+        self.routes.require(query, [symbol])
+        minutes = _int(query, "minutes", self.default_minutes, 1, self.max_minutes)
+        points = _int(query, "max_points", self.max_points, 10, self.max_points * 10)
+        flt = parse_filter_query(query.params)
+
+        async def inline() -> Any:
+            return await history_payload(
+                self.engine, self.gateway.redis, symbol, flt, minutes, points, self.max_events
+            )
+
+        return await self._built(history_worker.build_api_history, (symbol, flt, minutes, points), inline)
+
+    async def _figure(self, query: Query) -> Response:
+        symbol = _symbol(query)
+        self.routes.require(query, [symbol])
+        minutes = _int(query, "minutes", self.default_minutes, 1, self.max_minutes)
+        points = _int(query, "max_points", self.max_points, 10, self.max_points * 10)
+        flt = parse_filter_query(query.params)
+
+        async def inline() -> Any:
+            window = await self.gateway.history.window(symbol, flt, minutes=minutes, max_points=points)
+            figure = await self.figure_for(symbol, window)
+            return {"symbol": symbol, "epoch": window.epoch, "to_seq": window.to_seq, **figure}
+
+        return await self._built(history_worker.build_api_figure, (symbol, flt, minutes, points), inline)
+
+    async def _built(
+        self, build: Callable[..., Any], args: tuple[Any, ...], inline: Callable[[], Awaitable[Any]]
+    ) -> Response:
+        """A history body built within the history budget: in a worker process, or here (no workers)."""
+        builds = self.gateway.builds
+        builds.budget.admit()
+        if builds.pool is not None:
+            body: bytes = await builds.call(build, *args)
+        else:
+            async with builds.budget.slot():
+                body = history_worker.encode(await inline())
+        headers = Headers({"Content-Type": "application/json", "Cache-Control": "no-store"})
+        return Response(200, "OK", headers, body)
+
+    async def _bots(self, query: Query) -> Response:
+        principal = self.routes.require(query)
+        # The symbols a bot was seen on within the longest history window a wall may ask for.
+        since = int(time.time() * 1000) - self.max_minutes * 60_000
+        payload = await bots_payload(self.engine, since_ms=since)
+        payload["bots"] = scope_bots(payload.get("bots", []), principal)
+        return json_response(payload)
+
+    async def _performance(self, query: Query) -> Response:
+        principal = self.routes.require(query)
+        params = dict(query.params)
+        if principal.patterns != ("*",):
+            # A token limited to some symbols sees performance on those symbols only.
+            asked = [s for s in params.get("symbols", "").split(",") if s]
+            if not asked:
+                raise ProtocolError("forbidden", "symbols: this token must name the symbols it may read")
+            self.routes.require(query, asked)
+        return json_response(await performance_payload(self.engine, params))

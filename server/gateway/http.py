@@ -1,0 +1,347 @@
+"""HTTP on the gateway's port (through websockets' ``process_request``): health, metrics, the API,
+the wall's pages and the client files. Everything a wall loads comes from this origin."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http
+import json
+import logging
+import mimetypes
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qsl, urlsplit
+
+from redis import RedisError
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from publishers.errors import ConfigError, SignalpushError
+from server.core.trust import symbol_name
+from server.errors import BusError, ProtocolError
+from server.gateway.auth import ANYONE, Authenticator, Principal, one_header, token_from
+from server.gateway.metrics import render
+from server.gateway.origin import OriginPolicy
+from server.logs import RateLimitedLog
+
+if TYPE_CHECKING:
+    from server.gateway.server import Gateway
+
+log = logging.getLogger(__name__)
+
+#: Query parameters one request may carry at most.
+MAX_QUERY_FIELDS = 32
+#: HTTP status of each ProtocolError code on this port (anything else: 400).
+STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503}
+#: The client files served under /client/: those the wheel ships (pyproject's package-data).
+CLIENT_SUFFIXES = (".js", ".d.ts", ".html", ".css")
+
+Handler = Callable[["Query"], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed HTTP request: path, query parameters (each key at most once), headers, the connection."""
+
+    path: str
+    params: dict[str, str]
+    request: Request
+    connection: ServerConnection
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    body: bytes
+    gzipped: bytes | None
+    content_type: str
+    etag: str
+
+
+def _address(connection: ServerConnection) -> str:
+    remote = connection.remote_address
+    return str(remote[0]) if remote else ""
+
+
+def json_response(payload: Any, status: int = 200, *, cache: str = "no-store") -> Response:
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=str).encode()
+    headers = Headers({"Content-Type": "application/json", "Cache-Control": cache})
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)
+
+
+def text_response(text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8") -> Response:
+    headers = Headers({"Content-Type": content_type, "Cache-Control": "no-store"})
+    return Response(status, http.HTTPStatus(status).phrase, headers, text.encode())
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    response = json_response({"error": code, "message": message}, status)
+    if code == "busy":
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def parse_query(query: str) -> dict[str, str]:
+    """Query parameters; ProtocolError(bad_request) naming a key given twice (which one would count?)
+    or past MAX_QUERY_FIELDS parameters."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise ProtocolError("bad_request", f"query: more than {MAX_QUERY_FIELDS} parameters") from None
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        if key in params:
+            raise ProtocolError("bad_request", f"{key[:40]}: given more than once")
+        params[key] = value
+    return params
+
+
+def client_files() -> frozenset[str]:
+    """Names of the files /client/ serves: the top-level *.js, *.d.ts, *.html, *.css of client_js."""
+    try:
+        root = resources.files("client_js")
+    except ModuleNotFoundError:
+        return frozenset()
+    return frozenset(
+        entry.name for entry in root.iterdir() if entry.is_file() and entry.name.endswith(CLIENT_SUFFIXES)
+    )
+
+
+class HttpRoutes:
+    """Routes of the gateway's port other than ``/ws``."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        gateway.http = self
+        self.auth = Authenticator(gateway.settings.auth)
+        #: The principal of each open websocket connection (set at the handshake).
+        self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = weakref.WeakKeyDictionary()
+        server = gateway.settings.server
+        try:
+            self.policy = OriginPolicy(server.host, server.public_hosts, server.allowed_origins)
+        except ProtocolError as exc:
+            raise ConfigError("server.public_hosts", exc.message) from None
+        self._throttle = RateLimitedLog(log)
+        self._client_files = client_files()
+        self._static: dict[str, StaticFile] = {}
+        self._routes: dict[str, Handler] = {
+            "/healthz": self._healthz,
+            "/metrics": self._metrics,
+            "/api/symbols": self._symbols,
+        }
+        self._pages = {"/": "index.html", "/wall": "wall.html"}
+
+    def add_route(self, path: str, handler: Handler) -> None:
+        self._routes[path] = handler
+
+    async def handle(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer ``request`` (None: go on with the websocket handshake of /ws).
+
+        Every malformed request is a 4xx naming what is wrong; an unexpected exception is a
+        500 with one log line (per route and error type, once a minute), never a traceback
+        per request.
+        """
+        path = "?"
+        try:
+            parts = urlsplit(request.path)
+            path = parts.path
+            host = one_header(request.headers, "Host")
+            self.policy.check_host(host)
+            query = Query(path, parse_query(parts.query), request, connection)
+            if path == "/ws":
+                return self.check_connection(connection, query)
+            return await self._route(query)
+        except ProtocolError as exc:
+            if path == "/ws":
+                self.gateway.metrics.connections_refused += 1
+            return error_response(STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.message)
+        except SignalpushError as exc:
+            self._throttle.warning(f"unavailable {path}", "http request failed", path=path, error=str(exc))
+            return error_response(503, "unavailable", str(exc))
+        except Exception as exc:  # the last resort: a bug must not log a traceback per request
+            self._throttle.warning(
+                f"crash {path[:64]} {type(exc).__name__}",
+                "http request crashed",
+                path=path[:200],
+                error=f"{type(exc).__name__}: {str(exc)[:200]}",
+            )
+            return error_response(500, "internal", "internal error")
+
+    async def _route(self, query: Query) -> Response:
+        path, request = query.path, query.request
+        handler = self._routes.get(path)
+        if handler is not None:
+            return await handler(query)
+        if path in self._pages:
+            return self._file("client_js", self._pages[path], request)
+        if path.startswith("/client/"):
+            name = path.removeprefix("/client/")
+            if name not in self._client_files:
+                return error_response(404, "not_found", f"no client file {name[:100]!r}")
+            return self._file("client_js", name, request)
+        if path == "/vendor/plotly.min.js":
+            return self._file("plotly", "package_data/plotly.min.js", request, cache="public, max-age=86400")
+        return error_response(404, "not_found", f"no route {path[:100]}")
+
+    def check_origin(self, request: Request) -> None:
+        """ProtocolError(forbidden) for a browser Origin that is not the gateway's own nor allowed."""
+        headers = request.headers
+        self.policy.check_origin(one_header(headers, "Origin"), one_header(headers, "Host"))
+
+    def check_connection(self, connection: ServerConnection, query: Query) -> Response | None:
+        """Admission of a websocket handshake: Origin, connection caps, then the token."""
+        gateway = self.gateway
+        server = gateway.settings.server
+        request = query.request
+        self.check_origin(request)
+        if len(gateway.sessions) >= server.max_connections:
+            gateway.metrics.connections_refused += 1
+            return error_response(503, "too_many", "too many connections (server.max_connections)")
+        address = _address(connection)
+        if (
+            server.max_connections_per_ip
+            and gateway.per_address.get(address, 0) >= server.max_connections_per_ip
+        ):
+            gateway.metrics.connections_refused += 1
+            return error_response(
+                429, "too_many", "too many connections from this address (server.max_connections_per_ip)"
+            )
+        principal = self.auth.authenticate(token_from(request.headers, query.params))
+        self.principals[connection] = principal
+        return None
+
+    def principal_of(self, ws: ServerConnection) -> Principal:
+        return self.principals.get(ws, ANYONE)
+
+    def forget(self, ws: ServerConnection) -> None:
+        self.principals.pop(ws, None)
+
+    def authorize_symbol(self, ws: ServerConnection, symbol: str) -> None:
+        """Raise ProtocolError(forbidden) if this connection may not read ``symbol`` (auth off: all may)."""
+        if not self.principal_of(ws).can_read(symbol):
+            raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
+
+    def require(self, query: Query, symbols: list[str] | None = None) -> Principal:
+        """The principal of an HTTP API request; ProtocolError (401/403) if it may not ask this."""
+        self.check_origin(query.request)
+        principal = self.auth.authenticate(token_from(query.request.headers, query.params))
+        for symbol in symbols or []:
+            if not principal.can_read(symbol):
+                raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
+        return principal
+
+    async def figure_for(self, symbol: str, window: Any) -> dict[str, Any] | None:
+        return None
+
+    # -- routes --------------------------------------------------------------------------
+
+    async def _healthz(self, query: Query) -> Response:
+        """200 when every part is up, else 503; ``down`` names the parts that are not.
+
+        Parts: ``bus`` (the Redis listener connected and heard from), ``database``, and the
+        process's long-running tasks (``housekeeping``, ``recorder`` when it runs here).
+        """
+        gateway = self.gateway
+        tasks = gateway.tasks
+        bus_task = tasks.get("bus")
+        redis_ok = gateway.bus.is_healthy(max_silence_s=10.0) and (bus_task is None or bus_task.up)
+        database = await self.database_state()
+        parts = {"bus": "up" if redis_ok else "down", "database": database}
+        parts.update({name: "up" if task.up else "down" for name, task in tasks.items() if name != "bus"})
+        down = sorted(name for name, state in parts.items() if state == "down")
+        body = {
+            "status": "degraded" if down else "ok",
+            "redis": parts["bus"],
+            "database": database,
+            "connections": len(gateway.sessions),
+            "uptime_s": round(time.monotonic() - gateway.started_at, 1),
+            "bus": parts["bus"],
+            "recorder": parts.get("recorder", "disabled"),
+            "down": down,
+            "restarts": {name: task.restarts for name, task in tasks.items()},
+        }
+        return json_response(body, 503 if down else 200)
+
+    async def database_state(self) -> str:
+        """ "up", "down", or "disabled" (no history store in this process)."""
+        return "disabled"
+
+    def extra_metrics(self) -> list[str]:
+        return []
+
+    async def _metrics(self, query: Query) -> Response:
+        text = render(self.gateway.metrics, self.gateway.gauges(), self.extra_metrics)
+        return text_response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def _symbols(self, query: Query) -> Response:
+        """The registered symbols this token may read, with their epoch and seq.
+
+        The registry and the meta hashes are untrusted: a name that is not a symbol, or
+        whose meta hash is unusable, is left out (never a 500).
+        """
+        from publishers import keys
+        from server.history.log_reader import meta_of
+
+        principal = self.require(query)
+        redis = self.gateway.redis
+        try:
+            members = cast(set[bytes], await redis.smembers(keys.SYMBOLS_KEY))
+            names = sorted(
+                name for name in map(symbol_name, members) if name is not None and principal.can_read(name)
+            )
+            async with redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hmget(keys.meta_key(name), [keys.META_EPOCH, keys.META_SEQ])
+                metas = await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            raise BusError(f"cannot read the symbol registry {keys.SYMBOLS_KEY}: {exc}") from exc
+        symbols = []
+        for name, meta in zip(names, metas, strict=True):
+            try:
+                if isinstance(meta, BaseException):
+                    raise BusError(str(meta))
+                epoch, seq = meta_of(name, *meta)
+            except BusError:
+                continue  # its meta hash is not the script's: not a usable symbol
+            symbols.append({"symbol": name, "epoch": epoch, "seq": seq})
+        return json_response({"symbols": symbols})
+
+    # -- static files ----------------------------------------------------------------------
+
+    def _file(self, package: str, name: str, request: Request, *, cache: str = "no-cache") -> Response:
+        """A file of ``package`` (``name`` is one of a fixed set: pages, client files, plotly)."""
+        key = f"{package}/{name}"
+        static = self._static.get(key)
+        if static is None:
+            try:
+                target = resources.files(package).joinpath(name)
+            except ModuleNotFoundError:
+                return error_response(404, "not_found", f"no file {name}")
+            if not target.is_file():
+                return error_response(404, "not_found", f"no file {name}")
+            body = target.read_bytes()
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            if content_type.startswith("text/") or content_type in (
+                "application/javascript",
+                "application/json",
+            ):
+                content_type += "; charset=utf-8"
+            if name.endswith((".js", ".mjs")):
+                content_type = "text/javascript; charset=utf-8"
+            zipped = gzip.compress(body, 6) if len(body) > 1024 else None
+            static = StaticFile(body, zipped, content_type, '"' + hashlib.sha1(body).hexdigest()[:16] + '"')
+            self._static[key] = static
+        headers = Headers({"Content-Type": static.content_type, "Cache-Control": cache, "ETag": static.etag})
+        if static.etag in ",".join(request.headers.get_all("If-None-Match")):
+            return Response(304, "Not Modified", headers, b"")
+        body = static.body
+        if static.gzipped is not None and "gzip" in ",".join(request.headers.get_all("Accept-Encoding")):
+            headers["Content-Encoding"] = "gzip"
+            body = static.gzipped
+        headers["Vary"] = "Accept-Encoding"
+        return Response(200, "OK", headers, body)

@@ -1,0 +1,113 @@
+"""Writing what the fan-out core built, without awaiting per recipient.
+
+A connection whose transport buffer is past ``max_buffer_bytes`` is skipped and marked
+lagging (the housekeeping catches it up from the log once it drains).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import cast
+
+from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from server.core.fanout import Fanout, Member, MemberState, Outgoing
+from server.gateway.metrics import GatewayMetrics
+
+
+def ws_of(member: Member) -> ServerConnection:
+    return cast(ServerConnection, member.conn)
+
+
+def broadcast_text(
+    connections: Iterable[ServerConnection], data: bytes, limit: int | None = None
+) -> list[ServerConnection]:
+    """``websockets.broadcast`` of a text frame, with the frame's bytes built once.
+
+    A server's frames are not masked, so without an extension (compression) every
+    connection gets the same bytes: they are written to each transport as they are, where
+    websockets would build them again per connection (a copy of the whole frame each).
+    Connections with an extension or a fragmented send in progress go through websockets.
+    Like ``broadcast``: connections not open are skipped, failures are ignored. Returns the
+    connections skipped because more than ``limit`` bytes wait in their buffer.
+    """
+    over: list[ServerConnection] = []
+    wire: bytes | None = None
+    for ws in connections:
+        protocol = ws.protocol
+        if protocol.state is not State.OPEN:
+            continue
+        transport = ws.transport
+        if limit is not None and transport is not None and transport.get_write_buffer_size() > limit:
+            over.append(ws)
+            continue
+        if protocol.extensions or ws.send_in_progress is not None or transport is None:
+            broadcast([ws], data, text=True)
+            continue
+        if wire is None:
+            wire = Frame(Opcode.TEXT, data).serialize(mask=False)
+        try:
+            transport.write(wire)
+        except Exception:  # as broadcast: one connection's failure is not the others'
+            continue
+    return over
+
+
+def buffered(ws: ServerConnection) -> int:
+    """Bytes queued in the connection's transport, not yet handed to the kernel."""
+    transport = ws.transport
+    return transport.get_write_buffer_size() if transport is not None else 0
+
+
+class Outbox:
+    def __init__(self, fanout: Fanout, metrics: GatewayMetrics, max_buffer_bytes: int) -> None:
+        self.fanout = fanout
+        self.metrics = metrics
+        self.max_buffer_bytes = max_buffer_bytes
+        #: Members paused because their send buffer was full.
+        self.lagging: set[Member] = set()
+
+    def write(self, out: Outgoing) -> None:
+        limit = self.max_buffer_bytes
+        now = time.monotonic()
+        metrics = self.metrics
+        for batch in out.broadcasts:
+            group_live = batch.group.live
+            recipients = group_live if batch.recipients is None else batch.recipients & group_live
+            live = cast(set[ServerConnection], recipients)
+            data = batch.text.encode()  # once per group, whatever the number of recipients
+            count = len(live)
+            slow = broadcast_text(live, data, limit)
+            for ws in slow:
+                member = batch.group.members[ws]
+                self._lag(member, max(member.position, batch.from_seq - 1), now)
+            delivered = count - len(slow)
+            metrics.frames_out += 1
+            metrics.deliveries += delivered
+            metrics.bytes_out += len(data) * delivered
+        for send in out.sends:
+            member = send.member
+            if member.state is MemberState.LAGGING:
+                continue
+            ws = ws_of(member)
+            if buffered(ws) > limit:
+                self._lag(member, send.before, now)
+                continue
+            self.send_now(ws, send.text)
+
+    def send_now(self, ws: ServerConnection, text: str) -> None:
+        data = text.encode()
+        broadcast_text([ws], data)
+        self.metrics.frames_out += 1
+        self.metrics.deliveries += 1
+        self.metrics.bytes_out += len(data)
+
+    def broadcast_all(self, connections: Iterable[ServerConnection], text: str) -> None:
+        broadcast(list(connections), text)
+
+    def _lag(self, member: Member, position: int, now: float) -> None:
+        self.fanout.mark_lagging(member, position, now)
+        self.lagging.add(member)

@@ -1,0 +1,447 @@
+"""The websocket gateway: connections, the subscribe flow, and writing what the fan-out core builds.
+
+Flow of a subscription (the gap-free invariant, DESIGN.md §2): join the group as
+LOADING (the group's batches are kept for it), make sure the symbol's live channel is
+joined and the live path primed, send ``subscribed``, read the backfill or resume
+position from history, send it, then replay the kept batches from the next seq on and
+go live. Holes in the live stream are filled from the log before anything later is
+sent; an epoch change sends ``reset`` and a fresh window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from publishers.connection import async_client, is_cluster_url
+from server.core.fanout import (
+    Fanout,
+    Member,
+    MemberState,
+)
+from server.core.protocol import (
+    CLOSE_POLICY,
+    CLOSE_RESTART,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNSUPPORTED,
+    Limits,
+    ResumeRequest,
+    Subscribe,
+    Unsubscribe,
+    error_frame,
+    hello_frame,
+    parse_client_frame,
+    pong_frame,
+    shown,
+    status_frame,
+    subscribed_frame,
+    unsubscribed_frame,
+)
+from server.errors import ProtocolError
+from server.gateway.builds import HistoryBuilds
+from server.gateway.bus import RedisBus
+from server.gateway.bus_cluster import ShardedBus
+from server.gateway.catchup import CatchUp
+from server.gateway.livepath import RECOVERABLE, LivePath
+from server.gateway.metrics import GatewayMetrics
+from server.gateway.outbox import Outbox, buffered, ws_of
+from server.gateway.session import Admission, Session, TokenBucket, close_stalled, stalled_sessions
+from server.gateway.tasks import SupervisedTask
+from server.history.source import HistorySource, LogHistory, StoreHistory, Window
+from server.logs import RateLimitedLog
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+#: websockets' close timeout: how long a closing handshake may take before the socket is dropped.
+CLOSE_TIMEOUT_S = 2.0
+
+
+class Gateway:
+    """Serve wire protocol v1 on ``/ws`` (and the HTTP routes) for one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_url: str,
+        history: HistorySource | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.redis: aioredis.Redis = async_client(
+            redis_url,
+            socket_timeout_s=settings.redis.socket_timeout_s,
+            name="signalpush-gateway",
+            max_connections=32,
+        )
+        builds_in_workers = history is None
+        if history is None:
+            history = (
+                LogHistory(self.redis)
+                if engine is None
+                else StoreHistory(self.redis, engine, settings.history)
+            )
+        self.history: HistorySource = history
+        self.fanout = Fanout()
+        self.metrics = GatewayMetrics()
+        self.outbox = Outbox(self.fanout, self.metrics, settings.server.max_buffer_bytes)
+        self.sessions: dict[ServerConnection, Session] = {}
+        self.live = LivePath(
+            fanout=self.fanout,
+            history=self.history,
+            redis=self.redis,
+            metrics=self.metrics,
+            outbox=self.outbox,
+            restart_member=self._restart_member,
+            announce=lambda up: self.outbox.broadcast_all(self.sessions, status_frame(up)),
+            confirm_every_batch=settings.server.confirm_live,
+        )
+        self.builds = HistoryBuilds.create(
+            settings.history,
+            redis_url=redis_url,
+            # Worker processes read the same database (only when the gateway's history is its own).
+            database_url=settings.database.url if engine is not None and builds_in_workers else None,
+            source=self.history,
+            figure=self._figure,
+            metrics=self.metrics,
+        )
+        self.catchup = CatchUp(
+            fanout=self.fanout,
+            history=self.history,
+            outbox=self.outbox,
+            metrics=self.metrics,
+            defaults=settings.history,
+            builds=self.builds,
+        )
+        bus_class = ShardedBus if is_cluster_url(redis_url) else RedisBus
+        self.bus: RedisBus | ShardedBus = bus_class(
+            redis_url,
+            on_batch=self.live.on_batch,
+            on_state=self.live.on_bus_state,
+            batch_window_s=settings.server.batch_ms / 1000,
+        )
+        #: Open connections per remote address (for server.max_connections_per_ip).
+        self.per_address: dict[str, int] = {}
+        self.limits = Limits(
+            max_minutes=settings.history.max_minutes,
+            max_points=settings.history.max_points * 10,
+            default_points=settings.history.max_points,
+        )
+        self.http: Any = None  # server.gateway.http.HttpRoutes, set by the runner
+        #: The process's long-running tasks by name (restarted if they end; /healthz shows them).
+        self.tasks: dict[str, SupervisedTask] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._server: Server | None = None
+        self._stopping = False
+        self.started_at = time.monotonic()
+        self._throttle = RateLimitedLog(log)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(
+        self, host: str | None = None, port: int | None = None, *, reuse_port: bool = False
+    ) -> int:
+        """Listen and start the bus; returns the bound port."""
+        server = self.settings.server
+        self.supervise(SupervisedTask("bus", self.bus.run))
+        self.supervise(SupervisedTask("housekeeping", self._housekeeping))
+        self._server = await serve(
+            self._handle,
+            host or server.host,
+            server.port if port is None else port,
+            process_request=self._process_request,
+            compression="deflate" if server.compression else None,
+            max_size=server.max_frame_bytes,
+            ping_interval=server.heartbeat_s,
+            ping_timeout=server.heartbeat_s,
+            close_timeout=CLOSE_TIMEOUT_S,
+            max_queue=64,
+            reuse_port=reuse_port,
+        )
+        sockets = list(self._server.sockets)
+        bound: int = sockets[0].getsockname()[1]
+        log.info("gateway listening", extra={"host": host or server.host, "port": bound})
+        return bound
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection with 1012 (clients resume elsewhere), stop the bus."""
+        self._stopping = True
+        timeout = self.settings.server.shutdown_timeout_s
+        if self._server is not None:
+            self._server.close(close_connections=False)
+            closing = [ws.close(CLOSE_RESTART, "server restart") for ws in list(self.sessions)]
+            if closing:
+                await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=timeout)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), timeout)
+        for name in ("bus", "housekeeping"):
+            task = self.tasks.get(name)
+            if task is not None:
+                await task.stop()
+        self.builds.close()
+        await self.redis.aclose()
+
+    def supervise(self, task: SupervisedTask) -> None:
+        """Start ``task`` (unless running) and count its restarts; /healthz reports it."""
+        self.tasks[task.name] = task
+        self.metrics.task_restarts.setdefault(task.name, 0)
+
+        def restarted(name: str) -> None:
+            self.metrics.task_restarts[name] = self.metrics.task_restarts.get(name, 0) + 1
+
+        task.on_restart = restarted
+        task.start()
+
+    # -- connections ----------------------------------------------------------------
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.http is not None:
+            response: Response | None = await self.http.handle(connection, request)
+            return response
+        if request.path.split("?", 1)[0] != "/ws":
+            return connection.respond(404, "not found\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        server = self.settings.server
+        session = Session(ws, TokenBucket(server.message_rate, server.message_burst))
+        session.address = str(ws.remote_address[0]) if ws.remote_address else ""
+        self.sessions[ws] = session
+        self.per_address[session.address] = self.per_address.get(session.address, 0) + 1
+        self.metrics.connections_accepted += 1
+        expiry = self._schedule_expiry(ws)
+        try:
+            await ws.send(hello_frame(server.heartbeat_s))
+            if not self.bus.up and self.live.bus_was_up:
+                await ws.send(status_frame(False))
+            async for message in ws:
+                if not isinstance(message, str):
+                    await ws.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+                    break
+                admission = session.bucket.admit()
+                if admission is Admission.FLOOD:
+                    await ws.close(CLOSE_POLICY, "message flood")
+                    break
+                if admission is Admission.REFUSE:
+                    await self._error(ws, None, "rate_limited", f"over {server.message_rate:g} messages/s")
+                    continue
+                await self._dispatch_safely(session, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            self._drop_session(session)
+
+    async def _dispatch_safely(self, session: Session, text: str) -> None:
+        """:meth:`_dispatch` with a last resort: a bug answers ``error internal``, the client stays."""
+        try:
+            await self._dispatch(session, text)
+        except (ConnectionClosed, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            self._throttle.warning(
+                f"frame {type(exc).__name__}",
+                "client frame crashed its handler",
+                error=f"{type(exc).__name__}: {str(exc)[:200]}",
+            )
+            await self._error(session.ws, None, "internal", "internal error while handling this frame")
+
+    async def _dispatch(self, session: Session, text: str) -> None:
+        ws = session.ws
+        try:
+            message = parse_client_frame(text, self.limits)
+        except ProtocolError as exc:
+            await self._error(ws, exc.ref, exc.code, exc.message)
+            return
+        try:
+            if isinstance(message, Subscribe):
+                await self._subscribe(session, message)
+            elif isinstance(message, Unsubscribe):
+                self._unsubscribe(session, message)
+            else:
+                await ws.send(pong_frame(message.ref))
+        except ProtocolError as exc:
+            await self._error(ws, message.ref, exc.code, exc.message)
+
+    async def _error(self, ws: ServerConnection, ref: str | None, code: str, message: str) -> None:
+        self.metrics.protocol_errors += 1
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(error_frame(ref, code, message))
+
+    def _schedule_expiry(self, ws: ServerConnection) -> asyncio.TimerHandle | None:
+        """Close the connection with 4003 the moment its token expires."""
+        if self.http is None:
+            return None
+        left = self.http.principal_of(ws).seconds_left()
+        if left is None:
+            return None
+        return asyncio.get_running_loop().call_later(
+            max(0.0, left), lambda: self._spawn(ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
+        )
+
+    def _drop_session(self, session: Session) -> None:
+        self.sessions.pop(session.ws, None)
+        count = self.per_address.get(session.address, 1) - 1
+        if count > 0:
+            self.per_address[session.address] = count
+        else:
+            self.per_address.pop(session.address, None)
+        if self.http is not None:
+            self.http.forget(session.ws)
+        for sub in list(session.members):
+            self._leave(session, sub)
+
+    def _leave(self, session: Session, sub: str) -> None:
+        session.cancel(sub)
+        member = session.members.pop(sub, None)
+        session.history.pop(sub, None)
+        if member is None:
+            return
+        self.outbox.lagging.discard(member)
+        symbol = member.group.symbol
+        if self.fanout.leave(member):
+            self.bus.unsubscribe(symbol)
+            self.live.forget(symbol)
+
+    def _unsubscribe(self, session: Session, message: Unsubscribe) -> None:
+        if message.sub not in session.members:
+            raise ProtocolError(
+                "bad_request", f"sub: no subscription {shown(message.sub)} on this connection"
+            )
+        self._leave(session, message.sub)
+        self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
+
+    # -- the subscribe flow -----------------------------------------------------------
+
+    async def _subscribe(self, session: Session, request: Subscribe) -> None:
+        if self.http is not None:
+            self.http.authorize_symbol(session.ws, request.symbol)
+        if request.history is not None:
+            self.builds.budget.admit()  # error busy before anything is set up for it
+        member, new_symbol = self.fanout.join(session.ws, request.symbol, request.filter, time.monotonic())
+        sub = member.sub
+        if sub not in session.members and len(session.members) >= self.settings.server.max_subscriptions:
+            self.fanout.leave(member)
+            raise ProtocolError("too_many", f"at most {self.settings.server.max_subscriptions} subscriptions")
+        session.cancel(sub)
+        session.members[sub] = member
+        session.history[sub] = request.history
+        try:
+            await self._ensure_primed(request.symbol, new_symbol)
+        except RECOVERABLE as exc:
+            self._leave(session, sub)
+            raise ProtocolError("internal", f"the event bus is unavailable: {exc}") from None
+        state = self.fanout.symbols[request.symbol]
+        await session.ws.send(
+            subscribed_frame(request.ref, sub, request.symbol, state.epoch, member.position)
+        )
+        history, resume = request.history, request.resume
+        session.start_catch_up(
+            sub,
+            lambda: self.catchup.run(session.ws, member, member.generation, history, resume),
+            f"signalpush-catchup-{sub}",
+        )
+
+    async def _ensure_primed(self, symbol: str, new_symbol: bool) -> None:
+        await self.live.ensure_primed(
+            symbol, new_symbol, self.bus.subscribe, self.settings.redis.socket_timeout_s * 2
+        )
+
+    def _restart_member(self, member: Member, reason: str) -> None:
+        """A reset of the member's symbol: send ``reset`` and a fresh window (a new catch-up)."""
+        session = self.sessions.get(ws_of(member))
+        if session is None:
+            return
+        session.cancel(member.sub)
+        history = session.history.get(member.sub)
+        session.start_catch_up(
+            member.sub,
+            lambda: self.catchup.run(session.ws, member, member.generation, history, None, reason),
+            f"signalpush-reset-{member.sub}",
+        )
+
+    async def _figure(self, symbol: str, window: Window) -> dict[str, Any] | None:
+        if self.http is None:
+            return None
+        figure: dict[str, Any] | None = await self.http.figure_for(symbol, window)
+        return figure
+
+    # -- housekeeping: quiet groups, slow clients -------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        server = self.settings.server
+        next_stall_check = 0.0
+        while True:
+            await asyncio.sleep(min(0.25, server.heartbeat_s / 4))
+            now = time.monotonic()
+            self.outbox.write(self.fanout.idle_frames(now, server.heartbeat_s))
+            self.builds.tidy(now)
+            for member in list(self.outbox.lagging):
+                self._check_lagging(member, now)
+            if now >= next_stall_check:
+                next_stall_check = now + 1.0
+                for session in stalled_sessions(self.sessions.values(), now, server.slow_client_timeout_s):
+                    self._close_slow(session)
+
+    def _close_slow(self, session: Session) -> None:
+        """4008 (resume later); aborted if the close frame cannot get through the full buffer either."""
+        if not session.closing:
+            session.closing = True
+            self.metrics.slow_closes += 1
+            self._spawn(close_stalled(session.ws, CLOSE_TOO_SLOW, "too slow: resume", 2 * CLOSE_TIMEOUT_S))
+
+    def _check_lagging(self, member: Member, now: float) -> None:
+        lagging = self.outbox.lagging
+        session = self.sessions.get(ws_of(member))
+        if session is None or member.state is not MemberState.LAGGING:
+            lagging.discard(member)
+            return
+        ws = session.ws
+        if now - member.lagging_since > self.settings.server.slow_client_timeout_s:
+            lagging.discard(member)
+            self._close_slow(session)
+            return
+        if buffered(ws) <= self.settings.server.max_buffer_bytes // 4:
+            lagging.discard(member)
+            self.metrics.slow_catchups += 1
+            self.fanout.restart_loading(member)
+            epoch = self.fanout.symbols[member.group.symbol].epoch or ""
+            session.cancel(member.sub)
+            resume = ResumeRequest(epoch, member.position)
+            session.start_catch_up(
+                member.sub,
+                lambda: self.catchup.run(session.ws, member, member.generation, None, resume),
+                f"signalpush-slow-{member.sub}",
+            )
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def gauges(self) -> dict[str, tuple[float, str]]:
+        subscriptions = sum(len(s.members) for s in self.sessions.values())
+        return {
+            "connections": (len(self.sessions), "Open websocket connections"),
+            "subscriptions": (subscriptions, "Subscriptions across connections"),
+            "groups": (len(self.fanout.groups), "Subscription groups (symbol, filter)"),
+            "symbols": (len(self.fanout.symbols), "Symbols with live subscriptions"),
+            "lagging_connections": (len(self.outbox.lagging), "Subscriptions paused for a full send buffer"),
+            "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
+            **self.builds.budget.gauges(),
+        }

@@ -1,0 +1,151 @@
+"""Per-connection state: its subscriptions, catch-up tasks and message-rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from websockets.asyncio.server import ServerConnection
+
+from server.core.fanout import Member
+from server.core.protocol import HistoryRequest
+
+
+class Admission(enum.Enum):
+    """What to do with a client message: handle it, refuse it (``error rate_limited``), or close (1008)."""
+
+    ACCEPT = "accept"
+    REFUSE = "refuse"
+    FLOOD = "flood"
+
+
+class TokenBucket:
+    """``rate`` messages per second with bursts of ``burst``, and a flood rule whose violations decay.
+
+    A message finding no token is refused; each refusal adds one to a violation level that
+    drains at ``rate / 2`` per second. A connection is flooding when the level passes
+    ``burst``: only a sustained excess gets there (docs/protocol.md gives the times), so a
+    client sending bursts a little over its bucket now and then is never closed.
+    """
+
+    __slots__ = ("_burst", "_clock", "_rate", "_stamp", "_tokens", "_violations")
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._violations = 0.0
+        self._clock = clock
+        self._stamp = clock()
+
+    def take(self) -> bool:
+        """Take a token if there is one (no verdict on floods: see :meth:`admit`)."""
+        return self.admit() is Admission.ACCEPT
+
+    def admit(self) -> Admission:
+        now = self._clock()
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = now
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        self._violations = max(0.0, self._violations - elapsed * self._rate / 2)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return Admission.ACCEPT
+        self._violations += 1.0
+        return Admission.FLOOD if self._violations > self._burst else Admission.REFUSE
+
+    @property
+    def violations(self) -> float:
+        """The violation level (refusals not yet forgiven) as of the last message."""
+        return self._violations
+
+
+@dataclass(eq=False)
+class Session:
+    """One websocket connection and what it subscribed to."""
+
+    ws: ServerConnection
+    bucket: TokenBucket
+    #: sub (group id) -> this connection's membership in it
+    members: dict[str, Member] = field(default_factory=dict)
+    #: sub -> the history the client asked for (re-sent after a reset)
+    history: dict[str, HistoryRequest | None] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    address: str = ""
+    #: Since when the send buffer has stayed above its high-water mark (None: it is not).
+    stalled_since: float | None = None
+    #: Being closed as stalled (closed once).
+    closing: bool = False
+    _catchup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def cancel(self, sub: str) -> None:
+        task = self.tasks.pop(sub, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def start_catch_up(self, sub: str, catch_up: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run ``catch_up`` (as the task of ``sub``) after this connection's earlier catch-ups.
+
+        Each catch-up builds a history frame and waits for it to drain; run side by side, a
+        client that subscribes 100 times and stops reading would hold 100 of them in memory.
+        """
+
+        async def in_turn() -> None:
+            async with self._catchup_lock:
+                await catch_up()
+
+        self.tasks[sub] = asyncio.create_task(in_turn(), name=name)
+
+
+def write_blocked(ws: ServerConnection) -> bool:
+    """The send buffer is above its high-water mark: writers wait until the client reads."""
+    transport = ws.transport
+    return transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]
+
+
+def stalled_sessions(
+    sessions: Iterable[Session],
+    now: float,
+    timeout_s: float,
+    blocked: Callable[[ServerConnection], bool] = write_blocked,
+) -> list[Session]:
+    """Sessions whose send buffer was above its high-water mark at every check for ``timeout_s``.
+
+    Those clients stopped reading. Keepalive does not catch them: websockets' ping (and
+    close) waits for the buffer to drain before its timeout starts, so without this such a
+    connection, and what is buffered for it, would stay forever.
+    """
+    found: list[Session] = []
+    for session in sessions:
+        if session.closing:
+            continue
+        if not blocked(session.ws):
+            session.stalled_since = None
+        elif session.stalled_since is None:
+            session.stalled_since = now
+        elif now - session.stalled_since > timeout_s:
+            found.append(session)
+    return found
+
+
+async def close_stalled(ws: ServerConnection, code: int, reason: str, timeout_s: float) -> None:
+    """Close with ``code``; if the close frame cannot get through the full buffer in time, reset.
+
+    The reset (SO_LINGER 0) frees the kernel's send buffer at once: a plain close would leave
+    an orphan socket holding it (megabytes on loopback) until zero-window probing gives up.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await ws.close(code, reason)
+    except TimeoutError:
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.transport.abort()
