@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint jslint typecheck pytest nodetest clean
+.PHONY: demo test quicktest lint jslint typecheck pytest nodetest clean
 NODE_MODULES := client_js/node_modules/.installed
 
 $(BIN)/python:
@@ -44,6 +44,12 @@ nodetest: $(NODE_MODULES)
 	cd client_js && node --test tests/
 
 test: lint typecheck pytest nodetest
+
+# The fast loop while working: no slow scenarios, no browser, embedded Redis and SQLite only,
+# two pytest workers. The whole suite (make test) is what CI runs.
+quicktest: $(VENV)/.installed-test
+	env -u SIGNALPUSH_TEST_REDIS_URL -u SIGNALPUSH_TEST_DATABASE_URL -u SIGNALPUSH_TEST_STRICT \
+		$(BIN)/python -m pytest -q -m "not slow and not browser" -n 2
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,64 @@
+"""The house rules of imports (docs/design.md, "Layers"): a layer imports only layers below it.
+
+Read from the source with ``ast`` (function-level imports count too: a lazy import is still a
+dependency), so an upward import fails here before anyone has to find the cycle it makes.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Bottom to top. A module may import its own layer and the ones before it.
+LAYERS = (
+    "publishers",
+    "server",  # server/errors.py, settings.py, logs.py: shared by every server layer
+    "server.core",
+    "server.history",
+    "server.analytics",
+    "server.charts",
+    "server.gateway",
+    "server.cli",
+    "server.bench",
+)
+#: The pure core does no I/O and reads no clock or environment: none of these, not even lazily.
+CORE_FORBIDDEN = (
+    *("redis", "hiredis", "websockets", "sqlalchemy", "aiosqlite", "asyncpg"),
+    *("socket", "asyncio", "os", "time"),
+)
+
+
+def layer_of(module: str) -> int:
+    return max(i for i, name in enumerate(LAYERS) if module == name or module.startswith(name + "."))
+
+
+def imports(path: Path) -> list[str]:
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return found
+
+
+SOURCES = sorted(p for top in ("publishers", "server") for p in (ROOT / top).rglob("*.py"))
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_module_imports_only_its_own_layer_and_the_ones_below(path: Path) -> None:
+    module = _module(path)
+    own = layer_of(module)
+    ours = [name for name in imports(path) if name.split(".")[0] in ("publishers", "server")]
+    upward = sorted({name for name in ours if layer_of(name) > own})
+    assert not upward, f"{module} (layer {LAYERS[own]}) imports from above it: {upward}"
+    if LAYERS[own] == "server.core":
+        io = sorted({name for name in imports(path) if name.split(".")[0] in CORE_FORBIDDEN})
+        assert not io, f"{module} is in the pure core but imports {io}"
