@@ -13,8 +13,13 @@ import redis
 
 from server.cli.embedded import EmbeddedRedis, free_port
 from tests.support import TEST_REDIS_ENV
+from tests.support.workers import isolate_worker
 
 pytest_plugins = ["tests.support.fixtures_db", "tests.support.fixtures_store"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    isolate_worker()  # under pytest-xdist: this worker's own Redis and PostgreSQL databases
 
 
 def pytest_report_header() -> list[str]:
