@@ -255,8 +255,8 @@ async def _bench_one(
 async def _run(args: argparse.Namespace) -> BenchResult:
     from publishers.connection import async_client
     from publishers.events import now_ms
+    from publishers.options import redact_url
     from server.cli.embedded import EmbeddedRedis, free_port
-    from server.settings import redact_url
 
     symbol = f"BENCH{secrets.token_hex(3).upper()}"
     with tempfile.TemporaryDirectory(prefix="signalpush-bench-") as tmp:
