@@ -70,4 +70,5 @@ def lua_names() -> str:
     }
     for value in names.values():
         assert value.isprintable() and "'" not in value and "\\" not in value, value
-    return "".join(f"local {name} = '{value}'\n" for name, value in names.items())
+    header = "-- signalpush: the names of publishers/keys.py\n"
+    return header + "".join(f"local {name} = '{value}'\n" for name, value in names.items())

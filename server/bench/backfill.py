@@ -234,7 +234,7 @@ async def _bench_one(
         plain_ms, plain_rows = await _median_ms(args.runs, plain)
         async with engine.begin() as connection:
             for table in TABLES.values():
-                await connection.execute(delete(table).where(table.symbol == data.symbol))
+                await connection.execute(delete(table).where(table.c.symbol == data.symbol))
     finally:
         await engine.dispose()
     events = sum(len(result.data[k]["ts"]) for k in ("signal", "trade", "bot"))
