@@ -63,11 +63,12 @@ class PublisherOptions:
     log_maxlen: int = 1_000_000
 
     def __post_init__(self) -> None:
+        # Sanity only: a config file's keys have the server's tighter rules (REDIS_SECTION).
         _check_url("url", self.url)
-        _check_number("retry_attempts", self.retry_attempts, int, 0, 100)
+        _check_number("retry_attempts", self.retry_attempts, int, 0, None)
         _check_number("retry_timeout_s", self.retry_timeout_s, float, 0.0, None)
-        _check_number("socket_timeout_s", self.socket_timeout_s, float, 0.1, None)
-        _check_number("log_maxlen", self.log_maxlen, int, 100, None)
+        _check_number("socket_timeout_s", self.socket_timeout_s, float, 0.001, None)
+        _check_number("log_maxlen", self.log_maxlen, int, 1, None)
 
     def __repr__(self) -> str:
         return (
