@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test quicktest lint jslint typecheck pytest nodetest clean
+.PHONY: demo test quicktest lint jslint typecheck pytest nodetest schema clean
 NODE_MODULES := client_js/node_modules/.installed
 
 $(BIN)/python:
@@ -33,6 +33,10 @@ lint: $(VENV)/.installed-test jslint
 # Biome (pinned in client_js/package.json): lint rules and formatting of the JS client and wall.
 jslint: $(NODE_MODULES)
 	cd client_js && node_modules/.bin/biome check .
+
+# The event schema as JSON beside the JS (tests/publishers/test_schema.py checks it is current).
+schema: $(VENV)/.installed
+	$(BIN)/python -c "from publishers.events import schema_json_text as s; print(s(), end='')" > client_js/events-schema.json
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy server publishers

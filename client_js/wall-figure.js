@@ -11,6 +11,7 @@
  * the wall applies to live events, so appended points look exactly like the backfill.
  */
 
+import { HISTORY_COLUMNS, SIGNAL_TYPES } from "./events-schema.js";
 import { exitPnl, Ledger } from "./wall-ledger.js";
 
 export { exitPnl };
@@ -44,7 +45,6 @@ const EQUITY_PALETTE = [
 ];
 const CANDLE_UP = "#22c55e";
 const CANDLE_DOWN = "#ef4444";
-const SIGNAL_TYPES = ["buy", "sell", "hold"];
 const EQUITY_HEIGHT = 0.2;
 const EQUITY_GAP = 0.05;
 const HOVER_TIME = "%{x|%Y-%m-%d %H:%M:%S} UTC";
@@ -165,36 +165,17 @@ const byTs = (rows) =>
 /** Rows of `history.data`, each kind sorted by time (stable): {candles, signals, trades, bots}. */
 export function historyRows(data) {
   const candles = new Map();
-  for (const c of byTs(columns(data?.candle, ["ts", "open", "high", "low", "close", "volume"]))) {
+  for (const c of byTs(columns(data?.candle, HISTORY_COLUMNS.candle))) {
     if (finite(c.close) != null) candles.set(c.ts, c); // the last candle of a ts wins
   }
-  const signals = columns(data?.signal, [
-    "seq",
-    "ts",
-    "bot",
-    "strategy",
-    "type",
-    "price",
-    "confidence",
-  ]).filter((s) => SIGNAL_TYPES.includes(s.type) && finite(s.price) != null);
+  const signals = columns(data?.signal, HISTORY_COLUMNS.signal).filter(
+    (s) => SIGNAL_TYPES.includes(s.type) && finite(s.price) != null,
+  );
   return {
     candles: [...candles.values()],
     signals: byTs(signals),
-    trades: byTs(
-      columns(data?.trade, [
-        "seq",
-        "ts",
-        "bot",
-        "strategy",
-        "side",
-        "action",
-        "price",
-        "qty",
-        "pnl",
-        "position",
-      ]),
-    ),
-    bots: byTs(columns(data?.bot, ["seq", "ts", "bot", "strategy", "status", "equity"])),
+    trades: byTs(columns(data?.trade, HISTORY_COLUMNS.trade)),
+    bots: byTs(columns(data?.bot, HISTORY_COLUMNS.bot)),
   };
 }
 

@@ -12,6 +12,7 @@
  * Every trace is bounded to `maxPoints` (trade lines to 3 × maxPoints: entry, exit, gap).
  */
 
+import { SIGNAL_TYPES as EVENT_SIGNAL_TYPES } from "./events-schema.js";
 import {
   confidenceStyle,
   equityTrace,
@@ -49,7 +50,7 @@ const CUT_ATTRS = [
   "marker.color",
   "marker.symbol",
 ];
-const SIGNAL_TYPES = new Set(["buy", "sell", "hold"]);
+const SIGNAL_TYPES = new Set(EVENT_SIGNAL_TYPES);
 const FILTER_PARAMS = ["kinds", "bots", "strategies", "signal_types", "sides"];
 
 /** The role of a trace_map key: candle, price, signal, trade:entry, trade:exit, trade_line, equity. */

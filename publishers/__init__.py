@@ -16,7 +16,9 @@ from publishers.errors import (
     SignalpushError,
 )
 from publishers.events import BotStatus, Candle, Event, Signal, Trade
-from publishers.publisher import Publisher, SyncPublisher
+from publishers.options import PublisherOptions
+from publishers.publisher import Publisher
+from publishers.sync_publisher import SyncPublisher
 
 __all__ = [
     "BotStatus",
@@ -25,6 +27,7 @@ __all__ = [
     "Event",
     "PublishError",
     "Publisher",
+    "PublisherOptions",
     "Signal",
     "SignalpushError",
     "SyncPublisher",

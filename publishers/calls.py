@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
@@ -30,6 +30,7 @@ from publishers.events import (
     check_symbol,
     now_ms,
 )
+from publishers.options import PublisherOptions, redact_url
 from publishers.script import (
     MAX_EVENTS_PER_CALL,
     ScriptCall,
@@ -38,48 +39,66 @@ from publishers.script import (
     new_publisher_id,
     parse_result,
 )
-from server.settings import load_settings, redact_url
-
-if TYPE_CHECKING:
-    pass
 
 PIPELINE_MAX = 256
 
 
 @dataclass(slots=True)
 class Options:
-    url: str
+    """One publisher's settings (from its :class:`PublisherOptions`) and its cluster state."""
+
+    config: PublisherOptions
     bot: str | None
     strategy: str | None
-    retry_attempts: int
-    retry_timeout_s: float
-    socket_timeout_s: float
-    log_maxlen: int
     cluster: bool = False
     #: SPUBLISH instead of PUBLISH (Redis 7 clusters); known after the first connection.
     sharded: bool = False
     publisher_id: str = field(default_factory=new_publisher_id)
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def retry_attempts(self) -> int:
+        return self.config.retry_attempts
+
+    @property
+    def retry_timeout_s(self) -> float:
+        return self.config.retry_timeout_s
+
+    @property
+    def socket_timeout_s(self) -> float:
+        return self.config.socket_timeout_s
+
+    @property
+    def log_maxlen(self) -> int:
+        return self.config.log_maxlen
 
 
 def make_options(
     url: str | None,
     bot: str | None,
     strategy: str | None,
+    options: PublisherOptions | None,
     retry_attempts: int | None,
     retry_timeout_s: float | None,
     log_maxlen: int | None,
 ) -> Options:
-    settings = load_settings().redis
-    chosen_url = url or settings.effective_url
+    """A publisher's options: ``options`` (else the defaults), with the arguments given over them."""
+    if options is None:
+        options = PublisherOptions(url=url) if url else PublisherOptions()
+    config = options.replace(
+        url=url or None,
+        retry_attempts=retry_attempts,
+        retry_timeout_s=retry_timeout_s,
+        log_maxlen=log_maxlen,
+    )
     return Options(
-        url=chosen_url,
-        cluster=is_cluster_url(chosen_url),
+        config=config,
+        cluster=is_cluster_url(config.url),
         bot=None if bot is None else check_name(bot, "bot"),
         strategy=None if strategy is None else check_name(strategy, "strategy"),
-        retry_attempts=settings.publish_retry_attempts if retry_attempts is None else retry_attempts,
-        retry_timeout_s=settings.publish_retry_timeout_s if retry_timeout_s is None else retry_timeout_s,
-        socket_timeout_s=settings.socket_timeout_s,
-        log_maxlen=settings.log_maxlen if log_maxlen is None else log_maxlen,
     )
 
 

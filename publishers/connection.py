@@ -18,8 +18,6 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from server.settings import load_settings
-
 #: Errors that mean "Redis is not reachable right now": retried with backoff.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
@@ -34,13 +32,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
-
-
-def resolve_url(url: str | None) -> str:
-    """``url``, else ``$SIGNALPUSH_REDIS_URL``, else config's ``redis.url``, else the embedded address."""
-    if url:
-        return url
-    return load_settings().redis.effective_url
 
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")

@@ -1,7 +1,14 @@
-"""The four event kinds (signal, trade, candle, bot status) and their validation.
+"""The four event kinds (signal, trade, candle, bot status): the schema, and the event classes.
+
+:data:`SCHEMA` declares every kind once: its fields in wire order, their types, which are
+required or nullable, their lengths and allowed values, which are columns of the history
+frame, and the SQL table that records them. Everything else derives from it: the SQL
+tables and queries (server/history), the analytics and chart columns, the filter fields
+(:data:`FILTER_FIELDS`) and the JSON export the JS client and the wall read
+(``client_js/events-schema.json``, :func:`schema_json`; ``make schema`` writes it).
 
 An event is the same object everywhere: in Redis, in SQL rows and in websocket frames
-(DESIGN.md §3). ``seq`` is not part of these classes: the publish script assigns it.
+(docs/protocol.md). ``seq`` is not part of these classes: the publish script assigns it.
 Construction validates every field and raises :class:`InvalidEventError` (a
 ``ValueError``) naming the field, so a bad value never reaches Redis.
 """
@@ -9,16 +16,25 @@ Construction validates every field and raises :class:`InvalidEventError` (a
 from __future__ import annotations
 
 import json
-import math
-import numbers
-import re
-import time
-from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal
 
-from publishers.errors import SignalpushError
+from publishers.checks import MAX_META_BYTES as MAX_META_BYTES
+from publishers.checks import MAX_NAME_LENGTH as MAX_NAME_LENGTH
+from publishers.checks import MAX_TS_MS as MAX_TS_MS
+from publishers.checks import MIN_TS_MS as MIN_TS_MS
+from publishers.checks import SYMBOL_PATTERN as SYMBOL_PATTERN
+from publishers.checks import TIMEFRAME_PATTERN as TIMEFRAME_PATTERN
+from publishers.checks import InvalidEventError as InvalidEventError
+from publishers.checks import check_choice as check_choice
+from publishers.checks import check_meta as check_meta
+from publishers.checks import check_name as check_name
+from publishers.checks import check_number as check_number
+from publishers.checks import check_optional_number as check_optional_number
+from publishers.checks import check_symbol as check_symbol
+from publishers.checks import now_ms as now_ms
+from publishers.checks import to_ms as to_ms
 
 Kind = Literal["signal", "trade", "candle", "bot"]
 KINDS: Final = ("signal", "trade", "candle", "bot")
@@ -27,125 +43,202 @@ SIDES: Final = ("buy", "sell")
 ACTIONS: Final = ("entry", "exit")
 STATUSES: Final = ("active", "paused", "stopped", "error")
 
-#: Largest encoded `meta` object accepted, in bytes.
-MAX_META_BYTES: Final = 4096
-MAX_NAME_LENGTH: Final = 64
-# Timestamps are milliseconds since the Unix epoch; this range catches seconds or
-# microseconds passed by mistake.
-MIN_TS_MS: Final = 946_684_800_000  # 2000-01-01
-MAX_TS_MS: Final = 4_102_444_800_000  # 2100-01-01
+# -- the schema ---------------------------------------------------------------------------
 
-# ``\Z``, not ``$``: ``$`` also matches before a final newline, so "BTCUSDT\n" would pass.
-# Callers use ``.match``; the patterns are anchored at both ends.
-SYMBOL_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}\Z")
-TIMEFRAME_PATTERN: Final = re.compile(r"^[1-9][0-9]{0,3}[smhdw]\Z")
-_NAME_PATTERN: Final = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
+#: JSON types of fields: text, a number (float), a whole number, a JSON object.
+FieldType = Literal["text", "number", "integer", "object"]
 
 
-class InvalidEventError(ValueError, SignalpushError):
-    """An event field has a bad value; ``field`` names it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldSpec:
+    """One field of an event kind."""
 
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
+    name: str
+    type: FieldType
+    #: Must be given; an optional field takes ``default`` (``{}`` for an object) when left out.
+    required: bool = True
+    default: Any = None
+    #: May be null (JSON null, SQL NULL).
+    nullable: bool = False
+    #: Text: the longest value (the SQL column's length).
+    max_length: int | None = None
+    #: Text: the values allowed.
+    choices: tuple[str, ...] | None = None
+    #: A column of the history frame's ``data`` for its kind (docs/protocol.md).
+    history: bool = True
 
-
-def now_ms() -> int:
-    """Current time in ms since the Unix epoch (UTC)."""
-    return time.time_ns() // 1_000_000
-
-
-def check_symbol(value: object, field_name: str = "symbol") -> str:
-    if not isinstance(value, str):
-        raise InvalidEventError(field_name, f"expected a string, got {type(value).__name__}")
-    if not SYMBOL_PATTERN.match(value):
-        raise InvalidEventError(
-            field_name,
-            f"{value!r} is not a symbol (1-32 characters: letters, digits and . _ : / -, "
-            "starting with a letter or digit)",
-        )
-    return value
+    def default_value(self) -> Any:
+        """The value of this optional field when it is left out (a fresh ``{}`` for an object)."""
+        return {} if self.type == "object" and self.default is None else self.default
 
 
-def check_name(value: object, field_name: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidEventError(field_name, f"expected a string, got {type(value).__name__}")
-    if not value.strip():
-        raise InvalidEventError(field_name, "must not be empty")
-    if len(value) > MAX_NAME_LENGTH or not _NAME_PATTERN.fullmatch(value):
-        raise InvalidEventError(
-            field_name, f"must be at most {MAX_NAME_LENGTH} printable characters, got {value!r}"
-        )
-    return value
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """One event kind: its fields in wire order (after ``seq`` and ``kind``) and its SQL table."""
+
+    kind: str
+    table: str
+    fields: tuple[FieldSpec, ...]
+    #: The history frame's columns start with ``seq`` (not candles: one per ts, the last update).
+    history_seq: bool = True
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.required)
+
+    @property
+    def history_columns(self) -> tuple[str, ...]:
+        """The columns of this kind in a history frame's ``data``."""
+        own = tuple(f.name for f in self.fields if f.history)
+        return ("seq", *own) if self.history_seq else own
+
+    def field(self, name: str) -> FieldSpec:
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.kind} has no field {name!r}")
+
+    def columns(self, *, lead: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """Field names: ``lead`` first, then the others in schema order, without ``drop``."""
+        for name in (*lead, *drop):
+            self.field(name)  # a typo fails here, not as a silently missing column
+        return (*lead, *(n for n in self.names if n not in lead and n not in drop))
 
 
-def check_number(
-    value: object,
-    field_name: str,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    positive: bool = False,
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidEventError(field_name, f"expected a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidEventError(field_name, f"must be a finite number, got {number}")
-    if positive and number <= 0:
-        raise InvalidEventError(field_name, f"must be greater than 0, got {number}")
-    if minimum is not None and number < minimum:
-        raise InvalidEventError(field_name, f"must be at least {minimum}, got {number}")
-    if maximum is not None and number > maximum:
-        raise InvalidEventError(field_name, f"must be at most {maximum}, got {number}")
-    return number
+def _text(name: str, max_length: int, **more: Any) -> FieldSpec:
+    return FieldSpec(name=name, type="text", max_length=max_length, **more)
 
 
-def check_optional_number(value: object, field_name: str) -> float | None:
-    return None if value is None else check_number(value, field_name)
+def _number(name: str, **more: Any) -> FieldSpec:
+    return FieldSpec(name=name, type="number", **more)
 
 
-def check_choice(value: object, field_name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise InvalidEventError(field_name, f"must be one of {', '.join(choices)}; got {value!r}")
-    return value
+_SYMBOL = _text("symbol", 32, history=False)
+_TS = FieldSpec(name="ts", type="integer")  # ms since the Unix epoch (UTC)
+_BOT = _text("bot", MAX_NAME_LENGTH)
+_STRATEGY = _text("strategy", MAX_NAME_LENGTH)
+_META = FieldSpec(name="meta", type="object", required=False, history=False)
+
+#: Every event kind, in the order of their tables.
+SCHEMA: Final[dict[str, KindSpec]] = {
+    "candle": KindSpec(
+        "candle",
+        "candles",
+        (
+            _SYMBOL,
+            _TS,
+            _text("tf", 8, history=False),
+            *(_number(name) for name in ("open", "high", "low", "close", "volume")),
+        ),
+        history_seq=False,
+    ),
+    "signal": KindSpec(
+        "signal",
+        "signals",
+        (
+            _SYMBOL,
+            _TS,
+            _BOT,
+            _STRATEGY,
+            _text("type", 8, choices=SIGNAL_TYPES),
+            _number("price"),
+            _number("confidence"),
+            _META,
+        ),
+    ),
+    "trade": KindSpec(
+        "trade",
+        "trades",
+        (
+            _SYMBOL,
+            _TS,
+            _BOT,
+            _STRATEGY,
+            _text("side", 8, choices=SIDES),
+            _text("action", 8, choices=ACTIONS),
+            _number("price"),
+            _number("qty"),
+            _number("fee", required=False, default=0.0, history=False),
+            _number("pnl", required=False, nullable=True),
+            _text("position", MAX_NAME_LENGTH),
+            _META,
+        ),
+    ),
+    "bot": KindSpec(
+        "bot",
+        "bot_status",
+        (
+            _SYMBOL,
+            _TS,
+            _BOT,
+            _STRATEGY,
+            _text("status", 16, choices=STATUSES),
+            _number("equity", required=False, nullable=True),
+            _META,
+        ),
+    ),
+}
+
+#: Subscription filter keys (besides ``kinds``) -> the event field each one looks at. A key
+#: applies to the kinds that carry its field (:func:`kinds_with`), and to no other.
+FILTER_FIELDS: Final[dict[str, str]] = {
+    "bots": "bot",
+    "strategies": "strategy",
+    "signal_types": "type",
+    "min_confidence": "confidence",
+    "sides": "side",
+}
 
 
-def to_ms(value: object, field_name: str = "ts") -> int:
-    """Normalise a timestamp (int ms, datetime, pandas Timestamp) to int ms, checked."""
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        ms = round(moment.timestamp() * 1000)
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidEventError(
-            field_name, f"expected ms since the epoch or a datetime, got {type(value).__name__}"
-        )
-    else:
-        as_float = float(value)
-        if not math.isfinite(as_float) or as_float != int(as_float):
-            raise InvalidEventError(field_name, f"must be whole milliseconds, got {value}")
-        ms = int(as_float)
-    if not MIN_TS_MS <= ms < MAX_TS_MS:
-        raise InvalidEventError(
-            field_name,
-            f"{ms} is outside 2000..2100 in milliseconds since the epoch (seconds given by mistake?)",
-        )
-    return ms
+def kinds_with(field_name: str) -> tuple[str, ...]:
+    """The kinds that carry ``field_name``, in schema order."""
+    return tuple(kind for kind, spec in SCHEMA.items() if field_name in spec.names)
 
 
-def check_meta(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise InvalidEventError("meta", "must be a JSON object with string keys")
-    try:
-        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidEventError("meta", f"must be JSON-serialisable without NaN/inf: {exc}") from None
-    if len(encoded.encode()) > MAX_META_BYTES:
-        raise InvalidEventError("meta", f"encodes to {len(encoded.encode())} bytes, over {MAX_META_BYTES}")
-    decoded: dict[str, Any] = json.loads(encoded)
-    return decoded
+def schema_json() -> dict[str, Any]:
+    """The schema as JSON (what ``client_js/events-schema.json`` holds)."""
+    kinds: dict[str, Any] = {}
+    for kind, spec in SCHEMA.items():
+        fields = []
+        for f in spec.fields:
+            entry: dict[str, Any] = {"name": f.name, "type": f.type, "required": f.required}
+            if f.nullable:
+                entry["nullable"] = True
+            if f.max_length is not None:
+                entry["max_length"] = f.max_length
+            if f.choices is not None:
+                entry["choices"] = list(f.choices)
+            fields.append(entry)
+        kinds[kind] = {"fields": fields, "history": list(spec.history_columns)}
+    filters = {key: {"field": name, "kinds": list(kinds_with(name))} for key, name in FILTER_FIELDS.items()}
+    return {
+        "comment": "Generated from publishers/events.py by make schema; do not edit.",
+        "kinds": kinds,
+        "filters": {"kinds": {"field": "kind", "kinds": list(SCHEMA)}, **filters},
+    }
+
+
+def schema_json_text() -> str:
+    """:func:`schema_json` as the committed file's text."""
+    return json.dumps(schema_json(), indent=2) + "\n"
+
+
+# -- the event classes ----------------------------------------------------------------------
+
+
+def _fields_function(names: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    """``lambda self: {"symbol": self.symbol, ...}`` for ``names``, compiled as dataclasses compile
+    their methods: a dict display is 3x faster than building the dict from the names (publish path)."""
+    assert all(name.isidentifier() for name in names), names
+    items = ", ".join(f"{name!r}: self.{name}" for name in names)
+    namespace: dict[str, Any] = {}
+    exec(f"def fields(self):\n    return {{{items}}}\n", namespace)
+    function: Callable[[Any], dict[str, Any]] = namespace["fields"]
+    return function
 
 
 def _encode(fields: dict[str, Any]) -> str:
@@ -155,22 +248,25 @@ def _encode(fields: dict[str, Any]) -> str:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _EventBase:
     kind: ClassVar[Kind]
+    #: The kind's fields as a dict in wire order (made from SCHEMA).
+    _fields: ClassVar[Callable[[Any], dict[str, Any]]]
     symbol: str
     ts: int
 
+    def __init_subclass__(cls) -> None:
+        # No super() call: object's does nothing, and slots=True dataclasses break the bare super().
+        cls._fields = _fields_function(SCHEMA[cls.kind].names)
+
     def to_dict(self, seq: int | None = None) -> dict[str, Any]:
-        """The event as the JSON object of DESIGN.md §3 (with `seq` first when given)."""
+        """The event as the JSON object of docs/protocol.md (with `seq` first when given)."""
         out: dict[str, Any] = {} if seq is None else {"seq": seq}
         out["kind"] = self.kind
-        out.update(self._fields())
+        out.update(type(self)._fields(self))
         return out
 
     def body(self) -> str:
         """The event's JSON without its opening brace; the publish script prepends seq."""
         return _encode(self.to_dict())[1:]
-
-    def _fields(self) -> dict[str, Any]:
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,18 +290,6 @@ class Signal(_EventBase):
         _set(self, "price", check_number(self.price, "price", positive=True))
         _set(self, "confidence", check_number(self.confidence, "confidence", minimum=0.0, maximum=1.0))
         _set(self, "meta", check_meta(self.meta))
-
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "ts": self.ts,
-            "bot": self.bot,
-            "strategy": self.strategy,
-            "type": self.type,
-            "price": self.price,
-            "confidence": self.confidence,
-            "meta": self.meta,
-        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,22 +322,6 @@ class Trade(_EventBase):
         _set(self, "pnl", check_optional_number(self.pnl, "pnl"))
         _set(self, "meta", check_meta(self.meta))
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "ts": self.ts,
-            "bot": self.bot,
-            "strategy": self.strategy,
-            "side": self.side,
-            "action": self.action,
-            "price": self.price,
-            "qty": self.qty,
-            "fee": self.fee,
-            "pnl": self.pnl,
-            "position": self.position,
-            "meta": self.meta,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Candle(_EventBase):
@@ -280,18 +348,6 @@ class Candle(_EventBase):
         if self.low > min(self.open, self.close):
             raise InvalidEventError("low", f"{self.low} is above open or close")
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "ts": self.ts,
-            "tf": self.tf,
-            "open": self.open,
-            "high": self.high,
-            "low": self.low,
-            "close": self.close,
-            "volume": self.volume,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BotStatus(_EventBase):
@@ -313,17 +369,6 @@ class BotStatus(_EventBase):
         _set(self, "equity", check_optional_number(self.equity, "equity"))
         _set(self, "meta", check_meta(self.meta))
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "ts": self.ts,
-            "bot": self.bot,
-            "strategy": self.strategy,
-            "status": self.status,
-            "equity": self.equity,
-            "meta": self.meta,
-        }
-
 
 Event = Signal | Trade | Candle | BotStatus
 
@@ -333,18 +378,7 @@ _BY_KIND: Final[dict[str, type[Signal] | type[Trade] | type[Candle] | type[BotSt
     "candle": Candle,
     "bot": BotStatus,
 }
-_EVENT_FIELDS: Final = {
-    kind: {f for f in cls.__dataclass_fields__ if f != "kind"} for kind, cls in _BY_KIND.items()
-}
-
-_REQUIRED_FIELDS: Final = {
-    kind: [
-        name
-        for name, spec in cls.__dataclass_fields__.items()
-        if name != "kind" and spec.default is MISSING and spec.default_factory is MISSING
-    ]
-    for kind, cls in _BY_KIND.items()
-}
+_EVENT_FIELDS: Final = {kind: frozenset(spec.names) for kind, spec in SCHEMA.items()}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> Event:
@@ -353,7 +387,7 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     cls = _BY_KIND.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise InvalidEventError("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")
-    for name in _REQUIRED_FIELDS[cls.kind]:
+    for name in SCHEMA[cls.kind].required:
         if name not in data:
             raise InvalidEventError(name, f"is required for a {cls.kind} event")
     wanted = _EVENT_FIELDS[cls.kind]

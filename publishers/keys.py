@@ -20,23 +20,32 @@ HEALTH_KEY = f"{PREFIX}:health"
 #: Field names inside a symbol's meta hash.
 META_EPOCH = "epoch"
 META_SEQ = "seq"
+#: Prefix of a publisher's dedup mark in the meta hash: ``p:<publisher id>``.
+PUBLISHER_MARK = "p:"
 #: Field of a log entry holding the event JSON.
 LOG_FIELD = "e"
+#: The last part of a symbol's keys: ``sp:{<symbol>}:<suffix>``.
+META_SUFFIX, LOG_SUFFIX, LIVE_SUFFIX = "meta", "log", "live"
+
+
+def symbol_tag(symbol: str) -> str:
+    """What every key of ``symbol`` starts with (the hash tag keeps them in one cluster slot)."""
+    return f"{PREFIX}:{{{symbol}}}:"
 
 
 def meta_key(symbol: str) -> str:
     """Hash holding the symbol's epoch, last seq and publisher dedup marks."""
-    return f"{PREFIX}:{{{symbol}}}:meta"
+    return symbol_tag(symbol) + META_SUFFIX
 
 
 def log_key(symbol: str) -> str:
     """Stream holding the symbol's recent events; entry id is ``<seq>-0``."""
-    return f"{PREFIX}:{{{symbol}}}:log"
+    return symbol_tag(symbol) + LOG_SUFFIX
 
 
 def live_channel(symbol: str) -> str:
     """Pub/sub channel carrying ``<epoch> <seq> <publish ms> <event json>`` per event."""
-    return f"{PREFIX}:{{{symbol}}}:live"
+    return symbol_tag(symbol) + LIVE_SUFFIX
 
 
 def symbol_of(key: str | bytes) -> str:
@@ -44,3 +53,22 @@ def symbol_of(key: str | bytes) -> str:
     text = key.decode() if isinstance(key, bytes) else key
     start = text.index("{") + 1
     return text[start : text.rindex("}")]
+
+
+def lua_names() -> str:
+    """Lua locals holding these names, put at the top of every script (the scripts use no others)."""
+    names = {
+        "PREFIX": PREFIX,
+        "SYMBOLS_KEY": SYMBOLS_KEY,
+        "META_SUFFIX": META_SUFFIX,
+        "LOG_SUFFIX": LOG_SUFFIX,
+        "LIVE_SUFFIX": LIVE_SUFFIX,
+        "META_EPOCH": META_EPOCH,
+        "META_SEQ": META_SEQ,
+        "PUBLISHER_MARK": PUBLISHER_MARK,
+        "LOG_FIELD": LOG_FIELD,
+    }
+    for value in names.values():
+        assert value.isprintable() and "'" not in value and "\\" not in value, value
+    header = "-- signalpush: the names of publishers/keys.py\n"
+    return header + "".join(f"local {name} = '{value}'\n" for name, value in names.items())

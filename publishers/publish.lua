@@ -1,4 +1,6 @@
 -- signalpush publish script: one atomic step per call, for one symbol.
+-- The names (PREFIX, META_EPOCH, LOG_FIELD ...) are locals that publishers/script.py puts above
+-- this text, from publishers/keys.py (keys.lua_names): the script spells out no key or field name.
 -- KEYS[1] meta hash   sp:{SYM}:meta   (epoch, seq, p:<publisher> dedup marks)
 -- KEYS[2] log stream  sp:{SYM}:log    (entry id <seq>-0, field e = event json)
 -- KEYS[3] live channel sp:{SYM}:live  (message "<epoch> <seq> <publish ms> <event json>")
@@ -24,9 +26,9 @@ end
 if #symbol > 32 or not string.match(symbol, '^[%w][%w._:/-]*$') then
   return refuse('symbol ' .. string.format('%q', symbol) .. ' is not a symbol')
 end
-local tag = 'sp:{' .. symbol .. '}:'
-if meta ~= tag .. 'meta' or log ~= tag .. 'log' or live ~= tag .. 'live'
-    or (KEYS[4] and KEYS[4] ~= 'sp:symbols') then
+local tag = PREFIX .. ':{' .. symbol .. '}:'
+if meta ~= tag .. META_SUFFIX or log ~= tag .. LOG_SUFFIX or live ~= tag .. LIVE_SUFFIX
+    or (KEYS[4] and KEYS[4] ~= SYMBOLS_KEY) then
   return refuse('the keys are not those of symbol ' .. symbol)
 end
 if not is_token(ARGV[1]) then
@@ -40,7 +42,7 @@ if KEYS[4] then
 end
 
 local epoch
-local created = redis.pcall('HSETNX', meta, 'epoch', ARGV[1])
+local created = redis.pcall('HSETNX', meta, META_EPOCH, ARGV[1])
 if type(created) == 'table' and created.err then
   return refuse(meta .. ' is not a hash (' .. created.err .. '): DEL it to start a new epoch of ' .. symbol)
 end
@@ -48,14 +50,14 @@ if created == 1 then
   -- A new epoch: whatever log is left belongs to a lost state, and seqs restart at 1.
   epoch = ARGV[1]
   redis.call('DEL', log)
-  redis.call('HSET', meta, 'seq', 0)
+  redis.call('HSET', meta, META_SEQ, 0)
 else
-  epoch = redis.call('HGET', meta, 'epoch')
+  epoch = redis.call('HGET', meta, META_EPOCH)
   if not is_token(epoch) then
     return refuse(meta .. ' holds an epoch the script never writes: DEL it to start a new epoch of ' .. symbol)
   end
   if pid ~= '' then
-    local mark = redis.call('HGET', meta, 'p:' .. pid)
+    local mark = redis.call('HGET', meta, PUBLISHER_MARK .. pid)
     local last_n, first_seq, last_seq
     if mark then
       last_n, first_seq, last_seq = string.match(mark, '^(%d+) (%d+) (%d+)$')
@@ -70,16 +72,16 @@ local now = redis.call('TIME')
 local publish_ms = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
 local first, seq
 for i = 7, #ARGV do
-  seq = redis.pcall('HINCRBY', meta, 'seq', 1)
+  seq = redis.pcall('HINCRBY', meta, META_SEQ, 1)
   if type(seq) == 'table' and seq.err then
-    return refuse(meta .. ' field seq is not a whole number: DEL ' .. meta .. ' to start a new epoch of ' .. symbol)
+    return refuse(meta .. ' field ' .. META_SEQ .. ' is not a whole number: DEL ' .. meta .. ' to start a new epoch of ' .. symbol)
   end
   first = first or seq
   local event = '{"seq":' .. seq .. ',' .. ARGV[i]
-  local added = redis.pcall('XADD', log, 'MAXLEN', '~', ARGV[4], seq .. '-0', 'e', event)
+  local added = redis.pcall('XADD', log, 'MAXLEN', '~', ARGV[4], seq .. '-0', LOG_FIELD, event)
   if type(added) == 'table' and added.err then
     -- Only the first XADD can fail (each later id is above the one just added): undo its seq.
-    redis.call('HINCRBY', meta, 'seq', -1)
+    redis.call('HINCRBY', meta, META_SEQ, -1)
     if string.find(added.err, 'WRONGTYPE', 1, true) then
       return refuse(log .. ' is not a stream: DEL ' .. log .. ' (nothing of it is readable)')
     end
@@ -99,6 +101,6 @@ for i = 7, #ARGV do
   redis.call(ARGV[6], live, epoch .. ' ' .. seq .. ' ' .. publish_ms .. ' ' .. event)
 end
 if pid ~= '' then
-  redis.call('HSET', meta, 'p:' .. pid, n .. ' ' .. first .. ' ' .. seq)
+  redis.call('HSET', meta, PUBLISHER_MARK .. pid, n .. ' ' .. first .. ' ' .. seq)
 end
 return {epoch, first, seq, 0}

@@ -1,18 +1,22 @@
-"""`Publisher`: how asyncio bots publish events (see :mod:`publishers.calls` for the mechanics)."""
+"""`Publisher`: how asyncio bots publish events (see :mod:`publishers.calls` for the mechanics).
+
+It is written once, against a :class:`~publishers.transport.Transport`: the blocking
+:class:`~publishers.SyncPublisher` runs these same methods on a blocking transport.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Sequence
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import redis
-import redis.asyncio as aioredis
 
 from publishers import keys
+from publishers.backoff import Backoff, RetryBudget
 from publishers.calls import (
     PIPELINE_MAX,
     EventFactory,
@@ -26,26 +30,32 @@ from publishers.calls import (
     refused,
     registry_updates,
 )
-from publishers.connection import TRANSIENT_ERRORS, async_client
+from publishers.connection import TRANSIENT_ERRORS
 from publishers.errors import PublishError
 from publishers.events import Candle, Event
-from publishers.script import PUBLISH_SCRIPT, PUBLISH_SHA, ScriptCall, ScriptResult
-from publishers.sync_publisher import SyncPublisher
-from server.settings import redact_url
+from publishers.options import PublisherOptions, redact_url
+from publishers.script import ScriptCall, ScriptResult
+from publishers.transport import AsyncTransport, Transport
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Publisher", "SyncPublisher"]
+__all__ = ["PUBLISH_BACKOFF", "Publisher"]
+
+T = TypeVar("T")
+#: Waits between a publish's tries: from 50 ms doubling up to 2 s, full jitter.
+PUBLISH_BACKOFF = Backoff(first_s=0.05, max_s=2.0)
 
 
 class Publisher:
     """Publish events to signalpush from asyncio code.
 
-    ``url`` defaults to ``$SIGNALPUSH_REDIS_URL``, then the config's ``redis.url``, then
-    the embedded server's address. ``bot`` and ``strategy`` are the defaults of every
-    call. With ``heartbeat_s`` set, ``status()`` is re-published every ``heartbeat_s``
-    seconds in the background (the last status given, ``active`` at first).
+    ``url`` defaults to ``options.url``: ``$SIGNALPUSH_REDIS_URL``, else the embedded
+    server's address; no file is read (:meth:`from_config` reads a config.yaml's ``redis``
+    section). ``retry_attempts``, ``retry_timeout_s`` and ``log_maxlen`` given here override
+    ``options``' (:class:`~publishers.options.PublisherOptions`). ``bot`` and ``strategy``
+    are the defaults of every call. With ``heartbeat_s`` set, ``status()`` is re-published
+    every ``heartbeat_s`` seconds in the background (the last status given, ``active`` at first).
 
     Every method validates first (raising ``ValueError`` naming the field before
     anything is sent) and returns the seq the event got. After the bounded retry
@@ -58,14 +68,15 @@ class Publisher:
         *,
         bot: str | None = None,
         strategy: str | None = None,
+        options: PublisherOptions | None = None,
         retry_attempts: int | None = None,
         retry_timeout_s: float | None = None,
         log_maxlen: int | None = None,
         heartbeat_s: float | None = None,
     ) -> None:
-        self._options = make_options(url, bot, strategy, retry_attempts, retry_timeout_s, log_maxlen)
+        self._options = make_options(url, bot, strategy, options, retry_attempts, retry_timeout_s, log_maxlen)
         self._events = EventFactory(self._options)
-        self._redis: aioredis.Redis | None = None
+        self._transport: Transport = self._make_transport()
         self._call_number = 0
         self._pending: list[tuple[ScriptCall, asyncio.Future[ScriptResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -82,9 +93,33 @@ class Publisher:
             f"strategy={self._options.strategy!r})"
         )
 
+    @classmethod
+    def from_config(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        bot: str | None = None,
+        strategy: str | None = None,
+        heartbeat_s: float | None = None,
+    ) -> Self:
+        """A publisher with the options of the ``redis`` section of the config file at ``path``."""
+        options = PublisherOptions.from_config(path)
+        return cls(bot=bot, strategy=strategy, options=options, heartbeat_s=heartbeat_s)
+
     @property
     def url(self) -> str:
         return self._options.url
+
+    @property
+    def options(self) -> PublisherOptions:
+        return self._options.config
+
+    def _make_transport(self) -> Transport:
+        return AsyncTransport(
+            self._options.url,
+            socket_timeout_s=self._options.socket_timeout_s,
+            name=f"signalpush-publisher-{self._options.publisher_id}",
+        )
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -96,8 +131,7 @@ class Publisher:
         await self.aclose()
 
     async def connect(self) -> None:
-        """Open the connection (publishing also connects on first use) and start the heartbeat."""
-        self._client()
+        """Start the heartbeat (the connection opens on first use)."""
         if self._heartbeat_s and self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._beat(self._heartbeat_s), name="signalpush-heartbeat")
 
@@ -111,9 +145,7 @@ class Publisher:
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        await self._transport.close()
 
     async def signal(
         self,
@@ -201,17 +233,16 @@ class Publisher:
         if self._options.cluster and not self._prepared:
             await self._prepare_cluster()
         calls = group_calls(events, self._options, self._next_number)
-        futures = [self._enqueue(call) for call in calls]
-        results = await asyncio.gather(*futures)
+        results = await self._send_all(calls)
         for event in events:
             self._events.note_symbol(event.symbol)
-        unregistered = {e.symbol for e in events} - self._registered
+        unregistered = sorted({e.symbol for e in events} - self._registered)
         if self._options.cluster and unregistered:
-            await self._run(lambda r: r.sadd(keys.SYMBOLS_KEY, *sorted(unregistered)))
-            self._registered |= unregistered
+            await self._run(lambda t: t.sadd(keys.SYMBOLS_KEY, unregistered))
+            self._registered.update(unregistered)
         registry = registry_updates(events, self._bot_symbols)
         if registry:
-            await self._run(lambda r: r.hset(keys.BOTS_KEY, mapping=registry))
+            await self._run(lambda t: t.hset(keys.BOTS_KEY, registry))
         return [seq for result in results for seq in result.seqs]
 
     async def publish_frame(
@@ -232,14 +263,9 @@ class Publisher:
         self._call_number += 1
         return self._call_number
 
-    def _client(self) -> aioredis.Redis:
-        if self._redis is None:
-            self._redis = async_client(
-                self._options.url,
-                socket_timeout_s=self._options.socket_timeout_s,
-                name=f"signalpush-publisher-{self._options.publisher_id}",
-            )
-        return self._redis
+    async def _send_all(self, calls: list[ScriptCall]) -> list[ScriptResult]:
+        # Concurrent publishes share script pipelines: calls are queued and one task sends them.
+        return await asyncio.gather(*(self._enqueue(call) for call in calls))
 
     def _enqueue(self, call: ScriptCall) -> asyncio.Future[ScriptResult]:
         future: asyncio.Future[ScriptResult] = asyncio.get_running_loop().create_future()
@@ -264,29 +290,25 @@ class Publisher:
                         future.set_result(result)
 
     async def _send_with_retry(self, calls: list[ScriptCall]) -> list[ScriptResult]:
-        results: list[ScriptResult] = await self._run(lambda r: self._send(r, calls))
-        return results
+        return await self._run(lambda t: self._send(t, calls))
 
     async def _prepare_cluster(self) -> None:
-        info = await self._run(lambda r: r.info("server"))
+        info = await self._run(lambda t: t.info())
         self._options.sharded = redis_major(info) >= 7
         self._prepared = True
 
-    async def _send(self, client: aioredis.Redis, calls: list[ScriptCall]) -> list[ScriptResult]:
+    async def _send(self, transport: Transport, calls: list[ScriptCall]) -> list[ScriptResult]:
         if self._options.cluster:
-            return await self._send_cluster(client, calls)
+            return await self._send_cluster(transport, calls)
         for _ in range(2):
-            async with client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    pipe.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await transport.pipeline(calls)
             if not any(is_noscript(reply) for reply in replies):
                 return [check_reply(self._options, reply) for reply in replies]
             # Redis restarted and forgot the script: load it and send again (replays are deduplicated).
-            await client.script_load(PUBLISH_SCRIPT)
+            await transport.script_load()
         raise PublishError("Redis keeps forgetting the publish script (NOSCRIPT twice)")
 
-    async def _send_cluster(self, client: aioredis.Redis, calls: list[ScriptCall]) -> list[ScriptResult]:
+    async def _send_cluster(self, transport: Transport, calls: list[ScriptCall]) -> list[ScriptResult]:
         # Scripts cannot be pipelined on a cluster: each symbol's calls go one after another
         # (their call numbers must reach its slot in order), symbols side by side.
         results: dict[int, ScriptResult] = {}
@@ -295,29 +317,26 @@ class Publisher:
         async def run_symbol(symbol_calls: list[ScriptCall]) -> None:
             for call in symbol_calls:
                 try:
-                    reply = await client.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
+                    reply = await transport.evalsha(call)
                 except redis.exceptions.NoScriptError:
-                    await client.script_load(PUBLISH_SCRIPT)
-                    reply = await client.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
+                    await transport.script_load()
+                    reply = await transport.evalsha(call)
                 results[index[id(call)]] = check_reply(self._options, reply)
 
-        await asyncio.gather(*(run_symbol(group) for group in by_symbol(calls).values()))
+        await transport.each([run_symbol(group) for group in by_symbol(calls).values()])
         return [results[i] for i in range(len(calls))]
 
-    async def _run(self, operation: Any) -> Any:
-        deadline = time.monotonic() + self._options.retry_timeout_s
-        delay = 0.05
-        attempt = 0
+    async def _run(self, operation: Callable[[Transport], Awaitable[T]]) -> T:
+        """``operation`` on the transport, retried on transient errors within the retry budget."""
+        budget = RetryBudget(self._options.retry_attempts, self._options.retry_timeout_s, PUBLISH_BACKOFF)
         while True:
-            attempt += 1
             try:
-                return await operation(self._client())
+                return await operation(self._transport)
             except TRANSIENT_ERRORS as exc:
-                remaining = deadline - time.monotonic()
-                if attempt > self._options.retry_attempts or remaining <= 0:
-                    raise publish_failed(self._options, attempt, exc) from exc
-                await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, 2.0)
+                delay = budget.next_delay()
+                if delay is None:
+                    raise publish_failed(self._options, budget.tries, exc) from exc
+                await self._transport.sleep(delay)
             except redis.RedisError as exc:
                 raise refused(self._options, exc) from exc
 

@@ -15,7 +15,8 @@ from typing import Final
 
 from publishers import keys
 
-PUBLISH_SCRIPT: Final = resources.files("publishers").joinpath("publish.lua").read_text()
+#: publish.lua below the names it uses (keys.py's).
+PUBLISH_SCRIPT: Final = keys.lua_names() + resources.files("publishers").joinpath("publish.lua").read_text()
 PUBLISH_SHA: Final = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()
 #: Events per script call when publishing many (publish_frame): bounds the time Redis is busy.
 MAX_EVENTS_PER_CALL: Final = 500

@@ -1,37 +1,67 @@
-"""`SyncPublisher`: the blocking twin of :class:`publishers.Publisher` for plain-Python bots."""
+"""`SyncPublisher`: the blocking twin of :class:`publishers.Publisher` for plain-Python bots.
+
+It is not a copy: each method runs ``Publisher``'s own coroutine on a blocking transport
+(:mod:`publishers.transport`), where it completes without an event loop, under a lock that
+makes the publisher safe to share between threads. Only the heartbeat (a thread instead
+of a task) is its own.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-import redis
-
-from publishers import keys
-from publishers.calls import (
-    PIPELINE_MAX,
-    EventFactory,
-    check_reply,
-    group_calls,
-    is_noscript,
-    make_options,
-    publish_failed,
-    redis_major,
-    refused,
-    registry_updates,
-)
-from publishers.connection import TRANSIENT_ERRORS, sync_client
+from publishers.calls import PIPELINE_MAX
 from publishers.errors import PublishError
-from publishers.events import Candle, Event
-from publishers.script import PUBLISH_SCRIPT, PUBLISH_SHA, ScriptCall, ScriptResult
-from server.settings import redact_url
+from publishers.options import PublisherOptions, redact_url
+from publishers.publisher import Publisher
+from publishers.script import ScriptCall, ScriptResult
+from publishers.transport import BlockingTransport, Transport, drive
 
-if TYPE_CHECKING:
-    import pandas as pd
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _BlockingPublisher(Publisher):
+    """``Publisher`` on a blocking transport: its coroutines never suspend."""
+
+    def __init__(self, *args: Any, stop: threading.Event, **kwargs: Any) -> None:
+        self._stop = stop
+        super().__init__(*args, **kwargs)
+
+    def _make_transport(self) -> Transport:
+        return BlockingTransport(
+            self._options.url,
+            socket_timeout_s=self._options.socket_timeout_s,
+            name=f"signalpush-publisher-{self._options.publisher_id}",
+            stop=self._stop,
+        )
+
+    async def _send_all(self, calls: list[ScriptCall]) -> list[ScriptResult]:
+        # No queue: the caller holds the lock, so the calls are sent here, in order.
+        results: list[ScriptResult] = []
+        for start in range(0, len(calls), PIPELINE_MAX):
+            results += await self._send_with_retry(calls[start : start + PIPELINE_MAX])
+        return results
+
+
+def _blocking(
+    method: Callable[Concatenate[Publisher, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SyncPublisher, P], T]:
+    """The blocking twin of a ``Publisher`` method: its coroutine, driven under the lock."""
+
+    @functools.wraps(method)
+    def blocking(self: SyncPublisher, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._lock:
+            return drive(method(self._publisher, *args, **kwargs))
+
+    blocking.__qualname__ = f"SyncPublisher.{method.__name__}"
+    return blocking
 
 
 class SyncPublisher:
@@ -47,21 +77,24 @@ class SyncPublisher:
         *,
         bot: str | None = None,
         strategy: str | None = None,
+        options: PublisherOptions | None = None,
         retry_attempts: int | None = None,
         retry_timeout_s: float | None = None,
         log_maxlen: int | None = None,
         heartbeat_s: float | None = None,
     ) -> None:
-        self._options = make_options(url, bot, strategy, retry_attempts, retry_timeout_s, log_maxlen)
-        self._events = EventFactory(self._options)
-        self._redis: redis.Redis | None = None
         self._lock = threading.RLock()
-        self._call_number = 0
-        self._last_status = "active"
         self._stop = threading.Event()
-        self._bot_symbols: dict[str, set[str]] = {}
-        self._registered: set[str] = set()
-        self._prepared = False
+        self._publisher = _BlockingPublisher(
+            url,
+            bot=bot,
+            strategy=strategy,
+            options=options,
+            retry_attempts=retry_attempts,
+            retry_timeout_s=retry_timeout_s,
+            log_maxlen=log_maxlen,
+            stop=self._stop,
+        )
         self._heartbeat: threading.Thread | None = None
         if heartbeat_s:
             self._heartbeat = threading.Thread(
@@ -69,15 +102,33 @@ class SyncPublisher:
             )
             self._heartbeat.start()
 
+    @classmethod
+    def from_config(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        bot: str | None = None,
+        strategy: str | None = None,
+        heartbeat_s: float | None = None,
+    ) -> Self:
+        """A publisher with the options of the ``redis`` section of the config file at ``path``."""
+        options = PublisherOptions.from_config(path)
+        return cls(bot=bot, strategy=strategy, options=options, heartbeat_s=heartbeat_s)
+
     def __repr__(self) -> str:
+        options = self._publisher._options
         return (
-            f"SyncPublisher(url={redact_url(self._options.url)!r}, bot={self._options.bot!r}, "
-            f"strategy={self._options.strategy!r})"
+            f"SyncPublisher(url={redact_url(options.url)!r}, bot={options.bot!r}, "
+            f"strategy={options.strategy!r})"
         )
 
     @property
     def url(self) -> str:
-        return self._options.url
+        return self._publisher.url
+
+    @property
+    def options(self) -> PublisherOptions:
+        return self._publisher.options
 
     def __enter__(self) -> Self:
         return self
@@ -92,178 +143,18 @@ class SyncPublisher:
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
-        with self._lock:
-            if self._redis is not None:
-                self._redis.close()
-                self._redis = None
+        self._aclose()
 
-    def signal(
-        self,
-        symbol: str,
-        type: str,
-        *,
-        price: float,
-        confidence: float,
-        ts: Any = None,
-        meta: dict[str, Any] | None = None,
-        bot: str | None = None,
-        strategy: str | None = None,
-    ) -> int:
-        """Publish a buy/sell/hold signal; returns its seq."""
-        return self.publish(self._events.signal(symbol, type, price, confidence, ts, meta, bot, strategy))
-
-    def trade(
-        self,
-        symbol: str,
-        *,
-        side: str,
-        action: str,
-        price: float,
-        qty: float,
-        position: str,
-        fee: float = 0.0,
-        pnl: float | None = None,
-        ts: Any = None,
-        meta: dict[str, Any] | None = None,
-        bot: str | None = None,
-        strategy: str | None = None,
-    ) -> int:
-        """Publish a trade (entry or exit of ``position``); returns its seq."""
-        return self.publish(
-            self._events.trade(symbol, side, action, price, qty, position, fee, pnl, ts, meta, bot, strategy)
-        )
-
-    def candle(
-        self,
-        symbol: str,
-        *,
-        ts: Any,
-        tf: str,
-        open: float,
-        high: float,
-        low: float,
-        close: float,
-        volume: float,
-    ) -> int:
-        """Publish a candle; returns its seq."""
-        return self.publish(
-            Candle(symbol=symbol, ts=ts, tf=tf, open=open, high=high, low=low, close=close, volume=volume)
-        )
-
-    def status(
-        self,
-        status: str,
-        *,
-        symbol: str | None = None,
-        equity: float | None = None,
-        meta: dict[str, Any] | None = None,
-        bot: str | None = None,
-        strategy: str | None = None,
-    ) -> int:
-        """Publish the bot's status (see :meth:`Publisher.status`); returns the last seq or 0."""
-        events = self._events.status(status, symbol, equity, meta, bot, strategy)
-        self._last_status = status
-        seqs = self.publish_many(events)
-        return seqs[-1] if seqs else 0
-
-    def publish(self, event: Event) -> int:
-        """Publish one already-built event; returns its seq."""
-        return self.publish_many([event])[0]
-
-    def publish_many(self, events: Sequence[Event]) -> list[int]:
-        """Publish events in order; returns their seqs."""
-        with self._lock:
-            if self._options.cluster and not self._prepared:
-                info = self._run(lambda r: r.info("server"))
-                first = (
-                    next(iter(info.values()))
-                    if info and isinstance(next(iter(info.values())), dict)
-                    else info
-                )
-                self._options.sharded = redis_major(first) >= 7
-                self._prepared = True
-            calls = group_calls(events, self._options, self._next_number)
-            seqs: list[int] = []
-            for start in range(0, len(calls), PIPELINE_MAX):
-                chunk = calls[start : start + PIPELINE_MAX]
-                results: list[ScriptResult] = self._run(lambda r, chunk=chunk: self._send(r, chunk))
-                seqs.extend(seq for result in results for seq in result.seqs)
-            for event in events:
-                self._events.note_symbol(event.symbol)
-            unregistered = {e.symbol for e in events} - self._registered
-            if self._options.cluster and unregistered:
-                self._run(lambda r: r.sadd(keys.SYMBOLS_KEY, *sorted(unregistered)))
-                self._registered |= unregistered
-            registry = registry_updates(events, self._bot_symbols)
-            if registry:
-                self._run(lambda r: r.hset(keys.BOTS_KEY, mapping=registry))
-            return seqs
-
-    def publish_frame(
-        self, frame: pd.DataFrame, *, kind: str | None = None, symbol: str | None = None
-    ) -> list[int]:
-        """Publish a DataFrame of candles, signals or trades in row order; returns their seqs."""
-        from publishers.frames import events_from_frame
-
-        events = events_from_frame(
-            frame, kind=kind, symbol=symbol, bot=self._options.bot, strategy=self._options.strategy
-        )
-        return self.publish_many(events)
-
-    def _next_number(self) -> int:
-        self._call_number += 1
-        return self._call_number
-
-    def _client(self) -> redis.Redis:
-        if self._redis is None:
-            self._redis = sync_client(
-                self._options.url,
-                socket_timeout_s=self._options.socket_timeout_s,
-                name=f"signalpush-publisher-{self._options.publisher_id}",
-            )
-        return self._redis
-
-    def _send(self, client: redis.Redis, calls: list[ScriptCall]) -> list[ScriptResult]:
-        if self._options.cluster:
-            # Scripts cannot be pipelined on a cluster: one call after another, in order.
-            results = []
-            for call in calls:
-                try:
-                    reply = client.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
-                except redis.exceptions.NoScriptError:
-                    client.script_load(PUBLISH_SCRIPT)
-                    reply = client.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
-                results.append(check_reply(self._options, reply))
-            return results
-        for _ in range(2):
-            with client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    pipe.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
-                replies = pipe.execute(raise_on_error=False)
-            if not any(is_noscript(reply) for reply in replies):
-                return [check_reply(self._options, reply) for reply in replies]
-            client.script_load(PUBLISH_SCRIPT)
-        raise PublishError("Redis keeps forgetting the publish script (NOSCRIPT twice)")
-
-    def _run(self, operation: Any) -> Any:
-        with self._lock:
-            deadline = time.monotonic() + self._options.retry_timeout_s
-            delay = 0.05
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    return operation(self._client())
-                except TRANSIENT_ERRORS as exc:
-                    remaining = deadline - time.monotonic()
-                    if attempt > self._options.retry_attempts or remaining <= 0:
-                        raise publish_failed(self._options, attempt, exc) from exc
-                    self._stop.wait(min(delay, remaining))
-                    delay = min(delay * 2, 2.0)
-                except redis.RedisError as exc:
-                    raise refused(self._options, exc) from exc
+    _aclose = _blocking(Publisher.aclose)
+    signal = _blocking(Publisher.signal)
+    trade = _blocking(Publisher.trade)
+    candle = _blocking(Publisher.candle)
+    status = _blocking(Publisher.status)
+    publish = _blocking(Publisher.publish)
+    publish_many = _blocking(Publisher.publish_many)
+    publish_frame = _blocking(Publisher.publish_frame)
 
     def _beat(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
             with contextlib.suppress(PublishError):
-                self.status(self._last_status)
+                self.status(self._publisher._last_status)

@@ -5,8 +5,10 @@ Every key can be overridden by an environment variable named
 ``SIGNALPUSH_SERVER_ALLOWED_ORIGINS=a,b`` ...). A bad value stops start-up with a
 :class:`~publishers.errors.ConfigError` naming the key and what is allowed.
 
-It lives in ``publishers`` (not ``server``) because bots resolve the Redis address the
-same way the server does, and ``server`` depends on ``publishers``, never the reverse.
+This is the server's configuration. A bot reads none of it: its publisher takes the
+Redis address given, or ``$SIGNALPUSH_REDIS_URL``, or the embedded default, and reads the
+``redis`` section of a file only when asked (:meth:`publishers.Publisher.from_config`,
+which applies the same keys and rules as :class:`RedisSettings`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from publishers.errors import ConfigError
+from publishers.options import EMBEDDED_HOST, EMBEDDED_PORT, PublisherOptions, redact_url
 
 ENV_PREFIX: Final = "SIGNALPUSH_"
 CONFIG_ENV: Final = "SIGNALPUSH_CONFIG"
@@ -44,8 +46,8 @@ class RedisSettings:
     url: str = field(
         default="", repr=False, metadata=_rule(pattern=r"^(|rediss?://.*|rediss?\+cluster://.*|unix://.*)$")
     )
-    embedded_host: str = field(default="127.0.0.1", metadata=_rule(choices=LOOPBACK_HOSTS))
-    embedded_port: int = field(default=6399, metadata=_rule(min=1, max=65535))
+    embedded_host: str = field(default=EMBEDDED_HOST, metadata=_rule(choices=LOOPBACK_HOSTS))
+    embedded_port: int = field(default=EMBEDDED_PORT, metadata=_rule(min=1, max=65535))
     embedded_dir: str = "./data/redis"
     log_maxlen: int = field(default=1_000_000, metadata=_rule(min=100))
     publish_retry_attempts: int = field(default=5, metadata=_rule(min=0, max=100))
@@ -60,6 +62,16 @@ class RedisSettings:
     def effective_url(self) -> str:
         """The URL clients connect to: ``url``, or the embedded server's address."""
         return self.url or f"redis://{self.embedded_host}:{self.embedded_port}/0"
+
+    def publisher_options(self) -> PublisherOptions:
+        """The options of a publisher connecting where this server does (``signalpush publish``, the demo)."""
+        return PublisherOptions(
+            url=self.effective_url,
+            retry_attempts=self.publish_retry_attempts,
+            retry_timeout_s=self.publish_retry_timeout_s,
+            socket_timeout_s=self.socket_timeout_s,
+            log_maxlen=self.log_maxlen,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -190,16 +202,6 @@ class Settings:
 
 
 _SECTIONS: Final = ("redis", "database", "server", "history", "recorder", "auth", "demo")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for logs and reprs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def find_config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:

@@ -70,7 +70,11 @@ def test_wheel_ships_the_client_and_the_wall_but_not_node_modules(wheel: Path, t
         "wall-live.js",
         "wall-paint.js",
     }
-    assert expected | {"wall-figure.js", "wall-ledger.js", "index.html", "index.js"} <= shipped
+    assert (
+        expected | {"wall-figure.js", "wall-ledger.js", "index.html", "index.js", "events-schema.json"}
+        <= shipped
+    )
+    assert "package.json" not in shipped
     assert not any("/" in name for name in shipped), "node_modules and tests stay out of the wheel"
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     subprocess.run(

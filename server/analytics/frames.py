@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 
 from server.analytics import performance as perf
-from server.analytics.queries import PART_CAPITAL, PART_PRICE, PART_TRADE, PERFORMANCE_COLUMNS
+from server.analytics.columns import (
+    NUMBER_COLUMNS,
+    PERFORMANCE_COLUMNS,
+    SIGNAL_COLUMNS,
+    TEXT_COLUMNS,
+    TRADE_COLUMNS,
+)
+from server.analytics.queries import PART_CAPITAL, PART_PRICE, PART_TRADE
 
 BOT_COLUMNS: Final = (
     "id",
@@ -23,34 +30,15 @@ BOT_COLUMNS: Final = (
     "last_seen",
     "last_status_at",
 )
-SIGNAL_COLUMNS: Final = (
-    "timestamp",
-    "ts",
-    "symbol",
-    "bot",
-    "bot_id",
-    "strategy",
-    "signal_type",
-    "price",
-    "confidence",
-    "seq",
-)
-TRADE_COLUMNS: Final = (
-    "timestamp",
-    "ts",
-    "symbol",
-    "bot",
-    "bot_id",
-    "strategy",
-    "side",
-    "action",
-    "price",
-    "qty",
-    "fee",
-    "pnl",
-    "position",
-    "seq",
-)
+__all__ = [
+    "BOT_COLUMNS",
+    "SIGNAL_COLUMNS",
+    "TRADE_COLUMNS",
+    "PerformanceReport",
+    "bots_frame",
+    "build_report",
+    "events_frame",
+]
 
 
 def _utc(ms: pd.Series) -> pd.Series:
@@ -95,11 +83,10 @@ def events_frame(rows: list[Any], keys: list[str], columns: Sequence[str]) -> pd
     raw["timestamp"] = _utc(raw["ts"])
     raw["bot_id"] = raw["bot_id"].astype("Int64")
     raw["seq"] = raw["seq"].astype("int64")
-    for name in ("price", "confidence", "qty", "fee", "pnl"):
-        if name in raw:
+    for name in columns:
+        if name in NUMBER_COLUMNS:
             raw[name] = pd.to_numeric(raw[name]).astype("float64")
-    for name in ("symbol", "bot", "strategy", "signal_type", "side", "action", "position"):
-        if name in raw:
+        elif name in TEXT_COLUMNS:
             raw[name] = raw[name].astype(str)
     return raw.loc[:, list(columns)].reset_index(drop=True)
 

@@ -34,6 +34,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import pandas as pd
 
+from server.analytics.columns import BOOK_COLUMNS
 from server.analytics.risk import (
     _curve,
     _max_drawdown,
@@ -64,19 +65,8 @@ __all__ = [
     "strategy_comparison",
 ]
 
-TRADE_COLUMNS: Final = (
-    "ts",
-    "bot",
-    "strategy",
-    "symbol",
-    "side",
-    "action",
-    "price",
-    "qty",
-    "fee",
-    "pnl",
-    "position",
-)
+#: The trades frame's columns (one row per trade), from the event schema.
+TRADE_COLUMNS: Final = BOOK_COLUMNS
 KEY: Final = ["bot", "symbol", "position"]
 #: Account size assumed for a bot that never reported its equity (relative drawdown, returns).
 DEFAULT_CAPITAL: Final = 10_000.0

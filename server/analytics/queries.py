@@ -16,7 +16,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
-    String,
+    Table,
     and_,
     case,
     cast,
@@ -30,7 +30,14 @@ from sqlalchemy import (
     union_all,
 )
 
-from server.history.models import BotRow, BotStatusRow, CandleRow, SignalRow, TradeRow
+from server.analytics.columns import (
+    BOOK_COLUMNS,
+    ENCODED,
+    FIELD_OF,
+    SIGNAL_COLUMNS,
+    TRADE_COLUMNS,
+)
+from server.history.models import BOT_STATUS, CANDLES, SIGNALS, TRADES, BotRow
 
 AnySelect: TypeAlias = "Select[*tuple[Any, ...]]"
 
@@ -75,25 +82,23 @@ def _registry_names(flt: BotFilter) -> AnySelect:
 
 
 def event_conditions(
-    table: type[SignalRow] | type[TradeRow] | type[BotStatusRow],
-    flt: BotFilter,
-    start_ms: int | None,
-    end_ms: int | None,
+    table: Table, flt: BotFilter, start_ms: int | None, end_ms: int | None
 ) -> list[ColumnElement[bool]]:
-    """WHERE conditions selecting ``table``'s events of the filtered bots in [start, end]."""
+    """WHERE conditions selecting ``table``'s events (a bot kind's) of the filtered bots in [start, end]."""
+    c = table.c
     conditions: list[ColumnElement[bool]] = []
     if flt.bots is not None:
-        conditions.append(table.bot.in_(flt.bots))
+        conditions.append(c.bot.in_(flt.bots))
     if flt.strategies is not None:
-        conditions.append(table.strategy.in_(flt.strategies))
+        conditions.append(c.strategy.in_(flt.strategies))
     if flt.symbols is not None:
-        conditions.append(table.symbol.in_(flt.symbols))
+        conditions.append(c.symbol.in_(flt.symbols))
     if flt.needs_registry():
-        conditions.append(table.bot.in_(_registry_names(flt)))
+        conditions.append(c.bot.in_(_registry_names(flt)))
     if start_ms is not None:
-        conditions.append(table.ts >= start_ms)
+        conditions.append(c.ts >= start_ms)
     if end_ms is not None:
-        conditions.append(table.ts <= end_ms)
+        conditions.append(c.ts <= end_ms)
     return conditions
 
 
@@ -124,8 +129,8 @@ def bots_query(flt: BotFilter) -> AnySelect:
         query = query.where(BotRow.last_seen >= start, BotRow.first_seen <= end)
     if flt.symbols is not None:
         on_symbols = [
-            exists().where(table.bot == BotRow.name, table.symbol.in_(flt.symbols))
-            for table in (BotStatusRow, TradeRow, SignalRow)
+            exists().where(table.c.bot == BotRow.name, table.c.symbol.in_(flt.symbols))
+            for table in (BOT_STATUS, TRADES, SIGNALS)
         ]
         query = query.where(or_(*on_symbols))
     return query.order_by(BotRow.id)
@@ -134,12 +139,29 @@ def bots_query(flt: BotFilter) -> AnySelect:
 def bot_symbols_query(since_ms: int | None = None) -> CompoundSelect[Any]:
     """Distinct ``(bot, symbol)`` pairs of status reports, trades and signals (at or after ``since_ms``)."""
     parts = []
-    for table in (BotStatusRow, TradeRow, SignalRow):
-        part = select(table.bot.label("bot"), table.symbol.label("symbol")).distinct()
+    for table in (BOT_STATUS, TRADES, SIGNALS):
+        part = select(table.c.bot.label("bot"), table.c.symbol.label("symbol")).distinct()
         if since_ms is not None:
-            part = part.where(table.ts >= since_ms)
+            part = part.where(table.c.ts >= since_ms)
         parts.append(part)
     return union(*parts)
+
+
+def _events_select(
+    table: Table, columns: tuple[str, ...], conditions: list[ColumnElement[bool]]
+) -> AnySelect:
+    """``columns`` (analytics names, but ``timestamp``) of the rows passing ``conditions``, oldest first."""
+    selected = [
+        BotRow.id.label("bot_id") if name == "bot_id" else table.c[FIELD_OF.get(name, name)].label(name)
+        for name in columns
+        if name != "timestamp"
+    ]
+    return (
+        select(*selected)
+        .outerjoin(BotRow, BotRow.name == table.c.bot)
+        .where(*conditions)
+        .order_by(table.c.ts, table.c.id)
+    )
 
 
 def signals_query(
@@ -150,72 +172,22 @@ def signals_query(
     min_confidence: float | None = None,
 ) -> AnySelect:
     """Signals of the filtered bots in the window, oldest first, with the bot's registry id."""
-    conditions = event_conditions(SignalRow, flt, start_ms, end_ms)
+    conditions = event_conditions(SIGNALS, flt, start_ms, end_ms)
     if signal_types is not None:
-        conditions.append(SignalRow.type.in_(signal_types))
+        conditions.append(SIGNALS.c.type.in_(signal_types))
     if min_confidence:
-        conditions.append(SignalRow.confidence >= min_confidence)
-    return (
-        select(
-            SignalRow.ts,
-            SignalRow.symbol,
-            SignalRow.bot,
-            BotRow.id.label("bot_id"),
-            SignalRow.strategy,
-            SignalRow.type.label("signal_type"),
-            SignalRow.price,
-            SignalRow.confidence,
-            SignalRow.seq,
-        )
-        .outerjoin(BotRow, BotRow.name == SignalRow.bot)
-        .where(*conditions)
-        .order_by(SignalRow.ts, SignalRow.id)
-    )
+        conditions.append(SIGNALS.c.confidence >= min_confidence)
+    return _events_select(SIGNALS, SIGNAL_COLUMNS, conditions)
 
 
 def trades_query(
     flt: BotFilter, start_ms: int | None, end_ms: int | None, sides: tuple[str, ...] | None = None
 ) -> AnySelect:
     """Trades of the filtered bots in the window, oldest first, with the bot's registry id."""
-    conditions = event_conditions(TradeRow, flt, start_ms, end_ms)
+    conditions = event_conditions(TRADES, flt, start_ms, end_ms)
     if sides is not None:
-        conditions.append(TradeRow.side.in_(sides))
-    return (
-        select(
-            TradeRow.ts,
-            TradeRow.symbol,
-            TradeRow.bot,
-            BotRow.id.label("bot_id"),
-            TradeRow.strategy,
-            TradeRow.side,
-            TradeRow.action,
-            TradeRow.price,
-            TradeRow.qty,
-            TradeRow.fee,
-            TradeRow.pnl,
-            TradeRow.position,
-            TradeRow.seq,
-        )
-        .outerjoin(BotRow, BotRow.name == TradeRow.bot)
-        .where(*conditions)
-        .order_by(TradeRow.ts, TradeRow.id)
-    )
-
-
-PERFORMANCE_COLUMNS: Final = (
-    "part",
-    "ts",
-    "bot",
-    "strategy",
-    "symbol",
-    "sell",
-    "exit",
-    "price",
-    "qty",
-    "fee",
-    "pnl",
-    "position",
-)
+        conditions.append(TRADES.c.side.in_(sides))
+    return _events_select(TRADES, TRADE_COLUMNS, conditions)
 
 
 #: ``part`` values of :func:`performance_query` rows.
@@ -224,10 +196,22 @@ PART_PRICE: Final = 1
 PART_CAPITAL: Final = 2
 
 
+def _row(part: int, given: dict[str, Any]) -> list[Any]:
+    """A row of ``part`` in the performance columns: the ``given`` values, typed NULLs elsewhere."""
+    out: list[Any] = [literal(part, Integer)]
+    for name in BOOK_COLUMNS:
+        if name in given:
+            out.append(given[name])
+        else:
+            out.append(cast(null(), Integer if name in ENCODED else TRADES.c[name].type))
+    return out
+
+
 def performance_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSelect[Any]:
     """Everything performance needs, as one UNION ALL statement; ``part`` tells the rows apart.
 
-    Columns :data:`PERFORMANCE_COLUMNS`; ``sell`` and ``exit`` are 1 for a sell side / an exit.
+    Columns :data:`server.analytics.columns.PERFORMANCE_COLUMNS`; ``sell`` and ``exit`` are 1
+    for a sell side / an exit.
 
     * ``trade``: the window's trades, plus the entries of the :data:`ENTRY_LOOKBACK_MS`
       before it (the caller keeps those of positions exited inside the window);
@@ -235,83 +219,48 @@ def performance_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSel
       else the last trade's price, else the last signal's;
     * ``capital``: each traded bot's first reported equity in the window (``price``).
     """
-    in_window = and_(*event_conditions(TradeRow, flt, start_ms, end_ms))
-    trade_columns = (
-        TradeRow.ts,
-        TradeRow.bot,
-        TradeRow.strategy,
-        TradeRow.symbol,
+    trade = TRADES.c
+    in_window = and_(*event_conditions(TRADES, flt, start_ms, end_ms))
+    trade_columns = [
         # Side and action as 0/1: strings cost the driver far more than small ints per row.
-        case((TradeRow.side == "sell", 1), else_=0),
-        case((TradeRow.action == "exit", 1), else_=0),
-        TradeRow.price,
-        TradeRow.qty,
-        TradeRow.fee,
-        TradeRow.pnl,
-        TradeRow.position,
-    )
+        case((trade[name] == ENCODED[name][1], 1), else_=0) if name in ENCODED else trade[name]
+        for name in BOOK_COLUMNS
+    ]
     window = select(literal(PART_TRADE, Integer).label("part"), *trade_columns).where(in_window)
     earlier = and_(
-        *event_conditions(TradeRow, flt, start_ms - ENTRY_LOOKBACK_MS, start_ms - 1),
-        TradeRow.action == "entry",
+        *event_conditions(TRADES, flt, start_ms - ENTRY_LOOKBACK_MS, start_ms - 1),
+        trade.action == "entry",
     )
     earlier_entries = select(literal(PART_TRADE, Integer), *trade_columns).where(earlier)
-    traded_symbols = select(TradeRow.symbol).where(in_window).distinct().subquery("traded_symbols")
+    traded_symbols = select(trade.symbol).where(in_window).distinct().subquery("traded_symbols")
     sym = traded_symbols.c.symbol
-    candle_close = (
-        select(CandleRow.close)
-        .where(CandleRow.symbol == sym, CandleRow.ts <= end_ms)
-        .order_by(CandleRow.ts.desc(), CandleRow.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    trade_price = (
-        select(TradeRow.price)
-        .where(TradeRow.symbol == sym, TradeRow.ts <= end_ms)
-        .order_by(TradeRow.ts.desc(), TradeRow.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    signal_price = (
-        select(SignalRow.price)
-        .where(SignalRow.symbol == sym, SignalRow.ts <= end_ms)
-        .order_by(SignalRow.ts.desc(), SignalRow.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    prices = select(
-        literal(PART_PRICE, Integer),
-        cast(null(), TradeRow.ts.type),
-        cast(null(), String),
-        cast(null(), String),
-        sym,
-        cast(null(), Integer),
-        cast(null(), Integer),
-        cast(func.coalesce(candle_close, trade_price, signal_price), Float),
-        *(cast(null(), Float) for _ in range(3)),
-        cast(null(), String),
-    )
-    traded_bots = select(TradeRow.bot).where(in_window).distinct().subquery("traded_bots")
-    first_equity = (
-        select(BotStatusRow.equity)
-        .where(
-            BotStatusRow.bot == traded_bots.c.bot,
-            BotStatusRow.ts >= start_ms,
-            BotStatusRow.ts <= end_ms,
-            BotStatusRow.equity.is_not(None),
+
+    def last_price(table: Table, column: str) -> Any:
+        return (
+            select(table.c[column])
+            .where(table.c.symbol == sym, table.c.ts <= end_ms)
+            .order_by(table.c.ts.desc(), table.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
         )
-        .order_by(BotStatusRow.ts, BotStatusRow.id)
+
+    price = func.coalesce(
+        last_price(CANDLES, "close"), last_price(TRADES, "price"), last_price(SIGNALS, "price")
+    )
+    prices = select(*_row(PART_PRICE, {"symbol": sym, "price": cast(price, Float)}))
+    traded_bots = select(trade.bot).where(in_window).distinct().subquery("traded_bots")
+    status = BOT_STATUS.c
+    first_equity = (
+        select(status.equity)
+        .where(
+            status.bot == traded_bots.c.bot,
+            status.ts >= start_ms,
+            status.ts <= end_ms,
+            status.equity.is_not(None),
+        )
+        .order_by(status.ts, status.id)
         .limit(1)
         .scalar_subquery()
     )
-    capital = select(
-        literal(PART_CAPITAL, Integer),
-        cast(null(), TradeRow.ts.type),
-        traded_bots.c.bot,
-        *(cast(null(), String) for _ in range(2)),
-        *(cast(null(), Integer) for _ in range(2)),
-        cast(first_equity, Float),
-        *(cast(null(), Float) for _ in range(3)),
-        cast(null(), String),
-    )
+    capital = select(*_row(PART_CAPITAL, {"bot": traded_bots.c.bot, "price": cast(first_equity, Float)}))
     return union_all(window, earlier_entries, prices, capital)

@@ -46,7 +46,7 @@ from server.analytics.queries import (
     signals_query,
     trades_query,
 )
-from server.analytics.sync_bridge import BackgroundLoop, shared_loop
+from server.analytics.sync_bridge import BackgroundLoop, blocking_twin, shared_loop
 from server.errors import StoreError
 from server.history.engine import create_engine
 
@@ -183,6 +183,11 @@ class BotDataService:
         self._own: AsyncEngine | None = None
         self._loop = loop or shared_loop()
 
+    @property
+    def background_loop(self) -> BackgroundLoop:
+        """The loop the blocking methods run on (and the engines this service makes live on)."""
+        return self._loop
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _own_engine(self) -> AsyncEngine:
@@ -192,7 +197,9 @@ class BotDataService:
         return self._own
 
     async def _call_async(self, impl: Callable[..., Awaitable[T]], *args: Any) -> T:
-        if self._given_engine is not None:
+        # A blocking twin runs this on the background loop, where the caller's engine (bound to
+        # the caller's loop) cannot be used: it takes this service's own engine, on that loop.
+        if self._given_engine is not None and not self._loop.in_loop_thread():
             return await impl(self._given_engine, *args)
         return await self._loop.run_async(_as_coroutine(impl(self._own_engine(), *args)))
 
@@ -318,44 +325,13 @@ class BotDataService:
         """Performance per bot (index ``bot``), see :func:`server.analytics.performance.performance_table`."""
         return (await self.performance_report_async(flt, start, end)).by_bot
 
-    # -- public API: blocking twins -------------------------------------------------------
+    # -- public API: blocking twins (the async methods, run on the background loop) -------
 
-    def get_bots(self, flt: FilterLike = None) -> pd.DataFrame:
-        """Blocking :meth:`get_bots_async`."""
-        return self._call_sync(self._bots, as_filter(flt))
-
-    def get_signals(
-        self,
-        flt: FilterLike = None,
-        start: object = None,
-        end: object = None,
-        signal_types: Sequence[str] | None = None,
-        min_confidence: float | None = None,
-    ) -> pd.DataFrame:
-        """Blocking :meth:`get_signals_async`."""
-        return self._call_sync(self._signals, as_filter(flt), start, end, signal_types, min_confidence)
-
-    def get_trades(
-        self,
-        flt: FilterLike = None,
-        start: object = None,
-        end: object = None,
-        sides: Sequence[str] | None = None,
-    ) -> pd.DataFrame:
-        """Blocking :meth:`get_trades_async`."""
-        return self._call_sync(self._trades, as_filter(flt), start, end, sides)
-
-    def performance_report(
-        self, flt: FilterLike = None, start: object = None, end: object = None
-    ) -> PerformanceReport:
-        """Blocking :meth:`performance_report_async`."""
-        return self._call_sync(self._report, as_filter(flt), start, end)
-
-    def get_performance(
-        self, flt: FilterLike = None, start: object = None, end: object = None
-    ) -> pd.DataFrame:
-        """Blocking :meth:`get_performance_async`."""
-        return self.performance_report(flt, start, end).by_bot
+    get_bots = blocking_twin(get_bots_async)
+    get_signals = blocking_twin(get_signals_async)
+    get_trades = blocking_twin(get_trades_async)
+    performance_report = blocking_twin(performance_report_async)
+    get_performance = blocking_twin(get_performance_async)
 
 
 _pause_lock = threading.Lock()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class BackgroundLoop:
@@ -90,6 +92,36 @@ class BackgroundLoop:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+class OnBackgroundLoop(Protocol):
+    """An object whose blocking methods run its coroutines on a background loop."""
+
+    @property
+    def background_loop(self) -> BackgroundLoop: ...
+
+
+S = TypeVar("S", bound=OnBackgroundLoop)
+
+
+def blocking_twin(
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[S, P], T]:
+    """The blocking twin of an ``async`` method: the same coroutine, run on ``self.background_loop``.
+
+    Written once as ``get_bots = blocking_twin(get_bots_async)``, so a twin cannot drift from
+    its async method (same arguments, same behaviour, same errors).
+    """
+
+    @functools.wraps(method)
+    def twin(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.background_loop.run(method(self, *args, **kwargs))
+
+    name = method.__name__.removesuffix("_async")
+    twin.__name__ = name
+    twin.__qualname__ = method.__qualname__.removesuffix("_async")
+    twin.__doc__ = f"Blocking twin of :meth:`{method.__name__}`.\n\n{method.__doc__ or ''}".rstrip()
+    return twin
 
 
 _shared: BackgroundLoop | None = None

@@ -138,7 +138,7 @@ async def _unseed(database_url: str, redis_url: str, *symbols: str) -> None:
     try:
         async with engine.begin() as connection:
             for table in TABLES.values():
-                await connection.execute(delete(table).where(table.symbol.in_(symbols)))
+                await connection.execute(delete(table).where(table.c.symbol.in_(symbols)))
     finally:
         await engine.dispose()
     client = async_client(redis_url)

@@ -234,7 +234,7 @@ async def _bench_one(
         plain_ms, plain_rows = await _median_ms(args.runs, plain)
         async with engine.begin() as connection:
             for table in TABLES.values():
-                await connection.execute(delete(table).where(table.symbol == data.symbol))
+                await connection.execute(delete(table).where(table.c.symbol == data.symbol))
     finally:
         await engine.dispose()
     events = sum(len(result.data[k]["ts"]) for k in ("signal", "trade", "bot"))
@@ -255,8 +255,8 @@ async def _bench_one(
 async def _run(args: argparse.Namespace) -> BenchResult:
     from publishers.connection import async_client
     from publishers.events import now_ms
+    from publishers.options import redact_url
     from server.cli.embedded import EmbeddedRedis, free_port
-    from server.settings import redact_url
 
     symbol = f"BENCH{secrets.token_hex(3).upper()}"
     with tempfile.TemporaryDirectory(prefix="signalpush-bench-") as tmp:

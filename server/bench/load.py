@@ -33,6 +33,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from publishers.backoff import Backoff, Retries
 from publishers.connection import async_client
 from server.bench.faultconn import FaultConn, flood, stall
 from server.bench.loadclient import ConnState, FrameCache, Tally
@@ -107,9 +108,9 @@ class LoadConn:
         return request
 
     async def _reconnect(self) -> None:
-        cap = BACKOFF_FIRST_S
+        retries = Retries(Backoff(first_s=BACKOFF_FIRST_S, max_s=BACKOFF_MAX_S))
         for _ in range(MAX_ATTEMPTS):
-            await asyncio.sleep(random.uniform(0, cap))
+            await retries.wait()
             self.attempts += 1
             if self.worker.stopping:
                 return
@@ -128,7 +129,6 @@ class LoadConn:
             except (OSError, TimeoutError) as exc:
                 reason = type(exc).__name__
                 self.worker.failures[reason] = self.worker.failures.get(reason, 0) + 1
-                cap = min(cap * 2, BACKOFF_MAX_S)
                 continue
             self.reconnects += 1
             self.reconnected_ns = time.time_ns()

@@ -169,7 +169,7 @@ async def _cleanup(engine: AsyncEngine, prefix: str) -> None:
 
     async with engine.begin() as connection:
         for table in TABLES.values():
-            await connection.execute(delete(table).where(table.symbol.like(f"{prefix}%")))
+            await connection.execute(delete(table).where(table.c.symbol.like(f"{prefix}%")))
         await connection.execute(delete(BotRow).where(BotRow.name.like(f"{prefix}%")))
 
 

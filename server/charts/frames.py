@@ -15,15 +15,20 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from publishers.events import SCHEMA
 from server.analytics import performance as perf
+from server.analytics.columns import FIELD_OF
 
 log = logging.getLogger("bot_enhanced_layers")
 
-SIGNAL_COLUMNS: Final = ("ts", "price", "type", "confidence", "bot", "strategy")
-CANDLE_COLUMNS: Final = ("ts", "open", "high", "low", "close", "volume")
-STATUS_COLUMNS: Final = ("ts", "bot", "strategy", "status", "equity")
+# The column sets the trace builders read, from the event schema.
+SIGNAL_COLUMNS: Final = SCHEMA["signal"].columns(
+    lead=("ts", "price", "type", "confidence"), drop=("symbol", "meta")
+)
+CANDLE_COLUMNS: Final = SCHEMA["candle"].history_columns
+STATUS_COLUMNS: Final = SCHEMA["bot"].columns(drop=("symbol", "meta"))
 _TIME_COLUMNS: Final = ("timestamp", "time", "datetime", "date")
-_ALIASES: Final = {"signal_type": "type", "bot_name": "bot", "strategy_name": "strategy"}
+_ALIASES: Final = {**FIELD_OF, "bot_name": "bot", "strategy_name": "strategy"}
 
 
 def as_frame(data: pd.DataFrame | Mapping[str, Sequence[Any]] | None) -> pd.DataFrame:

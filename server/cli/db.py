@@ -9,7 +9,8 @@ import sys
 import time
 from typing import Any
 
-from server.settings import Settings, redact_url
+from publishers.options import redact_url
+from server.settings import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -19,9 +19,12 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from publishers.events import BotStatus, Candle, Event, Signal, Trade
+
+if TYPE_CHECKING:
+    from publishers.options import PublisherOptions
 
 log = logging.getLogger(__name__)
 
@@ -453,8 +456,11 @@ async def run_demo_bots(
     seed_hours: float = 6.0,
     seed: int = 7,
     stop: asyncio.Event | None = None,
+    options: PublisherOptions | None = None,
 ) -> None:
     """Publish the simulated floor to Redis at ``url`` until ``stop`` is set.
+
+    ``options``: the publisher's (``settings.redis.publisher_options()``), else the defaults.
 
     On a fresh Redis it first loads ``seed_hours`` of history, so a new wall shows the
     last hours at once; on a Redis that already has the symbols it continues their prices.
@@ -465,7 +471,7 @@ async def run_demo_bots(
     stop = stop or asyncio.Event()
     known = await last_prices(url, symbols)
     floor = TradingFloor(symbols, timeframe=timeframe, seed=seed, prices=known)
-    async with Publisher(url) as publisher:
+    async with Publisher(url, options=options) as publisher:
         fresh = [s for s in symbols if s not in known]
         if fresh and seed_hours > 0:
             events = [e for e in seed_history(floor, end_ms=now_ms(), hours=seed_hours) if e.symbol in fresh]

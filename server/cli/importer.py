@@ -53,7 +53,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     published = 0
     seqs: list[int] = []
     with SyncPublisher(
-        args.redis_url or settings.redis.effective_url, bot=args.bot, strategy=args.strategy
+        args.redis_url, options=settings.redis.publisher_options(), bot=args.bot, strategy=args.strategy
     ) as pub:
         for start in range(0, len(events), CHUNK_ROWS):
             seqs += pub.publish_many(events[start : start + CHUNK_ROWS])

@@ -43,7 +43,7 @@ def _parse_value(text: str) -> Any:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from publishers.events import event_from_dict, now_ms
-    from publishers.publisher import SyncPublisher
+    from publishers.sync_publisher import SyncPublisher
 
     settings = _settings(args)
     fields: dict[str, Any] = {"kind": args.kind, "symbol": args.symbol, "ts": now_ms()}
@@ -56,7 +56,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         fields.setdefault("bot", "cli")
         fields.setdefault("strategy", "manual")
     event = event_from_dict(fields)
-    with SyncPublisher(settings.redis.effective_url) as publisher:
+    with SyncPublisher(options=settings.redis.publisher_options()) as publisher:
         seq = publisher.publish(event)
     print(f"published {event.kind} on {event.symbol}: seq {seq}")
     return 0

@@ -16,11 +16,17 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
+from publishers.backoff import Backoff, Retries
 from server.cli.embedded import die_with_parent_hook
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+#: Waits before restarting a worker that died: from 0.5 s doubling to 30 s, full jitter.
+RESTART_BACKOFF: Final = Backoff(first_s=0.5, max_s=30.0)
 
 
 @dataclass
@@ -29,7 +35,7 @@ class Worker:
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
-    backoff_s: float = 0.5
+    retries: Retries = field(default_factory=lambda: Retries(RESTART_BACKOFF))
     history: list[float] = field(default_factory=list)
 
 
@@ -86,13 +92,15 @@ class Supervisor:
             if self.stopping():
                 return
             lived = time.monotonic() - worker.started_at
-            worker.backoff_s = 0.5 if lived > 30 else min(worker.backoff_s * 2, 30.0)
+            if lived > 30:
+                worker.retries.succeeded()  # it ran well: a new crash starts from the first delay
+            delay = worker.retries.next_delay()
             worker.restarts += 1
             log.warning(
                 "worker died; restarting",
-                extra={"worker": worker.index, "code": code, "in_s": worker.backoff_s},
+                extra={"worker": worker.index, "code": code, "in_s": round(delay, 2)},
             )
-            await asyncio.sleep(worker.backoff_s)
+            await asyncio.sleep(delay)
 
     def stopping(self) -> bool:
         return self._stopping

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from publishers.events import KINDS, MAX_NAME_LENGTH, SIDES, SIGNAL_TYPES
+from publishers.events import FILTER_FIELDS, KINDS, MAX_NAME_LENGTH, SIDES, SIGNAL_TYPES, kinds_with
 from server.errors import ProtocolError
 
-FILTER_KEYS: Final = ("kinds", "bots", "strategies", "signal_types", "min_confidence", "sides")
+FILTER_KEYS: Final = ("kinds", *FILTER_FIELDS)
 _MAX_LIST = 100
-_BOT_KINDS: Final = frozenset(("signal", "trade", "bot"))
+_BOT_KINDS: Final = frozenset(kinds_with("bot"))
 
 #: What filters look at, besides confidence: (kind, bot, strategy, type, side).
 Signature = tuple[Any, Any, Any, Any, Any]

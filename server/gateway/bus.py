@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -21,8 +20,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import hiredis
 
 from publishers import keys
+from publishers.backoff import Backoff, Retries
+from publishers.options import redact_url
 from server.errors import BusError
-from server.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -121,17 +121,20 @@ class RedisBus:
 
     async def run(self) -> None:
         """Keep the connection up until cancelled."""
-        delay = 0.1
+        retries = Retries(Backoff(first_s=0.1, max_s=self._max_backoff_s))
         while True:
+            was_up = False
             try:
                 await self._session()
             except (OSError, ConnectionError, TimeoutError, BusError, hiredis.ProtocolError) as exc:
-                if self.up:
+                was_up = self.up
+                if was_up:
                     log.warning("redis bus lost", extra={"error": str(exc) or type(exc).__name__})
             finally:
                 await self._mark_down()
-            await asyncio.sleep(random.uniform(0, delay))  # full jitter
-            delay = min(delay * 2, self._max_backoff_s)
+            if was_up:
+                retries.succeeded()  # a connection that worked: the next one starts from the first delay
+            await retries.wait()
             self.reconnects += 1
 
     async def _session(self) -> None:

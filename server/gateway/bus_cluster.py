@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from publishers import keys
+from publishers.backoff import Backoff, Retries
 from publishers.connection import ClusterAddress, parse_cluster_url
 from server.errors import BusError
 from server.gateway.bus import Batch, RedisBus
@@ -77,14 +78,13 @@ class ShardedBus:
             self._links[node].unsubscribe(symbol)
 
     async def run(self) -> None:
-        delay = 0.1
+        retries = Retries(Backoff(first_s=0.1, max_s=5.0))
         while not self._slots:
             try:
                 await self._refresh()
             except BusError as exc:
                 log.warning("cluster topology unavailable", extra={"error": str(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await retries.wait()
         if not self._links:
             self._link(self._owner("_"))  # a link before any symbol, so the gateway sees the bus up
         try:

@@ -41,6 +41,8 @@ MAX_QUERY_FIELDS = 32
 STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503}
 #: The client files served under /client/: those the wheel ships (pyproject's package-data).
 CLIENT_SUFFIXES = (".js", ".d.ts", ".html", ".css")
+#: Other client files served by name (the event schema the wall reads; not package.json).
+CLIENT_DATA = ("events-schema.json",)
 
 Handler = Callable[["Query"], Awaitable[Response]]
 
@@ -102,13 +104,16 @@ def parse_query(query: str) -> dict[str, str]:
 
 
 def client_files() -> frozenset[str]:
-    """Names of the files /client/ serves: the top-level *.js, *.d.ts, *.html, *.css of client_js."""
+    """Names of the files /client/ serves: the top-level *.js, *.d.ts, *.html, *.css of client_js,
+    and :data:`CLIENT_DATA`."""
     try:
         root = resources.files("client_js")
     except ModuleNotFoundError:
         return frozenset()
     return frozenset(
-        entry.name for entry in root.iterdir() if entry.is_file() and entry.name.endswith(CLIENT_SUFFIXES)
+        entry.name
+        for entry in root.iterdir()
+        if entry.is_file() and (entry.name.endswith(CLIENT_SUFFIXES) or entry.name in CLIENT_DATA)
     )
 
 

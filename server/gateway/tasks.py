@@ -3,7 +3,8 @@
 Such a task runs until it is stopped; if it returns or raises, that is a bug: it is
 logged with its traceback, counted, shown as down (``/healthz`` answers 503 naming it),
 and started again after a backoff that doubles from ``backoff_s`` to ``max_backoff_s``
-(back to the start once it has run for ``healthy_after_s``), so a crash loop does not spin.
+with full jitter (publishers/backoff.py; back to the start once it has run for
+``healthy_after_s``), so a crash loop does not spin.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+from publishers.backoff import Backoff, Retries
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,8 @@ class SupervisedTask:
         self.name = name
         self.on_restart = on_restart
         self._factory = factory
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
+        #: Restarts since the task last ran for ``healthy_after_s`` (their waits: full jitter).
+        self.retries = Retries(Backoff(first_s=backoff_s, max_s=max_backoff_s))
         self._healthy_after_s = healthy_after_s
         self._task: asyncio.Task[None] | None = None
         self._current: asyncio.Task[Any] | None = None
@@ -79,7 +82,6 @@ class SupervisedTask:
                     await task
 
     async def _supervise(self) -> None:
-        delay = self._backoff_s
         while not self._stopping:
             started = time.monotonic()
             self._current = asyncio.create_task(self._factory(), name=f"signalpush-{self.name}")
@@ -97,9 +99,8 @@ class SupervisedTask:
                     return
                 self._ended(None)
             if time.monotonic() - started >= self._healthy_after_s:
-                delay = self._backoff_s
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._max_backoff_s)
+                self.retries.succeeded()
+            await self.retries.wait()
 
     def _ended(self, exc: BaseException | None) -> None:
         self.restarts += 1

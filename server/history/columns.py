@@ -27,7 +27,10 @@ from typing import Any, Final
 
 import pandas as pd
 
-CANDLE_COLUMNS: Final = ("ts", "open", "high", "low", "close", "volume")
+from publishers.events import SCHEMA
+
+#: A history frame's candle columns (the event schema's).
+CANDLE_COLUMNS: Final = SCHEMA["candle"].history_columns
 
 CandleItem = tuple[int, bool, int, float, float, float, float, float]
 EventItem = tuple[int, bool, int, str, tuple[Any, ...]]

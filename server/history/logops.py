@@ -22,7 +22,10 @@ from redis.asyncio.cluster import RedisCluster
 
 from publishers import keys
 
-RECORDER_SCRIPT: Final = r"""
+RECORDER_SCRIPT: Final = (
+    keys.lua_names()
+    + r"""
+-- The names (META_EPOCH, LOG_FIELD ...) are locals from publishers/keys.py (keys.lua_names).
 -- KEYS[1] meta hash  KEYS[2] log stream
 -- ARGV[1] 'read' | 'ack'   ARGV[2] group   ARGV[3] consumer
 -- read: ARGV[4] 'new' | 'own' | 'claim'   ARGV[5] count   ARGV[6] claim min idle ms   ARGV[7] claim cursor
@@ -54,7 +57,7 @@ local function last_delivered()
   return nil
 end
 
-local epoch = redis.call('HGET', meta, 'epoch')
+local epoch = redis.call('HGET', meta, META_EPOCH)
 
 if op == 'read' then
   if not epoch then return {'', '', ''} end
@@ -77,7 +80,7 @@ if op == 'read' then
     entries = {}
     if reply then entries = reply[1][2] end
   end
-  local meta_seq = tonumber(redis.call('HGET', meta, 'seq'))
+  local meta_seq = tonumber(redis.call('HGET', meta, META_SEQ))
   local forged = {}
   local kept = {}
   for _, entry in ipairs(entries) do
@@ -104,7 +107,7 @@ if op == 'read' then
     if fields then
       json = ' '  -- an entry without an event field is invalid (a void seq), not gone
       for i = 1, #fields, 2 do
-        if fields[i] == 'e' then json = fields[i + 1] end
+        if fields[i] == LOG_FIELD then json = fields[i + 1] end
       end
     end
     out[#out + 1] = entry[1]
@@ -125,7 +128,7 @@ if epoch and epoch == ARGV[4] then
     i = i + 500
   end
 end
-local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
+local seq = tonumber(redis.call('HGET', meta, META_SEQ) or '0')
 local mark = -1
 local last = last_delivered()
 if last then
@@ -141,6 +144,7 @@ if last then
 end
 return {acked, mark, seq}
 """
+)
 RECORDER_SHA: Final = hashlib.sha1(RECORDER_SCRIPT.encode()).hexdigest()
 
 ReadMode = Literal["new", "own", "claim"]

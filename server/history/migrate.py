@@ -23,10 +23,11 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from publishers.backoff import Backoff, Retries
+from publishers.options import redact_url
 from server.errors import StoreError
 from server.history.engine import create_engine
 from server.history.models import Base
-from server.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ INITIAL_TABLES: Final = frozenset({"candles", "signals", "trades", "bot_status",
 # Any constant: PostgreSQL advisory lock taken while migrating.
 _PG_LOCK_KEY: Final = 0x5349474E  # "SIGN"
 _ATTEMPTS: Final = 3
+#: Waits between tries when another process migrates the same SQLite file at once.
+_RACE_BACKOFF: Final = Backoff(first_s=0.2, max_s=1.0)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -97,6 +100,7 @@ async def upgrade_database(url: str) -> None:
 
 async def _upgrade_database(url: str) -> None:
     engine = create_engine(url)
+    retries = Retries(_RACE_BACKOFF)
     try:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
@@ -114,7 +118,7 @@ async def _upgrade_database(url: str) -> None:
                 # Another process creating the same SQLite tables at this moment: look again.
                 if attempt == _ATTEMPTS:
                     raise StoreError(f"cannot migrate the database at {redact_url(url)}: {exc}") from exc
-                await asyncio.sleep(0.2 * attempt)
+                await retries.wait()
     finally:
         await engine.dispose()
 

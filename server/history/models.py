@@ -1,92 +1,104 @@
-"""Typed tables for the four event kinds plus the bot registry.
+"""The history tables: one per event kind (made from the event schema), void seqs, the bot registry.
 
-Every event table is unique on (symbol, epoch, seq), so a replayed insert is a no-op,
-and indexed on (symbol, ts) for chart windows; bot tables also on (bot, ts).
+Every event table holds ``id``, ``symbol``, ``epoch`` and ``seq``, then its kind's fields
+as :data:`publishers.events.SCHEMA` declares them (types, lengths, nullability); it is
+unique on (symbol, epoch, seq), so a replayed insert is a no-op, and indexed on
+(symbol, ts) for chart windows; bot kinds also on (bot, ts). The Alembic migrations
+build the same schema (tests/server/history/test_migrate.py compares them).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
+
+from publishers.events import SCHEMA, FieldSpec, KindSpec
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+#: An epoch token (the publish script's guard: at most 32 characters).
+EPOCH_LENGTH: Final = 32
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class _EventColumns:
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    symbol: Mapped[str] = mapped_column(String(32))
-    epoch: Mapped[str] = mapped_column(String(32))
-    seq: Mapped[int] = mapped_column(BigInteger)
-    ts: Mapped[int] = mapped_column(BigInteger, doc="event time, ms since the Unix epoch (UTC)")
+def _sql_type(spec: FieldSpec) -> TypeEngine[Any]:
+    if spec.type == "text":
+        assert spec.max_length is not None, spec.name
+        return String(spec.max_length)
+    types: dict[str, TypeEngine[Any]] = {"number": Float(), "integer": BigInteger(), "object": JSON()}
+    return types[spec.type]
 
 
-class CandleRow(_EventColumns, Base):
-    __tablename__ = "candles"
-    tf: Mapped[str] = mapped_column(String(8))
-    open: Mapped[float] = mapped_column(Float)
-    high: Mapped[float] = mapped_column(Float)
-    low: Mapped[float] = mapped_column(Float)
-    close: Mapped[float] = mapped_column(Float)
-    volume: Mapped[float] = mapped_column(Float)
-    __table_args__ = (
-        UniqueConstraint("symbol", "epoch", "seq", name="uq_candles_symbol_epoch_seq"),
-        Index("ix_candles_symbol_ts", "symbol", "ts"),
-    )
+def _length(kind: str, name: str) -> int:
+    length = SCHEMA[kind].field(name).max_length
+    assert length is not None
+    return length
 
 
-class SignalRow(_EventColumns, Base):
-    __tablename__ = "signals"
-    bot: Mapped[str] = mapped_column(String(64))
-    strategy: Mapped[str] = mapped_column(String(64))
-    type: Mapped[str] = mapped_column(String(8))
-    price: Mapped[float] = mapped_column(Float)
-    confidence: Mapped[float] = mapped_column(Float)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    __table_args__ = (
-        UniqueConstraint("symbol", "epoch", "seq", name="uq_signals_symbol_epoch_seq"),
-        Index("ix_signals_symbol_ts", "symbol", "ts"),
-        Index("ix_signals_bot_ts", "bot", "ts"),
-    )
+def _python_default(spec: FieldSpec) -> Any:
+    if spec.required:
+        return None
+    return dict if spec.type == "object" else spec.default
 
 
-class TradeRow(_EventColumns, Base):
-    __tablename__ = "trades"
-    bot: Mapped[str] = mapped_column(String(64))
-    strategy: Mapped[str] = mapped_column(String(64))
-    side: Mapped[str] = mapped_column(String(8))
-    action: Mapped[str] = mapped_column(String(8))
-    price: Mapped[float] = mapped_column(Float)
-    qty: Mapped[float] = mapped_column(Float)
-    fee: Mapped[float] = mapped_column(Float, default=0.0)
-    pnl: Mapped[float | None] = mapped_column(Float, nullable=True)
-    position: Mapped[str] = mapped_column(String(64))
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    __table_args__ = (
-        UniqueConstraint("symbol", "epoch", "seq", name="uq_trades_symbol_epoch_seq"),
-        Index("ix_trades_symbol_ts", "symbol", "ts"),
-        Index("ix_trades_bot_ts", "bot", "ts"),
-    )
+def _event_table(spec: KindSpec) -> Table:
+    symbol, *others = spec.fields
+    assert symbol.name == "symbol", spec.kind
+    columns = [
+        Column("id", BigId, primary_key=True, autoincrement=True),
+        Column("symbol", _sql_type(symbol), nullable=False),
+        Column("epoch", String(EPOCH_LENGTH), nullable=False),
+        Column("seq", BigInteger(), nullable=False),
+        *(Column(f.name, _sql_type(f), nullable=f.nullable, default=_python_default(f)) for f in others),
+    ]
+    name = spec.table
+    indexes = [Index(f"ix_{name}_symbol_ts", "symbol", "ts")]
+    if "bot" in spec.names:
+        indexes.append(Index(f"ix_{name}_bot_ts", "bot", "ts"))
+    unique = UniqueConstraint("symbol", "epoch", "seq", name=f"uq_{name}_symbol_epoch_seq")
+    return Table(name, Base.metadata, *columns, unique, *indexes)
 
 
-class BotStatusRow(_EventColumns, Base):
-    __tablename__ = "bot_status"
-    bot: Mapped[str] = mapped_column(String(64))
-    strategy: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
-    equity: Mapped[float | None] = mapped_column(Float, nullable=True)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    __table_args__ = (
-        UniqueConstraint("symbol", "epoch", "seq", name="uq_bot_status_symbol_epoch_seq"),
-        Index("ix_bot_status_symbol_ts", "symbol", "ts"),
-        Index("ix_bot_status_bot_ts", "bot", "ts"),
-    )
+#: Event kind -> its table.
+TABLES: Final[dict[str, Table]] = {kind: _event_table(spec) for kind, spec in SCHEMA.items()}
+CANDLES: Final = TABLES["candle"]
+SIGNALS: Final = TABLES["signal"]
+TRADES: Final = TABLES["trade"]
+BOT_STATUS: Final = TABLES["bot"]
+
+
+# ORM classes over the same tables, for scripts that like them (examples/dash_app.py); the
+# columns are attributes at run time (``CandleRow.close``), not to a type checker.
+class CandleRow(Base):
+    __table__ = CANDLES
+
+
+class SignalRow(Base):
+    __table__ = SIGNALS
+
+
+class TradeRow(Base):
+    __table__ = TRADES
+
+
+class BotStatusRow(Base):
+    __table__ = BOT_STATUS
 
 
 class BotRow(Base):
@@ -94,9 +106,9 @@ class BotRow(Base):
 
     __tablename__ = "bots"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    strategy: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    name: Mapped[str] = mapped_column(String(_length("bot", "bot")), unique=True)
+    strategy: Mapped[str] = mapped_column(String(_length("bot", "strategy")))
+    status: Mapped[str | None] = mapped_column(String(_length("bot", "status")), nullable=True)
     equity: Mapped[float | None] = mapped_column(Float, nullable=True)
     first_seen: Mapped[int] = mapped_column(BigInteger)
     last_seen: Mapped[int] = mapped_column(BigInteger)
@@ -109,17 +121,8 @@ class VoidRow(Base):
 
     __tablename__ = "void_events"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    symbol: Mapped[str] = mapped_column(String(32))
-    epoch: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(_length("candle", "symbol")))
+    epoch: Mapped[str] = mapped_column(String(EPOCH_LENGTH))
     seq: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(16))
     __table_args__ = (UniqueConstraint("symbol", "epoch", "seq", name="uq_void_events_symbol_epoch_seq"),)
-
-
-#: Event kind -> its table.
-TABLES: dict[str, type[CandleRow] | type[SignalRow] | type[TradeRow] | type[BotStatusRow]] = {
-    "candle": CandleRow,
-    "signal": SignalRow,
-    "trade": TradeRow,
-    "bot": BotStatusRow,
-}

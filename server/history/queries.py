@@ -15,62 +15,35 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from publishers.events import FILTER_FIELDS, SCHEMA, kinds_with
 from server.core.filters import EventFilter
 from server.history.models import TABLES, VoidRow
 
-#: Event kinds whose rows carry bot and strategy.
-BOT_KINDS: Final = ("signal", "trade", "bot")
-
 #: The fields of each kind in the order of ``Event.to_dict`` (after "seq" and "kind").
-EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
-    "signal": ("symbol", "ts", "bot", "strategy", "type", "price", "confidence", "meta"),
-    "trade": (
-        "symbol",
-        "ts",
-        "bot",
-        "strategy",
-        "side",
-        "action",
-        "price",
-        "qty",
-        "fee",
-        "pnl",
-        "position",
-        "meta",
-    ),
-    "candle": ("symbol", "ts", "tf", "open", "high", "low", "close", "volume"),
-    "bot": ("symbol", "ts", "bot", "strategy", "status", "equity", "meta"),
-}
+EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {kind: spec.names for kind, spec in SCHEMA.items()}
 
 #: The columns of each kind in a history window (``data`` of the history frame, plus epoch).
 WINDOW_FIELDS: Final[dict[str, tuple[str, ...]]] = {
-    "candle": ("ts", "open", "high", "low", "close", "volume"),
-    "signal": ("seq", "ts", "bot", "strategy", "type", "price", "confidence"),
-    "trade": ("seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "pnl", "position"),
-    "bot": ("seq", "ts", "bot", "strategy", "status", "equity"),
+    kind: spec.history_columns for kind, spec in SCHEMA.items()
 }
+
+#: Filter key -> (the column it looks at, the kinds that have it).
+_FILTERED: Final = {key: (name, frozenset(kinds_with(name))) for key, name in FILTER_FIELDS.items()}
 
 
 def table_of(kind: str) -> Table:
-    table: Table = TABLES[kind].__table__  # type: ignore[assignment]
-    return table
+    return TABLES[kind]
 
 
 def filter_conditions(kind: str, table: Table, flt: EventFilter) -> list[ColumnElement[bool]]:
     """The filter as WHERE clauses for one kind's table (same semantics as ``EventFilter.matches``)."""
     conditions: list[ColumnElement[bool]] = []
-    if kind in BOT_KINDS:
-        if flt.bots is not None:
-            conditions.append(table.c.bot.in_(flt.bots))
-        if flt.strategies is not None:
-            conditions.append(table.c.strategy.in_(flt.strategies))
-    if kind == "signal":
-        if flt.signal_types is not None:
-            conditions.append(table.c.type.in_(flt.signal_types))
-        if flt.min_confidence is not None:
-            conditions.append(table.c.confidence >= flt.min_confidence)
-    if kind == "trade" and flt.sides is not None:
-        conditions.append(table.c.side.in_(flt.sides))
+    for key, (name, kinds) in _FILTERED.items():
+        wanted = getattr(flt, key)
+        if wanted is None or kind not in kinds:
+            continue
+        column = table.c[name]
+        conditions.append(column >= wanted if key == "min_confidence" else column.in_(wanted))
     return conditions
 
 

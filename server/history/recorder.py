@@ -26,19 +26,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
+from publishers.backoff import Backoff, Retries
 from publishers.connection import async_client, is_cluster_url
 from publishers.events import now_ms
+from publishers.options import redact_url
 from server.history import logops
 from server.history.engine import create_engine
 from server.history.recorder_state import Batch, Symbols, decode, parse_reply
 from server.history.writer import commit_batches, commit_each_symbol
 from server.logs import RateLimitedLog
-from server.settings import RecorderSettings, redact_url
+from server.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_START_S: Final = 0.1
-_BACKOFF_MAX_S: Final = 5.0
+#: Waits after Redis or the database failed a round (full jitter).
+_OUTAGE_BACKOFF: Final = Backoff(first_s=0.1, max_s=5.0)
 _WATERMARK_EVERY_S: Final = 1.0
 _CONSUMER_SWEEP_EVERY_S: Final = 300.0
 #: Consumers with nothing pending and idle this long (a recorder that went away) are deleted.
@@ -160,7 +162,7 @@ class Recorder:
                 "database": str(engine.url),
             },
         )
-        backoff = _BACKOFF_START_S
+        retries = Retries(_OUTAGE_BACKOFF)
         self._symbols.recover_all()  # a restart after a failure: our own pending entries first
         try:
             while not stop.is_set():
@@ -168,7 +170,7 @@ class Recorder:
                     busy = await self._round(client, engine)
                     self._recovered("redis")
                     self._recovered("database")
-                    backoff = _BACKOFF_START_S
+                    retries.succeeded()
                     if not busy:
                         await self._idle(client, stop)
                     continue
@@ -176,8 +178,7 @@ class Recorder:
                     self._failed("redis", exc.__cause__ or exc)
                 except _DatabaseDown as exc:
                     self._failed("database", exc.__cause__ or exc)
-                await _wait(stop, backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                await _wait(stop, retries.next_delay())
         finally:
             await client.aclose()
             if owns_engine:

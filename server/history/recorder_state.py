@@ -1,9 +1,9 @@
 """The recorder's bookkeeping, without I/O: what it knows per symbol, and a read turned into a batch.
 
 A symbol whose keys fail (a key of the wrong type, an unusable meta hash, rows the
-database refuses) is skipped for a while, with a backoff doubling from 1 s to 60 s, while
-every other symbol goes on; its lag is still reported and :meth:`Symbols.unrecordable`
-says why.
+database refuses) is skipped for a while, with a backoff doubling from 1 s to 60 s (full
+jitter), while every other symbol goes on; its lag is still reported and
+:meth:`Symbols.unrecordable` says why.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from publishers import keys
+from publishers.backoff import Backoff
 from server.core.trust import check_event, is_epoch, symbol_name
 from server.history import logops
 
-#: A symbol whose keys fail is retried after this, doubling up to the max.
-BACKOFF_START_S: Final = 1.0
-BACKOFF_MAX_S: Final = 60.0
+#: How long a symbol whose keys failed is skipped: from 1 s doubling to 60 s, full jitter.
+SYMBOL_BACKOFF: Final = Backoff(first_s=1.0, max_s=60.0)
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Symbols:
         state.failures += 1
         state.problem = problem[:200]
         state.recover = True
-        delay: float = min(BACKOFF_START_S * 2 ** min(state.failures - 1, 16), BACKOFF_MAX_S)
+        delay = SYMBOL_BACKOFF.delay(state.failures)
         state.retry_at = self._clock() + delay
         return delay
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import redis
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
+from publishers.events import SCHEMA
 from server.core.filters import EventFilter
 from server.core.protocol import now_ms
 from server.core.trust import check_event
@@ -95,12 +96,8 @@ async def snapshot(client: aioredis.Redis, symbol: str) -> tuple[str | None, int
     return (current, last, log_entries(entries))
 
 
-_COLUMNS = {
-    "candle": ("ts", "open", "high", "low", "close", "volume"),
-    "signal": ("seq", "ts", "bot", "strategy", "type", "price", "confidence"),
-    "trade": ("seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "pnl", "position"),
-    "bot": ("seq", "ts", "bot", "strategy", "status", "equity"),
-}
+#: The history frame's columns of each kind (the event schema's).
+_COLUMNS: Final = {kind: spec.history_columns for kind, spec in SCHEMA.items()}
 
 
 def columnar(events: Sequence[dict[str, Any]], flt: EventFilter) -> dict[str, Any]:

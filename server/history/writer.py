@@ -11,10 +11,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from publishers.events import SCHEMA
 from server.history.models import TABLES, BotRow, VoidRow
 
-_COLUMNS = {
-    kind: [c.name for c in table.__table__.columns if c.name != "id"] for kind, table in TABLES.items()
+_COLUMNS = {kind: [c.name for c in table.columns if c.name != "id"] for kind, table in TABLES.items()}
+#: Optional fields that may not be null: what a missing or null value is stored as (a meta: {}).
+_DEFAULTS = {
+    kind: [f for f in spec.fields if not (f.required or f.nullable)] for kind, spec in SCHEMA.items()
 }
 
 
@@ -22,10 +25,9 @@ def _row(epoch: str, event: Mapping[str, Any]) -> dict[str, Any]:
     kind = event["kind"]
     row = {name: event.get(name) for name in _COLUMNS[kind]}
     row["epoch"] = epoch
-    if "meta" in row and row["meta"] is None:
-        row["meta"] = {}
-    if kind == "trade" and row.get("fee") is None:
-        row["fee"] = 0.0
+    for spec in _DEFAULTS[kind]:
+        if row[spec.name] is None:
+            row[spec.name] = spec.default_value()
     return row
 
 

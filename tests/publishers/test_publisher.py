@@ -302,3 +302,25 @@ def test_publisher_uses_the_configured_url_without_one(monkeypatch: pytest.Monke
     monkeypatch.setenv("SIGNALPUSH_REDIS_URL", "redis://127.0.0.1:6380/3")
     assert SyncPublisher().url == "redis://127.0.0.1:6380/3"
     assert "6380" in repr(Publisher(bot="b"))
+
+
+def test_the_sync_publisher_is_the_async_one_driven_without_a_loop() -> None:
+    import inspect
+
+    from publishers.transport import drive
+
+    methods = [
+        name
+        for name, member in inspect.getmembers(Publisher, inspect.iscoroutinefunction)
+        if not name.startswith("_") and name not in ("connect", "aclose")
+    ]
+    assert methods == ["candle", "publish", "publish_frame", "publish_many", "signal", "status", "trade"]
+    for name in methods:
+        assert getattr(SyncPublisher, name).__wrapped__ is getattr(Publisher, name), name
+        assert inspect.signature(getattr(SyncPublisher, name)) == inspect.signature(getattr(Publisher, name))
+
+    async def suspends() -> None:
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="suspended"):
+        drive(suspends())

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 
 from server.analytics.queries import BotFilter
 from server.analytics.service import as_filter
+from server.analytics.sync_bridge import BackgroundLoop, blocking_twin
 from server.charts.layers.bot_integration import (
     BotFilterConfig,
     BotSignalLayerIntegration,
@@ -75,6 +76,10 @@ class _Fetching:
         self.integration = integration or BotSignalLayerIntegration()
         self.last_error: str | None = None
 
+    @property
+    def background_loop(self) -> BackgroundLoop:
+        return self.integration.background_loop
+
     def _failed(self, what: str, exc: StoreError) -> pd.DataFrame:
         self.last_error = str(exc)
         log.warning("bot %s unavailable, drawing none: %s", what, exc)
@@ -102,22 +107,17 @@ class BotIntegratedSignalLayer(TradingSignalLayer, _Fetching):
             "days": config.time_window_days,
         }
 
-    def fetch(self, symbol: str) -> pd.DataFrame:
+    async def fetch_async(self, symbol: str) -> pd.DataFrame:
         """The signals this layer would draw for ``symbol`` (empty on a database failure)."""
         self.last_error = None
         query = self._query(symbol)
         log.debug("fetching signals", extra={"layer": self.config.name, **query})
         try:
-            return self.integration.get_signals_for_chart(**query)
+            return await self.integration.get_signals_for_chart_async(**query)
         except StoreError as exc:
             return self._failed("signals", exc)
 
-    async def fetch_async(self, symbol: str) -> pd.DataFrame:
-        self.last_error = None
-        try:
-            return await self.integration.get_signals_for_chart_async(**self._query(symbol))
-        except StoreError as exc:
-            return self._failed("signals", exc)
+    fetch = blocking_twin(fetch_async)
 
     def _source(self, symbol: str | None, signals: FrameLike) -> tuple[bool, str | None]:
         symbol = symbol or self.config.symbol
@@ -177,22 +177,17 @@ class BotIntegratedTradeLayer(TradeExecutionLayer, _Fetching):
             "days": config.time_window_days,
         }
 
-    def fetch(self, symbol: str) -> pd.DataFrame:
+    async def fetch_async(self, symbol: str) -> pd.DataFrame:
         """The trades this layer would draw for ``symbol`` (empty on a database failure)."""
         self.last_error = None
         query = self._query(symbol)
         log.debug("fetching trades", extra={"layer": self.config.name, **query})
         try:
-            return self.integration.get_trades_for_chart(**query)
+            return await self.integration.get_trades_for_chart_async(**query)
         except StoreError as exc:
             return self._failed("trades", exc)
 
-    async def fetch_async(self, symbol: str) -> pd.DataFrame:
-        self.last_error = None
-        try:
-            return await self.integration.get_trades_for_chart_async(**self._query(symbol))
-        except StoreError as exc:
-            return self._failed("trades", exc)
+    fetch = blocking_twin(fetch_async)
 
     def render(
         self,

@@ -25,6 +25,7 @@ from server.analytics import service as analytics
 from server.analytics.payloads import frame_records
 from server.analytics.queries import BotFilter
 from server.analytics.service import DAY_MS, FilterLike, as_filter, make_filter
+from server.analytics.sync_bridge import BackgroundLoop, blocking_twin
 from server.errors import StoreError
 
 log = logging.getLogger("bot_integration")
@@ -61,7 +62,7 @@ def _ids(bot_ids: Sequence[int] | None) -> BotFilter:
 class BotDataService(analytics.BotDataService):
     """The analytics service with the seed's methods (each with an ``*_async`` twin)."""
 
-    def get_signals_for_bots(
+    async def get_signals_for_bots_async(
         self,
         bot_ids: Sequence[int] | None = None,
         start_time: object = None,
@@ -73,30 +74,9 @@ class BotDataService(analytics.BotDataService):
         log.debug(
             "signals for bots", extra={"bot_ids": bot_ids, "types": signal_types, "min": min_confidence}
         )
-        return self.get_signals(_ids(bot_ids), start_time, end_time, signal_types, min_confidence or None)
-
-    async def get_signals_for_bots_async(
-        self,
-        bot_ids: Sequence[int] | None = None,
-        start_time: object = None,
-        end_time: object = None,
-        signal_types: Sequence[str] | None = None,
-        min_confidence: float = 0.0,
-    ) -> pd.DataFrame:
         return await self.get_signals_async(
             _ids(bot_ids), start_time, end_time, signal_types, min_confidence or None
         )
-
-    def get_trades_for_bots(
-        self,
-        bot_ids: Sequence[int] | None = None,
-        start_time: object = None,
-        end_time: object = None,
-        sides: Sequence[str] | None = None,
-    ) -> pd.DataFrame:
-        """Trades of these bots in [start_time, end_time], optionally only these sides."""
-        log.debug("trades for bots", extra={"bot_ids": bot_ids, "sides": sides})
-        return self.get_trades(_ids(bot_ids), start_time, end_time, sides)
 
     async def get_trades_for_bots_async(
         self,
@@ -105,18 +85,19 @@ class BotDataService(analytics.BotDataService):
         end_time: object = None,
         sides: Sequence[str] | None = None,
     ) -> pd.DataFrame:
+        """Trades of these bots in [start_time, end_time], optionally only these sides."""
+        log.debug("trades for bots", extra={"bot_ids": bot_ids, "sides": sides})
         return await self.get_trades_async(_ids(bot_ids), start_time, end_time, sides)
-
-    def get_bot_performance(
-        self, bot_ids: Sequence[int] | None = None, start_time: object = None, end_time: object = None
-    ) -> pd.DataFrame:
-        """Performance per bot (see docs/analytics.md), one row per bot, index ``bot``."""
-        return self.get_performance(_ids(bot_ids), start_time, end_time)
 
     async def get_bot_performance_async(
         self, bot_ids: Sequence[int] | None = None, start_time: object = None, end_time: object = None
     ) -> pd.DataFrame:
+        """Performance per bot (see docs/analytics.md), one row per bot, index ``bot``."""
         return await self.get_performance_async(_ids(bot_ids), start_time, end_time)
+
+    get_signals_for_bots = blocking_twin(get_signals_for_bots_async)
+    get_trades_for_bots = blocking_twin(get_trades_for_bots_async)
+    get_bot_performance = blocking_twin(get_bot_performance_async)
 
 
 _default: BotDataService | None = None
@@ -163,7 +144,11 @@ class BotSignalLayerIntegration:
     def service(self) -> BotDataService:
         return self._service or default_service()
 
-    def get_signals_for_chart(
+    @property
+    def background_loop(self) -> BackgroundLoop:
+        return self.service.background_loop
+
+    async def get_signals_for_chart_async(
         self,
         symbol: str,
         timeframe: str | None = None,
@@ -179,24 +164,9 @@ class BotSignalLayerIntegration:
         start, end = _window(time_range, days)
         flt = _for_symbol(bot_filter, symbol)
         log.debug("signals for chart", extra={"symbol": symbol, "filter": flt, "start": start, "end": end})
-        return self.service.get_signals(flt, start, end, signal_types, min_confidence or None)
-
-    async def get_signals_for_chart_async(
-        self,
-        symbol: str,
-        timeframe: str | None = None,
-        bot_filter: FilterLike = None,
-        time_range: tuple[object, object] | None = None,
-        signal_types: Sequence[str] | None = None,
-        min_confidence: float = 0.0,
-        *,
-        days: float = 7,
-    ) -> pd.DataFrame:
-        start, end = _window(time_range, days)
-        flt = _for_symbol(bot_filter, symbol)
         return await self.service.get_signals_async(flt, start, end, signal_types, min_confidence or None)
 
-    def get_trades_for_chart(
+    async def get_trades_for_chart_async(
         self,
         symbol: str,
         timeframe: str | None = None,
@@ -210,20 +180,10 @@ class BotSignalLayerIntegration:
         start, end = _window(time_range, days)
         flt = _for_symbol(bot_filter, symbol)
         log.debug("trades for chart", extra={"symbol": symbol, "filter": flt, "start": start, "end": end})
-        return self.service.get_trades(flt, start, end, sides)
+        return await self.service.get_trades_async(flt, start, end, sides)
 
-    async def get_trades_for_chart_async(
-        self,
-        symbol: str,
-        timeframe: str | None = None,
-        bot_filter: FilterLike = None,
-        time_range: tuple[object, object] | None = None,
-        sides: Sequence[str] | None = None,
-        *,
-        days: float = 7,
-    ) -> pd.DataFrame:
-        start, end = _window(time_range, days)
-        return await self.service.get_trades_async(_for_symbol(bot_filter, symbol), start, end, sides)
+    get_signals_for_chart = blocking_twin(get_signals_for_chart_async)
+    get_trades_for_chart = blocking_twin(get_trades_for_chart_async)
 
     def get_bot_summary_stats(
         self, bot_ids: Sequence[int] | None = None, days_back: float = 30

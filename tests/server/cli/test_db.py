@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.history.models import SignalRow
+from server.history.models import SIGNALS
 from tests.support import async_wait_until
 from tests.support.fixtures_store import publish, random_events
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 async def _signals(engine: AsyncEngine, symbol: str) -> int:
     async with engine.connect() as connection:
-        query = select(func.count()).select_from(SignalRow).where(SignalRow.symbol == symbol)
+        query = select(func.count()).select_from(SIGNALS).where(SIGNALS.c.symbol == symbol)
         return int((await connection.execute(query)).scalar_one())
 
 

@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from publishers.events import schema_json
 from server.gateway.auth import create_jwt
 from server.gateway.http import Query, error_response
 from tests.support import async_wait_until
@@ -159,6 +160,8 @@ def test_busy_answers_503_with_retry_after() -> None:
         ("/client/wall.css", 200),
         ("/client/wall-model.js", 200),
         ("/client/index.html", 200),
+        ("/client/events-schema.js", 200),
+        ("/client/events-schema.json", 200),
         ("/", 200),
         ("/wall", 200),
         ("/client/package.json", 404),
@@ -174,6 +177,14 @@ async def test_client_serves_the_shipped_files_only(redis_url: str, target: str,
     async with running_gateway(redis_url) as running:
         reply = await get(running.port, target)
         assert reply.status == status, (target, reply.status)
+
+
+async def test_the_event_schema_is_served_as_json_for_the_wall_s_module_import(redis_url: str) -> None:
+    async with running_gateway(redis_url) as running:
+        reply = await get(running.port, "/client/events-schema.json")
+    # A browser imports a JSON module only with a JSON MIME type.
+    assert (reply.header("content-type") or "").startswith("application/json")
+    assert reply.json() == schema_json()
 
 
 # -- malformed frames: an error frame naming the field, the connection stays -----------------

@@ -41,6 +41,8 @@ async def test_upgrade_creates_exactly_the_model_tables_and_is_idempotent(databa
 
 
 async def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
+    """The Alembic head, on an empty SQLite and PostgreSQL, is the metadata made from the event schema
+    (publishers/events.py SCHEMA -> server/history/models.py): types, lengths, nullability, indexes."""
     await reset_schema(database_url)
     await upgrade_database(database_url)
 
