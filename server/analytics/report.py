@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from server.analytics.service import PerformanceReport
-from server.bench import format_table
+from server.analytics.tables import format_table
 
 #: (column, heading, format) of the terminal and HTML tables.
 _COLUMNS: Final = (

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from server.analytics.tables import format_table
+
 #: Scenario name -> module (imported only when that scenario runs).
 SCENARIOS: dict[str, str] = {
     "fanout": "server.bench.fanout",
@@ -94,28 +96,6 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of ``rows`` (keys of the first row are the columns)."""
-    if not rows:
-        return "(no rows)"
-    columns = list(rows[0])
-    for row in rows[1:]:
-        columns.extend(k for k in row if k not in columns)
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
-        if isinstance(value, int) and not isinstance(value, bool):
-            return f"{value:,}"
-        return "" if value is None else str(value)
-
-    table = [[str(c) for c in columns]] + [[cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    lines = ["  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True)) for line in table]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def register(commands: Any) -> None:

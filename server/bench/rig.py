@@ -18,7 +18,8 @@ from typing import Any
 
 from publishers import keys
 from publishers.connection import sync_client
-from server.bench import BenchResult, format_table
+from server.analytics.tables import format_table
+from server.bench import BenchResult
 from server.bench.fleet import FleetReport, LoadFleet, PublishResult, run_publishers
 from server.bench.procs import (
     CpuMeter,

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -207,18 +204,11 @@ def _subscribe(raw: Mapping[str, Any], ref: str | None, limits: Limits) -> Subsc
     )
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _dumps(obj: Mapping[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-_INSTANCE: Final = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def hello_frame(heartbeat_s: float) -> str:
+def hello_frame(heartbeat_s: float, instance: str) -> str:
     """The first frame; ``instance`` (host:pid) tells which gateway process a client reached."""
     return _dumps(
         {
@@ -226,7 +216,7 @@ def hello_frame(heartbeat_s: float) -> str:
             "protocol": PROTOCOL_VERSION,
             "server": f"signalpush/{__version__}",
             "heartbeat_s": heartbeat_s,
-            "instance": _INSTANCE,
+            "instance": instance,
         }
     )
 
@@ -308,12 +298,13 @@ def reset_frame(sub: str, symbol: str, reason: str) -> str:
     return _dumps({"op": "reset", "sub": sub, "symbol": symbol, "reason": reason})
 
 
-def status_frame(bus_up: bool) -> str:
-    return _dumps({"op": "status", "bus": "up" if bus_up else "down", "time": now_ms()})
+def status_frame(bus_up: bool, now_ms: int) -> str:
+    """``time`` is the gateway's clock (the caller reads it: the core keeps no clock)."""
+    return _dumps({"op": "status", "bus": "up" if bus_up else "down", "time": now_ms})
 
 
-def pong_frame(ref: str | None) -> str:
-    frame: dict[str, Any] = {"op": "pong", "time": now_ms()}
+def pong_frame(ref: str | None, now_ms: int) -> str:
+    frame: dict[str, Any] = {"op": "pong", "time": now_ms}
     if ref is not None:
         frame["ref"] = ref
     return _dumps(frame)

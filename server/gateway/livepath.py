@@ -31,8 +31,8 @@ import redis.asyncio as aioredis
 
 from publishers import keys
 from publishers.connection import TRANSIENT_ERRORS
+from publishers.events import now_ms
 from server.core.fanout import Diverged, EpochChanged, Fanout, Hole, Member
-from server.core.protocol import now_ms
 from server.core.selection import Message
 from server.core.trust import CheckedRun, LiveMessage, check_run, parse_envelope, symbol_name
 from server.errors import BusError

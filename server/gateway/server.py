@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -24,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from publishers.connection import async_client, is_cluster_url
+from publishers.events import now_ms
 from server.core.fanout import (
     Fanout,
     Member,
@@ -63,6 +66,8 @@ from server.logs import RateLimitedLog
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+# host:pid in the hello frame: which gateway process a client reached.
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 #: websockets' close timeout: how long a closing handshake may take before the socket is dropped.
 CLOSE_TIMEOUT_S = 2.0
 
@@ -105,7 +110,7 @@ class Gateway:
             metrics=self.metrics,
             outbox=self.outbox,
             restart_member=self._restart_member,
-            announce=lambda up: self.outbox.broadcast_all(self.sessions, status_frame(up)),
+            announce=lambda up: self.outbox.broadcast_all(self.sessions, status_frame(up, now_ms())),
             confirm_every_batch=settings.server.confirm_live,
         )
         self.builds = HistoryBuilds.create(
@@ -223,9 +228,9 @@ class Gateway:
         self.metrics.connections_accepted += 1
         expiry = self._schedule_expiry(ws)
         try:
-            await ws.send(hello_frame(server.heartbeat_s))
+            await ws.send(hello_frame(server.heartbeat_s, INSTANCE))
             if not self.bus.up and self.live.bus_was_up:
-                await ws.send(status_frame(False))
+                await ws.send(status_frame(False, now_ms()))
             async for message in ws:
                 if not isinstance(message, str):
                     await ws.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
@@ -272,7 +277,7 @@ class Gateway:
             elif isinstance(message, Unsubscribe):
                 self._unsubscribe(session, message)
             else:
-                await ws.send(pong_frame(message.ref))
+                await ws.send(pong_frame(message.ref, now_ms()))
         except ProtocolError as exc:
             await self._error(ws, message.ref, exc.code, exc.message)
 

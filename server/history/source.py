@@ -15,9 +15,8 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
-from publishers.events import SCHEMA
+from publishers.events import SCHEMA, now_ms
 from server.core.filters import EventFilter
-from server.core.protocol import now_ms
 from server.core.trust import check_event
 from server.errors import BusError
 from server.history import log_reader
