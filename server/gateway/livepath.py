@@ -300,13 +300,11 @@ class LivePath:
         """Redis lost writes we already sent (a failover): every subscriber gets reset and a fresh window."""
         log.warning("history rewritten in Redis; resetting subscribers", extra={"symbol": symbol, "seq": seq})
         self.reset_symbol(symbol, epoch, "history rewritten in Redis", seq - 1)
-        state = self.fanout.symbols[symbol]
-        state.recent = {s: raw for s, raw in state.recent.items() if s < seq}
+        self.fanout.forget_sent_from(symbol, seq)
 
     def reset_symbol(self, symbol: str, epoch: str, reason: str, position: int = 0) -> None:
         """Every subscriber gets ``reset`` and a fresh window; live goes on after ``position``."""
         for member in self.fanout.reset_symbol(symbol, epoch, position):
-            self.outbox.lagging.discard(member)
             self._restart_member(member, reason)
 
     # -- the bus going down and up -------------------------------------------------------------

@@ -1,20 +1,21 @@
 """Writing what the fan-out core built, without awaiting per recipient.
 
-A connection whose transport buffer is past ``max_buffer_bytes`` is skipped and marked
-lagging (the housekeeping catches it up from the log once it drains).
+A connection whose transport buffer is past ``max_buffer_bytes`` is skipped and handed to
+``on_full`` (server/gateway/slowclients.py: it pauses the subscription and catches it up from
+the log once the buffer drains).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from server.core.fanout import Fanout, Member, MemberState, Outgoing
+from server.core.fanout import Member, MemberState, Outgoing
 from server.gateway.metrics import GatewayMetrics
 
 
@@ -62,13 +63,17 @@ def buffered(ws: ServerConnection) -> int:
     return transport.get_write_buffer_size() if transport is not None else 0
 
 
+#: Told of a member skipped for a full buffer: (member, last position it got, now).
+FullBuffer = Callable[[Member, int, float], None]
+
+
 class Outbox:
-    def __init__(self, fanout: Fanout, metrics: GatewayMetrics, max_buffer_bytes: int) -> None:
-        self.fanout = fanout
+    """Writes the core's ``Outgoing`` to the connections: each group's frame encoded once."""
+
+    def __init__(self, metrics: GatewayMetrics, max_buffer_bytes: int, on_full: FullBuffer) -> None:
         self.metrics = metrics
         self.max_buffer_bytes = max_buffer_bytes
-        #: Members paused because their send buffer was full.
-        self.lagging: set[Member] = set()
+        self._on_full = on_full
 
     def write(self, out: Outgoing) -> None:
         limit = self.max_buffer_bytes
@@ -83,7 +88,7 @@ class Outbox:
             slow = broadcast_text(live, data, limit)
             for ws in slow:
                 member = batch.group.members[ws]
-                self._lag(member, max(member.position, batch.from_seq - 1), now)
+                self._on_full(member, max(member.position, batch.from_seq - 1), now)
             delivered = count - len(slow)
             metrics.frames_out += 1
             metrics.deliveries += delivered
@@ -94,7 +99,7 @@ class Outbox:
                 continue
             ws = ws_of(member)
             if buffered(ws) > limit:
-                self._lag(member, send.before, now)
+                self._on_full(member, send.before, now)
                 continue
             self.send_now(ws, send.text)
 
@@ -107,7 +112,3 @@ class Outbox:
 
     def broadcast_all(self, connections: Iterable[ServerConnection], text: str) -> None:
         broadcast(list(connections), text)
-
-    def _lag(self, member: Member, position: int, now: float) -> None:
-        self.fanout.mark_lagging(member, position, now)
-        self.lagging.add(member)

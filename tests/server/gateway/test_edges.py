@@ -133,7 +133,8 @@ async def test_an_unexpected_exception_is_a_500_logged_once_without_traceback(
         raise RuntimeError("a bug")
 
     async with running_gateway(redis_url) as running:
-        running.gateway.http.add_route("/broken", broken)
+        assert running.routes is not None
+        running.routes.add_route("/broken", broken)
         with caplog.at_level(logging.WARNING):
             replies = [await get(running.port, "/broken") for _ in range(5)]
         assert {r.status for r in replies} == {500}
