@@ -13,7 +13,6 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from publishers.events import SYMBOL_PATTERN
-from server.analytics.payloads import bots_payload, performance_payload
 from server.core.filters import parse_filter_query
 from server.errors import ProtocolError
 from server.gateway import build_worker as history_worker
@@ -216,6 +215,8 @@ class ApiRoutes:
         principal = self._require(query)
         # The symbols a bot was seen on within the longest history window a wall may ask for.
         since = int(time.time() * 1000) - self.max_minutes * 60_000
+        from server.analytics.payloads import bots_payload  # pandas: loaded by the first request
+
         payload = await bots_payload(self.engine, since_ms=since)
         payload["bots"] = scope_bots(payload.get("bots", []), principal)
         return json_response(payload)
@@ -229,4 +230,6 @@ class ApiRoutes:
             if not asked:
                 raise ProtocolError("forbidden", "symbols: this token must name the symbols it may read")
             self._require(query, asked)
+        from server.analytics.payloads import performance_payload  # pandas: loaded when asked
+
         return json_response(await performance_payload(self.engine, params))

@@ -95,3 +95,10 @@ def test_db_upgrade_and_current_from_the_command_line(database_url: str) -> None
     again = cli("db", "upgrade")
     assert "already up to date" in again.stdout
     assert cli("db", "current").stdout.strip() == f"{head_revision()} (head)"
+
+
+def test_the_shipped_head_constant_is_alembics_head() -> None:
+    """serve opens a database at SHIPPED_HEAD without loading Alembic: it must name the real head."""
+    from server.history.migrate import SHIPPED_HEAD
+
+    assert head_revision() == SHIPPED_HEAD
