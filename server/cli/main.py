@@ -19,6 +19,7 @@ from server.cli import importer as import_cli
 from server.cli import stats as stats_cli
 from server.cli.acl import ROLES
 from server.cli.args import settings_from_args
+from server.cli.listen import early_listener
 
 
 def _parse_value(text: str) -> Any:
@@ -86,14 +87,23 @@ def cmd_acl(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.cli.runner import run_serve
-
     settings = settings_from_args(args, host=args.host, port=args.port)
     if args.workers < 1:
         raise SystemExit("signalpush serve: --workers must be at least 1")
     if args.workers > 1 and settings.server.port == 0:
         raise SystemExit("signalpush serve: --workers needs a fixed --port (the workers share it)")
-    serving = run_serve(settings, workers=args.workers, worker=args.worker, config_path=args.config)
+    sock = None
+    if args.workers == 1 and not args.worker:
+        # Before the heavy imports below: connections queue while the process starts.
+        try:
+            sock = early_listener(settings)
+        except OSError as exc:
+            raise SystemExit(f"signalpush serve: {exc.strerror}") from None
+    from server.cli.runner import run_serve
+
+    serving = run_serve(
+        settings, workers=args.workers, worker=args.worker, config_path=args.config, sock=sock
+    )
     return asyncio.run(_until_signalled(serving))
 
 

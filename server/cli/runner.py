@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -163,7 +164,7 @@ def compose_gateway(
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, redis_url: str, *, reuse_port: bool = False
+    settings: Settings, redis_url: str, *, reuse_port: bool = False, sock: socket.socket | None = None
 ) -> AsyncIterator[tuple[Gateway, int]]:
     """Gateway, HTTP routes, history store and recorder; stopped (1012 to every client) on exit."""
     async with history_store(settings) as engine, running_recorder(settings, redis_url, engine) as recording:
@@ -173,7 +174,7 @@ async def running_gateway(
         gateway = composed.gateway
         if recording is not None:
             gateway.supervise(recording.task)
-        port = await gateway.start(reuse_port=reuse_port, http=composed.routes.handle)
+        port = await gateway.start(reuse_port=reuse_port, http=composed.routes.handle, sock=sock)
         # Everything allocated at start-up lives as long as the process: keep it out of the
         # collector's full passes (they showed as 30-100 ms pauses under load).
         gc.freeze()
@@ -188,11 +189,17 @@ def _public_host(host: str) -> str:
 
 
 async def run_serve(
-    settings: Settings, *, workers: int = 1, worker: bool = False, config_path: str | None = None
+    settings: Settings,
+    *,
+    workers: int = 1,
+    worker: bool = False,
+    config_path: str | None = None,
+    sock: socket.socket | None = None,
 ) -> int:
     """The gateway (and the embedded Redis when no redis.url is set) until cancelled.
 
     With ``workers`` > 1 this process supervises that many gateway processes on one port.
+    ``sock``: the port, already listening (server/cli/listen.py).
     """
     host = _public_host(settings.server.host)
     if worker:
@@ -214,7 +221,7 @@ async def run_serve(
             print(f"signalpush serving ws://{host}:{port}/ws with {workers} workers", flush=True)
             await supervisor.run()
             return 0
-        async with running_gateway(settings, url) as (_, port):
+        async with running_gateway(settings, url, sock=sock) as (_, port):
             print(f"signalpush serving ws://{host}:{port}/ws  (wall: http://{host}:{port}/wall)", flush=True)
             await asyncio.Event().wait()
     return 0

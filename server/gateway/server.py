@@ -163,20 +163,31 @@ class Gateway:
         *,
         reuse_port: bool = False,
         http: RequestHandler | None = None,
+        sock: socket.socket | None = None,
     ) -> int:
         """Listen and start the bus; returns the bound port.
 
         ``http`` answers the port's other routes (server/gateway/http.py); without it only
-        ``/ws`` is served.
+        ``/ws`` is served. ``sock``: a socket already listening (bound before start-up, so
+        connections queue instead of being refused while the process starts).
         """
         server = self.settings.server
         self._http = http
         self.supervise(SupervisedTask("bus", self.bus.run))
         self.supervise(SupervisedTask("housekeeping", self._housekeeping))
+        where: dict[str, Any] = (
+            {"sock": sock}
+            if sock is not None
+            else {
+                "host": host or server.host,
+                "port": server.port if port is None else port,
+                "reuse_port": reuse_port,
+            }
+        )
         self._server = await serve(
             self._handle,
-            host or server.host,
-            server.port if port is None else port,
+            **where,
+            backlog=server.listen_backlog,
             process_request=self._process_request,
             compression="deflate" if server.compression else None,
             max_size=server.max_frame_bytes,
@@ -184,7 +195,6 @@ class Gateway:
             ping_timeout=server.heartbeat_s,
             close_timeout=CLOSE_TIMEOUT_S,
             max_queue=64,
-            reuse_port=reuse_port,
         )
         sockets = list(self._server.sockets)
         bound: int = sockets[0].getsockname()[1]
