@@ -244,6 +244,7 @@ async def test_a_token_without_a_symbols_claim_is_refused(redis_url: str) -> Non
         await client.close()
 
 
+@pytest.mark.slow  # out of `make quicktest` (under 60 s); `make test` runs it
 async def test_polite_bursts_over_the_bucket_are_never_closed(redis_url: str) -> None:
     settings = gateway_settings(server={"message_rate": 20.0, "message_burst": 10})
     async with running_gateway(redis_url, settings) as running:

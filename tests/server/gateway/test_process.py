@@ -11,6 +11,7 @@ from typing import Any
 from urllib.request import urlopen
 
 import psutil
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -46,6 +47,7 @@ def _rss_sampler(pid: int, stop: threading.Event, peak: list[int]) -> None:
         peak[0] = max(peak[0], process.memory_info().rss)
 
 
+@pytest.mark.slow  # out of `make quicktest` (under 60 s); `make test` runs it
 async def test_a_client_that_stops_reading_costs_bounded_memory_and_loses_nothing(
     redis_url: str, symbol: str
 ) -> None:
@@ -130,6 +132,7 @@ async def test_a_client_that_stops_reading_costs_bounded_memory_and_loses_nothin
         await fast.close()
 
 
+@pytest.mark.slow  # out of `make quicktest` (under 60 s); `make test` runs it
 async def test_a_client_that_stops_reading_during_its_history_is_closed_and_costs_one_frame(
     redis_url: str, symbol: str
 ) -> None:
