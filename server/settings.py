@@ -89,6 +89,9 @@ class DatabaseSettings:
         metadata=_rule(pattern=r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://.*$"),
     )
     echo: bool = False
+    #: A read (analytics, the seed API, get_session) that takes longer is reported as the database
+    #: being down (StoreError), so a hanging database degrades within this bound.
+    query_timeout_s: float = field(default=3.0, metadata=_rule(min=0.05, max=600))
 
     def __repr__(self) -> str:
         return f"DatabaseSettings(url={redact_url(self.url)!r})"
