@@ -25,7 +25,9 @@ from server.charts import layers as charts_layers
 from server.charts.database import dispose_engines
 from server.cli.embedded import free_port
 from server.errors import StoreError
+from tests.support import async_wait_until
 from tests.support.analytics_data import demo_events, fresh_store
+from tests.support.fixtures_store import running_recorder
 
 NOW = now_ms()
 
@@ -812,3 +814,27 @@ def test_a_hanging_database_degrades_within_the_query_timeout() -> None:
             service.close()
     assert service.timeout_s == 3.0
     assert signals.attrs["error"] == "database query timed out after 3s"
+
+
+async def test_a_bot_that_says_active_when_it_starts_is_an_active_bot_at_once(
+    store: str, redis_url: str, symbol: str
+) -> None:
+    """The natural order: status("active") at start, signals later. The seed's active_only=True
+    finds the bot before its first signal, under the id the registry gave it."""
+    from publishers import Publisher
+    from server.charts.layers.bot_integration import BotDataService, BotFilterConfig
+
+    name = f"starter-{symbol.lower()}"
+    async with Publisher(redis_url, bot=name, strategy="momentum") as publisher:
+        await publisher.status("active")
+        async with running_recorder(redis_url, store, [symbol]):
+            service = BotDataService()
+
+            async def listed() -> bool:
+                bots = await service.get_bots_async(BotFilterConfig(active_only=True))
+                return name in set(bots["name"])
+
+            await async_wait_until(listed, what="the starting bot among the active ones")
+            bots = await service.get_bots_async(filter_config=BotFilterConfig(bot_names=[name]))
+            await service.aclose()
+    assert list(bots["id"]) == [publisher.bot_ids[name]] and list(bots["status"]) == ["active"]
