@@ -139,7 +139,9 @@ class CatchUp:
         group = member.group
         position = resume.seq
         while True:
-            after = await self.history.after(group.symbol, group.filter, epoch=resume.epoch, seq=position)
+            # (an epoch of None was resolved to the current one before: protocol.resolve_resume)
+            epoch = resume.epoch or ""
+            after = await self.history.after(group.symbol, group.filter, epoch=epoch, seq=position)
             if after.reset_reason is not None:
                 return after.reset_reason
             end = after.to_seq if after.complete else after.reached

@@ -39,13 +39,16 @@ from server.core.protocol import (
     CLOSE_TOO_SLOW,
     CLOSE_UNSUPPORTED,
     Limits,
+    Ref,
     ResumeRequest,
     Subscribe,
     Unsubscribe,
     error_frame,
+    extract_ref,
     hello_frame,
     parse_client_frame,
     pong_frame,
+    resolve_resume,
     shown,
     status_frame,
     subscribed_frame,
@@ -56,7 +59,7 @@ from server.gateway.builds import HistoryBuilds
 from server.gateway.bus import RedisBus
 from server.gateway.bus_cluster import ShardedBus
 from server.gateway.catchup import CatchUp
-from server.gateway.livepath import RECOVERABLE, LivePath
+from server.gateway.livepath import RECOVERABLE, LivePath, refuse_if_bus_down
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.outbox import Outbox, buffered, ws_of
 from server.gateway.session import Admission, Session, TokenBucket, close_stalled, stalled_sessions
@@ -240,7 +243,8 @@ class Gateway:
                     await ws.close(CLOSE_POLICY, "message flood")
                     break
                 if admission is Admission.REFUSE:
-                    await self._error(ws, None, "rate_limited", f"over {server.message_rate:g} messages/s")
+                    refused = f"over {server.message_rate:g} messages/s"
+                    await self._error(ws, extract_ref(message), "rate_limited", refused)
                     continue
                 await self._dispatch_safely(session, message)
         except ConnectionClosed:
@@ -281,7 +285,7 @@ class Gateway:
         except ProtocolError as exc:
             await self._error(ws, message.ref, exc.code, exc.message)
 
-    async def _error(self, ws: ServerConnection, ref: str | None, code: str, message: str) -> None:
+    async def _error(self, ws: ServerConnection, ref: Ref, code: str, message: str) -> None:
         self.metrics.protocol_errors += 1
         with contextlib.suppress(ConnectionClosed):
             await ws.send(error_frame(ref, code, message))
@@ -341,19 +345,29 @@ class Gateway:
         if sub not in session.members and len(session.members) >= self.settings.server.max_subscriptions:
             self.fanout.leave(member)
             raise ProtocolError("too_many", f"at most {self.settings.server.max_subscriptions} subscriptions")
+        replaced = sub in session.members
         session.cancel(sub)
         session.members[sub] = member
         session.history[sub] = request.history
         try:
+            refuse_if_bus_down(self.bus, self.live)
             await self._ensure_primed(request.symbol, new_symbol)
         except RECOVERABLE as exc:
             self._leave(session, sub)
             raise ProtocolError("internal", f"the event bus is unavailable: {exc}") from None
         state = self.fanout.symbols[request.symbol]
         await session.ws.send(
-            subscribed_frame(request.ref, sub, request.symbol, state.epoch, member.position)
+            subscribed_frame(
+                request.ref,
+                sub,
+                request.symbol,
+                state.epoch,
+                member.position,
+                member.group.filter.to_json(),
+                replaced=replaced,
+            )
         )
-        history, resume = request.history, request.resume
+        history, resume = request.history, resolve_resume(request.resume, state.epoch)
         session.start_catch_up(
             sub,
             lambda: self.catchup.run(session.ws, member, member.generation, history, resume),
