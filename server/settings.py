@@ -109,6 +109,9 @@ class ServerSettings:
     public_hosts: tuple[str, ...] = ()
     heartbeat_s: float = field(default=20.0, metadata=_rule(min=0.5))
     max_frame_bytes: int = field(default=65_536, metadata=_rule(min=512))
+    #: No server frame is larger: a bigger one (a long history) goes out as ``chunk`` frames
+    #: (docs/protocol.md, "Frame size"), under the 1 MiB receive limit of common client libraries.
+    max_send_frame_bytes: int = field(default=1_000_000, metadata=_rule(min=4096))
     max_buffer_bytes: int = field(default=1_048_576, metadata=_rule(min=4096))
     slow_client_timeout_s: float = field(default=30.0, metadata=_rule(min=0.1))
     max_subscriptions: int = field(default=100, metadata=_rule(min=1))

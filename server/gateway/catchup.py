@@ -129,7 +129,8 @@ class CatchUp:
         budget, size = self.builds.budget, len(frame)
         budget.hold(size)
         try:
-            await ws.send(frame, text=True)
+            for piece in self.outbox.chunks(frame):  # over max_send_frame_bytes: chunk frames
+                await ws.send(piece, text=True)
         finally:
             del frame  # before a malloc_trim in drop() can give its memory back
             budget.drop(size)
@@ -168,7 +169,7 @@ class CatchUp:
             end = to_seq if last_chunk else chunk[-1][0]
             if end <= start:
                 return
-            await ws.send(
-                events_frame(group.id, group.symbol, epoch, start + 1, end, [raw for _, raw in chunk])
-            )
+            frame = events_frame(group.id, group.symbol, epoch, start + 1, end, [raw for _, raw in chunk])
+            for piece in self.outbox.chunks(frame.encode()):
+                await ws.send(piece, text=True)
             start = end

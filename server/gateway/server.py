@@ -104,7 +104,12 @@ class Gateway:
         self.history: HistorySource = history
         self.fanout = Fanout()
         self.metrics = GatewayMetrics()
-        self.outbox = Outbox(self.fanout, self.metrics, settings.server.max_buffer_bytes)
+        self.outbox = Outbox(
+            self.fanout,
+            self.metrics,
+            settings.server.max_buffer_bytes,
+            settings.server.max_send_frame_bytes,
+        )
         self.sessions: dict[ServerConnection, Session] = {}
         self.live = LivePath(
             fanout=self.fanout,
