@@ -1,6 +1,6 @@
 /**
  * signalpush.js — a dependency-free client for the signalpush websocket protocol v1
- * (DESIGN.md §3), for browsers and Node 20+ (pass `WebSocket` from the `ws` package there).
+ * (docs/protocol.md), for browsers and Node 20+ (pass `WebSocket` from the `ws` package there).
  *
  *   import { SignalPushClient } from "/client/signalpush.js";
  *   const client = new SignalPushClient("ws://127.0.0.1:8765/ws", {

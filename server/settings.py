@@ -119,6 +119,10 @@ class ServerSettings:
     message_burst: int = field(default=200, metadata=_rule(min=1))
     max_connections: int = field(default=15_000, metadata=_rule(min=1))
     max_connections_per_ip: int = field(default=0, metadata=_rule(min=0))
+    #: Pending TCP connections the kernel queues before accepting (capped by net.core.somaxconn).
+    #: After a restart every wall reconnects at once: asyncio's default of 100 drops the rest's
+    #: SYNs, and each waits 1 s, 3 s, 7 s for the retransmit.
+    listen_backlog: int = field(default=4096, metadata=_rule(min=16, max=65535))
     batch_ms: float = field(default=0.0, metadata=_rule(min=0.0, max=1000.0))
     #: Check every live batch against the symbol's meta and log before sending it (what is
     #: sent is the log's events); off: only what looks wrong is checked (docs/protocol.md).

@@ -62,3 +62,31 @@ def test_a_module_imports_only_its_own_layer_and_the_ones_below(path: Path) -> N
     if LAYERS[own] == "server.core":
         io = sorted({name for name in imports(path) if name.split(".")[0] in CORE_FORBIDDEN})
         assert not io, f"{module} is in the pure core but imports {io}"
+
+
+def test_server_keeps_at_most_six_modules_at_its_top_the_rest_live_in_layer_folders() -> None:
+    top = sorted(p.name for p in (ROOT / "server").glob("*.py") if p.name != "__init__.py")
+    assert len(top) <= 6, top
+
+
+def test_nothing_is_patched_or_attached_after_construction() -> None:
+    """Collaborators are constructor arguments (server/cli/runner.py composes): no monkey-patched
+    methods, no ``x.attr = self`` back-links."""
+    offenders = []
+    for path in SOURCES:
+        text = path.read_text()
+        if "method-assign" in text:
+            offenders.append(f"{path.relative_to(ROOT)}: type: ignore[method-assign]")
+        for node in ast.walk(ast.parse(text)):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+                and any(isinstance(t, ast.Attribute) and not _is_self(t.value) for t in node.targets)
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: attaches self to another object")
+    assert offenders == []
+
+
+def _is_self(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id == "self"

@@ -10,19 +10,14 @@ import time
 from typing import Any
 
 from publishers.options import redact_url
+from server.cli.args import settings_from_args
 from server.settings import Settings
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    from server.cli.main import _settings as load
-
-    return load(args)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from server.history.migrate import current_revision, head_revision, upgrade_database
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     url = settings.database.url
     started = time.monotonic()
     before = asyncio.run(current_revision(url))
@@ -40,7 +35,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_db_current(args: argparse.Namespace) -> int:
     from server.history.migrate import current_revision, head_revision
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     current = asyncio.run(current_revision(settings.database.url))
     head = head_revision()
     if current is None:
@@ -83,7 +78,7 @@ async def _record(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    return asyncio.run(_record(_settings(args), args))
+    return asyncio.run(_record(settings_from_args(args), args))
 
 
 def register(commands: Any) -> None:

@@ -6,11 +6,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from publishers.errors import SignalpushError
+from server.cli.args import settings_from_args
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Rows validated and published per step (progress is printed between steps).
 CHUNK_ROWS = 5000
@@ -18,6 +20,8 @@ CHUNK_ROWS = 5000
 
 def read_frame(path: Path) -> pd.DataFrame:
     """A CSV or Parquet file as a DataFrame (Parquet needs pyarrow or fastparquet)."""
+    import pandas as pd  # only this command needs it: every other command starts without pandas
+
     if not path.is_file():
         raise SignalpushError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -36,9 +40,8 @@ def read_frame(path: Path) -> pd.DataFrame:
 def cmd_import(args: argparse.Namespace) -> int:
     from publishers.frames import events_from_frame
     from publishers.sync_publisher import SyncPublisher
-    from server.cli.main import _settings
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     frame = read_frame(Path(args.file))
     # Validate everything first: a bad row stops the import before anything is published.
     events = events_from_frame(

@@ -18,21 +18,8 @@ from server.cli import db as store_commands
 from server.cli import importer as import_cli
 from server.cli import stats as stats_cli
 from server.cli.acl import ROLES
-from server.logs import configure_logging
-from server.settings import Settings, load_settings
-
-
-def _settings(args: argparse.Namespace, **server_overrides: Any) -> Settings:
-    overrides: dict[str, dict[str, Any]] = {}
-    if server_overrides:
-        overrides["server"] = {k: v for k, v in server_overrides.items() if v is not None}
-    if getattr(args, "redis_url", None):
-        overrides["redis"] = {"url": args.redis_url}
-    if getattr(args, "database_url", None):
-        overrides["database"] = {"url": args.database_url}
-    settings = load_settings(args.config, overrides=overrides)
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
+from server.cli.args import settings_from_args
+from server.cli.listen import early_listener
 
 
 def _parse_value(text: str) -> Any:
@@ -46,7 +33,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from publishers.events import event_from_dict, now_ms
     from publishers.sync_publisher import SyncPublisher
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     fields: dict[str, Any] = {"kind": args.kind, "symbol": args.symbol, "ts": now_ms()}
     for pair in args.fields:
         key, sep, value = pair.partition("=")
@@ -66,14 +53,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from server.cli.runner import run_demo
 
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = settings_from_args(args, host=args.host, port=args.port)
     return asyncio.run(_until_signalled(run_demo(settings)))
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from server.gateway.auth import create_jwt
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     if not symbols:
         raise SystemExit("signalpush token create: --symbols needs at least one pattern")
@@ -100,14 +87,23 @@ def cmd_acl(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.cli.runner import run_serve
-
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = settings_from_args(args, host=args.host, port=args.port)
     if args.workers < 1:
         raise SystemExit("signalpush serve: --workers must be at least 1")
     if args.workers > 1 and settings.server.port == 0:
         raise SystemExit("signalpush serve: --workers needs a fixed --port (the workers share it)")
-    serving = run_serve(settings, workers=args.workers, worker=args.worker, config_path=args.config)
+    sock = None
+    if args.workers == 1 and not args.worker:
+        # Before the heavy imports below: connections queue while the process starts.
+        try:
+            sock = early_listener(settings)
+        except OSError as exc:
+            raise SystemExit(f"signalpush serve: {exc.strerror}") from None
+    from server.cli.runner import run_serve
+
+    serving = run_serve(
+        settings, workers=args.workers, worker=args.worker, config_path=args.config, sock=sock
+    )
     return asyncio.run(_until_signalled(serving))
 
 
@@ -121,7 +117,7 @@ async def _until_signalled(main: Any) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, with_bench: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signalpush",
         description="Streaming push server for live trading-bot monitoring.",
@@ -214,8 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Each capability registers its own subcommands (one line each here).
     # bench sits above the command line (it drives serve, Redis and browsers as a user would):
-    # loaded by name so the layers stay one-way (tests/test_layers.py).
-    importlib.import_module("server.bench").register(commands)
+    # loaded by name so the layers stay one-way (tests/test_layers.py), and only for
+    # `signalpush bench ...`: its scenarios import pandas, SQLAlchemy and browsers' drivers.
+    if with_bench:
+        importlib.import_module("server.bench").register(commands)
+    else:
+        commands.add_parser("bench", help="run a benchmark scenario (`signalpush bench --help` lists them)")
     stats_cli.register(commands)
     import_cli.register(commands)
     store_commands.register(commands)
@@ -223,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(with_bench=bool(arguments) and arguments[0] == "bench")
+    args = parser.parse_args(arguments)
     try:
         result: int = args.handler(args)
         return result

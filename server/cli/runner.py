@@ -1,4 +1,8 @@
-"""Compose the running parts: embedded Redis, gateway (+ HTTP), recorder, demo bots."""
+"""The one composition root: embedded Redis, gateway (+ HTTP), recorder, demo bots.
+
+Every collaborator of the gateway is built here and handed in (server/gateway/ports.py
+names what it needs); nothing else builds, attaches or patches them.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,28 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from publishers.connection import async_client, is_cluster_url
 from server.cli.demo import run_demo_bots
 from server.cli.embedded import EmbeddedRedis
 from server.cli.supervisor import Supervisor
-from server.gateway.api import ApiRoutes
+from server.gateway.access import Access
+from server.gateway.api import ApiRoutes, EngineProbe, StoreFigures, recorder_metrics
+from server.gateway.bus import RedisBus
+from server.gateway.bus_cluster import ShardedBus
 from server.gateway.http import HttpRoutes
+from server.gateway.ports import BatchHandler, Bus, BusFactory, FigureSource, NoFigures, StateHandler
 from server.gateway.server import Gateway
 from server.gateway.tasks import SupervisedTask
 from server.history.engine import create_engine
 from server.history.migrate import upgrade_database
 from server.history.recorder import Recorder
+from server.history.source import HistorySource, LogHistory, StoreHistory
 from server.settings import Settings
 
 log = logging.getLogger("signalpush")
@@ -87,17 +98,83 @@ async def running_recorder(
         await task.stop(timeout_s=15)
 
 
+def bus_factory(settings: Settings, redis_url: str) -> BusFactory:
+    """The bus for ``redis_url``: one connection, or one per cluster node (sharded pub/sub)."""
+    bus_class = ShardedBus if is_cluster_url(redis_url) else RedisBus
+    window_s = settings.server.batch_ms / 1000
+
+    def make(on_batch: BatchHandler, on_state: StateHandler) -> Bus:
+        return bus_class(redis_url, on_batch=on_batch, on_state=on_state, batch_window_s=window_s)
+
+    return make
+
+
+@dataclass(frozen=True)
+class ComposedGateway:
+    """A gateway and the HTTP routes of its port, wired; ``await gateway.start(http=routes.handle)``."""
+
+    gateway: Gateway
+    routes: HttpRoutes
+
+
+def compose_gateway(
+    settings: Settings,
+    redis_url: str,
+    *,
+    engine: AsyncEngine | None = None,
+    recorder: Recorder | None = None,
+    history: HistorySource | None = None,
+) -> ComposedGateway:
+    """Build the gateway and its collaborators.
+
+    With ``engine`` (a history store): history windows from it (the log fills in what it has
+    not recorded yet), figures, the JSON API and the store's health; builds in worker
+    processes when ``history.workers`` > 0. Without: history from the Redis log only.
+    ``history`` replaces the history source (tests gate or slow it).
+    """
+    redis = async_client(
+        redis_url,
+        socket_timeout_s=settings.redis.socket_timeout_s,
+        name="signalpush-gateway",
+        max_connections=32,
+    )
+    if history is None:
+        history = LogHistory(redis) if engine is None else StoreHistory(redis, engine, settings.history)
+    figures: FigureSource = NoFigures() if engine is None else StoreFigures(settings.history.max_points)
+    access = Access.from_settings(settings)
+    gateway = Gateway(
+        settings,
+        redis_url=redis_url,
+        redis=redis,
+        history=history,
+        access=access,
+        figures=figures,
+        make_bus=bus_factory(settings, redis_url),
+        builds_database_url=None if engine is None else settings.database.url,
+    )
+    if engine is None:
+        return ComposedGateway(gateway, HttpRoutes(gateway, access))
+    api = ApiRoutes(gateway, access, engine, figures)
+    sources = [] if recorder is None else [lambda: recorder_metrics(recorder)]
+    routes = HttpRoutes(
+        gateway, access, routes=api.handlers(), database=EngineProbe(engine), metrics_sources=sources
+    )
+    return ComposedGateway(gateway, routes)
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, redis_url: str, *, reuse_port: bool = False
+    settings: Settings, redis_url: str, *, reuse_port: bool = False, sock: socket.socket | None = None
 ) -> AsyncIterator[tuple[Gateway, int]]:
     """Gateway, HTTP routes, history store and recorder; stopped (1012 to every client) on exit."""
     async with history_store(settings) as engine, running_recorder(settings, redis_url, engine) as recording:
-        gateway = Gateway(settings, redis_url=redis_url, engine=engine)
+        composed = compose_gateway(
+            settings, redis_url, engine=engine, recorder=None if recording is None else recording.recorder
+        )
+        gateway = composed.gateway
         if recording is not None:
             gateway.supervise(recording.task)
-        ApiRoutes(HttpRoutes(gateway), engine, None if recording is None else recording.recorder)
-        port = await gateway.start(reuse_port=reuse_port)
+        port = await gateway.start(reuse_port=reuse_port, http=composed.routes.handle, sock=sock)
         # Everything allocated at start-up lives as long as the process: keep it out of the
         # collector's full passes (they showed as 30-100 ms pauses under load).
         gc.freeze()
@@ -112,11 +189,17 @@ def _public_host(host: str) -> str:
 
 
 async def run_serve(
-    settings: Settings, *, workers: int = 1, worker: bool = False, config_path: str | None = None
+    settings: Settings,
+    *,
+    workers: int = 1,
+    worker: bool = False,
+    config_path: str | None = None,
+    sock: socket.socket | None = None,
 ) -> int:
     """The gateway (and the embedded Redis when no redis.url is set) until cancelled.
 
     With ``workers`` > 1 this process supervises that many gateway processes on one port.
+    ``sock``: the port, already listening (server/cli/listen.py).
     """
     host = _public_host(settings.server.host)
     if worker:
@@ -138,7 +221,7 @@ async def run_serve(
             print(f"signalpush serving ws://{host}:{port}/ws with {workers} workers", flush=True)
             await supervisor.run()
             return 0
-        async with running_gateway(settings, url) as (_, port):
+        async with running_gateway(settings, url, sock=sock) as (_, port):
             print(f"signalpush serving ws://{host}:{port}/ws  (wall: http://{host}:{port}/wall)", flush=True)
             await asyncio.Event().wait()
     return 0

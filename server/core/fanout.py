@@ -333,6 +333,12 @@ class Fanout:
                 members.append(member)
         return members
 
+    def forget_sent_from(self, symbol: str, seq: int) -> None:
+        """Redis lost the messages from ``seq`` on (a failover): they no longer count as sent."""
+        state = self.symbols.get(symbol)
+        if state is not None:
+            state.recent = {s: raw for s, raw in state.recent.items() if s < seq}
+
     # -- catching members up ----------------------------------------------------------
 
     def restart_loading(self, member: Member) -> None:

@@ -1,6 +1,6 @@
 """Subscription filters: parsing, the canonical form that keys filter groups, and matching.
 
-Semantics (DESIGN.md §3): an omitted key constrains nothing; each key applies only to
+Semantics (docs/protocol.md, subscribe): an omitted key constrains nothing; each key applies only to
 the kinds that carry its field — ``bots``/``strategies``: signal, trade, bot;
 ``signal_types``/``min_confidence`` (inclusive): signal; ``sides``: trade; ``kinds``: all.
 """

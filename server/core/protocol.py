@@ -1,4 +1,4 @@
-"""Wire protocol v1 (DESIGN.md §3): parse client frames, build server frames. Pure: no I/O.
+"""Wire protocol v1 (docs/protocol.md): parse client frames, build server frames. Pure: no I/O.
 
 Server frames that carry events are built by string concatenation around the events'
 stored JSON, which is never decoded and re-encoded on the way out.

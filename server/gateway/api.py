@@ -13,17 +13,19 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from publishers.events import SYMBOL_PATTERN
-from server.analytics.payloads import bots_payload, performance_payload
 from server.core.filters import parse_filter_query
 from server.errors import ProtocolError
 from server.gateway import build_worker as history_worker
 from server.gateway.auth import Principal
-from server.gateway.http import HttpRoutes, Query, json_response
+from server.gateway.http import Handler, Query, json_response
 from server.gateway.metrics import sample
 from server.history.reads import history_payload
 from server.history.source import Window
 
 if TYPE_CHECKING:
+    from server.gateway.access import Access
+    from server.gateway.ports import FigureSource
+    from server.gateway.server import Gateway
     from server.history.recorder import Recorder
 
 
@@ -78,31 +80,26 @@ def _int(query: Query, key: str, default: int, low: int, high: int) -> int:
     return value
 
 
-class ApiRoutes:
-    """Adds /api/history, /api/figure, /api/bots, /api/performance and the store's health to ``routes``."""
+class StoreFigures:
+    """Figures of history windows (the FigureSource port when there is a history store)."""
 
-    def __init__(self, routes: HttpRoutes, engine: AsyncEngine, recorder: Recorder | None = None) -> None:
-        self.routes = routes
-        self.gateway = routes.gateway
-        self.engine = engine
-        self.recorder = recorder
-        history = self.gateway.settings.history
-        self.max_minutes = history.max_minutes
-        self.default_minutes = history.default_minutes
-        self.max_points = history.max_points
-        self.max_events = history.max_events
-        routes.add_route("/api/history", self._history)
-        routes.add_route("/api/figure", self._figure)
-        routes.add_route("/api/bots", self._bots)
-        routes.add_route("/api/performance", self._performance)
-        routes.figure_for = self.figure_for  # type: ignore[method-assign]
-        routes.database_state = self.database_state  # type: ignore[method-assign]
-        routes.extra_metrics = self.recorder_metrics  # type: ignore[method-assign]
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
 
-    async def figure_for(self, symbol: str, window: Window) -> dict[str, Any]:
+    def __repr__(self) -> str:
+        return f"StoreFigures(max_points={self.max_points})"
+
+    async def figure_for(self, symbol: str, window: Window) -> dict[str, Any] | None:
         return await asyncio.to_thread(history_worker.symbol_figure, symbol, window.data, self.max_points)
 
-    async def database_state(self) -> str:
+
+class EngineProbe:
+    """The history store's health for /healthz: one ``SELECT 1`` within 2 s."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def state(self) -> str:
         try:
             async with asyncio.timeout(2.0), self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
@@ -110,42 +107,71 @@ class ApiRoutes:
             return "down"
         return "up"
 
-    def recorder_metrics(self) -> list[str]:
-        if self.recorder is None:
-            return []
-        stats = self.recorder.stats()
-        lines = [
-            "# HELP signalpush_recorder_events_total Events the recorder committed to SQL",
-            "# TYPE signalpush_recorder_events_total counter",
-            f"signalpush_recorder_events_total {stats.get('events_recorded', 0)}",
-            "# HELP signalpush_recorder_lag_events Events published but not yet committed, per symbol",
-            "# TYPE signalpush_recorder_lag_events gauge",
-        ]
-        lines += [
-            sample("signalpush_recorder_lag_events", {"symbol": s}, lag)
-            for s, lag in self.recorder.lag().items()
-        ]
-        lines += [
-            "# HELP signalpush_recorder_unrecordable_symbols Symbols whose keys cannot be recorded now"
-            " (retried with backoff; their lag keeps growing)",
-            "# TYPE signalpush_recorder_unrecordable_symbols gauge",
-            f"signalpush_recorder_unrecordable_symbols {stats.get('unrecordable', 0)}",
-            "# HELP signalpush_recorder_invalid_names Registry names that are not symbols (skipped)",
-            "# TYPE signalpush_recorder_invalid_names gauge",
-            f"signalpush_recorder_invalid_names {stats.get('invalid_names', 0)}",
-        ]
-        last = stats.get("last_commit_ms") or 0
-        age = (time.time() * 1000 - last) / 1000 if last else -1
-        lines += [
-            "# HELP signalpush_recorder_last_commit_age_seconds Seconds since the recorder last committed",
-            "# TYPE signalpush_recorder_last_commit_age_seconds gauge",
-            f"signalpush_recorder_last_commit_age_seconds {age:.3f}",
-        ]
-        return lines
+
+def recorder_metrics(recorder: Recorder) -> list[str]:
+    """The in-process recorder's /metrics lines."""
+    stats = recorder.stats()
+    lines = [
+        "# HELP signalpush_recorder_events_total Events the recorder committed to SQL",
+        "# TYPE signalpush_recorder_events_total counter",
+        f"signalpush_recorder_events_total {stats.get('events_recorded', 0)}",
+        "# HELP signalpush_recorder_lag_events Events published but not yet committed, per symbol",
+        "# TYPE signalpush_recorder_lag_events gauge",
+    ]
+    lines += [
+        sample("signalpush_recorder_lag_events", {"symbol": s}, lag) for s, lag in recorder.lag().items()
+    ]
+    lines += [
+        "# HELP signalpush_recorder_unrecordable_symbols Symbols whose keys cannot be recorded now"
+        " (retried with backoff; their lag keeps growing)",
+        "# TYPE signalpush_recorder_unrecordable_symbols gauge",
+        f"signalpush_recorder_unrecordable_symbols {stats.get('unrecordable', 0)}",
+        "# HELP signalpush_recorder_invalid_names Registry names that are not symbols (skipped)",
+        "# TYPE signalpush_recorder_invalid_names gauge",
+        f"signalpush_recorder_invalid_names {stats.get('invalid_names', 0)}",
+    ]
+    last = stats.get("last_commit_ms") or 0
+    age = (time.time() * 1000 - last) / 1000 if last else -1
+    lines += [
+        "# HELP signalpush_recorder_last_commit_age_seconds Seconds since the recorder last committed",
+        "# TYPE signalpush_recorder_last_commit_age_seconds gauge",
+        f"signalpush_recorder_last_commit_age_seconds {age:.3f}",
+    ]
+    return lines
+
+
+class ApiRoutes:
+    """/api/history, /api/figure, /api/bots and /api/performance (see :meth:`handlers`)."""
+
+    def __init__(self, gateway: Gateway, access: Access, engine: AsyncEngine, figures: FigureSource) -> None:
+        self.gateway = gateway
+        self.access = access
+        self.engine = engine
+        self.figures = figures
+        history = gateway.settings.history
+        self.max_minutes = history.max_minutes
+        self.default_minutes = history.default_minutes
+        self.max_points = history.max_points
+        self.max_events = history.max_events
+
+    def __repr__(self) -> str:
+        return f"ApiRoutes(max_minutes={self.max_minutes}, max_points={self.max_points})"
+
+    def handlers(self) -> dict[str, Handler]:
+        """The routes by path, for :class:`server.gateway.http.HttpRoutes`."""
+        return {
+            "/api/history": self._history,
+            "/api/figure": self._figure,
+            "/api/bots": self._bots,
+            "/api/performance": self._performance,
+        }
+
+    def _require(self, query: Query, symbols: list[str] | None = None) -> Principal:
+        return self.access.require(query.request, query.params, symbols)
 
     async def _history(self, query: Query) -> Response:
         symbol = _symbol(query)
-        self.routes.require(query, [symbol])
+        self._require(query, [symbol])
         minutes = _int(query, "minutes", self.default_minutes, 1, self.max_minutes)
         points = _int(query, "max_points", self.max_points, 10, self.max_points * 10)
         flt = parse_filter_query(query.params)
@@ -159,14 +185,14 @@ class ApiRoutes:
 
     async def _figure(self, query: Query) -> Response:
         symbol = _symbol(query)
-        self.routes.require(query, [symbol])
+        self._require(query, [symbol])
         minutes = _int(query, "minutes", self.default_minutes, 1, self.max_minutes)
         points = _int(query, "max_points", self.max_points, 10, self.max_points * 10)
         flt = parse_filter_query(query.params)
 
         async def inline() -> Any:
             window = await self.gateway.history.window(symbol, flt, minutes=minutes, max_points=points)
-            figure = await self.figure_for(symbol, window)
+            figure = await self.figures.figure_for(symbol, window) or {}
             return {"symbol": symbol, "epoch": window.epoch, "to_seq": window.to_seq, **figure}
 
         return await self._built(history_worker.build_api_figure, (symbol, flt, minutes, points), inline)
@@ -186,20 +212,24 @@ class ApiRoutes:
         return Response(200, "OK", headers, body)
 
     async def _bots(self, query: Query) -> Response:
-        principal = self.routes.require(query)
+        principal = self._require(query)
         # The symbols a bot was seen on within the longest history window a wall may ask for.
         since = int(time.time() * 1000) - self.max_minutes * 60_000
+        from server.analytics.payloads import bots_payload  # pandas: loaded by the first request
+
         payload = await bots_payload(self.engine, since_ms=since)
         payload["bots"] = scope_bots(payload.get("bots", []), principal)
         return json_response(payload)
 
     async def _performance(self, query: Query) -> Response:
-        principal = self.routes.require(query)
+        principal = self._require(query)
         params = dict(query.params)
         if principal.patterns != ("*",):
             # A token limited to some symbols sees performance on those symbols only.
             asked = [s for s in params.get("symbols", "").split(",") if s]
             if not asked:
                 raise ProtocolError("forbidden", "symbols: this token must name the symbols it may read")
-            self.routes.require(query, asked)
+            self._require(query, asked)
+        from server.analytics.payloads import performance_payload  # pandas: loaded when asked
+
         return json_response(await performance_payload(self.engine, params))

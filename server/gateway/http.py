@@ -10,11 +10,10 @@ import json
 import logging
 import mimetypes
 import time
-import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from redis import RedisError
@@ -22,16 +21,24 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from publishers.errors import ConfigError, SignalpushError
+from publishers.errors import SignalpushError
 from server.core.trust import symbol_name
 from server.errors import BusError, ProtocolError
-from server.gateway.auth import ANYONE, Authenticator, Principal, one_header, token_from
+from server.gateway.auth import Principal, one_header
 from server.gateway.metrics import render
-from server.gateway.origin import OriginPolicy
 from server.logs import RateLimitedLog
 
 if TYPE_CHECKING:
+    from server.gateway.access import Access
     from server.gateway.server import Gateway
+
+
+class DatabaseProbe(Protocol):
+    """The history store's health for /healthz."""
+
+    async def state(self) -> str:
+        """ "up" or "down"."""
+
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +125,26 @@ def client_files() -> frozenset[str]:
 
 
 class HttpRoutes:
-    """Routes of the gateway's port other than ``/ws``."""
+    """Routes of the gateway's port other than ``/ws``.
 
-    def __init__(self, gateway: Gateway) -> None:
+    ``routes``: more routes by path (server/gateway/api.py's JSON API when there is a history
+    store); ``database``: the store's health for /healthz (None: "disabled");
+    ``metrics_sources``: more /metrics lines (the recorder's).
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        access: Access,
+        *,
+        routes: Mapping[str, Handler] | None = None,
+        database: DatabaseProbe | None = None,
+        metrics_sources: Sequence[Callable[[], list[str]]] = (),
+    ) -> None:
         self.gateway = gateway
-        gateway.http = self
-        self.auth = Authenticator(gateway.settings.auth)
-        #: The principal of each open websocket connection (set at the handshake).
-        self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = weakref.WeakKeyDictionary()
-        server = gateway.settings.server
-        try:
-            self.policy = OriginPolicy(server.host, server.public_hosts, server.allowed_origins)
-        except ProtocolError as exc:
-            raise ConfigError("server.public_hosts", exc.message) from None
+        self.access = access
+        self.database = database
+        self.metrics_sources = tuple(metrics_sources)
         self._throttle = RateLimitedLog(log)
         self._client_files = client_files()
         self._static: dict[str, StaticFile] = {}
@@ -138,8 +152,12 @@ class HttpRoutes:
             "/healthz": self._healthz,
             "/metrics": self._metrics,
             "/api/symbols": self._symbols,
+            **(routes or {}),
         }
         self._pages = {"/": "index.html", "/wall": "wall.html"}
+
+    def __repr__(self) -> str:
+        return f"HttpRoutes(routes={sorted(self._routes)})"
 
     def add_route(self, path: str, handler: Handler) -> None:
         self._routes[path] = handler
@@ -156,7 +174,7 @@ class HttpRoutes:
             parts = urlsplit(request.path)
             path = parts.path
             host = one_header(request.headers, "Host")
-            self.policy.check_host(host)
+            self.access.check_host(host)
             query = Query(path, parse_query(parts.query), request, connection)
             if path == "/ws":
                 return self.check_connection(connection, query)
@@ -193,17 +211,12 @@ class HttpRoutes:
             return self._file("plotly", "package_data/plotly.min.js", request, cache="public, max-age=86400")
         return error_response(404, "not_found", f"no route {path[:100]}")
 
-    def check_origin(self, request: Request) -> None:
-        """ProtocolError(forbidden) for a browser Origin that is not the gateway's own nor allowed."""
-        headers = request.headers
-        self.policy.check_origin(one_header(headers, "Origin"), one_header(headers, "Host"))
-
     def check_connection(self, connection: ServerConnection, query: Query) -> Response | None:
         """Admission of a websocket handshake: Origin, connection caps, then the token."""
         gateway = self.gateway
         server = gateway.settings.server
         request = query.request
-        self.check_origin(request)
+        self.access.check_origin(request)
         if len(gateway.sessions) >= server.max_connections:
             gateway.metrics.connections_refused += 1
             return error_response(503, "too_many", "too many connections (server.max_connections)")
@@ -216,32 +229,12 @@ class HttpRoutes:
             return error_response(
                 429, "too_many", "too many connections from this address (server.max_connections_per_ip)"
             )
-        principal = self.auth.authenticate(token_from(request.headers, query.params))
-        self.principals[connection] = principal
+        self.access.admit(connection, request, query.params)
         return None
-
-    def principal_of(self, ws: ServerConnection) -> Principal:
-        return self.principals.get(ws, ANYONE)
-
-    def forget(self, ws: ServerConnection) -> None:
-        self.principals.pop(ws, None)
-
-    def authorize_symbol(self, ws: ServerConnection, symbol: str) -> None:
-        """Raise ProtocolError(forbidden) if this connection may not read ``symbol`` (auth off: all may)."""
-        if not self.principal_of(ws).can_read(symbol):
-            raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
 
     def require(self, query: Query, symbols: list[str] | None = None) -> Principal:
         """The principal of an HTTP API request; ProtocolError (401/403) if it may not ask this."""
-        self.check_origin(query.request)
-        principal = self.auth.authenticate(token_from(query.request.headers, query.params))
-        for symbol in symbols or []:
-            if not principal.can_read(symbol):
-                raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
-        return principal
-
-    async def figure_for(self, symbol: str, window: Any) -> dict[str, Any] | None:
-        return None
+        return self.access.require(query.request, query.params, symbols)
 
     # -- routes --------------------------------------------------------------------------
 
@@ -255,7 +248,7 @@ class HttpRoutes:
         tasks = gateway.tasks
         bus_task = tasks.get("bus")
         redis_ok = gateway.bus.is_healthy(max_silence_s=10.0) and (bus_task is None or bus_task.up)
-        database = await self.database_state()
+        database = "disabled" if self.database is None else await self.database.state()
         parts = {"bus": "up" if redis_ok else "down", "database": database}
         parts.update({name: "up" if task.up else "down" for name, task in tasks.items() if name != "bus"})
         down = sorted(name for name, state in parts.items() if state == "down")
@@ -272,16 +265,12 @@ class HttpRoutes:
         }
         return json_response(body, 503 if down else 200)
 
-    async def database_state(self) -> str:
-        """ "up", "down", or "disabled" (no history store in this process)."""
-        return "disabled"
-
-    def extra_metrics(self) -> list[str]:
-        return []
-
     async def _metrics(self, query: Query) -> Response:
-        text = render(self.gateway.metrics, self.gateway.gauges(), self.extra_metrics)
+        text = render(self.gateway.metrics, self.gateway.gauges(), self._extra_metrics)
         return text_response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def _extra_metrics(self) -> list[str]:
+        return [line for source in self.metrics_sources for line in source()]
 
     async def _symbols(self, query: Query) -> Response:
         """The registered symbols this token may read, with their epoch and seq.

@@ -56,13 +56,13 @@ _MAX_LATENCY_MS: Final = 3_600_000
 
 class BusState(Protocol):
     up: bool
-    reconnects: int
 
 
 def refuse_if_bus_down(bus: BusState, live: LivePath) -> None:
     """A subscribe while the bus is known down (it was up, or a connection attempt failed) fails at
     once with ``internal`` instead of waiting for a confirmation that cannot come."""
-    if not bus.up and (live.bus_was_up or bus.reconnects > 0):
+    # (a bus that never connected but failed to counts ``reconnects``: RedisBus and ShardedBus do)
+    if not bus.up and (live.bus_was_up or getattr(bus, "reconnects", 0) > 0):
         raise BusError("Redis is down (the gateway sent status down); subscribe again when it is up")
 
 
@@ -312,13 +312,11 @@ class LivePath:
         """Redis lost writes we already sent (a failover): every subscriber gets reset and a fresh window."""
         log.warning("history rewritten in Redis; resetting subscribers", extra={"symbol": symbol, "seq": seq})
         self.reset_symbol(symbol, epoch, "history rewritten in Redis", seq - 1)
-        state = self.fanout.symbols[symbol]
-        state.recent = {s: raw for s, raw in state.recent.items() if s < seq}
+        self.fanout.forget_sent_from(symbol, seq)
 
     def reset_symbol(self, symbol: str, epoch: str, reason: str, position: int = 0) -> None:
         """Every subscriber gets ``reset`` and a fresh window; live goes on after ``position``."""
         for member in self.fanout.reset_symbol(symbol, epoch, position):
-            self.outbox.lagging.discard(member)
             self._restart_member(member, reason)
 
     # -- the bus going down and up -------------------------------------------------------------

@@ -1,14 +1,15 @@
 """Writing what the fan-out core built, without awaiting per recipient.
 
-A connection whose transport buffer is past ``max_buffer_bytes`` is skipped and marked
-lagging (the housekeeping catches it up from the log once it drains).
+A connection whose transport buffer is past ``max_buffer_bytes`` is skipped and handed to
+``on_full`` (server/gateway/slowclients.py: it pauses the subscription and catches it up from
+the log once the buffer drains).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from websockets.asyncio.server import ServerConnection, broadcast
@@ -16,7 +17,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from server.core.chunks import MAX_SEND_FRAME_BYTES, chunk_frames
-from server.core.fanout import Fanout, Member, MemberState, Outgoing
+from server.core.fanout import Member, MemberState, Outgoing
 from server.gateway.metrics import GatewayMetrics
 
 
@@ -64,22 +65,26 @@ def buffered(ws: ServerConnection) -> int:
     return transport.get_write_buffer_size() if transport is not None else 0
 
 
+#: Told of a member skipped for a full buffer: (member, last position it got, now).
+FullBuffer = Callable[[Member, int, float], None]
+
+
 class Outbox:
+    """Writes the core's ``Outgoing`` to the connections: each group's frame encoded once; a frame
+    over ``max_send_frame_bytes`` as ``chunk`` frames (server/core/chunks.py)."""
+
     def __init__(
         self,
-        fanout: Fanout,
         metrics: GatewayMetrics,
         max_buffer_bytes: int,
+        on_full: FullBuffer,
         max_send_frame_bytes: int = MAX_SEND_FRAME_BYTES,
     ) -> None:
-        self.fanout = fanout
         self.metrics = metrics
         self.max_buffer_bytes = max_buffer_bytes
-        #: A frame larger than this goes out as ``chunk`` frames (server/core/chunks.py).
+        self._on_full = on_full
         self.max_send_frame_bytes = max_send_frame_bytes
         self._chunk_ids = itertools.count(1)
-        #: Members paused because their send buffer was full.
-        self.lagging: set[Member] = set()
 
     def write(self, out: Outgoing) -> None:
         limit = self.max_buffer_bytes
@@ -97,7 +102,7 @@ class Outbox:
                 slow = broadcast_text(live, data, limit)
             for ws in slow:
                 member = batch.group.members[ws]
-                self._lag(member, max(member.position, batch.from_seq - 1), now)
+                self._on_full(member, max(member.position, batch.from_seq - 1), now)
             delivered = count - len(slow)
             metrics.frames_out += 1
             metrics.deliveries += delivered
@@ -108,7 +113,7 @@ class Outbox:
                 continue
             ws = ws_of(member)
             if buffered(ws) > limit:
-                self._lag(member, send.before, now)
+                self._on_full(member, send.before, now)
                 continue
             self.send_now(ws, send.text)
 
@@ -140,7 +145,3 @@ class Outbox:
 
     def broadcast_all(self, connections: Iterable[ServerConnection], text: str) -> None:
         broadcast(list(connections), text)
-
-    def _lag(self, member: Member, position: int, now: float) -> None:
-        self.fanout.mark_lagging(member, position, now)
-        self.lagging.add(member)

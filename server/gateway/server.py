@@ -1,6 +1,6 @@
 """The websocket gateway: connections, the subscribe flow, and writing what the fan-out core builds.
 
-Flow of a subscription (the gap-free invariant, DESIGN.md §2): join the group as
+Flow of a subscription (the gap-free invariant, docs/design.md, the gap-free invariant): join the group as
 LOADING (the group's batches are kept for it), make sure the symbol's live channel is
 joined and the live path primed, send ``subscribed``, read the backfill or resume
 position from history, send it, then replay the kept batches from the next seq on and
@@ -20,23 +20,19 @@ from collections.abc import Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from publishers.connection import async_client, is_cluster_url
 from publishers.events import now_ms
 from server.core.fanout import (
     Fanout,
     Member,
-    MemberState,
 )
 from server.core.protocol import (
     CLOSE_POLICY,
     CLOSE_RESTART,
     CLOSE_TOKEN_EXPIRED,
-    CLOSE_TOO_SLOW,
     CLOSE_UNSUPPORTED,
     Limits,
     Ref,
@@ -56,15 +52,15 @@ from server.core.protocol import (
 )
 from server.errors import ProtocolError
 from server.gateway.builds import HistoryBuilds
-from server.gateway.bus import RedisBus
-from server.gateway.bus_cluster import ShardedBus
 from server.gateway.catchup import CatchUp
 from server.gateway.livepath import RECOVERABLE, LivePath, refuse_if_bus_down
 from server.gateway.metrics import GatewayMetrics
-from server.gateway.outbox import Outbox, buffered, ws_of
-from server.gateway.session import Admission, Session, TokenBucket, close_stalled, stalled_sessions
+from server.gateway.outbox import Outbox, ws_of
+from server.gateway.ports import Authorizer, Bus, BusFactory, FigureSource, RequestHandler
+from server.gateway.session import Admission, Session, TokenBucket
+from server.gateway.slowclients import SlowClients
 from server.gateway.tasks import SupervisedTask
-from server.history.source import HistorySource, LogHistory, StoreHistory, Window
+from server.history.source import HistorySource
 from server.logs import RateLimitedLog
 from server.settings import Settings
 
@@ -83,34 +79,42 @@ class Gateway:
         settings: Settings,
         *,
         redis_url: str,
-        history: HistorySource | None = None,
-        engine: AsyncEngine | None = None,
+        redis: aioredis.Redis,
+        history: HistorySource,
+        access: Authorizer,
+        figures: FigureSource,
+        make_bus: BusFactory,
+        builds_database_url: str | None = None,
     ) -> None:
+        """Collaborators come from the composition root (server/cli/runner.py).
+
+        ``builds_database_url``: history builds run in worker processes reading that database
+        (when ``history.workers`` > 0); None builds them in this process.
+        """
         self.settings = settings
         self.redis_url = redis_url
-        self.redis: aioredis.Redis = async_client(
-            redis_url,
-            socket_timeout_s=settings.redis.socket_timeout_s,
-            name="signalpush-gateway",
-            max_connections=32,
-        )
-        builds_in_workers = history is None
-        if history is None:
-            history = (
-                LogHistory(self.redis)
-                if engine is None
-                else StoreHistory(self.redis, engine, settings.history)
-            )
-        self.history: HistorySource = history
+        self.redis = redis
+        self.history = history
+        self.access = access
+        self.figures = figures
         self.fanout = Fanout()
         self.metrics = GatewayMetrics()
-        self.outbox = Outbox(
+        self.sessions: dict[ServerConnection, Session] = {}
+        self.slow = SlowClients(
             self.fanout,
             self.metrics,
+            max_buffer_bytes=settings.server.max_buffer_bytes,
+            timeout_s=settings.server.slow_client_timeout_s,
+            catch_up=self._catch_up_drained,
+            spawn=self._spawn,
+            close_timeout_s=CLOSE_TIMEOUT_S,
+        )
+        self.outbox = Outbox(
+            self.metrics,
             settings.server.max_buffer_bytes,
+            self.slow.lag,
             settings.server.max_send_frame_bytes,
         )
-        self.sessions: dict[ServerConnection, Session] = {}
         self.live = LivePath(
             fanout=self.fanout,
             history=self.history,
@@ -124,10 +128,9 @@ class Gateway:
         self.builds = HistoryBuilds.create(
             settings.history,
             redis_url=redis_url,
-            # Worker processes read the same database (only when the gateway's history is its own).
-            database_url=settings.database.url if engine is not None and builds_in_workers else None,
+            database_url=builds_database_url,
             source=self.history,
-            figure=self._figure,
+            figure=self.figures.figure_for,
             metrics=self.metrics,
         )
         self.catchup = CatchUp(
@@ -138,13 +141,7 @@ class Gateway:
             defaults=settings.history,
             builds=self.builds,
         )
-        bus_class = ShardedBus if is_cluster_url(redis_url) else RedisBus
-        self.bus: RedisBus | ShardedBus = bus_class(
-            redis_url,
-            on_batch=self.live.on_batch,
-            on_state=self.live.on_bus_state,
-            batch_window_s=settings.server.batch_ms / 1000,
-        )
+        self.bus: Bus = make_bus(self.live.on_batch, self.live.on_bus_state)
         #: Open connections per remote address (for server.max_connections_per_ip).
         self.per_address: dict[str, int] = {}
         self.limits = Limits(
@@ -152,28 +149,53 @@ class Gateway:
             max_points=settings.history.max_points * 10,
             default_points=settings.history.max_points,
         )
-        self.http: Any = None  # server.gateway.http.HttpRoutes, set by the runner
         #: The process's long-running tasks by name (restarted if they end; /healthz shows them).
         self.tasks: dict[str, SupervisedTask] = {}
+        self._http: RequestHandler | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self._stopping = False
         self.started_at = time.monotonic()
         self._throttle = RateLimitedLog(log)
 
+    def __repr__(self) -> str:
+        symbols = len(self.fanout.symbols)
+        return f"Gateway(connections={len(self.sessions)}, symbols={symbols}, bus={self.bus!r})"
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(
-        self, host: str | None = None, port: int | None = None, *, reuse_port: bool = False
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        reuse_port: bool = False,
+        http: RequestHandler | None = None,
+        sock: socket.socket | None = None,
     ) -> int:
-        """Listen and start the bus; returns the bound port."""
+        """Listen and start the bus; returns the bound port.
+
+        ``http`` answers the port's other routes (server/gateway/http.py); without it only
+        ``/ws`` is served. ``sock``: a socket already listening (bound before start-up, so
+        connections queue instead of being refused while the process starts).
+        """
         server = self.settings.server
+        self._http = http
         self.supervise(SupervisedTask("bus", self.bus.run))
         self.supervise(SupervisedTask("housekeeping", self._housekeeping))
+        where: dict[str, Any] = (
+            {"sock": sock}
+            if sock is not None
+            else {
+                "host": host or server.host,
+                "port": server.port if port is None else port,
+                "reuse_port": reuse_port,
+            }
+        )
         self._server = await serve(
             self._handle,
-            host or server.host,
-            server.port if port is None else port,
+            **where,
+            backlog=server.listen_backlog,
             process_request=self._process_request,
             compression="deflate" if server.compression else None,
             max_size=server.max_frame_bytes,
@@ -181,7 +203,6 @@ class Gateway:
             ping_timeout=server.heartbeat_s,
             close_timeout=CLOSE_TIMEOUT_S,
             max_queue=64,
-            reuse_port=reuse_port,
         )
         sockets = list(self._server.sockets)
         bound: int = sockets[0].getsockname()[1]
@@ -220,9 +241,8 @@ class Gateway:
     # -- connections ----------------------------------------------------------------
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if self.http is not None:
-            response: Response | None = await self.http.handle(connection, request)
-            return response
+        if self._http is not None:
+            return await self._http(connection, request)
         if request.path.split("?", 1)[0] != "/ws":
             return connection.respond(404, "not found\n")
         return None
@@ -297,9 +317,7 @@ class Gateway:
 
     def _schedule_expiry(self, ws: ServerConnection) -> asyncio.TimerHandle | None:
         """Close the connection with 4003 the moment its token expires."""
-        if self.http is None:
-            return None
-        left = self.http.principal_of(ws).seconds_left()
+        left = self.access.principal_of(ws).seconds_left()
         if left is None:
             return None
         return asyncio.get_running_loop().call_later(
@@ -313,8 +331,7 @@ class Gateway:
             self.per_address[session.address] = count
         else:
             self.per_address.pop(session.address, None)
-        if self.http is not None:
-            self.http.forget(session.ws)
+        self.access.forget(session.ws)
         for sub in list(session.members):
             self._leave(session, sub)
 
@@ -324,7 +341,7 @@ class Gateway:
         session.history.pop(sub, None)
         if member is None:
             return
-        self.outbox.lagging.discard(member)
+        self.slow.forget(member)
         symbol = member.group.symbol
         if self.fanout.leave(member):
             self.bus.unsubscribe(symbol)
@@ -341,8 +358,7 @@ class Gateway:
     # -- the subscribe flow -----------------------------------------------------------
 
     async def _subscribe(self, session: Session, request: Subscribe) -> None:
-        if self.http is not None:
-            self.http.authorize_symbol(session.ws, request.symbol)
+        self.access.authorize_symbol(session.ws, request.symbol)
         if request.history is not None:
             self.builds.budget.admit()  # error busy before anything is set up for it
         member, new_symbol = self.fanout.join(session.ws, request.symbol, request.filter, time.monotonic())
@@ -386,6 +402,7 @@ class Gateway:
 
     def _restart_member(self, member: Member, reason: str) -> None:
         """A reset of the member's symbol: send ``reset`` and a fresh window (a new catch-up)."""
+        self.slow.forget(member)
         session = self.sessions.get(ws_of(member))
         if session is None:
             return
@@ -397,59 +414,27 @@ class Gateway:
             f"signalpush-reset-{member.sub}",
         )
 
-    async def _figure(self, symbol: str, window: Window) -> dict[str, Any] | None:
-        if self.http is None:
-            return None
-        figure: dict[str, Any] | None = await self.http.figure_for(symbol, window)
-        return figure
-
-    # -- housekeeping: quiet groups, slow clients -------------------------------------------
+    # -- housekeeping: quiet groups, slow clients (server/gateway/slowclients.py) -------------
 
     async def _housekeeping(self) -> None:
         server = self.settings.server
-        next_stall_check = 0.0
         while True:
             await asyncio.sleep(min(0.25, server.heartbeat_s / 4))
             now = time.monotonic()
             self.outbox.write(self.fanout.idle_frames(now, server.heartbeat_s))
             self.builds.tidy(now)
-            for member in list(self.outbox.lagging):
-                self._check_lagging(member, now)
-            if now >= next_stall_check:
-                next_stall_check = now + 1.0
-                for session in stalled_sessions(self.sessions.values(), now, server.slow_client_timeout_s):
-                    self._close_slow(session)
+            self.slow.tick(self.sessions, now)
 
-    def _close_slow(self, session: Session) -> None:
-        """4008 (resume later); aborted if the close frame cannot get through the full buffer either."""
-        if not session.closing:
-            session.closing = True
-            self.metrics.slow_closes += 1
-            self._spawn(close_stalled(session.ws, CLOSE_TOO_SLOW, "too slow: resume", 2 * CLOSE_TIMEOUT_S))
-
-    def _check_lagging(self, member: Member, now: float) -> None:
-        lagging = self.outbox.lagging
-        session = self.sessions.get(ws_of(member))
-        if session is None or member.state is not MemberState.LAGGING:
-            lagging.discard(member)
-            return
-        ws = session.ws
-        if now - member.lagging_since > self.settings.server.slow_client_timeout_s:
-            lagging.discard(member)
-            self._close_slow(session)
-            return
-        if buffered(ws) <= self.settings.server.max_buffer_bytes // 4:
-            lagging.discard(member)
-            self.metrics.slow_catchups += 1
-            self.fanout.restart_loading(member)
-            epoch = self.fanout.symbols[member.group.symbol].epoch or ""
-            session.cancel(member.sub)
-            resume = ResumeRequest(epoch, member.position)
-            session.start_catch_up(
-                member.sub,
-                lambda: self.catchup.run(session.ws, member, member.generation, None, resume),
-                f"signalpush-slow-{member.sub}",
-            )
+    def _catch_up_drained(self, session: Session, member: Member) -> None:
+        """A lagging subscription's buffer drained: catch it up from the log, then live."""
+        epoch = self.fanout.symbols[member.group.symbol].epoch or ""
+        session.cancel(member.sub)
+        resume = ResumeRequest(epoch, member.position)
+        session.start_catch_up(
+            member.sub,
+            lambda: self.catchup.run(session.ws, member, member.generation, None, resume),
+            f"signalpush-slow-{member.sub}",
+        )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coroutine)
@@ -465,7 +450,7 @@ class Gateway:
             "subscriptions": (subscriptions, "Subscriptions across connections"),
             "groups": (len(self.fanout.groups), "Subscription groups (symbol, filter)"),
             "symbols": (len(self.fanout.symbols), "Symbols with live subscriptions"),
-            "lagging_connections": (len(self.outbox.lagging), "Subscriptions paused for a full send buffer"),
+            "lagging_connections": (len(self.slow.lagging), "Subscriptions paused for a full send buffer"),
             "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
             **self.builds.budget.gauges(),
         }

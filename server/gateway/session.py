@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
-import socket
-import struct
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection
@@ -101,51 +98,3 @@ class Session:
                 await catch_up()
 
         self.tasks[sub] = asyncio.create_task(in_turn(), name=name)
-
-
-def write_blocked(ws: ServerConnection) -> bool:
-    """The send buffer is above its high-water mark: writers wait until the client reads."""
-    transport = ws.transport
-    return transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]
-
-
-def stalled_sessions(
-    sessions: Iterable[Session],
-    now: float,
-    timeout_s: float,
-    blocked: Callable[[ServerConnection], bool] = write_blocked,
-) -> list[Session]:
-    """Sessions whose send buffer was above its high-water mark at every check for ``timeout_s``.
-
-    Those clients stopped reading. Keepalive does not catch them: websockets' ping (and
-    close) waits for the buffer to drain before its timeout starts, so without this such a
-    connection, and what is buffered for it, would stay forever.
-    """
-    found: list[Session] = []
-    for session in sessions:
-        if session.closing:
-            continue
-        if not blocked(session.ws):
-            session.stalled_since = None
-        elif session.stalled_since is None:
-            session.stalled_since = now
-        elif now - session.stalled_since > timeout_s:
-            found.append(session)
-    return found
-
-
-async def close_stalled(ws: ServerConnection, code: int, reason: str, timeout_s: float) -> None:
-    """Close with ``code``; if the close frame cannot get through the full buffer in time, reset.
-
-    The reset (SO_LINGER 0) frees the kernel's send buffer at once: a plain close would leave
-    an orphan socket holding it (megabytes on loopback) until zero-window probing gives up.
-    """
-    try:
-        async with asyncio.timeout(timeout_s):
-            await ws.close(code, reason)
-    except TimeoutError:
-        sock = ws.transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        ws.transport.abort()

@@ -25,8 +25,6 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-import pandas as pd
-
 from publishers.events import SCHEMA
 
 #: A history frame's candle columns (the event schema's).
@@ -84,6 +82,8 @@ def candle_columns(candles: Sequence[CandleItem], max_points: int) -> dict[str, 
             "ts": list(ts),
             **{n: finite_list(c) for n, c in zip(CANDLE_COLUMNS[1:], columns, strict=True)},
         }
+    import pandas as pd  # only windows past max_points need it: serve starts without pandas
+
     frame = pd.DataFrame(
         {"ts": ts, "open": opens, "high": highs, "low": lows, "close": closes, "volume": volumes}
     )

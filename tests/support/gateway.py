@@ -13,6 +13,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from server.cli.runner import compose_gateway
 from server.core.chunks import Reassembler
 from server.gateway.http import HttpRoutes
 from server.gateway.server import Gateway
@@ -28,6 +29,8 @@ def gateway_settings(**sections: dict[str, Any]) -> Settings:
 class RunningGateway:
     gateway: Gateway
     port: int
+    #: The HTTP routes of its port (None: composed by the runner, not reachable here).
+    routes: HttpRoutes | None = None
 
     @property
     def ws_url(self) -> str:
@@ -40,19 +43,19 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(redis_url: str, settings: Settings | None = None) -> AsyncIterator[RunningGateway]:
-    gateway = Gateway(settings or gateway_settings(), redis_url=redis_url)
-    gateway.http = HttpRoutes(gateway)
-    port = await gateway.start(host="127.0.0.1", port=0)
+    composed = compose_gateway(settings or gateway_settings(), redis_url)
+    gateway = composed.gateway
+    port = await gateway.start(host="127.0.0.1", port=0, http=composed.routes.handle)
     try:
         await async_wait_until(lambda: gateway.bus.up, what="the gateway's bus to connect")
-        yield RunningGateway(gateway, port)
+        yield RunningGateway(gateway, port, composed.routes)
     finally:
         await gateway.stop()
 
 
 @dataclass
 class WsClient:
-    """Connects, records every frame, and checks the client-side rules of DESIGN.md §3."""
+    """Connects, records every frame, and checks the client-side rules of docs/protocol.md."""
 
     url: str
     frames: list[dict[str, Any]] = field(default_factory=list)

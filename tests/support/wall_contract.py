@@ -68,7 +68,7 @@ def _events() -> list[dict[str, Any]]:
 
 
 def columnar(events: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
-    """A history frame's ``data`` (DESIGN.md §3): one column list per field; the latest candle per ts."""
+    """A history frame's ``data`` (docs/protocol.md): one column list per field; the latest candle per ts."""
     data: dict[str, dict[str, list[Any]]] = {kind: {c: [] for c in cols} for kind, cols in COLUMNS.items()}
     candles: dict[int, dict[str, Any]] = {}
     for event in events:

@@ -23,7 +23,7 @@ COLUMNS = {
 
 
 def columnar(events: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
-    """A history frame's ``data`` object from events (DESIGN.md §3)."""
+    """A history frame's ``data`` object from events (docs/protocol.md)."""
     data: dict[str, dict[str, list[Any]]] = {kind: {c: [] for c in cols} for kind, cols in COLUMNS.items()}
     for seq, event in enumerate(events, start=1):
         event = {**event, "seq": seq}

@@ -23,6 +23,49 @@ def test_help_lists_the_commands() -> None:
         assert command in result.stdout
 
 
+#: What `--help` and `publish` must not load (docs/design.md: analytics, charts and the bench are
+#: loaded only by the commands or requests that need them).
+HEAVY = ("pandas", "plotly", "sqlalchemy", "server.bench", "server.analytics", "server.charts")
+LOADED = f"print('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+
+
+def heavy_modules_after(*args: str) -> list[str]:
+    code = (
+        "import contextlib, sys\n"
+        "from server.cli.main import main\n"
+        f"with contextlib.suppress(SystemExit): main({list(args)!r})\n"
+        f"{LOADED}\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("loaded:"), result.stdout
+    return [m for m in line.removeprefix("loaded:").split(",") if m]
+
+
+def test_help_and_publish_load_no_pandas_plotly_sqlalchemy_or_bench(redis_url: str, symbol: str) -> None:
+    assert heavy_modules_after("--help") == []
+    published = (
+        "publish",
+        "signal",
+        symbol,
+        "type=buy",
+        "price=1",
+        "confidence=0.5",
+        "--redis-url",
+        redis_url,
+    )
+    assert heavy_modules_after(*published) == []
+    assert "server.bench" in heavy_modules_after("bench", "--help"), "bench loads when asked"
+
+
+def test_serve_starts_without_pandas_plotly_or_alembic() -> None:
+    """They load when a figure, analytics request or migration needs them, not at every start."""
+    code = "import sys, server.cli.runner; print(sorted({'pandas', 'plotly', 'alembic'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 def test_publish_one_event_from_the_command_line(redis_url: str, symbol: str) -> None:
     result = run_cli(
         "publish",

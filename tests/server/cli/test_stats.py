@@ -62,6 +62,7 @@ def test_stats_html_report_is_self_contained(demo_url: str, tmp_path: Path) -> N
     assert "mean_reversion" in text
 
 
+@pytest.mark.slow  # out of `make quicktest` (under 60 s); `make test` runs it
 def test_stats_with_no_trades_and_bad_days(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
     asyncio.run(fresh_store(url))

@@ -8,15 +8,15 @@ import os
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from publishers import Publisher
 from publishers.events import now_ms
 from server.bench.procs import children_of
+from server.cli.runner import compose_gateway
 from server.core.filters import EventFilter
 from server.errors import ProtocolError
 from server.gateway.builds import POOL_IDLE_S, HistoryBudget
-from server.gateway.http import HttpRoutes
-from server.gateway.server import Gateway
 from server.history.source import LogHistory, Window
 from tests.support import async_wait_until
 from tests.support.gateway import RunningGateway, WsClient, gateway_settings, get, serving
@@ -102,12 +102,12 @@ async def test_history_requests_past_the_waiting_cap_get_busy_and_others_are_ser
     redis_url: str, symbol: str
 ) -> None:
     settings = gateway_settings(history={"workers": 0, "max_waiting": 1})
-    gateway = Gateway(settings, redis_url=redis_url)
-    gated = GatedHistory(gateway.redis)
-    gateway.history = gateway.catchup.history = gateway.builds.source = gated
-    gateway.http = HttpRoutes(gateway)
-    port = await gateway.start(host="127.0.0.1", port=0)
-    running = RunningGateway(gateway, port)
+    history_redis = aioredis.Redis.from_url(redis_url)
+    gated = GatedHistory(history_redis)
+    composed = compose_gateway(settings, redis_url, history=gated)
+    gateway = composed.gateway
+    port = await gateway.start(host="127.0.0.1", port=0, http=composed.routes.handle)
+    running = RunningGateway(gateway, port, composed.routes)
     try:
         await async_wait_until(lambda: gateway.bus.up, what="bus")
         clients = [await WsClient(running.ws_url).connect() for _ in range(3)]
@@ -130,6 +130,7 @@ async def test_history_requests_past_the_waiting_cap_get_busy_and_others_are_ser
             await client.close()
     finally:
         await gateway.stop()
+        await history_redis.aclose()
 
 
 # -- builds in worker processes (what serve runs) ----------------------------------------------

@@ -133,7 +133,8 @@ async def test_an_unexpected_exception_is_a_500_logged_once_without_traceback(
         raise RuntimeError("a bug")
 
     async with running_gateway(redis_url) as running:
-        running.gateway.http.add_route("/broken", broken)
+        assert running.routes is not None
+        running.routes.add_route("/broken", broken)
         with caplog.at_level(logging.WARNING):
             replies = [await get(running.port, "/broken") for _ in range(5)]
         assert {r.status for r in replies} == {500}
@@ -243,6 +244,7 @@ async def test_a_token_without_a_symbols_claim_is_refused(redis_url: str) -> Non
         await client.close()
 
 
+@pytest.mark.slow  # out of `make quicktest` (under 60 s); `make test` runs it
 async def test_polite_bursts_over_the_bucket_are_never_closed(redis_url: str) -> None:
     settings = gateway_settings(server={"message_rate": 20.0, "message_burst": 10})
     async with running_gateway(redis_url, settings) as running:

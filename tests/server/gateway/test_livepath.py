@@ -32,7 +32,7 @@ class CapturingOutbox(Outbox):
     """Keeps every frame the core built instead of writing it to sockets."""
 
     def __init__(self, fanout: Fanout, metrics: GatewayMetrics) -> None:
-        super().__init__(fanout, metrics, 1 << 20)
+        super().__init__(metrics, 1 << 20, fanout.mark_lagging)
         self.texts: list[str] = []
 
     def write(self, out: Outgoing) -> None:

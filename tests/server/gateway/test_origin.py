@@ -104,10 +104,9 @@ def test_allowed_origins_add_to_the_own_origin_and_star_allows_any() -> None:
 
 def test_a_malformed_public_host_stops_start_up_naming_the_key() -> None:
     from publishers.errors import ConfigError
-    from server.gateway.http import HttpRoutes
-    from server.gateway.server import Gateway
+    from server.cli.runner import compose_gateway
     from tests.support.gateway import gateway_settings
 
     settings = gateway_settings(server={"public_hosts": ["walls.example.com/x"]})
     with pytest.raises(ConfigError, match="server.public_hosts"):
-        HttpRoutes(Gateway(settings, redis_url="redis://127.0.0.1:1/0"))
+        compose_gateway(settings, "redis://127.0.0.1:1/0")

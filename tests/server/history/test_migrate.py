@@ -4,6 +4,7 @@ import asyncio
 import subprocess
 import sys
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect, select
@@ -75,6 +76,7 @@ async def test_concurrent_upgrades_all_succeed(database_url: str) -> None:
     assert await current_revision(database_url) == head_revision()
 
 
+@pytest.mark.slow  # out of `make quicktest` (under 60 s); `make test` runs it
 def test_db_upgrade_and_current_from_the_command_line(database_url: str) -> None:
     asyncio.run(reset_schema(database_url))
 
@@ -95,3 +97,10 @@ def test_db_upgrade_and_current_from_the_command_line(database_url: str) -> None
     again = cli("db", "upgrade")
     assert "already up to date" in again.stdout
     assert cli("db", "current").stdout.strip() == f"{head_revision()} (head)"
+
+
+def test_the_shipped_head_constant_is_alembics_head() -> None:
+    """serve opens a database at SHIPPED_HEAD without loading Alembic: it must name the real head."""
+    from server.history.migrate import SHIPPED_HEAD
+
+    assert head_revision() == SHIPPED_HEAD
