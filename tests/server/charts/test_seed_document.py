@@ -778,7 +778,43 @@ def test_get_bots_takes_the_seeds_keyword(store: str) -> None:
     with BotDataService() as service:
         by_keyword = service.get_bots(filter_config=BotFilterConfig(strategies=["momentum"]))
         positional = service.get_bots(BotFilterConfig(strategies=["momentum"]))
+        # The seed's "Available Methods" table, every parameter by its name.
+        ids = by_keyword["id"].tolist()
+        start, end = datetime.now() - timedelta(days=7), datetime.now()
+        signals = service.get_signals_for_bots(
+            bot_ids=ids, start_time=start, end_time=end, signal_types=["buy"], min_confidence=0.2
+        )
+        trades = service.get_trades_for_bots(bot_ids=ids, start_time=start, end_time=end, sides=["sell"])
+        performance = service.get_bot_performance(bot_ids=ids, start_time=start, end_time=end)
     assert list(by_keyword["name"]) == list(positional["name"]) and len(by_keyword) == 2
+    assert set(signals["signal_type"]) == {"buy"} and (signals["confidence"] >= 0.2).all()
+    assert set(signals["bot"]) <= set(by_keyword["name"]) and set(trades["side"]) == {"sell"}
+    assert set(performance.index) <= set(by_keyword["name"])
+
+
+def test_naive_datetimes_are_local_time(store: str) -> None:
+    """datetime.now() on a machine far from UTC still means now: the seed's windows find the data."""
+    import time as clock
+
+    from server.charts.layers.bot_integration import BotDataService
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Kiritimati"  # UTC+14
+    clock.tzset()
+    try:
+        with BotDataService() as service:
+            recent = service.get_signals_for_bots(
+                start_time=datetime.now() - timedelta(hours=2), end_time=datetime.now()
+            )
+            future = service.get_signals_for_bots(start_time=datetime.now() + timedelta(hours=1))
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        clock.tzset()
+    assert len(recent) == len(events("signal")) + len(events("signal", "ETHUSDT"))
+    assert future.empty
 
 
 def test_a_sqlite_folder_that_cannot_be_made_degrades(tmp_path: Path) -> None:
