@@ -300,15 +300,29 @@ class Gateway:
         except ProtocolError as exc:
             await self._error(ws, exc.ref, exc.code, exc.message)
             return
+        if isinstance(message, Subscribe | Unsubscribe):
+            if not session.in_order(lambda: self._ordered(session, message)):
+                await self._error(ws, message.ref, "busy", "too many subscribes waiting on this connection")
+        else:
+            await ws.send(pong_frame(message.ref, now_ms()))
+
+    async def _ordered(self, session: Session, message: Subscribe | Unsubscribe) -> None:
+        """A subscribe or unsubscribe, in order with the connection's others but off its reader (a
+        ping behind a subscribe waiting for Redis is answered at once); a bug answers internal."""
         try:
             if isinstance(message, Subscribe):
                 await self._subscribe(session, message)
-            elif isinstance(message, Unsubscribe):
-                self._unsubscribe(session, message)
             else:
-                await ws.send(pong_frame(message.ref, now_ms()))
+                self._unsubscribe(session, message)
         except ProtocolError as exc:
-            await self._error(ws, message.ref, exc.code, exc.message)
+            await self._error(session.ws, message.ref, exc.code, exc.message)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:
+            self._throttle.warning(
+                f"frame {type(exc).__name__}", "client frame crashed its handler", error=str(exc)
+            )
+            await self._error(session.ws, message.ref, "internal", "internal error while handling this frame")
 
     async def _error(self, ws: ServerConnection, ref: Ref, code: str, message: str) -> None:
         self.metrics.protocol_errors += 1
@@ -332,6 +346,7 @@ class Gateway:
         else:
             self.per_address.pop(session.address, None)
         self.access.forget(session.ws)
+        session.cancel_ops()
         for sub in list(session.members):
             self._leave(session, sub)
 
