@@ -96,6 +96,7 @@ async function load() {
     cell(row, (b.symbols ?? []).join(", "));
     const syms = (b.symbols ?? []).join(",");
     cell(row, syms ? link(wallHref({ symbols: syms, bots: b.name }), "wall") : "–");
+    cell(row, b.id == null ? "–" : String(b.id)); // the stable id the seed API's bot_ids use
     botBody.append(row);
   }
 }

@@ -89,14 +89,29 @@ export interface HelloFrame {
   protocol: number;
   server: string;
   heartbeat_s: number;
+  /** host:pid of the gateway process the connection reached. */
+  instance?: string;
 }
 export interface SubscribedFrame {
   op: "subscribed";
-  ref?: string;
+  /** Echoed exactly as sent (a number stays a number). */
+  ref?: string | number;
   sub: string;
   symbol: string;
   epoch: string | null;
   seq: number;
+  /** The canonical filter: what makes two subscriptions the same (docs/protocol.md). */
+  filter?: Record<string, unknown>;
+  /** True when this subscribe replaced the connection's subscription with that symbol and filter. */
+  replaced?: boolean;
+}
+/** A piece of a frame over the server's max_send_frame_bytes; the client joins them itself. */
+export interface ChunkFrame {
+  op: "chunk";
+  id: number;
+  index: number;
+  count: number;
+  data: string;
 }
 export interface HistoryFrame {
   op: "history";
@@ -163,7 +178,7 @@ export interface StatusFrame {
 }
 export interface ErrorFrame {
   op: "error";
-  ref?: string;
+  ref?: string | number;
   code: "bad_request" | "unauthorized" | "forbidden" | "too_many" | "rate_limited" | "internal" | string;
   message: string;
 }

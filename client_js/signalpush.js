@@ -553,9 +553,42 @@ export class SignalPushClient {
         return this._onPong(frame);
       case "error":
         return this._onErrorFrame(frame);
+      case "chunk":
+        return this._onChunk(frame, conn);
       default:
         return undefined; // unknown ops are ignored (forward compatible)
     }
+  }
+
+  /**
+   * A frame over the server's max_send_frame_bytes comes as chunk frames: the data of index
+   * 0..count-1 of one id, joined, is the frame's JSON text (docs/protocol.md, "Frame size").
+   * Other frames may come between the chunks; the frame counts when its last chunk arrives.
+   */
+  _onChunk(frame, conn) {
+    const { id, index, count, data } = frame;
+    if (
+      !Number.isInteger(index) ||
+      !Number.isInteger(count) ||
+      index < 0 ||
+      index >= count ||
+      typeof data !== "string"
+    )
+      throw new TypeError("chunk frame without a valid index, count and data");
+    conn.chunks ??= new Map();
+    let parts = conn.chunks.get(id);
+    if (parts === undefined) {
+      parts = { pieces: new Array(count), received: 0 };
+      conn.chunks.set(id, parts);
+    }
+    if (parts.pieces[index] === undefined) parts.received += 1;
+    parts.pieces[index] = data;
+    if (parts.received < count) return undefined;
+    conn.chunks.delete(id);
+    const whole = JSON.parse(parts.pieces.join(""));
+    if (whole === null || typeof whole !== "object" || Array.isArray(whole) || whole.op === "chunk")
+      throw new TypeError("chunked frame is not an object");
+    return this._dispatch(whole, conn);
   }
 
   _onHello(frame, conn) {

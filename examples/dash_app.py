@@ -31,7 +31,7 @@ def load_market_data(symbol: str, hours: float = 24) -> pd.DataFrame:
         .order_by(CandleRow.ts)
     )
     with get_session() as session:
-        rows = session.execute(statement)
+        rows = session.execute(statement).all()
     frame = pd.DataFrame([tuple(r) for r in rows], columns=["ts", "open", "high", "low", "close", "volume"])
     frame = frame.drop_duplicates("ts", keep="last")
     frame["timestamp"] = pd.to_datetime(frame["ts"], unit="ms")

@@ -11,8 +11,7 @@ sharded pub/sub (SPUBLISH).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ from publishers.events import (
     now_ms,
 )
 from publishers.options import PublisherOptions, redact_url
+from publishers.registry import registry_entry
 from publishers.script import (
     MAX_EVENTS_PER_CALL,
     ScriptCall,
@@ -191,36 +191,44 @@ class EventFactory:
             for s in symbols
         ]
         if not events:  # validate even when there is no symbol to publish on
-            BotStatus(symbol="X", ts=ts, bot=who, strategy=strat, status=status, equity=equity, meta=meta)
+            self.bare_status(status, equity, meta, bot, strategy)
         return events
+
+    def bare_status(
+        self, status: str, equity: float | None, meta: Any, bot: str | None, strategy: str | None
+    ) -> BotStatus:
+        """A validated status for the registry alone (its ``symbol`` is a placeholder, never sent)."""
+        who, strat = self._identity(bot, strategy)
+        return BotStatus(
+            symbol="X", ts=now_ms(), bot=who, strategy=strat, status=status, equity=equity, meta=meta
+        )
 
     def note_symbol(self, symbol: str) -> None:
         if symbol not in self.symbols_used:
             self.symbols_used.append(symbol)
 
 
-def registry_updates(events: Sequence[Event], seen: dict[str, set[str]]) -> dict[str, str]:
+def registry_updates(
+    events: Sequence[Event], seen: dict[str, set[str]], ids: Mapping[str, int | None]
+) -> dict[str, str]:
     """Registry entries (bot -> JSON) for the last status of each bot among ``events``."""
     latest: dict[str, BotStatus] = {}
     for event in events:
         if isinstance(event, BotStatus):
             latest[event.bot] = event
             seen.setdefault(event.bot, set()).add(event.symbol)
-    return {bot: _registry_entry(event, seen[bot]) for bot, event in latest.items()}
-
-
-def _registry_entry(event: BotStatus, symbols: Iterable[str]) -> str:
-    return json.dumps(
-        {
-            "bot": event.bot,
-            "strategy": event.strategy,
-            "status": event.status,
-            "equity": event.equity,
-            "ts": event.ts,
-            "symbols": sorted(set(symbols)),
-        },
-        separators=(",", ":"),
-    )
+    return {
+        bot: registry_entry(
+            bot=bot,
+            strategy=event.strategy,
+            status=event.status,
+            equity=event.equity,
+            ts=event.ts,
+            symbols=seen[bot],
+            bot_id=ids.get(bot),
+        )
+        for bot, event in latest.items()
+    }
 
 
 def group_calls(events: Sequence[Event], options: Options, next_number: Any) -> list[ScriptCall]:

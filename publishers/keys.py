@@ -12,6 +12,11 @@ PREFIX = "sp"
 SYMBOLS_KEY = f"{PREFIX}:symbols"
 #: Hash bot name -> JSON of its last status (the bot registry).
 BOTS_KEY = f"{PREFIX}:bots"
+#: Hash bot name -> its stable integer id (given once, when the bot first publishes; see
+#: publishers/registry.py). Every recorder copies these ids into SQL, so ids agree everywhere.
+BOT_IDS_KEY = f"{PREFIX}:bot_ids"
+#: Counter the ids are drawn from (INCR).
+BOT_SEQ_KEY = f"{PREFIX}:bot_seq"
 #: Consumer group the recorders share on every symbol's log.
 RECORDER_GROUP = "sp-recorder"
 #: Hash of recorder/gateway health beats (field = process id, value = ms timestamp).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -32,8 +32,9 @@ from publishers.calls import (
 )
 from publishers.connection import TRANSIENT_ERRORS
 from publishers.errors import PublishError
-from publishers.events import Candle, Event
+from publishers.events import BotStatus, Candle, Event, Signal, Trade
 from publishers.options import PublisherOptions, redact_url
+from publishers.registry import assign_bot_id, registry_entry
 from publishers.script import ScriptCall, ScriptResult
 from publishers.transport import AsyncTransport, Transport
 
@@ -84,6 +85,7 @@ class Publisher:
         self._heartbeat: asyncio.Task[None] | None = None
         self._last_status = "active"
         self._bot_symbols: dict[str, set[str]] = {}
+        self._bot_ids: dict[str, int | None] = {}
         self._registered: set[str] = set()
         self._prepared = False
 
@@ -214,12 +216,38 @@ class Publisher:
     ) -> int:
         """Publish the bot's status on ``symbol`` (else on every symbol used so far) and in the registry.
 
-        Returns the seq of the last status event published (0 if there was no symbol yet).
+        Without any symbol yet (a bot that says ``active`` when it starts) the status goes to the
+        registry alone, from where the recorders copy it into SQL. Returns the seq of the last
+        status event published (0 if there was no symbol yet).
         """
         events = self._events.status(status, symbol, equity, meta, bot, strategy)
         self._last_status = status
+        if not events:
+            bare = self._events.bare_status(status, equity, meta, bot, strategy)
+            await self._register_bots([bare.bot])
+            entry = registry_entry(
+                bot=bare.bot,
+                strategy=bare.strategy,
+                status=bare.status,
+                equity=bare.equity,
+                ts=bare.ts,
+                symbols=self._bot_symbols.get(bare.bot, ()),
+                bot_id=self._bot_ids.get(bare.bot),
+            )
+            await self._run(lambda t: t.hset(keys.BOTS_KEY, {bare.bot: entry}))
+            return 0
         seqs = await self.publish_many(events)
         return seqs[-1] if seqs else 0
+
+    @property
+    def bot_ids(self) -> dict[str, int | None]:
+        """The registry ids of the bots this publisher has published for (name -> id)."""
+        return dict(self._bot_ids)
+
+    async def _register_bots(self, names: Iterable[str]) -> None:
+        """Give each new bot name its stable id (publishers/registry.py), once per publisher."""
+        for name in sorted(set(names) - self._bot_ids.keys()):
+            self._bot_ids[name] = await self._run(_assigner(name))
 
     async def publish(self, event: Event) -> int:
         """Publish one already-built event; returns its seq."""
@@ -240,7 +268,10 @@ class Publisher:
         if self._options.cluster and unregistered:
             await self._run(lambda t: t.sadd(keys.SYMBOLS_KEY, unregistered))
             self._registered.update(unregistered)
-        registry = registry_updates(events, self._bot_symbols)
+        await self._register_bots(
+            sorted({e.bot for e in events if isinstance(e, Signal | Trade | BotStatus)})
+        )
+        registry = registry_updates(events, self._bot_symbols, self._bot_ids)
         if registry:
             await self._run(lambda t: t.hset(keys.BOTS_KEY, registry))
         return [seq for result in results for seq in result.seqs]
@@ -345,3 +376,10 @@ class Publisher:
             with contextlib.suppress(PublishError):
                 await self.status(self._last_status)
             await asyncio.sleep(interval_s)
+
+
+def _assigner(bot: str) -> Callable[[Transport], Awaitable[int | None]]:
+    async def assign(transport: Transport) -> int | None:
+        return await assign_bot_id(transport, bot)
+
+    return assign

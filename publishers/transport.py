@@ -40,6 +40,12 @@ class Transport(Protocol):
 
     async def hset(self, key: str, mapping: Mapping[str, str]) -> None: ...
 
+    async def hget(self, key: str, field: str) -> object: ...
+
+    async def hsetnx(self, key: str, field: str, value: str) -> bool: ...
+
+    async def incr(self, key: str) -> int: ...
+
     async def sleep(self, seconds: float) -> None: ...
 
     async def each(self, coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
@@ -84,6 +90,16 @@ class AsyncTransport:
 
     async def hset(self, key: str, mapping: Mapping[str, str]) -> None:
         await self.client().hset(key, mapping=dict(mapping))  # type: ignore[arg-type]
+
+    async def hget(self, key: str, field: str) -> object:
+        reply: object = await self.client().hget(key, field)
+        return reply
+
+    async def hsetnx(self, key: str, field: str, value: str) -> bool:
+        return bool(await self.client().hsetnx(key, field, value))
+
+    async def incr(self, key: str) -> int:
+        return int(await self.client().incr(key))
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -138,6 +154,16 @@ class BlockingTransport:
 
     async def hset(self, key: str, mapping: Mapping[str, str]) -> None:
         self.client().hset(key, mapping=dict(mapping))  # type: ignore[arg-type]
+
+    async def hget(self, key: str, field: str) -> object:
+        reply: object = self.client().hget(key, field)
+        return reply
+
+    async def hsetnx(self, key: str, field: str, value: str) -> bool:
+        return bool(self.client().hsetnx(key, field, value))
+
+    async def incr(self, key: str) -> int:
+        return int(self.client().incr(key))
 
     async def sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)

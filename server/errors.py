@@ -35,7 +35,7 @@ class StoreError(SignalpushError):
 class ProtocolError(SignalpushError):
     """A client frame violated the wire protocol; ``code`` is the protocol error code."""
 
-    def __init__(self, code: str, message: str, *, ref: str | None = None) -> None:
+    def __init__(self, code: str, message: str, *, ref: str | int | float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

@@ -89,6 +89,9 @@ class DatabaseSettings:
         metadata=_rule(pattern=r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://.*$"),
     )
     echo: bool = False
+    #: A read (analytics, the seed API, get_session) that takes longer is reported as the database
+    #: being down (StoreError), so a hanging database degrades within this bound.
+    query_timeout_s: float = field(default=3.0, metadata=_rule(min=0.05, max=600))
 
     def __repr__(self) -> str:
         return f"DatabaseSettings(url={redact_url(self.url)!r})"
@@ -106,6 +109,9 @@ class ServerSettings:
     public_hosts: tuple[str, ...] = ()
     heartbeat_s: float = field(default=20.0, metadata=_rule(min=0.5))
     max_frame_bytes: int = field(default=65_536, metadata=_rule(min=512))
+    #: No server frame is larger: a bigger one (a long history) goes out as ``chunk`` frames
+    #: (docs/protocol.md, "Frame size"), under the 1 MiB receive limit of common client libraries.
+    max_send_frame_bytes: int = field(default=1_000_000, metadata=_rule(min=4096))
     max_buffer_bytes: int = field(default=1_048_576, metadata=_rule(min=4096))
     slow_client_timeout_s: float = field(default=30.0, metadata=_rule(min=0.1))
     max_subscriptions: int = field(default=100, metadata=_rule(min=1))

@@ -51,7 +51,8 @@ class BotFilter:
     """Which bots (and which of their events) a query covers; None constrains nothing.
 
     ``bots`` are bot names, ``bot_ids`` the integer ids of the ``bots`` registry.
-    ``statuses`` and ``active_only`` use each bot's last reported status. ``symbols``
+    ``statuses`` and ``active_only`` use each bot's last reported status (``active_only``
+    also keeps bots that never reported one). ``symbols``
     limits events to those symbols (and bots to those that published on them).
     ``date_range`` is (start, end) in ms since the epoch, inclusive, intersected with a
     call's own start/end.
@@ -69,6 +70,11 @@ class BotFilter:
         return self.bot_ids is not None or self.statuses is not None or self.active_only
 
 
+#: ``active_only``: the bot's last status is ``active``, or it never published one (a bot that
+#: only signals or trades is running; hiding it would hide most simple bots).
+_ACTIVE: Final = or_(BotRow.status == "active", BotRow.status.is_(None))
+
+
 def _registry_names(flt: BotFilter) -> AnySelect:
     """Names of the bots in the registry that pass the id/status parts of ``flt``."""
     query = select(BotRow.name)
@@ -77,7 +83,7 @@ def _registry_names(flt: BotFilter) -> AnySelect:
     if flt.statuses is not None:
         query = query.where(BotRow.status.in_(flt.statuses))
     if flt.active_only:
-        query = query.where(BotRow.status == "active")
+        query = query.where(_ACTIVE)
     return query
 
 
@@ -123,7 +129,7 @@ def bots_query(flt: BotFilter) -> AnySelect:
     if flt.statuses is not None:
         query = query.where(BotRow.status.in_(flt.statuses))
     if flt.active_only:
-        query = query.where(BotRow.status == "active")
+        query = query.where(_ACTIVE)
     if flt.date_range is not None:
         start, end = flt.date_range
         query = query.where(BotRow.last_seen >= start, BotRow.first_seen <= end)

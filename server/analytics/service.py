@@ -69,8 +69,9 @@ T = TypeVar("T")
 
 DEFAULT_DAYS: Final = 30
 DAY_MS: Final = 86_400_000
-#: Any one query gives up after this long (a database that hangs is reported as down).
-QUERY_TIMEOUT_S: Final = 30.0
+#: Any one query gives up after this long (a database that hangs is reported as down); the
+#: configured ``database.query_timeout_s`` when the service reads the settings.
+QUERY_TIMEOUT_S: Final = 3.0
 
 
 def to_epoch_ms(value: object, name: str = "time") -> int | None:
@@ -166,7 +167,7 @@ class BotDataService:
         database_url: str | None = None,
         *,
         engine: AsyncEngine | None = None,
-        timeout_s: float = QUERY_TIMEOUT_S,
+        timeout_s: float | None = None,
         loop: BackgroundLoop | None = None,
     ) -> None:
         if engine is not None:
@@ -174,11 +175,13 @@ class BotDataService:
         elif database_url is None:
             from server.settings import load_settings
 
-            url = load_settings().database.url
+            database = load_settings().database
+            url = database.url
+            timeout_s = database.query_timeout_s if timeout_s is None else timeout_s
         else:
             url = database_url
         self.database_url = url
-        self.timeout_s = timeout_s
+        self.timeout_s = QUERY_TIMEOUT_S if timeout_s is None else timeout_s
         self._given_engine = engine
         self._own: AsyncEngine | None = None
         self._loop = loop or shared_loop()
@@ -192,7 +195,10 @@ class BotDataService:
 
     def _own_engine(self) -> AsyncEngine:
         if self._own is None:
-            self._own = create_engine(self.database_url)
+            try:
+                self._own = create_engine(self.database_url)
+            except (OSError, ValueError) as exc:  # e.g. a SQLite folder that cannot be created
+                raise StoreError(f"database unavailable: {_short(exc)}") from exc
             self._loop.on_shutdown(self._own.dispose)
         return self._own
 
@@ -284,9 +290,11 @@ class BotDataService:
 
     # -- public API: async ----------------------------------------------------------------
 
-    async def get_bots_async(self, flt: FilterLike = None) -> pd.DataFrame:
-        """Registry rows of the filtered bots: ``id, name, strategy, status, equity, first_seen, ...``."""
-        return await self._call_async(self._bots, as_filter(flt))
+    async def get_bots_async(self, filter_config: FilterLike = None) -> pd.DataFrame:
+        """Registry rows of the bots ``filter_config`` selects (a BotFilter, the seed's BotFilterConfig
+        or None = all): ``id, name, strategy, status, equity, first_seen, ...``."""
+        log.debug("bots: filter=%s", filter_config)
+        return await self._call_async(self._bots, as_filter(filter_config))
 
     async def get_bot_symbols_async(self, since_ms: int | None = None) -> dict[str, list[str]]:
         """Bot name -> the symbols it reported status, traded or signalled on (since ``since_ms``), sorted."""

@@ -26,6 +26,7 @@ from typing import Any
 
 from server.bench import BenchResult, positive_float, positive_int
 from server.bench.stats import LatencyHistogram
+from server.core.chunks import Reassembler
 
 DESCRIPTION = (
     "history amplification: light clients' p99 and server RSS while heavy clients pull 30-day figures"
@@ -302,9 +303,16 @@ async def _pull(url: str, symbol: str, minutes: int, deadline: float, out: dict[
                 json.dumps({"op": "subscribe", "ref": str(ref), "symbol": symbol, "history": history})
             )
             sub = None
+            chunks = Reassembler()
             while True:
                 message = await ws.recv(decode=False)
                 head = message[:200].decode(errors="replace")
+                if head.startswith('{"op":"chunk"'):  # a frame over max_send_frame_bytes, in pieces
+                    whole = chunks.feed(json.loads(message))
+                    if whole is None:
+                        continue
+                    message = whole.encode()
+                    head = whole[:200]
                 if head.startswith('{"op":"subscribed"'):
                     sub = json.loads(message)["sub"]
                 elif head.startswith('{"op":"history"'):

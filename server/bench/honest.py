@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from server.bench.stats import LatencyHistogram
+from server.core.chunks import Reassembler
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class CheckedSub:
         self.errors: list[tuple[int, str]] = []
         self.closed_ns = 0
         self.close_code: int | None = None
+        self.chunks = Reassembler()
 
     def on_message(self, payload: bytes, received_ns: int) -> None:
         try:
@@ -118,6 +120,11 @@ class CheckedSub:
             self.unparseable.append(received_ns)
             return
         op = message.get("op")
+        if op == "chunk":  # a frame over max_send_frame_bytes, in pieces (docs/protocol.md)
+            whole = self.chunks.feed(message)
+            if whole is not None:
+                self.on_message(whole.encode(), received_ns)
+            return
         if op == "events":
             self._events(message, received_ns)
         elif op == "subscribed" and isinstance(message.get("seq"), int):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from server.bench.stats import LatencyHistogram
+from server.core.chunks import Reassembler
 
 _EVENTS_PREFIX: Final = b'{"op":"events"'
 _ITEMS: Final = b'"items":['
@@ -137,6 +138,7 @@ class ConnState:
 
     __slots__ = (
         "cache",
+        "chunks",
         "epoch",
         "expects_history",
         "last_item",
@@ -184,6 +186,7 @@ class ConnState:
         self.subscribe_seq = 0
         self.waiting_live = False
         self.live_at_ns = 0
+        self.chunks = Reassembler()
 
     def on_message(self, payload: bytes, received_ns: int) -> None:
         if payload[:14] == _EVENTS_PREFIX:
@@ -196,7 +199,14 @@ class ConnState:
             self.epoch = epoch
             self._items(seq, seq, (seq,), (stamp,), received_ns, len(payload))
         else:
-            self._control(json.loads(payload), received_ns)
+            message = json.loads(payload)
+            if message.get("op") == "chunk":  # a frame over max_send_frame_bytes (docs/protocol.md)
+                whole = self.chunks.feed(message)
+                if whole is None:
+                    return
+                self.on_message(whole.encode(), received_ns)
+                return
+            self._control(message, received_ns)
 
     def _items(
         self,

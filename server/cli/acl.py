@@ -31,8 +31,14 @@ _SYMBOL_GLOB: Final = re.compile(r"[A-Za-z0-9._:/*?-]{1,32}")
 
 # Key kinds a grant names; per-symbol kinds are expanded for each symbol pattern.
 META, LOG, LIVE, SYMBOLS, BOTS = "meta", "log", "live", "symbols", "bots"
+BOT_IDS, BOT_SEQ = "bot_ids", "bot_seq"
 _PER_SYMBOL: Final = {META: keys.meta_key, LOG: keys.log_key, LIVE: keys.live_channel}
-_SHARED: Final = {SYMBOLS: keys.SYMBOLS_KEY, BOTS: keys.BOTS_KEY}
+_SHARED: Final = {
+    SYMBOLS: keys.SYMBOLS_KEY,
+    BOTS: keys.BOTS_KEY,
+    BOT_IDS: keys.BOT_IDS_KEY,
+    BOT_SEQ: keys.BOT_SEQ_KEY,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,8 @@ PUBLISHER: Final = (
     Grant("announce on the live channel", ("+publish", "+spublish"), channels=(LIVE,)),
     Grant("register the symbol", ("+sadd",), write=(SYMBOLS,)),
     Grant("the bot registry (outside the script)", ("+hset",), write=(BOTS,)),
+    Grant("a new bot's stable id (publishers/registry.py)", ("+hget", "+hsetnx"), read_write=(BOT_IDS,)),
+    Grant("the counter bot ids are drawn from", ("+incrby",), read_write=(BOT_SEQ,)),
 )
 
 #: What the gateway reads (bus, hole filling, history, /api/symbols); it writes nothing.
@@ -81,6 +89,7 @@ RECORDER: Final = (
     Grant("run the recorder script", ("+evalsha", "+script|load"), read_write=(META, LOG)),
     Grant("read the epoch and seq", ("+hget", "+exists", "+type"), read=(META,)),
     Grant("list the symbols", ("+smembers",), read=(SYMBOLS,)),
+    Grant("copy the bot registry and ids into SQL", ("+hgetall",), read=(BOTS, BOT_IDS)),
     Grant(
         "consume the logs: the consumer group, acknowledgements, trimming behind commits",
         (

@@ -93,6 +93,8 @@ class EventFilter:
 
 
 EVERYTHING: Final = EventFilter()
+SIGNAL_TYPES_SORTED: Final = tuple(sorted(SIGNAL_TYPES))
+SIDES_SORTED: Final = tuple(sorted(SIDES))
 
 
 def _names(key: str, value: object, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -144,7 +146,36 @@ def parse_filter(raw: object) -> EventFilter:
                 "bad_request", f"filter.min_confidence: must be between 0 and 1, got {confidence}"
             )
         values["min_confidence"] = None if confidence == 0 else float(confidence)
-    return EventFilter(**values)
+    return canonical(EventFilter(**values))
+
+
+def canonical(flt: EventFilter) -> EventFilter:
+    """The one form of every filter that delivers the same events: what makes two subscriptions
+    "the same" (one group, and a subscribe with it replaces the connection's earlier one).
+
+    A list naming every value constrains nothing (None); an empty list delivers none of the
+    kinds it applies to (those kinds leave ``kinds``); a key that applies to no kind left is
+    dropped; ``min_confidence`` 0 is None; ``kinds`` naming every kind is None.
+    """
+    kinds = set(flt.kinds) if flt.kinds is not None else set(KINDS)
+    if flt.bots == () or flt.strategies == ():
+        kinds -= _BOT_KINDS
+    if flt.signal_types == ():
+        kinds.discard("signal")
+    if flt.sides == ():
+        kinds.discard("trade")
+    has_signal, has_trade = "signal" in kinds, "trade" in kinds
+    signal_types = flt.signal_types if has_signal and flt.signal_types != SIGNAL_TYPES_SORTED else None
+    sides = flt.sides if has_trade and flt.sides != SIDES_SORTED else None
+    bot_kinds = bool(kinds & _BOT_KINDS)
+    return EventFilter(
+        kinds=None if kinds == set(KINDS) else tuple(sorted(kinds)),
+        bots=flt.bots if bot_kinds else None,
+        strategies=flt.strategies if bot_kinds else None,
+        signal_types=signal_types,
+        min_confidence=flt.min_confidence if has_signal and flt.min_confidence else None,
+        sides=sides,
+    )
 
 
 def parse_filter_query(query: Mapping[str, str]) -> EventFilter:

@@ -41,6 +41,9 @@ CLOSE_TOO_SLOW: Final = 4008
 
 _MAX_REF: Final = 64
 
+#: A request's ``ref``: a string or a number, echoed back exactly as the client gave it.
+Ref = str | int | float | None
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryRequest:
@@ -51,13 +54,16 @@ class HistoryRequest:
 
 @dataclass(frozen=True, slots=True)
 class ResumeRequest:
-    epoch: str
+    """Replay after ``seq`` of ``epoch``; ``epoch`` None (with ``seq`` 0) means "I have nothing":
+    the whole current epoch (:func:`resolve_resume`)."""
+
+    epoch: str | None
     seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    ref: str | None
+    ref: Ref
     symbol: str
     filter: EventFilter
     history: HistoryRequest | None
@@ -66,13 +72,13 @@ class Subscribe:
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    ref: str | None
+    ref: Ref
     sub: str
 
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    ref: str | None
+    ref: Ref
 
 
 ClientMessage = Subscribe | Unsubscribe | Ping
@@ -102,17 +108,35 @@ def shown(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def _ref(raw: Mapping[str, Any]) -> str | None:
+def _ref(raw: Mapping[str, Any]) -> Ref:
     ref = raw.get("ref")
     if ref is None:
         return None
-    if isinstance(ref, int) and not isinstance(ref, bool) and -(10**_MAX_REF) < ref < 10**_MAX_REF:
-        return str(ref)
-    if not isinstance(ref, str) or len(ref) > _MAX_REF or not is_text(ref):
-        raise ProtocolError(
-            "bad_request", f"ref: must be a string or number of at most {_MAX_REF} characters"
-        )
-    return ref
+    if isinstance(ref, bool):
+        raise ProtocolError("bad_request", "ref: must be a string or a number, not true or false")
+    if isinstance(ref, int):
+        if -(10**_MAX_REF) < ref < 10**_MAX_REF:
+            return ref
+    elif isinstance(ref, float):
+        if math.isfinite(ref):
+            return ref
+    elif isinstance(ref, str) and len(ref) <= _MAX_REF and is_text(ref):
+        return ref
+    raise ProtocolError("bad_request", f"ref: must be a string or number of at most {_MAX_REF} characters")
+
+
+def extract_ref(text: str) -> Ref:
+    """The ``ref`` of a frame that will not be handled (a refused one), if it has a valid one."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return _ref(raw)
+    except ProtocolError:
+        return None
 
 
 def _int(value: object, field: str, low: int, high: int) -> int:
@@ -149,13 +173,28 @@ def _resume(raw: object) -> ResumeRequest | None:
     if not isinstance(raw, Mapping):
         raise ProtocolError("bad_request", "resume: must be an object {epoch, seq}")
     epoch = raw.get("epoch")
+    seq = _int(raw.get("seq"), "resume.seq", 0, 2**62)
+    if epoch is None:  # what `subscribed` says of a symbol never published: "I have nothing"
+        if seq != 0:
+            raise ProtocolError("bad_request", "resume.seq: must be 0 when resume.epoch is null")
+        return ResumeRequest(None, 0)
     if (
         not isinstance(epoch, str)
         or not 0 < len(epoch) <= 64
         or not (epoch.isascii() and epoch.isprintable())
     ):
-        raise ProtocolError("bad_request", "resume.epoch: must be the epoch string of an earlier frame")
-    return ResumeRequest(epoch, _int(raw.get("seq"), "resume.seq", 0, 2**62))
+        raise ProtocolError(
+            "bad_request", "resume.epoch: must be the epoch string of an earlier frame, or null"
+        )
+    return ResumeRequest(epoch, seq)
+
+
+def resolve_resume(resume: ResumeRequest | None, current_epoch: str | None) -> ResumeRequest | None:
+    """``{"epoch": null, "seq": 0}`` as the replay of the whole current epoch (None: the symbol was
+    never published, so there is nothing to replay and the subscription starts live at 0)."""
+    if resume is None or resume.epoch is not None:
+        return resume
+    return None if current_epoch is None else ResumeRequest(current_epoch, 0)
 
 
 def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
@@ -188,7 +227,7 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None
 
 
-def _subscribe(raw: Mapping[str, Any], ref: str | None, limits: Limits) -> Subscribe:
+def _subscribe(raw: Mapping[str, Any], ref: Ref, limits: Limits) -> Subscribe:
     unknown = sorted(set(raw) - {"op", "ref", "symbol", "filter", "history", "resume"})
     if unknown:
         raise ProtocolError("bad_request", f"{unknown[0][:40]}: unknown key for subscribe")
@@ -221,8 +260,22 @@ def hello_frame(heartbeat_s: float, instance: str) -> str:
     )
 
 
-def subscribed_frame(ref: str | None, sub: str, symbol: str, epoch: str | None, seq: int) -> str:
+def subscribed_frame(
+    ref: Ref,
+    sub: str,
+    symbol: str,
+    epoch: str | None,
+    seq: int,
+    flt: Mapping[str, Any] | None = None,
+    *,
+    replaced: bool = False,
+) -> str:
+    """``filter`` is the subscription's canonical filter (what makes two subscriptions the same);
+    ``replaced`` says the subscribe replaced this connection's earlier one with that filter."""
     frame: dict[str, Any] = {"op": "subscribed", "sub": sub, "symbol": symbol, "epoch": epoch, "seq": seq}
+    if flt is not None:
+        frame["filter"] = flt
+    frame["replaced"] = replaced
     if ref is not None:
         frame["ref"] = ref
     return _dumps(frame)
@@ -303,21 +356,21 @@ def status_frame(bus_up: bool, now_ms: int) -> str:
     return _dumps({"op": "status", "bus": "up" if bus_up else "down", "time": now_ms})
 
 
-def pong_frame(ref: str | None, now_ms: int) -> str:
+def pong_frame(ref: Ref, now_ms: int) -> str:
     frame: dict[str, Any] = {"op": "pong", "time": now_ms}
     if ref is not None:
         frame["ref"] = ref
     return _dumps(frame)
 
 
-def unsubscribed_frame(ref: str | None, sub: str) -> str:
+def unsubscribed_frame(ref: Ref, sub: str) -> str:
     frame: dict[str, Any] = {"op": "unsubscribed", "sub": sub}
     if ref is not None:
         frame["ref"] = ref
     return _dumps(frame)
 
 
-def error_frame(ref: str | None, code: str, message: str) -> str:
+def error_frame(ref: Ref, code: str, message: str) -> str:
     """An ``error``; ASCII-escaped, so whatever client text a message quotes can be sent."""
     frame: dict[str, Any] = {"op": "error", "code": code, "message": message}
     if ref is not None:

@@ -131,7 +131,8 @@ class CatchUp:
         budget, size = self.builds.budget, len(frame)
         budget.hold(size)
         try:
-            await ws.send(frame, text=True)
+            for piece in self.outbox.chunks(frame):  # over max_send_frame_bytes: chunk frames
+                await ws.send(piece, text=True)
         finally:
             del frame  # before a malloc_trim in drop() can give its memory back
             budget.drop(size)
@@ -141,7 +142,9 @@ class CatchUp:
         group = member.group
         position = resume.seq
         while True:
-            after = await self.resumes.after(group.symbol, group.filter, epoch=resume.epoch, seq=position)
+            # (an epoch of None was resolved to the current one before: protocol.resolve_resume)
+            epoch = resume.epoch or ""
+            after = await self.resumes.after(group.symbol, group.filter, epoch=epoch, seq=position)
             if after.reset_reason is not None:
                 return after.reset_reason
             end = after.to_seq if after.complete else after.reached
@@ -168,7 +171,7 @@ class CatchUp:
             end = to_seq if last_chunk else chunk[-1][0]
             if end <= start:
                 return
-            await ws.send(
-                events_frame(group.id, group.symbol, epoch, start + 1, end, [raw for _, raw in chunk])
-            )
+            frame = events_frame(group.id, group.symbol, epoch, start + 1, end, [raw for _, raw in chunk])
+            for piece in self.outbox.chunks(frame.encode()):
+                await ws.send(piece, text=True)
             start = end

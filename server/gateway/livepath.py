@@ -25,7 +25,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
 
@@ -52,6 +52,18 @@ RECOVERABLE: tuple[type[BaseException], ...] = (BusError, *TRANSIENT_ERRORS)
 MAX_HELD: Final = 10_000
 #: A publish time further than this from now is not a latency sample.
 _MAX_LATENCY_MS: Final = 3_600_000
+
+
+class BusState(Protocol):
+    up: bool
+
+
+def refuse_if_bus_down(bus: BusState, live: LivePath) -> None:
+    """A subscribe while the bus is known down (it was up, or a connection attempt failed) fails at
+    once with ``internal`` instead of waiting for a confirmation that cannot come."""
+    # (a bus that never connected but failed to counts ``reconnects``: RedisBus and ShardedBus do)
+    if not bus.up and (live.bus_was_up or getattr(bus, "reconnects", 0) > 0):
+        raise BusError("Redis is down (the gateway sent status down); subscribe again when it is up")
 
 
 def _epoch_of(message: LiveMessage) -> str:

@@ -70,6 +70,7 @@ class GatewayMetrics:
     connections_accepted: int = 0
     connections_refused: int = 0
     history_busy: int = 0
+    chunked_frames: int = 0
     latency: Histogram = field(default_factory=Histogram)
     #: Messages read from Redis and dropped, per reason (server.core.trust.REASONS: a fixed set).
     bus_rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
@@ -92,6 +93,7 @@ _HELP = {
     "connections_accepted": ("counter", "Websocket connections accepted"),
     "connections_refused": ("counter", "Connections refused by limits"),
     "history_busy": ("counter", "History requests refused with busy (too many waiting for a build)"),
+    "chunked_frames": ("counter", "Frames over server.max_send_frame_bytes sent as chunk frames"),
 }
 
 

@@ -7,6 +7,7 @@ the log once the buffer drains).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from typing import cast
@@ -15,6 +16,7 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from server.core.chunks import MAX_SEND_FRAME_BYTES, chunk_frames
 from server.core.fanout import Member, MemberState, Outgoing
 from server.gateway.metrics import GatewayMetrics
 
@@ -68,12 +70,21 @@ FullBuffer = Callable[[Member, int, float], None]
 
 
 class Outbox:
-    """Writes the core's ``Outgoing`` to the connections: each group's frame encoded once."""
+    """Writes the core's ``Outgoing`` to the connections: each group's frame encoded once; a frame
+    over ``max_send_frame_bytes`` as ``chunk`` frames (server/core/chunks.py)."""
 
-    def __init__(self, metrics: GatewayMetrics, max_buffer_bytes: int, on_full: FullBuffer) -> None:
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        max_buffer_bytes: int,
+        on_full: FullBuffer,
+        max_send_frame_bytes: int = MAX_SEND_FRAME_BYTES,
+    ) -> None:
         self.metrics = metrics
         self.max_buffer_bytes = max_buffer_bytes
         self._on_full = on_full
+        self.max_send_frame_bytes = max_send_frame_bytes
+        self._chunk_ids = itertools.count(1)
 
     def write(self, out: Outgoing) -> None:
         limit = self.max_buffer_bytes
@@ -85,7 +96,10 @@ class Outbox:
             live = cast(set[ServerConnection], recipients)
             data = batch.text.encode()  # once per group, whatever the number of recipients
             count = len(live)
-            slow = broadcast_text(live, data, limit)
+            if len(data) > self.max_send_frame_bytes:
+                slow = self._broadcast_chunks(live, data, limit)
+            else:
+                slow = broadcast_text(live, data, limit)
             for ws in slow:
                 member = batch.group.members[ws]
                 self._on_full(member, max(member.position, batch.from_seq - 1), now)
@@ -103,9 +117,28 @@ class Outbox:
                 continue
             self.send_now(ws, send.text)
 
+    def chunks(self, data: bytes) -> list[bytes]:
+        """``data`` as it goes on the wire: itself, or ``chunk`` frames if it is over the bound."""
+        if len(data) <= self.max_send_frame_bytes:
+            return [data]
+        self.metrics.chunked_frames += 1
+        return chunk_frames(data, self.max_send_frame_bytes, next(self._chunk_ids))
+
+    def _broadcast_chunks(
+        self, live: set[ServerConnection], data: bytes, limit: int
+    ) -> list[ServerConnection]:
+        """All the chunks to every recipient that takes the first (a frame is never sent in part)."""
+        first, *rest = self.chunks(data)
+        slow = broadcast_text(live, first, limit)
+        taking = live.difference(slow)
+        for piece in rest:
+            broadcast_text(taking, piece)
+        return slow
+
     def send_now(self, ws: ServerConnection, text: str) -> None:
         data = text.encode()
-        broadcast_text([ws], data)
+        for piece in self.chunks(data):
+            broadcast_text([ws], piece)
         self.metrics.frames_out += 1
         self.metrics.deliveries += 1
         self.metrics.bytes_out += len(data)

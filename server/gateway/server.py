@@ -35,13 +35,16 @@ from server.core.protocol import (
     CLOSE_TOKEN_EXPIRED,
     CLOSE_UNSUPPORTED,
     Limits,
+    Ref,
     ResumeRequest,
     Subscribe,
     Unsubscribe,
     error_frame,
+    extract_ref,
     hello_frame,
     parse_client_frame,
     pong_frame,
+    resolve_resume,
     shown,
     status_frame,
     subscribed_frame,
@@ -50,7 +53,7 @@ from server.core.protocol import (
 from server.errors import ProtocolError
 from server.gateway.builds import HistoryBuilds
 from server.gateway.catchup import CatchUp
-from server.gateway.livepath import RECOVERABLE, LivePath
+from server.gateway.livepath import RECOVERABLE, LivePath, refuse_if_bus_down
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.outbox import Outbox, ws_of
 from server.gateway.ports import Authorizer, Bus, BusFactory, FigureSource, RequestHandler
@@ -106,7 +109,12 @@ class Gateway:
             spawn=self._spawn,
             close_timeout_s=CLOSE_TIMEOUT_S,
         )
-        self.outbox = Outbox(self.metrics, settings.server.max_buffer_bytes, self.slow.lag)
+        self.outbox = Outbox(
+            self.metrics,
+            settings.server.max_buffer_bytes,
+            self.slow.lag,
+            settings.server.max_send_frame_bytes,
+        )
         self.live = LivePath(
             fanout=self.fanout,
             history=self.history,
@@ -260,7 +268,8 @@ class Gateway:
                     await ws.close(CLOSE_POLICY, "message flood")
                     break
                 if admission is Admission.REFUSE:
-                    await self._error(ws, None, "rate_limited", f"over {server.message_rate:g} messages/s")
+                    refused = f"over {server.message_rate:g} messages/s"
+                    await self._error(ws, extract_ref(message), "rate_limited", refused)
                     continue
                 await self._dispatch_safely(session, message)
         except ConnectionClosed:
@@ -291,17 +300,31 @@ class Gateway:
         except ProtocolError as exc:
             await self._error(ws, exc.ref, exc.code, exc.message)
             return
+        if isinstance(message, Subscribe | Unsubscribe):
+            if not session.in_order(lambda: self._ordered(session, message)):
+                await self._error(ws, message.ref, "busy", "too many subscribes waiting on this connection")
+        else:
+            await ws.send(pong_frame(message.ref, now_ms()))
+
+    async def _ordered(self, session: Session, message: Subscribe | Unsubscribe) -> None:
+        """A subscribe or unsubscribe, in order with the connection's others but off its reader (a
+        ping behind a subscribe waiting for Redis is answered at once); a bug answers internal."""
         try:
             if isinstance(message, Subscribe):
                 await self._subscribe(session, message)
-            elif isinstance(message, Unsubscribe):
-                self._unsubscribe(session, message)
             else:
-                await ws.send(pong_frame(message.ref, now_ms()))
+                self._unsubscribe(session, message)
         except ProtocolError as exc:
-            await self._error(ws, message.ref, exc.code, exc.message)
+            await self._error(session.ws, message.ref, exc.code, exc.message)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:
+            self._throttle.warning(
+                f"frame {type(exc).__name__}", "client frame crashed its handler", error=str(exc)
+            )
+            await self._error(session.ws, message.ref, "internal", "internal error while handling this frame")
 
-    async def _error(self, ws: ServerConnection, ref: str | None, code: str, message: str) -> None:
+    async def _error(self, ws: ServerConnection, ref: Ref, code: str, message: str) -> None:
         self.metrics.protocol_errors += 1
         with contextlib.suppress(ConnectionClosed):
             await ws.send(error_frame(ref, code, message))
@@ -323,6 +346,7 @@ class Gateway:
         else:
             self.per_address.pop(session.address, None)
         self.access.forget(session.ws)
+        session.cancel_ops()
         for sub in list(session.members):
             self._leave(session, sub)
 
@@ -357,19 +381,29 @@ class Gateway:
         if sub not in session.members and len(session.members) >= self.settings.server.max_subscriptions:
             self.fanout.leave(member)
             raise ProtocolError("too_many", f"at most {self.settings.server.max_subscriptions} subscriptions")
+        replaced = sub in session.members
         session.cancel(sub)
         session.members[sub] = member
         session.history[sub] = request.history
         try:
+            refuse_if_bus_down(self.bus, self.live)
             await self._ensure_primed(request.symbol, new_symbol)
         except RECOVERABLE as exc:
             self._leave(session, sub)
             raise ProtocolError("internal", f"the event bus is unavailable: {exc}") from None
         state = self.fanout.symbols[request.symbol]
         await session.ws.send(
-            subscribed_frame(request.ref, sub, request.symbol, state.epoch, member.position)
+            subscribed_frame(
+                request.ref,
+                sub,
+                request.symbol,
+                state.epoch,
+                member.position,
+                member.group.filter.to_json(),
+                replaced=replaced,
+            )
         )
-        history, resume = request.history, request.resume
+        history, resume = request.history, resolve_resume(request.resume, state.epoch)
         session.start_catch_up(
             sub,
             lambda: self.catchup.run(session.ws, member, member.generation, history, resume),

@@ -7,11 +7,15 @@ import enum
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from websockets.asyncio.server import ServerConnection
 
 from server.core.fanout import Member
 from server.core.protocol import HistoryRequest
+
+#: Subscribes and unsubscribes a connection may have waiting; past that a subscribe is ``busy``.
+MAX_PENDING_OPS: Final = 64
 
 
 class Admission(enum.Enum):
@@ -80,6 +84,35 @@ class Session:
     #: Being closed as stalled (closed once).
     closing: bool = False
     _catchup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Subscribes and unsubscribes run one after the other, off the connection's reader, so a
+    #: subscribe waiting for Redis holds up no ping (docs/protocol.md, "Order of replies").
+    _ops_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _ops: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def pending_ops(self) -> int:
+        """Subscribes and unsubscribes received and not finished yet."""
+        return len(self._ops)
+
+    def in_order(self, op: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``op`` after this connection's earlier ordered ops, without holding up its reader;
+        False (nothing started) when ``MAX_PENDING_OPS`` already wait."""
+        if len(self._ops) >= MAX_PENDING_OPS:
+            return False
+
+        async def in_turn() -> None:
+            async with self._ops_lock:
+                await op()
+
+        task = asyncio.create_task(in_turn())
+        self._ops.add(task)
+        task.add_done_callback(self._ops.discard)
+        return True
+
+    def cancel_ops(self) -> None:
+        """The connection is gone: its waiting and running ops stop."""
+        for task in list(self._ops):
+            task.cancel()
 
     def cancel(self, sub: str) -> None:
         task = self.tasks.pop(sub, None)

@@ -151,8 +151,13 @@ async def _read_sql_part(
                 limit=max_events,
             )
             total += count
-            # row: epoch, then WINDOW_FIELDS[kind], which start with seq, ts
-            events.extend((r[2], r[0] == epoch, r[1], kind, tuple(r[1:])) for r in rows)
+            # row: epoch, then WINDOW_FIELDS[kind], which start with seq, ts. A row of an older
+            # epoch has no seq in the frame (null): seqs restarted at the reset, and the frame's
+            # seqs are the current epoch's (docs/protocol.md, "history").
+            events.extend(
+                (r[2], r[0] == epoch, r[1], kind, tuple(r[1:]) if r[0] == epoch else (None, *r[2:]))
+                for r in rows
+            )
     return candles, events, total
 
 

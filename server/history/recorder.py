@@ -31,6 +31,8 @@ from publishers.connection import async_client, is_cluster_url
 from publishers.events import now_ms
 from publishers.options import redact_url
 from server.history import logops
+from server.history.bot_registry import BOTS_EVERY_S as _BOTS_EVERY_S
+from server.history.bot_registry import sync_bots
 from server.history.engine import create_engine
 from server.history.recorder_state import Batch, Symbols, decode, parse_reply
 from server.history.writer import commit_batches, commit_each_symbol
@@ -95,6 +97,7 @@ class Recorder:
         self._only = None if symbols is None else tuple(symbols)
         self._next_symbols_at = 0.0
         self._next_claim_at = 0.0
+        self._next_bots_at = 0.0
         self._next_watermark_at = 0.0
         self._next_sweep_at = time.monotonic() + _CONSUMER_SWEEP_EVERY_S
         self._up = {"redis": True, "database": True}
@@ -188,6 +191,9 @@ class Recorder:
     async def _round(self, client: Any, engine: AsyncEngine) -> bool:
         """One read-insert-commit-ack pass over every symbol; True if a log had more to read."""
         await self._refresh_symbols(client)
+        if time.monotonic() >= self._next_bots_at:
+            self._next_bots_at = time.monotonic() + _BOTS_EVERY_S
+            await sync_bots(client, engine, self._warnings)
         if not self._symbols:
             return False
         batches: list[Batch] = []

@@ -46,6 +46,7 @@ def test_other_names_in_keys_py_are_what_the_scripts_and_the_acl_rules_use(
         publish_body = script.PUBLISH_SCRIPT.removeprefix(keys.lua_names())
         recorder_body = logops.RECORDER_SCRIPT.removeprefix(keys.lua_names())
         keys.PREFIX, keys.SYMBOLS_KEY, keys.BOTS_KEY = "zz", "zz:all-symbols", "zz:bots"
+        keys.BOT_IDS_KEY, keys.BOT_SEQ_KEY = "zz:ids", "zz:idseq"
         keys.META_EPOCH, keys.META_SEQ, keys.PUBLISHER_MARK, keys.LOG_FIELD = "ep", "n", "pub/", "json"
         keys.META_SUFFIX, keys.LOG_SUFFIX, keys.LIVE_SUFFIX = "m", "l", "c"
         client = redis.Redis.from_url({redis_url!r}, decode_responses=True)
@@ -70,7 +71,10 @@ def test_other_names_in_keys_py_are_what_the_scripts_and_the_acl_rules_use(
     meta, log, registered, recorded, patterns = out.splitlines()[:5]
     assert meta == "['ep', 'n', 'pub/t']" and log == "[['json'], ['json']]"
     assert registered == "1" and recorded == "[1, 2]"
-    assert patterns == ("['&zz:{*}:c', '~zz:all-symbols', '~zz:bots', '~zz:{*}:c', '~zz:{*}:l', '~zz:{*}:m']")
+    assert patterns == (
+        "['&zz:{*}:c', '~zz:all-symbols', '~zz:bots', '~zz:ids', '~zz:idseq', '~zz:{*}:c', '~zz:{*}:l', "
+        "'~zz:{*}:m']"
+    )
     client = redis.Redis.from_url(redis_url)
     assert not client.exists(keys.meta_key(symbol))
     client.close()

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from server.cli.runner import compose_gateway
+from server.core.chunks import Reassembler
 from server.gateway.http import HttpRoutes
 from server.gateway.server import Gateway
 from server.settings import Settings, load_settings
@@ -64,6 +65,8 @@ class WsClient:
     close_code: int | None = None
     _reader: asyncio.Task[None] | None = None
     _refs: int = 0
+    #: chunk frames received (reassembled into the frames they stand for)
+    chunks: int = 0
 
     async def connect(self, **kwargs: Any) -> WsClient:
         self.ws = await connect(self.url, **kwargs)
@@ -74,8 +77,16 @@ class WsClient:
     async def _read(self) -> None:
         assert self.ws is not None
         try:
+            chunks = Reassembler()
             async for message in self.ws:
-                self.frames.append(json.loads(message))
+                frame = json.loads(message)
+                if frame.get("op") == "chunk":  # a frame over max_send_frame_bytes, in pieces
+                    self.chunks += 1
+                    whole = chunks.feed(frame)
+                    if whole is None:
+                        continue
+                    frame = json.loads(whole)
+                self.frames.append(frame)
                 self.received_at.append(time.time_ns() // 1_000_000)
         except ConnectionClosed:
             pass

@@ -111,7 +111,7 @@ class BotIntegratedSignalLayer(TradingSignalLayer, _Fetching):
         """The signals this layer would draw for ``symbol`` (empty on a database failure)."""
         self.last_error = None
         query = self._query(symbol)
-        log.debug("fetching signals", extra={"layer": self.config.name, **query})
+        log.debug("fetching signals: layer=%r %s", self.config.name, query)
         try:
             return await self.integration.get_signals_for_chart_async(**query)
         except StoreError as exc:
@@ -181,7 +181,7 @@ class BotIntegratedTradeLayer(TradeExecutionLayer, _Fetching):
         """The trades this layer would draw for ``symbol`` (empty on a database failure)."""
         self.last_error = None
         query = self._query(symbol)
-        log.debug("fetching trades", extra={"layer": self.config.name, **query})
+        log.debug("fetching trades: layer=%r %s", self.config.name, query)
         try:
             return await self.integration.get_trades_for_chart_async(**query)
         except StoreError as exc:
@@ -288,7 +288,7 @@ def create_complete_bot_layers(
         "signals": create_bot_signal_layer(symbol, active_only, time_window_days=time_window_days, **options),
         "trades": create_bot_trade_layer(symbol, active_only, time_window_days=time_window_days),
     }
-    log.debug("bot layers created", extra={"symbol": symbol, "bots": len(bots)})
+    log.debug("bot layers created: symbol=%s bots=%d", symbol, len(bots))
     return {
         "success": True,
         "layers": layers,
@@ -349,7 +349,7 @@ class BotMultiLayerIntegration:
                 ),
                 self.integration,
             )
-        log.debug("strategy layers", extra={"symbol": symbol, "strategies": strategies, "bots": len(bots)})
+        log.debug("strategy layers: symbol=%s strategies=%s bots=%d", symbol, strategies, len(bots))
         return {
             "success": True,
             "layers": layers,

@@ -5,7 +5,10 @@ names); every figure comes from :mod:`server.analytics.performance`. Database fa
 service raises :class:`~server.errors.StoreError`; the convenience functions
 (``get_active_bot_signals`` ...) degrade instead: an empty DataFrame whose
 ``attrs["error"]`` says why, or a summary dict with ``success: False`` and ``error``.
-Debug logs go to the logger named ``bot_integration``.
+Debug logs go to the logger named ``bot_integration``: each fetch with its filter, and each
+query with its row count and time (``logging.basicConfig(level=logging.DEBUG)`` or a handler
+of your own shows them). Every keyword of docs/seed/bot-integration.md works under the
+seed's name (``get_bots(filter_config=...)``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,14 @@ def _ids(bot_ids: Sequence[int] | None) -> BotFilter:
 class BotDataService(analytics.BotDataService):
     """The analytics service with the seed's methods (each with an ``*_async`` twin)."""
 
+    async def _rows(self, engine: Any, statement: Any) -> tuple[list[Any], list[str]]:
+        began = time.perf_counter()
+        rows, keys = await super()._rows(engine, statement)
+        if log.isEnabledFor(logging.DEBUG):
+            took_ms = (time.perf_counter() - began) * 1000
+            log.debug("query: %d rows in %.1f ms (%s)", len(rows), took_ms, self.database_url.split(":")[0])
+        return rows, keys
+
     async def get_signals_for_bots_async(
         self,
         bot_ids: Sequence[int] | None = None,
@@ -72,7 +83,12 @@ class BotDataService(analytics.BotDataService):
     ) -> pd.DataFrame:
         """Signals of these bots (registry ids; None = all) in [start_time, end_time]."""
         log.debug(
-            "signals for bots", extra={"bot_ids": bot_ids, "types": signal_types, "min": min_confidence}
+            "signals for bots: bot_ids=%s types=%s min_confidence=%s window=%s..%s",
+            bot_ids,
+            signal_types,
+            min_confidence,
+            start_time,
+            end_time,
         )
         return await self.get_signals_async(
             _ids(bot_ids), start_time, end_time, signal_types, min_confidence or None
@@ -86,7 +102,7 @@ class BotDataService(analytics.BotDataService):
         sides: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Trades of these bots in [start_time, end_time], optionally only these sides."""
-        log.debug("trades for bots", extra={"bot_ids": bot_ids, "sides": sides})
+        log.debug("trades for bots: bot_ids=%s sides=%s window=%s..%s", bot_ids, sides, start_time, end_time)
         return await self.get_trades_async(_ids(bot_ids), start_time, end_time, sides)
 
     async def get_bot_performance_async(
@@ -112,6 +128,12 @@ def configure(database_url: str | None = None) -> BotDataService:
     if old is not None:
         old.close()
     return _default
+
+
+def configured_url() -> str | None:
+    """The database URL of the module-level functions' service, once one exists."""
+    with _default_lock:
+        return None if _default is None else _default.database_url
 
 
 def default_service() -> BotDataService:
@@ -163,7 +185,7 @@ class BotSignalLayerIntegration:
         are events and are not resampled). ``time_range`` defaults to the last ``days``."""
         start, end = _window(time_range, days)
         flt = _for_symbol(bot_filter, symbol)
-        log.debug("signals for chart", extra={"symbol": symbol, "filter": flt, "start": start, "end": end})
+        log.debug("signals for chart: symbol=%s filter=%s window=%s..%s", symbol, flt, start, end)
         return await self.service.get_signals_async(flt, start, end, signal_types, min_confidence or None)
 
     async def get_trades_for_chart_async(
@@ -179,7 +201,7 @@ class BotSignalLayerIntegration:
         """Trades of ``symbol`` for a chart; ``time_range`` defaults to the last ``days``."""
         start, end = _window(time_range, days)
         flt = _for_symbol(bot_filter, symbol)
-        log.debug("trades for chart", extra={"symbol": symbol, "filter": flt, "start": start, "end": end})
+        log.debug("trades for chart: symbol=%s filter=%s window=%s..%s", symbol, flt, start, end)
         return await self.service.get_trades_async(flt, start, end, sides)
 
     get_signals_for_chart = blocking_twin(get_signals_for_chart_async)
@@ -214,7 +236,10 @@ def _summary(fetch: Any, flt: BotFilter, days_back: float) -> dict[str, Any]:
     overall = frame_records(report.overall)
     stats = overall[0] if overall else {}
     log.debug(
-        "performance computed", extra={"bots": len(report.by_bot), "ms": (time.perf_counter() - began) * 1000}
+        "performance computed: filter=%s bots=%d in %.1f ms",
+        flt,
+        len(report.by_bot),
+        (time.perf_counter() - began) * 1000,
     )
     win_rate = stats.get("win_rate")
     return {
@@ -296,6 +321,7 @@ __all__ = [
     "BotFilterConfig",
     "BotSignalLayerIntegration",
     "configure",
+    "configured_url",
     "default_service",
     "get_active_bot_signals",
     "get_active_bot_trades",

@@ -88,7 +88,7 @@ class TradingSignalLayer:
             return []
         market = market_data if isinstance(market_data, pd.DataFrame) else None
         frame = self.filter_signals(signal_frame(signals, market))
-        log.debug("rendering signals", extra={"layer": self.config.name, "signals": len(frame)})
+        log.debug("rendering signals: layer=%r signals=%d", self.config.name, len(frame))
         return traces.signal_traces(
             frame,
             styles.theme(self.config.theme),
@@ -129,7 +129,7 @@ class TradeExecutionLayer:
         frame = trade_frame(trades)
         if self.config.sides is not None:
             frame = frame[frame["side"].isin(self.config.sides)]
-        log.debug("rendering trades", extra={"layer": self.config.name, "trades": len(frame)})
+        log.debug("rendering trades: layer=%r trades=%d", self.config.name, len(frame))
         return traces.trade_traces(
             frame,
             styles.theme(self.config.theme),

@@ -1,6 +1,8 @@
-"""Each code block of the seed document (shared/seed/bot-integration.md), imports changed to ours,
-placeholders (market_data, get_signals_from_api(), create_base_chart) replaced by fixtures,
-run against a real database holding demo-bot history."""
+"""Each code block of the seed document (docs/seed/bot-integration.md), imports changed to ours,
+placeholders the seed leaves undefined (market_data, get_signals_from_api(), create_base_chart,
+the custom query's filter) defined here, run against a real database holding demo-bot history;
+one test per block, in the document's order, then the seed's promises the blocks rely on
+(keywords, degradation, ids, status order)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,12 @@ import pytest
 
 from publishers.events import now_ms
 from server.charts import layers as charts_layers
+from server.charts.database import dispose_engines
 from server.cli.embedded import free_port
 from server.errors import StoreError
+from tests.support import async_wait_until
 from tests.support.analytics_data import demo_events, fresh_store
+from tests.support.fixtures_store import running_recorder
 
 NOW = now_ms()
 
@@ -49,6 +54,7 @@ def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     charts_layers.configure(database_url)
     yield database_url
     charts_layers.configure(database_url).close()
+    dispose_engines()
 
 
 def events(kind: str, symbol: str = "BTCUSDT", **match: Any) -> list[dict[str, Any]]:
@@ -607,7 +613,6 @@ def test_troubleshooting_database_connection(store: str, capsys: pytest.CaptureF
 
         with get_session() as session:
             print("Database connection successful")
-            assert session.scalar("SELECT COUNT(*) FROM bots") == 4
     except Exception as e:
         print(f"Database connection failed: {e}")
 
@@ -620,6 +625,7 @@ def test_troubleshooting_database_connection(store: str, capsys: pytest.CaptureF
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Database connection successful"
     assert out[1].startswith("Database connection failed: database query failed")
+    assert session.bind is not None
 
 
 def test_troubleshooting_performance_options_and_best_practices(store: str) -> None:
@@ -655,11 +661,16 @@ def test_debug_mode_loggers(store: str, market_data: pd.DataFrame, caplog: pytes
     finally:
         logging.getLogger("bot_integration").setLevel(logging.NOTSET)
         logging.getLogger("bot_enhanced_layers").setLevel(logging.NOTSET)
-    messages = {(r.name, r.getMessage()) for r in caplog.records}
-    assert ("bot_enhanced_layers", "fetching signals") in messages  # data fetching
-    assert ("bot_integration", "signals for chart") in messages  # the query and its filter
-    assert ("bot_enhanced_layers", "rendering signals") in messages
-    assert ("bot_integration", "performance computed") in messages  # performance metrics
+    messages = [(r.name, r.getMessage()) for r in caplog.records]
+
+    def said(logger: str, start: str) -> str:
+        return next(m for name, m in messages if name == logger and m.startswith(start))
+
+    assert "'BTCUSDT'" in said("bot_enhanced_layers", "fetching signals:")  # data fetching
+    assert "active_only=True" in said("bot_integration", "signals for chart: symbol=BTCUSDT filter=")
+    assert " rows in " in said("bot_integration", "query: ")  # the row count and the time
+    assert said("bot_enhanced_layers", "rendering signals: ")
+    assert said("bot_integration", "performance computed: ")  # performance metrics
 
 
 def test_testing_bot_integration_with_the_documents_data() -> None:
@@ -722,25 +733,144 @@ def test_imports_map_from_the_seed_paths() -> None:
 
 
 def test_database_connection_management_pattern(store: str) -> None:
-    from sqlalchemy import select
-
-    from server.charts.database import get_session
-    from server.history.models import BotRow as Bot
+    from server.charts.database import Bot, get_session
 
     logger = logging.getLogger("test")
+    condition = Bot.status == "active"  # the seed's "filter(...)"
 
-    def custom_bot_query(url: str | None = None) -> list[Any]:
+    # The bot integration handles database connections automatically
+    # But for custom queries, follow these patterns:
+
+    def custom_bot_query() -> list[Any]:
         try:
-            with get_session(url) as session:
+            with get_session() as session:
                 # Your database operations
-                result = session.execute(select(Bot).where(Bot.status == "active"))
+                result = session.query(Bot).filter(condition).all()
                 return result
         except Exception as e:
             logger.error(f"Database query failed: {e}")
             return []
 
     active = custom_bot_query()
-    assert {row.name for row in active} == {"momo-1", "ema-1", "mr-1"} | (
+    assert {bot.name for bot in active} == {"momo-1", "ema-1", "mr-1"} | (
         {"momo-2"} if _active_at_end("momo-2") else set()
     )
-    assert custom_bot_query(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing") == []
+    assert all(isinstance(bot.id, int) and bot.strategy for bot in active)
+    charts_layers.configure(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing")
+    assert custom_bot_query() == []  # the seed's except branch: the database is down
+
+
+def test_session_models_cover_every_table(store: str) -> None:
+    from server.charts.database import Bot, Candle, Signal, Trade, get_session
+
+    with get_session() as session:
+        counts = {model.__name__: session.query(model).count() for model in (Bot, Signal, Trade, Candle)}
+        momo = session.query(Bot).filter(Bot.name == "momo-1").one()
+        signals = session.query(Signal).filter(Signal.bot == momo.name).count()
+    assert counts["BotRow"] == 4
+    assert counts["SignalRow"] == len([e for e in history() if e["kind"] == "signal"])
+    assert signals == len([e for e in history() if e["kind"] == "signal" and e["bot"] == "momo-1"])
+
+
+def test_get_bots_takes_the_seeds_keyword(store: str) -> None:
+    from server.charts.layers.bot_integration import BotDataService, BotFilterConfig
+
+    with BotDataService() as service:
+        by_keyword = service.get_bots(filter_config=BotFilterConfig(strategies=["momentum"]))
+        positional = service.get_bots(BotFilterConfig(strategies=["momentum"]))
+        # The seed's "Available Methods" table, every parameter by its name.
+        ids = by_keyword["id"].tolist()
+        start, end = datetime.now() - timedelta(days=7), datetime.now()
+        signals = service.get_signals_for_bots(
+            bot_ids=ids, start_time=start, end_time=end, signal_types=["buy"], min_confidence=0.2
+        )
+        trades = service.get_trades_for_bots(bot_ids=ids, start_time=start, end_time=end, sides=["sell"])
+        performance = service.get_bot_performance(bot_ids=ids, start_time=start, end_time=end)
+    assert list(by_keyword["name"]) == list(positional["name"]) and len(by_keyword) == 2
+    assert set(signals["signal_type"]) == {"buy"} and (signals["confidence"] >= 0.2).all()
+    assert set(signals["bot"]) <= set(by_keyword["name"]) and set(trades["side"]) == {"sell"}
+    assert set(performance.index) <= set(by_keyword["name"])
+
+
+def test_naive_datetimes_are_local_time(store: str) -> None:
+    """datetime.now() on a machine far from UTC still means now: the seed's windows find the data."""
+    import time as clock
+
+    from server.charts.layers.bot_integration import BotDataService
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Kiritimati"  # UTC+14
+    clock.tzset()
+    try:
+        with BotDataService() as service:
+            recent = service.get_signals_for_bots(
+                start_time=datetime.now() - timedelta(hours=2), end_time=datetime.now()
+            )
+            future = service.get_signals_for_bots(start_time=datetime.now() + timedelta(hours=1))
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        clock.tzset()
+    assert len(recent) == len(events("signal")) + len(events("signal", "ETHUSDT"))
+    assert future.empty
+
+
+def test_a_sqlite_folder_that_cannot_be_made_degrades(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    charts_layers.configure(f"sqlite+aiosqlite:///{blocker}/sub/history.db")
+    try:
+        signals = charts_layers.get_active_bot_signals("BTCUSDT")
+        summary = charts_layers.get_bot_performance_summary()
+    finally:
+        charts_layers.configure(f"sqlite+aiosqlite:///{tmp_path}/other.db").close()
+    assert signals.empty and signals.attrs["error"].startswith("database unavailable")
+    assert summary["success"] is False and summary["error"].startswith("database unavailable")
+
+
+def test_a_hanging_database_degrades_within_the_query_timeout() -> None:
+    """A server that accepts connections and never answers: the call ends with the timeout's
+    reason (database.query_timeout_s, 3 s by default), not after the driver's own minutes."""
+    import socket
+
+    from server.charts.layers.bot_integration import BotDataService
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # never accepts: the TCP handshake completes, nothing is ever said
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{listener.getsockname()[1]}/hangs"
+        service = charts_layers.configure(url)
+        try:
+            signals = charts_layers.get_active_bot_signals("BTCUSDT")
+            with pytest.raises(StoreError, match="timed out after 0.2s"):
+                BotDataService(url, timeout_s=0.2).get_bots()
+        finally:
+            service.close()
+    assert service.timeout_s == 3.0
+    assert signals.attrs["error"] == "database query timed out after 3s"
+
+
+async def test_a_bot_that_says_active_when_it_starts_is_an_active_bot_at_once(
+    store: str, redis_url: str, symbol: str
+) -> None:
+    """The natural order: status("active") at start, signals later. The seed's active_only=True
+    finds the bot before its first signal, under the id the registry gave it."""
+    from publishers import Publisher
+    from server.charts.layers.bot_integration import BotDataService, BotFilterConfig
+
+    name = f"starter-{symbol.lower()}"
+    async with Publisher(redis_url, bot=name, strategy="momentum") as publisher:
+        await publisher.status("active")
+        async with running_recorder(redis_url, store, [symbol]):
+            service = BotDataService()
+
+            async def listed() -> bool:
+                bots = await service.get_bots_async(BotFilterConfig(active_only=True))
+                return name in set(bots["name"])
+
+            await async_wait_until(listed, what="the starting bot among the active ones")
+            bots = await service.get_bots_async(filter_config=BotFilterConfig(bot_names=[name]))
+            await service.aclose()
+    assert list(bots["id"]) == [publisher.bot_ids[name]] and list(bots["status"]) == ["active"]

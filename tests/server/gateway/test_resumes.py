@@ -19,12 +19,14 @@ class CountingHistory:
 
     def __init__(self, to_seq: int = 10, reset: str | None = None) -> None:
         self.calls = 0
+        self.started = asyncio.Event()
         self.gate = asyncio.Event()
         self.to_seq = to_seq
         self.reset = reset
 
     async def after(self, symbol: str, flt: object, *, epoch: str, seq: int) -> After:
         self.calls += 1
+        self.started.set()
         to_seq = self.to_seq  # where the log ended when the read started
         await self.gate.wait()
         events = [(s, f'{{"seq":{s}}}') for s in range(seq + 1, to_seq + 1)]
@@ -62,8 +64,7 @@ async def test_a_read_is_not_shared_with_a_client_that_asked_after_the_live_path
     fanout = live_at(10)
     resumes = resumes_over(history, fanout)
     first = asyncio.create_task(resumes.after("SYM", EVERYTHING, epoch=EPOCH, seq=5))
-    while history.calls < 1:  # the shared read has started
-        await asyncio.sleep(0)
+    await history.started.wait()  # the shared read has begun
     fanout.symbols["SYM"].last_seq = 11  # the live path processed seq 11 while the read ran
     history.to_seq = 11
     late = asyncio.create_task(resumes.after("SYM", EVERYTHING, epoch=EPOCH, seq=5))

@@ -414,6 +414,11 @@ async def test_after_an_epoch_change_replay_resets_and_the_window_keeps_the_old_
     old = [e for e in split_history.events.values() if e["kind"] == "signal"]
     new = [e for e in fresh.events.values() if e["kind"] == "signal"]
     assert window.data["signal"]["ts"] == sorted(e["ts"] for e in old + new)  # continuous across epochs
+    # Rows of the old epoch carry no seq (seqs restarted): the frame's seqs are the current epoch's.
+    by_ts = dict(zip(window.data["signal"]["ts"], window.data["signal"]["seq"], strict=True))
+    assert all(by_ts[e["ts"]] is None for e in old if e["ts"] not in {n["ts"] for n in new})
+    assert sorted(s for s in window.data["signal"]["seq"] if s is not None) == sorted(e["seq"] for e in new)
+    assert all(s <= window.to_seq for s in window.data["signal"]["seq"] if s is not None)
 
 
 async def test_reads_stay_exact_while_publishing_recording_and_trimming(
