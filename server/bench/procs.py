@@ -55,6 +55,15 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def is_recorder(pid: int) -> bool:
+    """A ``signalpush record`` process (the recorder child of ``serve``)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"record" in argv
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (now) and VmHWM (peak) of a process in KiB; empty if it is gone."""
     out: dict[str, int] = {}
@@ -216,7 +225,7 @@ class ServerChild:
     ) -> None:
         self.kind = kind
         #: Extra environment (config overrides, e.g. ``SIGNALPUSH_RECORDER_ENABLED``).
-        self.env = env or {}
+        self.env = dict(env or {})
         #: ``signalpush serve --workers N``: N gateway processes under a supervisor.
         self.workers = workers
         self.profile_dir = profile_dir
@@ -227,6 +236,9 @@ class ServerChild:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{kind}-{self.port}.log"
         self.started_at = 0.0
+        #: It runs a recorder (the bench registers its symbols), into this database.
+        self.records = False
+        self.database_url: str | None = None
 
     def argv(self) -> list[str]:
         if self.kind == "baseline":
@@ -309,11 +321,16 @@ class ServerChild:
         return self.process.pid
 
     def pids(self) -> list[int]:
-        """The server's processes: itself and, with workers, its worker children."""
-        return [self.pid, *children_of(self.pid)] if self.workers > 1 else [self.pid]
+        """The gateway's processes: itself and, with workers, its worker children (not the recorder)."""
+        children = children_of(self.pid) if self.workers > 1 else []
+        return [self.pid, *(p for p in children if not is_recorder(p))]
+
+    def recorder_pids(self) -> list[int]:
+        """The recorder child of ``serve`` (``recorder.process``), if it runs one."""
+        return [p for p in children_of(self.pid) if is_recorder(p)]
 
     def peak_rss_kib(self) -> int:
-        """Peak RSS summed over the server's processes (workers each count)."""
+        """Peak RSS summed over the gateway's processes (workers each count; not the recorder)."""
         return sum(memory_kib(pid).get("VmHWM", 0) for pid in self.pids())
 
     def kill(self) -> None:
