@@ -24,7 +24,7 @@ from server.history.reads import history_payload
 from server.history.source import Window
 
 if TYPE_CHECKING:
-    from server.history.recorder import Recorder
+    from server.history.recorder_state import RecorderView
 
 
 #: Fields of a bot that describe the whole bot (its account, its activity on every symbol).
@@ -81,7 +81,7 @@ def _int(query: Query, key: str, default: int, low: int, high: int) -> int:
 class ApiRoutes:
     """Adds /api/history, /api/figure, /api/bots, /api/performance and the store's health to ``routes``."""
 
-    def __init__(self, routes: HttpRoutes, engine: AsyncEngine, recorder: Recorder | None = None) -> None:
+    def __init__(self, routes: HttpRoutes, engine: AsyncEngine, recorder: RecorderView | None = None) -> None:
         self.routes = routes
         self.gateway = routes.gateway
         self.engine = engine
