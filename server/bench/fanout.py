@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.analytics.tables import format_table
 from server.bench import BenchResult, positive_float, positive_int
 from server.bench.fleet import ConnPlan, LoadFleet, run_publishers
 from server.bench.pubload import bench_filters
+from server.bench.recording import profile_shares
 from server.bench.rig import Phase, Rig, add_common_arguments, judge, measure_phase, repeat, vars_of
 from server.bench.stats import ratio
 
@@ -128,7 +130,9 @@ def plan(symbols: list[str], clients: int, filters: int) -> list[ConnPlan]:
 
 def run_target(bench: Rig, args: argparse.Namespace, target: Target) -> TargetRun:
     symbols = bench.symbols(f"{target.kind[0]}F{target.filters}", args.symbols)
-    server = bench.server(target.kind, workers=target.workers, env=target.env, records=target.records)
+    server = bench.server(
+        target.kind, workers=target.workers, env=target.env, records=target.records, name=target.label
+    )
     processes = max(args.load_processes, -(-args.clients // args.per_process))
     fleet = LoadFleet(processes, bench.workdir)
     try:
@@ -276,4 +280,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         f"{args.rate:g} ev/s recorder lag max s": ("signalpush", "<= 1"),
     }
     judge(result.rows, targets)
+    if args.profile is not None:
+        shares = profile_shares(args.profile)
+        result.extra["profiles"] = shares
+        print(format_table(shares), flush=True)
     return result

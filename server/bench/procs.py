@@ -224,6 +224,8 @@ class ServerChild:
         env: dict[str, str] | None = None,
     ) -> None:
         self.kind = kind
+        #: What the bench calls it (the profile's file name).
+        self.name = kind
         #: Extra environment (config overrides, e.g. ``SIGNALPUSH_RECORDER_ENABLED``).
         self.env = dict(env or {})
         #: ``signalpush serve --workers N``: N gateway processes under a supervisor.
@@ -279,7 +281,7 @@ class ServerChild:
         """Sample the server with py-spy (``pip install py-spy``) until it exits: flamegraph text."""
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         directory.mkdir(parents=True, exist_ok=True)
-        output = directory / f"{self.kind}-{self.pid}.txt"
+        output = directory / f"{self.name.replace(' ', '-')}-{self.pid}.txt"
         self.profilers.append(
             subprocess.Popen(
                 [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200", "--nonblocking",

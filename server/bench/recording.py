@@ -15,7 +15,8 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import redis
 from sqlalchemy import func, select
@@ -143,3 +144,33 @@ def missing_rows(
         if missing == 0 or waited >= timeout_s:
             return missing, round(waited, 2)
         time.sleep(0.25)
+
+
+#: Frames of the recording work (the recorder, its SQL writes, aiosqlite's worker thread).
+RECORDER_FRAMES: Final = (
+    "history/recorder",
+    "history/writer",
+    "history/bots",
+    "history/logops",
+    "aiosqlite",
+)
+
+
+def profile_shares(directory: Path) -> list[dict[str, Any]]:
+    """Per py-spy raw profile (``--profile DIR``): its samples and the share spent recording.
+
+    Each line of a raw profile is a stack (frames joined by ``;``) and its sample count.
+    """
+    rows: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.txt")):
+        total = recording = 0
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            total += int(count)
+            if any(marker in stack for marker in RECORDER_FRAMES):
+                recording += int(count)
+        share = round(100 * recording / total, 1) if total else 0.0
+        rows.append({"profile": path.name, "samples": total, "recorder %": share})
+    return rows

@@ -89,13 +89,20 @@ class Rig:
             client.close()
 
     def server(
-        self, kind: str, workers: int = 1, env: dict[str, str] | None = None, *, records: bool | None = None
+        self,
+        kind: str,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        *,
+        records: bool | None = None,
+        name: str | None = None,
     ) -> ServerChild:
         """A server under test, started. ``records``: it runs a recorder (default: signalpush does,
         the baseline does not); the bench's publishers then register its symbols so it records them."""
         child = ServerChild(
             kind, self.redis_url, self.workdir, profile_dir=self.profile_dir, workers=workers, env=env
         )
+        child.name = name or kind
         child.records = kind != "baseline" if records is None else records
         child.database_url = self.database_url or f"sqlite+aiosqlite:///{self.workdir}/{kind}-{child.port}.db"
         child.env.setdefault("SIGNALPUSH_DATABASE_URL", child.database_url)
