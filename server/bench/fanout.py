@@ -11,6 +11,7 @@ the send stamp in each event's meta, with server CPU and peak RSS.
 from __future__ import annotations
 
 import argparse
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,10 @@ def plan(symbols: list[str], clients: int, filters: int) -> list[ConnPlan]:
 
 
 def run_target(bench: Rig, args: argparse.Namespace, target: Target) -> TargetRun:
-    symbols = bench.symbols(f"{target.kind[0]}F{target.filters}", args.symbols)
+    # Symbols of their own per target (by its label): seqs, recorders and SQL rows never mix.
+    symbols = bench.symbols(
+        f"{target.kind[0]}F{target.filters}T{zlib.crc32(target.label.encode()):X}", args.symbols
+    )
     server = bench.server(
         target.kind, workers=target.workers, env=target.env, records=target.records, name=target.label
     )
