@@ -96,8 +96,10 @@ class RecorderChild:
         self._report: dict[str, Any] = {}
 
     def argv(self) -> list[str]:
+        """``signalpush record --report``, through this module's lean entry point (:func:`main`:
+        the full command line imports every command's dependencies, pandas included)."""
         consumer = ["--consumer", self.consumer] if self.consumer else []
-        return [sys.executable, "-m", "server.cli.main", "record", "--report", *consumer]
+        return [sys.executable, "-m", "server.cli.recorder_child", "record", "--report", *consumer]
 
     # -- the in-process recorder's face (what /metrics reads) -------------------------------
 
@@ -187,3 +189,27 @@ async def _terminate(process: asyncio.subprocess.Process, timeout_s: float) -> N
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m server.cli.recorder_child record --report [--consumer NAME]``: the recorder
+    child, configured by its environment (:func:`child_env`)."""
+    import argparse
+
+    from server.cli.db import _record
+    from server.logs import configure_logging
+    from server.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="signalpush record (serve's recorder)")
+    parser.add_argument("command", choices=["record"])
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--consumer")
+    args = parser.parse_args(argv)
+    args.symbols, args.claim_idle_ms = None, None
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(_record(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
