@@ -18,8 +18,15 @@ from tests.support.process import ServerProcess
 
 
 def _recorders(pid: int) -> list[int]:
-    """The ``signalpush record`` children of a process."""
-    return [c.pid for c in psutil.Process(pid).children() if "record" in c.cmdline()]
+    """The live ``signalpush record`` children of a process (not one that died, not yet reaped)."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            if "record" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child.pid)
+        except psutil.Error:  # gone, or a zombie
+            continue
+    return found
 
 
 def _rows(server: ServerProcess, symbol: str) -> int:
