@@ -86,6 +86,7 @@ class Publisher:
         self._last_status = "active"
         self._bot_symbols: dict[str, set[str]] = {}
         self._bot_ids: dict[str, int | None] = {}
+        self._registering = asyncio.Lock()
         self._registered: set[str] = set()
         self._prepared = False
 
@@ -245,9 +246,16 @@ class Publisher:
         return dict(self._bot_ids)
 
     async def _register_bots(self, names: Iterable[str]) -> None:
-        """Give each new bot name its stable id (publishers/registry.py), once per publisher."""
-        for name in sorted(set(names) - self._bot_ids.keys()):
-            self._bot_ids[name] = await self._run(_assigner(name))
+        """Give each new bot name its stable id (publishers/registry.py), once per publisher.
+
+        One registration at a time: a thousand publishes started at once for a new bot make
+        one round trip, not a thousand (which would exhaust the connection pool).
+        """
+        if not set(names) - self._bot_ids.keys():
+            return
+        async with self._registering:
+            for name in sorted(set(names) - self._bot_ids.keys()):
+                self._bot_ids[name] = await self._run(_assigner(name))
 
     async def publish(self, event: Event) -> int:
         """Publish one already-built event; returns its seq."""

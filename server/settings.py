@@ -152,7 +152,13 @@ class RecorderSettings:
     """The recorder that copies every symbol's log into SQL."""
 
     enabled: bool = True
+    #: Record in a child process of ``serve`` (``signalpush record``), off the gateway's core and GIL.
+    process: bool = True
+    #: Niceness of that child (0-19): higher yields the CPU to the gateway under load.
+    nice: int = field(default=0, metadata=_rule(min=0, max=19))
+    #: A batch is committed when it holds ``batch_size`` events or its first is ``batch_wait_ms`` old.
     batch_size: int = field(default=1000, metadata=_rule(min=1))
+    batch_wait_ms: int = field(default=200, metadata=_rule(min=0, max=10_000))
     block_ms: int = field(default=200, metadata=_rule(min=1))
     trim: bool = True
     #: Entries pending this long on another recorder (a dead one) are claimed and recorded.

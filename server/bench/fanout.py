@@ -11,12 +11,16 @@ the send stamp in each event's meta, with server CPU and peak RSS.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from server.analytics.tables import format_table
 from server.bench import BenchResult, positive_float, positive_int
 from server.bench.fleet import ConnPlan, LoadFleet, run_publishers
 from server.bench.pubload import bench_filters
+from server.bench.recording import profile_shares
 from server.bench.rig import Phase, Rig, add_common_arguments, judge, measure_phase, repeat, vars_of
 from server.bench.stats import ratio
 
@@ -57,6 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="also run signalpush with `serve --workers N` in the same run, beside 1 worker (default: 1)",
     )
+    parser.add_argument(
+        "--compare-recorder",
+        action="store_true",
+        help="also run signalpush with its recorder in-process and with recording off (ratios to off)",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="also run the signalpush of an older checkout in DIR (its server/ on PYTHONPATH)",
+    )
 
 
 @dataclass
@@ -65,6 +80,32 @@ class Target:
     kind: str
     filters: int
     workers: int = 1
+    #: Environment of the server (config overrides, PYTHONPATH of an older checkout).
+    env: dict[str, str] = field(default_factory=dict)
+    #: It records (None: signalpush does, the baseline does not).
+    records: bool | None = None
+
+
+#: ``--compare-recorder``: the same server with its recorder in-process, and with recording off.
+IN_PROCESS = Target("in-process recorder", "signalpush", 1, env={"SIGNALPUSH_RECORDER_PROCESS": "false"})
+NO_RECORDING = Target(
+    "no recording", "signalpush", 1, env={"SIGNALPUSH_RECORDER_ENABLED": "false"}, records=False
+)
+
+
+def before_target(directory: Path) -> Target:
+    """The signalpush of an older checkout (``--before``), in its default configuration."""
+    return Target("before", "signalpush", 1, env={"PYTHONPATH": str(directory.resolve())})
+
+
+def extra_targets(args: argparse.Namespace) -> list[Target]:
+    """The targets ``--compare-recorder`` and ``--before`` add."""
+    targets: list[Target] = []
+    if getattr(args, "compare_recorder", False):
+        targets += [IN_PROCESS, NO_RECORDING]
+    if getattr(args, "before", None) is not None:
+        targets.append(before_target(args.before))
+    return targets
 
 
 @dataclass
@@ -89,8 +130,13 @@ def plan(symbols: list[str], clients: int, filters: int) -> list[ConnPlan]:
 
 
 def run_target(bench: Rig, args: argparse.Namespace, target: Target) -> TargetRun:
-    symbols = bench.symbols(f"{target.kind[0]}F{target.filters}", args.symbols)
-    server = bench.server(target.kind, workers=target.workers)
+    # Symbols of their own per target (by its label): seqs, recorders and SQL rows never mix.
+    symbols = bench.symbols(
+        f"{target.kind[0]}F{target.filters}T{zlib.crc32(target.label.encode()):X}", args.symbols
+    )
+    server = bench.server(
+        target.kind, workers=target.workers, env=target.env, records=target.records, name=target.label
+    )
     processes = max(args.load_processes, -(-args.clients // args.per_process))
     fleet = LoadFleet(processes, bench.workdir)
     try:
@@ -140,6 +186,9 @@ def figure_rows(runs: dict[str, TargetRun], rate: float) -> list[dict[str, Any]]
         row("saturation published ev/s", lambda r: round(r.saturation.publish.rate)),
         row("saturation items/frame", lambda r: _per_frame(r.saturation)),
         row("saturation server CPU %", lambda r: r.saturation.server_cpu.percent),
+        row("saturation recorder CPU %", lambda r: _recorder_cpu(r.saturation)),
+        row("saturation server+recorder CPU %", lambda r: r.saturation.total_cpu_pct),
+        row("saturation recorder lag max s", lambda r: r.saturation.recorder_lag_s),
         row("saturation server CPU ns/delivery", lambda r: _ns_per_delivery(r.saturation)),
         row("saturation load CPU %", lambda r: r.saturation.load_cpu.percent),
         row("saturation redis+pub CPU %", lambda r: _other_cpu(r.saturation)),
@@ -152,10 +201,19 @@ def figure_rows(runs: dict[str, TargetRun], rate: float) -> list[dict[str, Any]]
         row(f"{fixed} latency max ms", lambda r: r.fixed.report.latency.summary_ms()["max_ms"]),
         row(f"{fixed} lost", lambda r: r.fixed.lost),
         row(f"{fixed} server CPU %", lambda r: r.fixed.server_cpu.percent),
+        row(f"{fixed} recorder CPU %", lambda r: _recorder_cpu(r.fixed)),
+        row(f"{fixed} server+recorder CPU %", lambda r: r.fixed.total_cpu_pct),
+        row(f"{fixed} recorder lag max s", lambda r: r.fixed.recorder_lag_s),
         row(f"{fixed} softirq+other CPU %", lambda r: round(r.fixed.softirq_pct + r.fixed.other_cpu_pct, 1)),
         row("server peak RSS MiB", lambda r: round(r.fixed.server_rss_kib / 1024, 1)),
         row("connect all clients s", lambda r: round(r.connect_s, 2)),
+        row("SQL rows missing", lambda r: r.fixed.sql_missing),
+        row("SQL rows all there after s", lambda r: r.fixed.sql_wait_s),
     ]
+
+
+def _recorder_cpu(phase: Phase) -> float | None:
+    return phase.recorder_cpu.percent if phase.recorder_cpu is not None and phase.recorder_cpu.pids else None
 
 
 def _per_frame(phase: Phase) -> float:
@@ -191,19 +249,27 @@ def one_run(bench: Rig, args: argparse.Namespace, index: int) -> list[dict[str, 
     workers = getattr(args, "workers", 1)
     if workers > 1:
         targets.append(Target(f"{workers} workers", "signalpush", 1, workers))
+    targets += extra_targets(args)
     runs = run_targets(bench, args, index, targets)
     rows = figure_rows(runs, args.rate)
     add_ratio(rows, "ratio", "signalpush", "baseline")
     if workers > 1:
         add_ratio(rows, f"{workers}w / 1w", f"{workers} workers", "signalpush")
+    if getattr(args, "compare_recorder", False):
+        add_ratio(rows, "child / off", "signalpush", NO_RECORDING.label)
+        add_ratio(rows, "in-process / off", IN_PROCESS.label, NO_RECORDING.label)
+    if getattr(args, "before", None) is not None:
+        add_ratio(rows, "now / before", "signalpush", "before")
+        add_ratio(rows, "before / baseline", "before", "baseline")
     rows.append({"figure": "publishers alone ev/s", "signalpush": publishers_alone(bench, args)})
     return rows
 
 
 TARGETS = {
-    "saturation deliveries/s": ("ratio", ">= 1.5"),
+    "saturation deliveries/s": ("ratio", ">= 2.5"),
     "saturation lost": ("signalpush", "== 0"),
     "saturation duplicated": ("signalpush", "== 0"),
+    "SQL rows missing": ("signalpush", "== 0"),
 }
 
 
@@ -213,6 +279,13 @@ def run(args: argparse.Namespace) -> BenchResult:
         **TARGETS,
         f"{args.rate:g} ev/s latency p99 ms": ("signalpush", "<= 5"),
         f"{args.rate:g} ev/s lost": ("signalpush", "== 0"),
+        f"{args.rate:g} ev/s server CPU %": ("ratio", "<= 1.3"),
+        f"{args.rate:g} ev/s server+recorder CPU %": ("ratio", "<= 1.3"),
+        f"{args.rate:g} ev/s recorder lag max s": ("signalpush", "<= 1"),
     }
     judge(result.rows, targets)
+    if args.profile is not None:
+        shares = profile_shares(args.profile)
+        result.extra["profiles"] = shares
+        print(format_table(shares), flush=True)
     return result

@@ -219,6 +219,7 @@ class Publishers:
         window: int = 500,
         flow_key: str = "",
         max_events: int = 0,
+        register: bool = False,
     ) -> None:
         processes = max(1, min(processes, len(symbols)))
         self.seconds = seconds
@@ -239,6 +240,7 @@ class Publishers:
                 "--flow-key", flow_key,
                 "--max-events", str(max_events),
                 "--start-at", str(start_at),
+                *(["--register"] if register else []),
             )  # fmt: skip
             log = (workdir / f"publisher-{index}.log").open("ab")
             try:

@@ -55,6 +55,15 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def is_recorder(pid: int) -> bool:
+    """A ``signalpush record`` process (the recorder child of ``serve``)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"record" in argv
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (now) and VmHWM (peak) of a process in KiB; empty if it is gone."""
     out: dict[str, int] = {}
@@ -215,8 +224,10 @@ class ServerChild:
         env: dict[str, str] | None = None,
     ) -> None:
         self.kind = kind
+        #: What the bench calls it (the profile's file name).
+        self.name = kind
         #: Extra environment (config overrides, e.g. ``SIGNALPUSH_RECORDER_ENABLED``).
-        self.env = env or {}
+        self.env = dict(env or {})
         #: ``signalpush serve --workers N``: N gateway processes under a supervisor.
         self.workers = workers
         self.profile_dir = profile_dir
@@ -227,6 +238,9 @@ class ServerChild:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{kind}-{self.port}.log"
         self.started_at = 0.0
+        #: It runs a recorder (the bench registers its symbols), into this database.
+        self.records = False
+        self.database_url: str | None = None
 
     def argv(self) -> list[str]:
         if self.kind == "baseline":
@@ -267,7 +281,7 @@ class ServerChild:
         """Sample the server with py-spy (``pip install py-spy``) until it exits: flamegraph text."""
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         directory.mkdir(parents=True, exist_ok=True)
-        output = directory / f"{self.kind}-{self.pid}.txt"
+        output = directory / f"{self.name.replace(' ', '-')}-{self.pid}.txt"
         self.profilers.append(
             subprocess.Popen(
                 [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200", "--nonblocking",
@@ -309,11 +323,16 @@ class ServerChild:
         return self.process.pid
 
     def pids(self) -> list[int]:
-        """The server's processes: itself and, with workers, its worker children."""
-        return [self.pid, *children_of(self.pid)] if self.workers > 1 else [self.pid]
+        """The gateway's processes: itself and, with workers, its worker children (not the recorder)."""
+        children = children_of(self.pid) if self.workers > 1 else []
+        return [self.pid, *(p for p in children if not is_recorder(p))]
+
+    def recorder_pids(self) -> list[int]:
+        """The recorder child of ``serve`` (``recorder.process``), if it runs one."""
+        return [p for p in children_of(self.pid) if is_recorder(p)]
 
     def peak_rss_kib(self) -> int:
-        """Peak RSS summed over the server's processes (workers each count)."""
+        """Peak RSS summed over the gateway's processes (workers each count; not the recorder)."""
         return sum(memory_kib(pid).get("VmHWM", 0) for pid in self.pids())
 
     def kill(self) -> None:

@@ -93,8 +93,11 @@ class Flow:
 
 
 class PublishLoad:
-    def __init__(self, client: aioredis.Redis, symbols: Sequence[str], per_call: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, symbols: Sequence[str], per_call: int, register: bool = False
+    ) -> None:
         self.client = client
+        self.register = register
         self.symbols = list(symbols)
         self.per_call = per_call
         self.publisher_id = new_publisher_id()
@@ -120,15 +123,15 @@ class PublishLoad:
             bodies = [signal_body(symbol, start + i, now, pad) for i in range(count)]
             self.next_index[symbol] = start + count
             self.calls += 1
-            # Not in the symbol registry: recorders on a shared Redis must not pick up (and trim)
-            # the bench's synthetic symbols.
+            # In the symbol registry when the server under test records (its default): the
+            # recorder records them as it does users' symbols.
             call = build_call(
                 symbol,
                 bodies,
                 publisher_id=self.publisher_id,
                 call_number=self.calls,
                 log_maxlen=LOG_MAXLEN,
-                register_symbol=False,
+                register_symbol=self.register,
             )
             pipe.evalsha(PUBLISH_SHA, len(call.keys), *call.keys, *call.args)
             sent += count
@@ -179,7 +182,7 @@ async def fixed_rate(load: PublishLoad, seconds: float, rate: float) -> None:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     client = async_client(args.redis_url, socket_timeout_s=30.0, name="signalpush-bench-publisher")
     try:
-        load = PublishLoad(client, args.symbols.split(","), args.per_call)
+        load = PublishLoad(client, args.symbols.split(","), args.per_call, args.register)
         await load.prepare()
         flow = Flow(client, args.flow_key) if args.flow_key else None
         if args.start_at:
@@ -219,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--flow-key", default="", help="Redis hash of reader positions (empty: no flow control)"
     )
     parser.add_argument("--max-events", type=int, default=0, help="saturate: stop after this many per symbol")
+    parser.add_argument(
+        "--register", action="store_true", help="register the symbols (sp:symbols): recorders record them"
+    )
     parser.add_argument("--start-at", type=float, default=0.0, help="wall-clock time (s) to begin at")
     return parser
 

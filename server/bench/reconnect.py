@@ -20,6 +20,7 @@ from typing import Any
 from server.bench import BenchResult, positive_float, positive_int
 from server.bench.fleet import ConnPlan, FleetReport, LoadFleet, Publishers, run_publishers
 from server.bench.procs import CpuMeter, memory_kib
+from server.bench.recording import missing_rows
 from server.bench.rig import (
     TARGETS,
     Rig,
@@ -63,6 +64,8 @@ class Drill:
     connected: int
     restarted_ns: int
     storm_cpu_s: float
+    #: Events published without a row in SQL at the end (None: the server does not record).
+    sql_missing: int | None = None
 
     def spread(self, which: int, q: float) -> float | None:
         """Quantile ``q`` over the reconnected clients of: 0 = handshake done after the restart,
@@ -87,7 +90,7 @@ def drill(bench: Rig, args: argparse.Namespace, kind: str) -> Drill:
     symbols = bench.symbols(f"{kind[0]}R", args.symbols)
     run_publishers(
         bench.redis_url, symbols, mode="saturate", seconds=30, max_events=args.history_events,
-        workdir=bench.workdir,
+        workdir=bench.workdir, register=kind == "signalpush",
     )  # fmt: skip
     server = bench.server(kind)
     fleet = LoadFleet(max(1, -(-args.clients // args.per_process)), bench.workdir)
@@ -100,7 +103,7 @@ def drill(bench: Rig, args: argparse.Namespace, kind: str) -> Drill:
         fleet.mark()
         publishers = Publishers(
             bench.redis_url, symbols, mode="rate", seconds=args.before_kill + args.after + 5, rate=args.rate,
-            workdir=bench.workdir,
+            workdir=bench.workdir, register=server.records,
         )  # fmt: skip
         time.sleep(0.5 + args.before_kill)
         killed_ns = time.time_ns()
@@ -123,6 +126,9 @@ def drill(bench: Rig, args: argparse.Namespace, kind: str) -> Drill:
         warn_samples(kind, report)
         if report.failures:
             print(f"  {kind}: failed reconnect attempts: {report.failures}", file=sys.stderr, flush=True)
+        missing = None
+        if server.records and server.database_url:
+            missing = missing_rows(server.database_url, final)[0]
         everyone_live = report.reconnected >= connected.ok and not report.not_live
         last_live = max(report.live_ns, default=0)
         return Drill(
@@ -135,6 +141,7 @@ def drill(bench: Rig, args: argparse.Namespace, kind: str) -> Drill:
             connected=connected.ok,
             restarted_ns=restarted_ns,
             storm_cpu_s=storm_cpu.seconds,
+            sql_missing=missing,
         )
     finally:
         fleet.close()
@@ -168,6 +175,7 @@ def one_run(bench: Rig, args: argparse.Namespace, index: int) -> list[dict[str, 
         row("holes seen by clients", lambda d: d.report.holes),
         row("resets", lambda d: d.report.resets),
         row("restarted server peak RSS MiB", lambda d: round(d.peak_kib / 1024, 1)),
+        row("SQL rows missing", lambda d: d.sql_missing),
     ]
     for item in rows:
         item["ratio"] = ratio(item.get("signalpush"), item.get("baseline"))
@@ -186,6 +194,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             "all live again after restart s": ("signalpush", "<= 10"),
             "events lost": ("signalpush", "== 0"),
             "events duplicated": ("signalpush", "== 0"),
+            "SQL rows missing": ("signalpush", "== 0"),
         },
     )
     return result

@@ -29,6 +29,7 @@ from server.bench.procs import (
     redis_cpu_seconds,
     workdir,
 )
+from server.bench.recording import LagProbe, missing_rows
 from server.bench.stats import median_rows
 
 #: The two servers every scenario measures, in the order they run.
@@ -46,6 +47,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--per-process", type=int, default=2500, help="connections per load process (default: 2,500)"
     )
+    parser.add_argument(
+        "--database-url",
+        help="history database of the servers under test (default: a SQLite file per server, scratch dir)",
+    )
 
 
 @dataclass
@@ -56,6 +61,8 @@ class Rig:
     redis_pid: int | None
     workdir: Path
     profile_dir: Path | None = None
+    #: The servers' history database (None: a SQLite file per server in ``workdir``).
+    database_url: str | None = None
     tag: str = field(default_factory=lambda: secrets.token_hex(3).upper())
     used: list[str] = field(default_factory=list)
 
@@ -81,10 +88,25 @@ class Rig:
         finally:
             client.close()
 
-    def server(self, kind: str, workers: int = 1) -> ServerChild:
-        return ServerChild(
-            kind, self.redis_url, self.workdir, profile_dir=self.profile_dir, workers=workers
-        ).start()
+    def server(
+        self,
+        kind: str,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        *,
+        records: bool | None = None,
+        name: str | None = None,
+    ) -> ServerChild:
+        """A server under test, started. ``records``: it runs a recorder (default: signalpush does,
+        the baseline does not); the bench's publishers then register its symbols so it records them."""
+        child = ServerChild(
+            kind, self.redis_url, self.workdir, profile_dir=self.profile_dir, workers=workers, env=env
+        )
+        child.name = name or kind
+        child.records = kind != "baseline" if records is None else records
+        child.database_url = self.database_url or f"sqlite+aiosqlite:///{self.workdir}/{kind}-{child.port}.db"
+        child.env.setdefault("SIGNALPUSH_DATABASE_URL", child.database_url)
+        return child.start()
 
     def fleet(self, connections: int, per_process: int, name: str = "load") -> LoadFleet:
         return LoadFleet(max(1, -(-connections // per_process)), self.workdir, name)
@@ -108,7 +130,7 @@ def rig(args: argparse.Namespace) -> Iterator[Rig]:
         workdir(keep=bool(getattr(args, "keep_logs", False))) as path,
         bench_redis(getattr(args, "redis_url", None), path) as (url, pid),
     ):
-        bench = Rig(url, pid, path, getattr(args, "profile", None))
+        bench = Rig(url, pid, path, getattr(args, "profile", None), getattr(args, "database_url", None))
         try:
             yield bench
         finally:
@@ -132,6 +154,20 @@ class Phase:
     machine_cpu_s: float
     #: ... of which interrupt handling (loopback TCP is mostly processed there).
     softirq_s: float
+    #: The server's recorder process (``recorder.process``; nothing measured when it records in-process).
+    recorder_cpu: CpuMeter | None = None
+    #: Highest recorder lag (s) seen in the phase (None: the server does not record).
+    recorder_lag_s: float | None = None
+    #: Events published on the phase's symbols so far without a row in SQL, after the wait.
+    sql_missing: int | None = None
+    #: How long after the clients had everything the rows took to be all there (s).
+    sql_wait_s: float | None = None
+
+    @property
+    def total_cpu_pct(self) -> float:
+        """Gateway and recorder together (% of one core)."""
+        extra = self.recorder_cpu.percent if self.recorder_cpu is not None else 0.0
+        return round(self.server_cpu.percent + extra, 1)
 
     @property
     def delivery_rate(self) -> float:
@@ -179,18 +215,27 @@ def measure_phase(
     start = bench.seqs(symbols)
     fleet.mark(latency=latency)
     server_cpu, load_cpu = CpuMeter(server.pids()).start(), CpuMeter(fleet.pids).start()
+    recorder_cpu = CpuMeter(server.recorder_pids()).start()
+    probe = LagProbe(bench.redis_url, symbols).start() if server.records else None
     redis_before = bench.redis_cpu()
     machine_before = machine_busy_seconds()
-    result = run_publishers(bench.redis_url, symbols, workdir=bench.workdir, **publish)
+    result = run_publishers(
+        bench.redis_url, symbols, workdir=bench.workdir, register=server.records, **publish
+    )
     final = bench.seqs(symbols)
     behind = fleet.wait(final, drain_s)
     server_cpu.stop()
     load_cpu.stop()
+    recorder_cpu.stop()
+    lag = probe.stop() if probe is not None else None
     machine_after = machine_busy_seconds()
     redis_used = bench.redis_cpu() - redis_before
     report = fleet.report()
     warn_samples(server.kind, report)
     published = {s: final[s] - start[s] for s in symbols}
+    missing, waited = (
+        missing_rows(server.database_url, final) if server.records and server.database_url else (None, None)
+    )
     return Phase(
         publish=result,
         report=report,
@@ -202,6 +247,10 @@ def measure_phase(
         server_rss_kib=server.peak_rss_kib(),
         machine_cpu_s=machine_after[0] - machine_before[0],
         softirq_s=machine_after[1] - machine_before[1],
+        recorder_cpu=recorder_cpu,
+        recorder_lag_s=lag,
+        sql_missing=missing,
+        sql_wait_s=waited,
     )
 
 

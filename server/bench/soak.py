@@ -1,7 +1,7 @@
 """``signalpush bench soak``: the failure drills under steady load, counted event by event.
 
-A gateway (``serve`` without its in-process recorder), a separate recorder
-(``signalpush record``), an embedded Redis with its append-only file and a SQLite (or
+A gateway (``serve`` in its default configuration: its recorder a child process), an
+embedded Redis with its append-only file and a SQLite (or
 ``--database-url``) store run on loopback. One publisher process publishes signals, trades
 and bot status at a steady rate through the public :class:`~publishers.Publisher`. Clients
 subscribe with history and churn: every few seconds some drop (they reconnect with backoff
@@ -24,11 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import text
 
@@ -83,37 +84,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-logs", action="store_true", help="keep the scratch dir with every log")
 
 
-class RecorderChild:
-    """``signalpush record`` for the soak's symbols, SIGKILLed and restarted by a drill."""
+class ServeRecorder:
+    """The recorder child of the soak's ``serve`` (its default, ``recorder.process``), SIGKILLed
+    by a drill: ``serve`` restarts it (with backoff) and the new child, under the same consumer
+    name, re-reads what the killed one held."""
 
-    def __init__(self, redis_url: str, database_url: str, symbols: list[str], directory: Path) -> None:
-        self.argv = python_module(
-            "server.cli.main", "record", "--redis-url", redis_url, "--database-url", database_url,
-            "--symbols", ",".join(symbols), "--claim-idle-ms", "2000",
-        )  # fmt: skip
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with (self.directory / "recorder.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.directory,
-                env=child_env(),
-            )  # fmt: skip
+    def __init__(self, server: ServerChild) -> None:
+        self.server = server
+        self.killed = 0
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        """The child's pid now (0 while there is none: serve is restarting it)."""
+        pids = self.server.recorder_pids()
+        return pids[0] if pids else 0
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Wait until serve runs a recorder child (another than the one killed)."""
+        deadline = time.monotonic() + timeout_s
+        while self.pid in (0, self.killed):
+            if time.monotonic() > deadline:
+                raise BenchError(f"serve started no recorder child within {timeout_s:g}s")
+            time.sleep(0.05)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
+        self.killed = self.pid
+        if self.killed:
+            os.kill(self.killed, signal.SIGKILL)
 
 
 @dataclass
@@ -124,7 +121,7 @@ class Soak:
     redis: EmbeddedRedis | None
     symbols: list[str]
     server: ServerChild
-    recorder: RecorderChild
+    recorder: ServeRecorder
     faults: JsonChild
     began: float = field(default_factory=time.monotonic)
     gateway_lives: list[MemoryLife] = field(default_factory=list)
@@ -152,16 +149,20 @@ class Soak:
     def sample(self) -> None:
         at = self.now()
         self.gateway_lives[-1].add(at, memory_kib(self.server.pid).get("VmRSS", 0))
-        self.recorder_lives[-1].add(at, memory_kib(self.recorder.pid).get("VmRSS", 0))
+        recorder = self.recorder.pid
+        if recorder:  # none for a moment while serve restarts it
+            self.recorder_lives[-1].add(at, memory_kib(recorder).get("VmRSS", 0))
 
     def drill(self, name: str) -> None:
         started = self.now()
         if name.startswith("gateway"):
             self.sample()
+            self.recorder.killed = self.recorder.pid  # it ends with its serve
             self.server.kill()
             self.server.spawn()
-            self.new_lives(recorder=False)
+            self.new_lives()  # the new serve has a new recorder child
             self.server.wait_healthy(60)
+            self.recorder.start()
         elif name.startswith("Redis"):
             if self.redis is None:
                 self.drills.append(f"{started:.0f}s {name}: skipped (--redis-url: not ours to restart)")
@@ -255,11 +256,9 @@ def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> B
         check=True, cwd=path, env=child_env(), stdout=subprocess.DEVNULL,
     )  # fmt: skip
     symbols = bench.symbols("SOAK", args.symbols)
-    server = ServerChild(
-        "signalpush", bench.redis_url, path,
-        env={"SIGNALPUSH_DATABASE_URL": database_url, "SIGNALPUSH_RECORDER_ENABLED": "false"},
-    )  # fmt: skip
-    recorder = RecorderChild(bench.redis_url, database_url, symbols, path)
+    # The default configuration: serve records in its child process (the recorder drill kills it).
+    server = ServerChild("signalpush", bench.redis_url, path, env={"SIGNALPUSH_DATABASE_URL": database_url})
+    recorder = ServeRecorder(server)
     faults = JsonChild(
         python_module("server.bench.load"), name="faults", cwd=path, log_path=path / "faults.log"
     )
@@ -323,7 +322,6 @@ def soak(args: argparse.Namespace, bench: Rig, redis: EmbeddedRedis | None) -> B
         faults.stop()
         if publisher is not None:
             stop_process(publisher)
-        recorder.stop()
         server.stop()
 
 

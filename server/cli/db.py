@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -66,15 +67,42 @@ async def _record(settings: Settings, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     source, target = redact_url(settings.redis.effective_url), redact_url(settings.database.url)
-    print(f"signalpush record: {source} -> {target} as {recorder.consumer}; Ctrl-C to stop", flush=True)
-    await recorder.run(stop)
+    # With --report, stdout carries the reports (the parent reads them): the rest goes to stderr.
+    out = sys.stderr if args.report else sys.stdout
+    print(
+        f"signalpush record: {source} -> {target} as {recorder.consumer}; Ctrl-C to stop",
+        file=out,
+        flush=True,
+    )
+    reporting = asyncio.create_task(_report(recorder, stop)) if args.report else None
+    try:
+        await recorder.run(stop)
+    finally:
+        if reporting is not None:
+            reporting.cancel()
     stats = recorder.stats()
     batches = stats["batches"]
     print(
         f"recorded {stats['events_recorded']} events in {batches} batch{'' if batches == 1 else 'es'}",
+        file=out,
         flush=True,
     )
     return 0
+
+
+async def _report(recorder: Any, stop: asyncio.Event) -> None:
+    """Every REPORT_EVERY_S, the recorder's counters as one JSON line on stdout (for ``serve``)."""
+    from server.cli.recorder_child import REPORT_EVERY_S, report_line
+
+    while not stop.is_set():
+        line = report_line(recorder.stats(), recorder.lag(), recorder.unrecordable())
+        try:
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+        except (BrokenPipeError, ValueError):  # the parent went away: it stops us too
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), REPORT_EVERY_S)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -112,4 +140,9 @@ def register(commands: Any) -> None:
         help="claim entries another recorder left pending this long (default: recorder.claim_idle_ms, 30000)",
     )
     record.add_argument("--symbols", help="comma-separated symbols to record (default: every symbol)")
+    record.add_argument(
+        "--report",
+        action="store_true",
+        help="write the counters as a JSON line on stdout every 0.5 s (how `serve` runs its recorder)",
+    )
     record.set_defaults(handler=cmd_record)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publishers.connection import async_client, is_cluster_url
 from server.cli.demo import run_demo_bots
 from server.cli.embedded import EmbeddedRedis
+from server.cli.recorder_child import RecorderChild, serve_consumer
 from server.cli.supervisor import Supervisor
 from server.gateway.access import Access
 from server.gateway.api import ApiRoutes, EngineProbe, StoreFigures, recorder_metrics
@@ -31,6 +32,7 @@ from server.gateway.tasks import SupervisedTask
 from server.history.engine import create_engine
 from server.history.migrate import upgrade_database
 from server.history.recorder import Recorder
+from server.history.recorder_state import RecorderView
 from server.history.source import HistorySource, LogHistory, StoreHistory
 from server.settings import Settings
 
@@ -74,7 +76,7 @@ async def history_store(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 @dataclass(frozen=True)
 class RunningRecorder:
-    recorder: Recorder
+    recorder: RecorderView
     task: SupervisedTask
 
 
@@ -82,12 +84,19 @@ class RunningRecorder:
 async def running_recorder(
     settings: Settings, redis_url: str, engine: AsyncEngine
 ) -> AsyncIterator[RunningRecorder | None]:
-    """The recorder as a task of this process (when ``recorder.enabled``), restarted if it ends;
-    it finishes its batch on exit."""
+    """The recorder (when ``recorder.enabled``): a child process (``recorder.process``, default)
+    or a task of this process; supervised as the task ``recorder``, restarted with backoff if it
+    ends; it finishes its batch on exit."""
     if not settings.recorder.enabled:
         yield None
         return
-    recorder = Recorder(redis_url, engine, settings.recorder, claim_idle_ms=settings.recorder.claim_idle_ms)
+    recorder: RecorderView
+    if settings.recorder.process:
+        recorder = RecorderChild(settings, redis_url, consumer=serve_consumer(settings.server.port))
+    else:
+        recorder = Recorder(
+            redis_url, engine, settings.recorder, claim_idle_ms=settings.recorder.claim_idle_ms
+        )
     stop = asyncio.Event()
     task = SupervisedTask("recorder", lambda: recorder.run(stop))
     task.start()
@@ -122,7 +131,7 @@ def compose_gateway(
     redis_url: str,
     *,
     engine: AsyncEngine | None = None,
-    recorder: Recorder | None = None,
+    recorder: RecorderView | None = None,
     history: HistorySource | None = None,
 ) -> ComposedGateway:
     """Build the gateway and its collaborators.

@@ -1,6 +1,8 @@
 """``signalpush serve --workers N``: N gateway processes sharing one port (SO_REUSEPORT), supervised.
 
-The supervisor owns the embedded Redis (when no redis.url is set), starts the workers
+The supervisor owns the embedded Redis (when no redis.url is set) and the one recorder
+(``recorder.process``: a ``signalpush record`` child, restarted with backoff; the workers
+then run none), starts the workers
 with the resolved Redis URL, restarts a worker that dies (with backoff, so a crash loop
 does not spin), and on SIGTERM/SIGINT passes SIGTERM on and waits for them to close
 their connections with 1012. The kernel spreads new connections over the workers.
@@ -20,6 +22,8 @@ from typing import Final
 
 from publishers.backoff import Backoff, Retries
 from server.cli.embedded import die_with_parent_hook
+from server.cli.recorder_child import RecorderChild, serve_consumer
+from server.gateway.tasks import SupervisedTask
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,9 @@ class Supervisor:
         self.port = port
         self.config_path = config_path
         self._stopping = False
+        #: The one recorder of this host, a child of the supervisor (``recorder.process``).
+        self.recorder: RecorderChild | None = None
+        self.recording: SupervisedTask | None = None
 
     def _command(self) -> list[str]:
         command = [sys.executable, "-m", "server.cli.main"]
@@ -76,8 +83,15 @@ class Supervisor:
             self.redis_url,
         ]
 
+    @property
+    def records_here(self) -> bool:
+        """The one recorder runs as this supervisor's child (``recorder.process``), not in the workers."""
+        return self.settings.recorder.enabled and self.settings.recorder.process
+
     async def _spawn(self, worker: Worker) -> None:
         env = {**os.environ, "SIGNALPUSH_WORKER_INDEX": str(worker.index)}
+        if self.records_here:
+            env["SIGNALPUSH_RECORDER_ENABLED"] = "false"
         worker.process = await asyncio.create_subprocess_exec(
             *self._command(), env=env, preexec_fn=die_with_parent_hook() if sys.platform == "linux" else None
         )
@@ -107,14 +121,23 @@ class Supervisor:
 
     async def run(self) -> None:
         """Until cancelled; then SIGTERM every worker and wait for them (bounded)."""
+        stop_recording = asyncio.Event()
+        if self.records_here:
+            consumer = serve_consumer(self.port)
+            recorder = self.recorder = RecorderChild(self.settings, self.redis_url, consumer=consumer)
+            self.recording = SupervisedTask("recorder", lambda: recorder.run(stop_recording))
+            self.recording.start()
         watchers = [asyncio.create_task(self._watch(w), name=f"worker-{w.index}") for w in self.workers]
         try:
             await asyncio.gather(*watchers)
         finally:
             self._stopping = True
+            stop_recording.set()
             await self._terminate_all()
             for watcher in watchers:
                 watcher.cancel()
+            if self.recording is not None:
+                await self.recording.stop(timeout_s=15)
 
     async def _terminate_all(self) -> None:
         running = [w.process for w in self.workers if w.process is not None and w.process.returncode is None]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from server.gateway.access import Access
     from server.gateway.ports import FigureSource
     from server.gateway.server import Gateway
-    from server.history.recorder import Recorder
+    from server.history.recorder_state import RecorderView
 
 
 #: Fields of a bot that describe the whole bot (its account, its activity on every symbol).
@@ -108,7 +108,7 @@ class EngineProbe:
         return "up"
 
 
-def recorder_metrics(recorder: Recorder) -> list[str]:
+def recorder_metrics(recorder: RecorderView) -> list[str]:
     """The in-process recorder's /metrics lines."""
     stats = recorder.stats()
     lines = [

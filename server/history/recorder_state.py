@@ -8,10 +8,11 @@ jitter), while every other symbol goes on; its lag is still reported and
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from publishers import keys
 from publishers.backoff import Backoff
@@ -144,3 +145,16 @@ class Symbols:
 
     def unrecordable(self) -> dict[str, str]:
         return {name: s.problem for name, s in sorted(self.logs.items()) if s.problem is not None}
+
+
+class RecorderView(Protocol):
+    """What the gateway reads of a recorder, in its process (:class:`~server.history.recorder.Recorder`)
+    or in a child process (``server/cli/recorder_child.py``, from the child's reports)."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def lag(self) -> dict[str, int]: ...
+
+    def unrecordable(self) -> dict[str, str]: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...

@@ -139,7 +139,10 @@ async def running_recorder(
 ) -> AsyncIterator[RunningRecorder]:
     """A Recorder running in a task (stopped, and awaited, on exit)."""
     settings = RecorderSettings(
-        batch_size=options.pop("batch_size", 200), block_ms=50, trim=options.pop("trim", True)
+        batch_size=options.pop("batch_size", 200),
+        batch_wait_ms=options.pop("batch_wait_ms", 200),
+        block_ms=50,
+        trim=options.pop("trim", True),
     )
     recorder = Recorder(redis_url, database, settings, symbols=symbols, **options)
     stop = asyncio.Event()

@@ -65,6 +65,23 @@ def test_fanout(redis_url: str, tmp_path: Path) -> None:
     assert rows["saturation duplicated"]["signalpush"] == 0
     assert rows["saturation deliveries/s"]["ratio"] > 0
     assert rows["publishers alone ev/s"]["signalpush"] > 0
+    # The default configuration: the bench's symbols are registered and recorded, every event.
+    assert rows["SQL rows missing"]["signalpush"] == 0
+    assert rows["SQL rows missing"]["baseline"] is None
+    assert rows["40 ev/s recorder lag max s"]["signalpush"] is not None
+    assert rows["40 ev/s recorder CPU %"]["signalpush"] is not None  # the recorder is a child process
+
+
+def test_fanout_compares_recording_on_and_off(redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "compare.json"
+    argv = [*TINY["fanout"], "--only", "signalpush", "--compare-recorder", "--redis-url", redis_url]
+    assert main(["bench", "fanout", *argv, "--json", str(out)]) == 0
+    rows = figures(json.loads(out.read_text()))
+    assert rows["SQL rows missing"]["signalpush"] == 0
+    assert rows["SQL rows missing"]["in-process recorder"] == 0
+    assert rows["SQL rows missing"]["no recording"] is None
+    assert rows["40 ev/s recorder CPU %"]["in-process recorder"] is None  # its CPU is the gateway's
+    assert rows["40 ev/s server CPU %"]["child / off"] is not None
 
 
 def test_filters(redis_url: str, tmp_path: Path) -> None:
@@ -90,6 +107,8 @@ def test_reconnect(redis_url: str, tmp_path: Path) -> None:
     assert rows["events lost"]["signalpush"] == 0
     assert rows["events duplicated"]["signalpush"] == 0
     assert rows["clients reconnected"]["baseline"] == 20
+    # Recorded through the SIGKILL and restart: the new recorder re-reads what the old one held.
+    assert rows["SQL rows missing"]["signalpush"] == 0
 
 
 def test_amplification(redis_url: str, tmp_path: Path) -> None:

@@ -166,7 +166,7 @@ async def test_an_entry_far_above_the_meta_seq_is_left_out_and_later_events_are_
     await redis_client.xadd(log_key, {"e": '{"seq":99999999999,"kind":"meteor"}'}, id=far)
     async with running_recorder(redis_url, engine, [symbol]) as running:
         await running.caught_up(symbol, first[-1])
-        await async_wait_until(lambda: running.recorder.stats()["forged"] == 1, what="the far entry left out")
+        await async_wait_until(lambda: running.recorder.stats()["forged"] >= 1, what="the far entry left out")
         # The operator's repair (docs/history.md): remove the entry and put the log's last id back.
         await redis_client.xdel(log_key, far)
         await redis_client.execute_command("XSETID", log_key, f"{first[-1]}-0")
