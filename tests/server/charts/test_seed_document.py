@@ -817,17 +817,23 @@ def test_naive_datetimes_are_local_time(store: str) -> None:
     assert future.empty
 
 
-def test_a_sqlite_folder_that_cannot_be_made_degrades(tmp_path: Path) -> None:
+def test_a_sqlite_folder_that_cannot_be_made_degrades_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     charts_layers.configure(f"sqlite+aiosqlite:///{blocker}/sub/history.db")
     try:
-        signals = charts_layers.get_active_bot_signals("BTCUSDT")
+        with caplog.at_level(logging.WARNING, logger="bot_integration"):
+            tries = [charts_layers.get_active_bot_signals("BTCUSDT") for _ in range(5)]
         summary = charts_layers.get_bot_performance_summary()
     finally:
         charts_layers.configure(f"sqlite+aiosqlite:///{tmp_path}/other.db").close()
+    signals = tries[-1]
     assert signals.empty and signals.attrs["error"].startswith("database unavailable")
     assert summary["success"] is False and summary["error"].startswith("database unavailable")
+    said = [r.getMessage() for r in caplog.records if r.name == "bot_integration"]
+    assert len([m for m in said if m.startswith("bot data unavailable: database unavailable")]) == 1
 
 
 def test_a_hanging_database_degrades_within_the_query_timeout() -> None:
