@@ -93,6 +93,8 @@ class SymbolState:
     groups: dict[EventFilter, Group] = field(default_factory=dict)
     #: The last RECENT_EVENTS events sent (seq -> json), to tell a replayed seq from a rewritten one.
     recent: dict[int, str] = field(default_factory=dict)
+    #: Resets so far (a new epoch, history rewritten): what was read before one is stale.
+    resets: int = 0
 
     def remember(self, messages: list[Message]) -> None:
         recent = self.recent
@@ -322,6 +324,7 @@ class Fanout:
         if state.epoch != epoch:
             state.recent = {}
         state.epoch, state.last_seq = epoch, position
+        state.resets += 1
         members = []
         for group in state.groups.values():
             group.position = position

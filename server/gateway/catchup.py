@@ -29,6 +29,7 @@ from server.core.protocol import (
 from server.gateway.builds import HistoryBuilds
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.outbox import Outbox
+from server.gateway.resumes import SharedResumes
 from server.history.source import HistorySource
 from server.settings import HistorySettings
 
@@ -56,6 +57,7 @@ class CatchUp:
         self.metrics = metrics
         self.defaults = defaults
         self.builds = builds
+        self.resumes = SharedResumes(history, fanout)
 
     def default_history(self) -> HistoryRequest:
         return HistoryRequest(self.defaults.default_minutes, self.defaults.max_points)
@@ -142,7 +144,7 @@ class CatchUp:
         while True:
             # (an epoch of None was resolved to the current one before: protocol.resolve_resume)
             epoch = resume.epoch or ""
-            after = await self.history.after(group.symbol, group.filter, epoch=epoch, seq=position)
+            after = await self.resumes.after(group.symbol, group.filter, epoch=epoch, seq=position)
             if after.reset_reason is not None:
                 return after.reset_reason
             end = after.to_seq if after.complete else after.reached
