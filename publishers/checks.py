@@ -12,7 +12,7 @@ import numbers
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from publishers.errors import SignalpushError
@@ -102,10 +102,15 @@ def check_choice(value: object, field_name: str, choices: tuple[str, ...]) -> st
 
 
 def to_ms(value: object, field_name: str = "ts") -> int:
-    """Normalise a timestamp (int ms, datetime, pandas Timestamp) to int ms, checked."""
+    """Normalise a timestamp (int ms, datetime, pandas Timestamp) to int ms, checked.
+
+    A naive ``datetime`` is local time, as ``datetime.now()`` makes it (so an event stamped
+    ``datetime.now()`` on a machine far from UTC lands at now, where fetched data shows it); a
+    naive pandas ``Timestamp`` is UTC, as pandas means it (and as the analytics' DataFrames
+    hold times). Each is what its own ``.timestamp()`` says; aware ones are converted.
+    """
     if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        ms = round(moment.timestamp() * 1000)
+        ms = round(value.timestamp() * 1000)
     elif isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidEventError(
             field_name, f"expected ms since the epoch or a datetime, got {type(value).__name__}"

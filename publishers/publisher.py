@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["PUBLISH_BACKOFF", "Publisher"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: Waits between a publish's tries: from 50 ms doubling up to 2 s, full jitter.
@@ -249,13 +252,19 @@ class Publisher:
         """Give each new bot name its stable id (publishers/registry.py), once per publisher.
 
         One registration at a time: a thousand publishes started at once for a new bot make
-        one round trip, not a thousand (which would exhaust the connection pool).
+        one round trip, not a thousand (which would exhaust the connection pool). The events
+        are published already: a registry that refuses (a Redis user made before the ids
+        existed lacks the grants: re-run ``signalpush acl``) costs the id, not the publish.
         """
         if not set(names) - self._bot_ids.keys():
             return
         async with self._registering:
             for name in sorted(set(names) - self._bot_ids.keys()):
-                self._bot_ids[name] = await self._run(_assigner(name))
+                try:
+                    self._bot_ids[name] = await self._run(_assigner(name))
+                except PublishError as exc:
+                    log.warning("bot %r got no registry id (publishing goes on): %s", name, exc)
+                    self._bot_ids[name] = None
 
     async def publish(self, event: Event) -> int:
         """Publish one already-built event; returns its seq."""

@@ -75,12 +75,14 @@ QUERY_TIMEOUT_S: Final = 3.0
 
 
 def to_epoch_ms(value: object, name: str = "time") -> int | None:
-    """int ms, datetime (naive = local time) or pandas Timestamp -> ms since the epoch; None stays None."""
+    """int ms, datetime or pandas Timestamp -> ms since the epoch; None stays None.
+
+    A naive ``datetime`` is local time (``datetime.now()``); a naive pandas ``Timestamp`` is UTC
+    (pandas' meaning, and what the returned DataFrames hold): each as its ``.timestamp()`` says.
+    """
     if value is None:
         return None
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if isinstance(value, datetime):
+    if isinstance(value, datetime):  # pandas Timestamp included
         return round(value.timestamp() * 1000)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{name}: expected ms since the epoch or a datetime, got {value!r}")

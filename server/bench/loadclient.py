@@ -266,7 +266,9 @@ class ConnState:
                 self._set_ready()
             self._check_live(received_ns)
         elif op == "history":
-            seqs = sorted(s for columns in message["data"].values() for s in columns.get("seq", ()))
+            columns = message["data"].values()
+            # (rows of older epochs have no seq: docs/protocol.md, "history")
+            seqs = sorted(s for column in columns for s in column.get("seq", ()) if s is not None)
             self.epoch = message.get("epoch") or self.epoch
             self._items(1, int(message["to_seq"]), tuple(seqs), (0,) * len(seqs), received_ns, 0)
             self.tally.frames -= 1

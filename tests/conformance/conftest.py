@@ -124,5 +124,4 @@ async def connect(client_kind: str) -> AsyncIterator[Callable[[str], Awaitable[C
 
     yield open_one
     for conn in opened:
-        if not conn.closed.is_set():
-            await conn.close()
+        await conn.close()  # also after the server closed it (the client's own resources)

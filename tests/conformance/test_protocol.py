@@ -204,3 +204,52 @@ async def test_a_subscribe_fails_fast_while_the_bus_is_down_and_blocks_nothing(
     await conn.expect(lambda f: f["op"] == "status" and f["bus"] == "up", timeout=20)
     back = await conn.request(subscribe("t", harness.symbol()))
     assert back["op"] == "subscribed"
+
+
+async def test_unsubscribed_then_nothing_more_for_that_sub(harness: Harness, connect: Connect) -> None:
+    symbol = harness.symbol()
+    conn = await connect(harness.ws_url)
+    reply = await conn.request(subscribe("s", symbol))
+    await harness.signals(symbol, 2)
+    await conn.expect(lambda f: f["op"] == "events" and f.get("sub") == reply["sub"] and f["to_seq"] == 2)
+    gone = await conn.request({"op": "unsubscribe", "ref": 9, "sub": reply["sub"]})
+    assert gone == {"op": "unsubscribed", "ref": 9, "sub": reply["sub"]}
+    after = len(conn.frames)
+    await harness.signals(symbol, 3)
+    await conn.request({"op": "ping", "ref": "later"})  # the server has handled everything before it
+    assert not [f for f in conn.frames[after:] if f.get("sub") == reply["sub"]]
+
+
+async def test_binary_and_oversized_frames_close_with_their_codes(harness: Harness, connect: Connect) -> None:
+    binary = await connect(harness.ws_url)
+    await binary.send_binary(b"\x00\x01")
+    await asyncio.wait_for(binary.closed.wait(), 10)
+    assert binary.close_code == 1003
+    oversized = await connect(harness.ws_url)
+    await oversized.send({"op": "ping", "ref": "x" * 70_000})  # past server.max_frame_bytes (64 KiB)
+    await asyncio.wait_for(oversized.closed.wait(), 10)
+    assert oversized.close_code == 1009
+
+
+async def test_bad_frames_get_errors_naming_the_field_and_the_connection_stays(
+    harness: Harness, connect: Connect
+) -> None:
+    conn = await connect(harness.ws_url)
+    cases = [
+        ("not json", "not valid JSON"),
+        ("[1]", "must be a JSON object"),
+        ({"op": "launch", "ref": 1}, "op: unknown op"),
+        (subscribe(2, "BTC USDT"), "symbol:"),
+        (subscribe(3, "BTCUSDT\n"), "symbol:"),
+        (subscribe(4, "BTCÜSDT"), "symbol:"),  # symbols are ASCII
+        (subscribe(5, "X", filter={"min_confidence": 2}), "filter.min_confidence:"),
+        (subscribe(6, "X", resume={"epoch": 5, "seq": 1}), "resume.epoch:"),
+    ]
+    for frame, says in cases:
+        start = len(conn.frames)
+        await conn.send(frame)
+        error = await conn.expect(lambda f: f["op"] == "error", start=start)
+        assert error["code"] == "bad_request" and says in error["message"], (frame, error)
+        if isinstance(frame, dict):
+            assert error["ref"] == frame["ref"]
+    assert (await conn.request({"op": "ping", "ref": "still"}))["op"] == "pong"

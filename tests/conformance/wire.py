@@ -45,6 +45,9 @@ class Conn:
     async def send_text(self, text: str) -> None:
         raise NotImplementedError
 
+    async def send_binary(self, data: bytes) -> None:
+        raise NotImplementedError
+
     async def _messages(self) -> Any:
         raise NotImplementedError
 
@@ -125,6 +128,9 @@ class WebsocketsConn(Conn):
     async def send_text(self, text: str) -> None:
         await self._ws.send(text)
 
+    async def send_binary(self, data: bytes) -> None:
+        await self._ws.send(data)
+
     async def _messages(self) -> Any:
         try:
             async for message in self._ws:
@@ -150,6 +156,9 @@ class AiohttpConn(Conn):
 
     async def send_text(self, text: str) -> None:
         await self._ws.send_str(text)
+
+    async def send_binary(self, data: bytes) -> None:
+        await self._ws.send_bytes(data)
 
     async def _messages(self) -> Any:
         async for message in self._ws:

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from publishers.events import (
@@ -15,6 +18,7 @@ from publishers.events import (
     Signal,
     Trade,
     event_from_dict,
+    now_ms,
 )
 
 TS = 1_732_560_000_120
@@ -65,9 +69,25 @@ def test_every_kind_round_trips_through_its_dict(cls: Any, base: dict[str, Any])
 
 def test_datetimes_become_milliseconds() -> None:
     moment = datetime(2024, 11, 25, 18, 40, tzinfo=UTC)
-    naive = datetime(2024, 11, 25, 18, 40)
     assert Signal(**{**SIGNAL, "ts": moment}).ts == 1_732_560_000_000
-    assert Signal(**{**SIGNAL, "ts": naive}).ts == 1_732_560_000_000
+    assert Signal(**{**SIGNAL, "ts": pd.Timestamp("2024-11-25 18:40")}).ts == 1_732_560_000_000  # UTC
+
+
+def test_a_naive_datetime_is_local_time_so_datetime_now_is_now() -> None:
+    """On a machine far from UTC, an event stamped datetime.now() lands at now (issue 17)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Kiritimati"  # UTC+14
+    time.tzset()
+    try:
+        stamped = Signal(**{**SIGNAL, "ts": datetime.now()}).ts
+        naive = Signal(**{**SIGNAL, "ts": datetime(2024, 11, 26, 8, 40)}).ts  # 18:40 UTC the day before
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+    assert abs(stamped - now_ms()) < 60_000 and naive == 1_732_560_000_000
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,7 @@ class WsClient:
                     seq
                     for kind in ("signal", "trade", "bot")
                     for seq in frame["data"].get(kind, {}).get("seq", [])
+                    if seq is not None  # a row of an older epoch
                 )
             elif frame["op"] == "reset":
                 held = []

@@ -36,8 +36,11 @@ from server.charts.layers.signals import (
     add_traces,
 )
 from server.errors import StoreError
+from server.logs import RateLimitedLog
 
 log = logging.getLogger("bot_enhanced_layers")
+#: A database that stays down is one warning per reason per minute, not one per render.
+_warnings = RateLimitedLog(log)
 
 
 @dataclass
@@ -82,7 +85,7 @@ class _Fetching:
 
     def _failed(self, what: str, exc: StoreError) -> pd.DataFrame:
         self.last_error = str(exc)
-        log.warning("bot %s unavailable, drawing none: %s", what, exc)
+        _warnings.warning((what, str(exc)), f"bot {what} unavailable, drawing none: {exc}")
         return pd.DataFrame()
 
 
@@ -266,7 +269,7 @@ def create_bot_trade_layer(
 
 
 def _failure(exc: StoreError, **extra: Any) -> dict[str, Any]:
-    log.warning("bot layers unavailable: %s", exc)
+    _warnings.warning(("layers", str(exc)), f"bot layers unavailable: {exc}")
     return {"success": False, "layers": {}, "error": str(exc), **extra}
 
 

@@ -30,8 +30,11 @@ from server.analytics.queries import BotFilter
 from server.analytics.service import DAY_MS, FilterLike, as_filter, make_filter
 from server.analytics.sync_bridge import BackgroundLoop, blocking_twin
 from server.errors import StoreError
+from server.logs import RateLimitedLog
 
 log = logging.getLogger("bot_integration")
+#: A database that stays down is one warning per reason per minute, not one per call.
+_warnings = RateLimitedLog(log)
 
 
 @dataclass
@@ -222,7 +225,7 @@ def _summary(fetch: Any, flt: BotFilter, days_back: float) -> dict[str, Any]:
     try:
         report: analytics.PerformanceReport = fetch(flt, start, end)
     except StoreError as exc:
-        log.warning("bot performance unavailable: %s", exc)
+        _warnings.warning(("performance", str(exc)), f"bot performance unavailable: {exc}")
         return {
             "success": False,
             "error": str(exc),
@@ -258,7 +261,7 @@ def _summary(fetch: Any, flt: BotFilter, days_back: float) -> dict[str, Any]:
 
 
 def _degraded(columns: Sequence[str], exc: StoreError) -> pd.DataFrame:
-    log.warning("bot data unavailable: %s", exc)
+    _warnings.warning(("data", str(exc)), f"bot data unavailable: {exc}")
     frame = pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
     frame.attrs["error"] = str(exc)
     return frame

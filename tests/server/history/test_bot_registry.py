@@ -146,3 +146,32 @@ def test_hostile_registry_entries_are_dropped_and_counted() -> None:
     assert statuses == {"good": RegistryStatus(strategy="s", status="active", equity=1.5, ts=ts)}
     assert result.dropped["status"] == 6
     assert [parse_bot_id(v) for v in (b"12", "12", 12, None, b"1.5")] == [12, 12, None, None, None]
+
+
+async def test_a_publisher_user_from_before_the_ids_still_publishes(redis_url: str, symbol: str) -> None:
+    """A Redis user made by an older ``signalpush acl`` cannot touch sp:bot_ids: the bot gets no id,
+    its events and its registry status are published all the same."""
+    import redis as blocking_redis
+
+    from server.cli import acl
+    from tests.support.acl import redis_major
+
+    admin = blocking_redis.Redis.from_url(redis_url)
+    name, password = f"sp-test-old-{secrets.token_hex(4)}", secrets.token_hex(12)
+    old_rules = [
+        rule
+        for rule in acl.rules("publisher", redis_major=redis_major(redis_url))
+        if keys.BOT_IDS_KEY not in rule and keys.BOT_SEQ_KEY not in rule
+    ]
+    admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{password}", *old_rules)
+    bot = fresh_name("old-acl")
+    try:
+        url = acl.user_url(redis_url, name, password)
+        async with Publisher(url, bot=bot, strategy="s", retry_attempts=1) as publisher:
+            seq = await publisher.signal(symbol, type="buy", price=1.0, confidence=0.5)
+            await publisher.status("active", symbol=symbol)
+        assert seq >= 1 and publisher.bot_ids == {bot: None}
+        assert json.loads(admin.hget(keys.BOTS_KEY, bot))["id"] is None
+    finally:
+        admin.execute_command("ACL", "DELUSER", name)
+        admin.close()
