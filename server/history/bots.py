@@ -161,5 +161,8 @@ async def upsert_bots(connection: AsyncConnection, rows: list[dict[str, Any]]) -
             **{key: case((newer, excluded[key]), else_=table[key]) for key in _STATUS},
         },
     )
-    # In name order: two recorders upserting the same bots lock them in the same order.
-    await connection.execute(statement, sorted(rows, key=lambda row: str(row["name"])))
+    # In the order the batch first named them: a store without the registry numbers bots as they
+    # appeared (the registry's ids replace these when it has them). Two recorders may then lock
+    # the same bots in different orders: PostgreSQL aborts one, whose batch is retried like any
+    # other database error.
+    await connection.execute(statement, rows)

@@ -144,12 +144,18 @@ class Recorder(RecorderBase):
         read, busy = await self._read_all(client)
         self._hold(claimed + read)
         if self._held and (claimed or recovering or self._due()):
+            known = len(self._bots)
             await self._flush(client, engine)
+            if len(self._bots) > known:
+                self._next_bots_at = 0.0  # new bots in SQL: give them their registry ids now
         elif not self._held and time.monotonic() >= self._next_bot_flush_at:
             await self._commit(engine, [])  # bots whose last_seen was held back
         if time.monotonic() >= self._next_bot_flush_at:
             self._next_bot_flush_at = time.monotonic() + _BOT_FLUSH_EVERY_S
         self._next_sweep_at = time.monotonic() + _CONSUMER_SWEEP_EVERY_S
+        if time.monotonic() >= self._next_bots_at:
+            self._next_bots_at = time.monotonic() + _BOTS_EVERY_S
+            await sync_bots(client, engine, self._warnings)
         if time.monotonic() >= self._next_watermark_at:
             await self._refresh_watermarks(client)
             self._next_watermark_at = time.monotonic() + _WATERMARK_EVERY_S

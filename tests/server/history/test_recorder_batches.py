@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers.events import BotStatus, Signal
@@ -59,7 +59,6 @@ async def test_the_bot_row_is_current_after_the_batches(
         await running.caught_up(symbol, seqs[-1])
     async with engine.connect() as connection:
         rows = (await connection.execute(select(BotRow.__table__).where(BotRow.name == "momo"))).all()
-        count = (await connection.execute(select(func.count()).select_from(BotRow.__table__))).scalar()
-    assert count == 1
+    # Other bots may be there: the recorder copies the shared Redis's bot registry (other tests').
     (row,) = rows
     assert (row.first_seen, row.last_seen, row.status, row.equity) == (T0, T0 + 400_000, "paused", 2.0)
