@@ -161,5 +161,5 @@ async def upsert_bots(connection: AsyncConnection, rows: list[dict[str, Any]]) -
             **{key: case((newer, excluded[key]), else_=table[key]) for key in _STATUS},
         },
     )
-    # In name order: two recorders upserting the same bots lock them in the same order.
-    await connection.execute(statement, sorted(rows, key=lambda row: str(row["name"])))
+    # In the order the events named them: new bots get their ids in order of appearance.
+    await connection.execute(statement, rows)
