@@ -63,7 +63,13 @@ def ramp(bench: Rig, args: argparse.Namespace, kind: str) -> Ramp:
         after = memory_kib(server.pid)
         fleet.mark()
         published = run_publishers(
-            bench.redis_url, symbols, mode="rate", seconds=1.0, rate=len(symbols), workdir=bench.workdir
+            bench.redis_url,
+            symbols,
+            mode="rate",
+            seconds=1.0,
+            rate=len(symbols),
+            workdir=bench.workdir,
+            register=server.records,
         )
         behind = fleet.wait(published.last_seq, 30)
         return Ramp(

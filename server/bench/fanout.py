@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--publishers", type=positive_int, default=2, help="publisher processes (default: 2)")
     parser.add_argument(
+        "--rate-publishers",
+        type=positive_int,
+        default=1,
+        help="fixed rate: publisher processes, symbols split between them (default: 1)",
+    )
+    parser.add_argument(
         "--load-processes", type=positive_int, default=2, help="load processes at least (default: 2)"
     )
     parser.add_argument(
@@ -154,7 +160,7 @@ def run_target(bench: Rig, args: argparse.Namespace, target: Target) -> TargetRu
         )  # fmt: skip
         fixed = measure_phase(
             bench, server, fleet, symbols, latency=True, drain_s=args.drain,
-            mode="rate", seconds=args.rate_seconds, rate=args.rate, processes=1,
+            mode="rate", seconds=args.rate_seconds, rate=args.rate, processes=args.rate_publishers,
         )  # fmt: skip
         return TargetRun(saturation, fixed, connected.elapsed_s)
     finally:

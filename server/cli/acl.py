@@ -111,7 +111,7 @@ RECORDER: Final = (
     ),
 )
 
-#: Role -> its grants. ``serve`` is the gateway and its in-process recorder in one user.
+#: Role -> its grants. ``serve`` is the gateway and its recorder (child process or task) in one user.
 ROLES: Final[dict[str, tuple[Grant, ...]]] = {
     "publisher": PUBLISHER,
     "gateway": GATEWAY,

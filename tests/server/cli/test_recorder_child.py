@@ -61,8 +61,11 @@ async def test_the_recorder_child_killed_is_restarted_and_nothing_is_lost(
         assert health["recorder"] == "up"
         await _publish(redis_url, symbol, 5)
         await async_wait_until(lambda: _rows(server, symbol) == 5, what="5 rows")
+        # The child's report reaches the parent's /metrics (other tests' symbols may be there too).
         await async_wait_until(
-            lambda: b"signalpush_recorder_events_total 5" in _get(server, "/metrics"),
+            lambda: (
+                f'signalpush_recorder_lag_events{{symbol="{symbol}"}} 0'.encode() in _get(server, "/metrics")
+            ),
             what="the child's counters on /metrics",
         )
         os.kill(first[0], signal.SIGKILL)
