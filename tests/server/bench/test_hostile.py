@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,9 @@ def test_a_short_run_prints_a_row_per_attack_and_stops_everything(
     baseline = rows[0]
     assert (baseline["lost"], baseline["dup"], baseline["forged"], baseline["holes"]) == (0, 0, 0, 0)
     assert baseline["gateway"] == "up" and baseline["recorder"] == "up" and baseline["verdict"] == "ok"
-    assert rows[1]["outcome"].startswith("30 messages on ")  # 1.5 s at 20 a second
+    # Up to 30 (1.5 s at 20 a second): how many depends on the machine, not on the code.
+    sent = re.match(r"(\d+) messages on ", rows[1]["outcome"])
+    assert sent is not None and 0 < int(sent.group(1)) <= 30, rows[1]["outcome"]
     assert "as the publisher user" in rows[1]["outcome"]
     assert result["sql"]["honest_events"] > 0 and "SQL at the end" in printed
     assert set(children_of(os.getpid())) <= before
