@@ -14,6 +14,7 @@ from websockets.http11 import Response
 
 from publishers.events import SYMBOL_PATTERN
 from server.analytics.payloads import bots_payload, performance_payload
+from server.charts.daybook import day_book_payload
 from server.core.filters import parse_filter_query
 from server.errors import ProtocolError
 from server.gateway import build_worker as history_worker
@@ -79,7 +80,7 @@ def _int(query: Query, key: str, default: int, low: int, high: int) -> int:
 
 
 class ApiRoutes:
-    """Adds /api/history, /api/figure, /api/bots, /api/performance and the store's health to ``routes``."""
+    """Adds /api/history, /api/figure, /api/day, /api/bots, /api/performance and the store's health."""
 
     def __init__(self, routes: HttpRoutes, engine: AsyncEngine, recorder: Recorder | None = None) -> None:
         self.routes = routes
@@ -95,6 +96,7 @@ class ApiRoutes:
         routes.add_route("/api/figure", self._figure)
         routes.add_route("/api/bots", self._bots)
         routes.add_route("/api/performance", self._performance)
+        routes.add_route("/api/day", self._day)
         routes.figure_for = self.figure_for  # type: ignore[method-assign]
         routes.database_state = self.database_state  # type: ignore[method-assign]
         routes.extra_metrics = self.recorder_metrics  # type: ignore[method-assign]
@@ -184,6 +186,16 @@ class ApiRoutes:
                 body = history_worker.encode(await inline())
         headers = Headers({"Content-Type": "application/json", "Cache-Control": "no-store"})
         return Response(200, "OK", headers, body)
+
+    async def _day(self, query: Query) -> Response:
+        """The wall's day book of a symbol (server/charts/daybook.py)."""
+        symbol = _symbol(query)
+        self.routes.require(query, [symbol])
+        flt = parse_filter_query(query.params)
+        self.gateway.builds.budget.admit()
+        async with self.gateway.builds.budget.slot():
+            book = await day_book_payload(self.gateway.history, symbol, flt, tz_name=query.params.get("tz"))
+        return json_response(book)
 
     async def _bots(self, query: Query) -> Response:
         principal = self.routes.require(query)
