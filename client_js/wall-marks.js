@@ -1,0 +1,103 @@
+/**
+ * wall-marks.js — marker density that follows the pixels, and restart marks (pure: works on a
+ * figure payload before Plotly draws it; docs/client.md "Markers").
+ *
+ * `markers=` picks what a wall shows: `default` (trades, buy and sell signals; `hold` hidden),
+ * `all`, `trades` (no signals), `none` (candles and equity only). Markers are sized to the
+ * candle width (a 6 h window on a quarter of a 1080p screen has 2-px candles: 12-px markers
+ * buried them), and past a per-tile budget (`signal_budget`, else one signal per 5 px of plot)
+ * signals thin out — every k-th kept, the others drawn at size 0 so the data stays the
+ * server's — while trades always stay.
+ */
+
+const isSignal = (key) => key.startsWith("signal:");
+const isTrade = (key) => key === "trade:entry" || key === "trade:exit" || key.startsWith("trade_line:");
+
+function hidden(key, mode) {
+  if (mode === "all") return false;
+  if (isSignal(key)) return mode !== "default" || key.endsWith(":hold");
+  if (isTrade(key)) return mode === "none";
+  return false;
+}
+
+const scaled = (size, f) => (Array.isArray(size) ? size.map((v) => v * f) : size == null ? size : size * f);
+
+/**
+ * Apply the marker rules to `payload` in place: visibility by `mode`, sizes by the candle width
+ * over `plotWidth` px, signals thinned to `budget` (0: plotWidth / 5). Returns {factor, stride}.
+ */
+export function fitMarkers(payload, { mode = "default", plotWidth = 800, budget = 0 } = {}) {
+  const { data } = payload.figure;
+  const map = Object.entries(payload.trace_map ?? {});
+  for (const [key, index] of map) if (data[index] && hidden(key, mode)) data[index].visible = false;
+  const templates = payload.live?.templates ?? {};
+  for (const [type, template] of Object.entries(templates.signal ?? {}))
+    if (hidden(`signal:_:${type}`, mode)) template.visible = false;
+  for (const key of ["trade:entry", "trade:exit", "trade_line:win", "trade_line:loss"])
+    if (templates[key] && hidden(key, mode)) templates[key].visible = false;
+
+  const candles = data[payload.trace_map?.candle]?.x?.length ?? 0;
+  const candlePx = candles ? (plotWidth / candles) * 0.7 : 12;
+  const factor = Math.min(1, Math.max(0.45, (candlePx * 1.8) / 10));
+  if (factor < 1) {
+    for (const [key, index] of map) {
+      const marker = data[index]?.marker;
+      if (marker && (isSignal(key) || key === "trade:entry" || key === "trade:exit"))
+        marker.size = scaled(marker.size, factor);
+    }
+    const confidence = payload.live?.confidence;
+    if (confidence?.size) confidence.size = confidence.size.map((v) => v * factor);
+    for (const key of ["trade:entry", "trade:exit"])
+      if (templates[key]?.marker) templates[key].marker.size = scaled(templates[key].marker.size, factor);
+  }
+
+  const limit = budget > 0 ? budget : Math.max(20, Math.round(plotWidth / 5));
+  const shown = map.filter(([key, index]) => isSignal(key) && data[index]?.visible !== false);
+  const total = shown.reduce((n, [, index]) => n + (data[index].x?.length ?? 0), 0);
+  const stride = total > limit ? Math.ceil(total / limit) : 1;
+  if (stride > 1) {
+    let k = 0;
+    for (const [, index] of shown) {
+      const trace = data[index];
+      const n = trace.x?.length ?? 0;
+      const sizes = Array.isArray(trace.marker?.size)
+        ? trace.marker.size
+        : Array(n).fill(trace.marker?.size ?? 6);
+      trace.marker = { ...(trace.marker ?? {}), size: sizes.map((v, i) => ((k + i) % stride === 0 ? v : 0)) };
+      k += n;
+    }
+  }
+  return { factor, stride };
+}
+
+/** A labelled vertical line at `ts` (ms): a restart (new epoch) is not a market move. */
+export function markRestart(layout, ts, label, { color = "#9aa4b2", size = 12 } = {}) {
+  layout.shapes = [
+    ...(layout.shapes ?? []),
+    {
+      type: "line",
+      xref: "x",
+      yref: "paper",
+      x0: ts,
+      x1: ts,
+      y0: 0,
+      y1: 1,
+      line: { color, width: 1, dash: "dot" },
+    },
+  ];
+  layout.annotations = [
+    ...(layout.annotations ?? []),
+    {
+      x: ts,
+      y: 1,
+      xref: "x",
+      yref: "paper",
+      text: label,
+      showarrow: false,
+      xanchor: "left",
+      yanchor: "top",
+      font: { color, size },
+    },
+  ];
+  return layout;
+}
