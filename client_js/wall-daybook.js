@@ -1,6 +1,6 @@
 /**
  * wall-daybook.js — a tile's day KPIs (P&L, trades, win rate, open positions and their uPnL of
- * *today*), independent of the chart's window (pure: no DOM, no fetch).
+ * *today*), independent of the chart's window.
  *
  * The server computes the day book (`GET /api/day`, server/charts/daybook.py: from 00:00 in the
  * wall's `tz`, over the symbol's trades passing the tile's filter) and says up to which seq it
@@ -8,8 +8,20 @@
  * after that seq (events that came before the book are held and replayed), exits of today add
  * to their position's day P&L. A tile fetches the book again on every history frame (a new
  * epoch, a reset) and when the day ends, so a running wall, a fresh load and a wall of any
- * window show the same numbers.
+ * window show the same numbers. `DayBook` is pure; `fetchDayBook` is the request.
  */
+
+/** GET /api/day for `symbol` with the wall's filter, time zone and token; the parsed body. */
+export async function fetchDayBook(symbol, config) {
+  const params = new URLSearchParams({ symbol, tz: config.tz ?? "UTC" });
+  for (const [key, value] of Object.entries(config.filter ?? {}))
+    params.set(key, Array.isArray(value) ? value.join(",") : String(value));
+  const headers = config.token ? { authorization: `Bearer ${config.token}` } : {};
+  const response = await fetch(`/api/day?${params}`, { headers });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body?.message ?? `HTTP ${response.status}`);
+  return body;
+}
 
 const CLOSED_SHARE = 1e-9;
 /** Events held while the book is on its way (older ones are dropped: the book will be refetched). */

@@ -36,7 +36,7 @@ export function priceDigits(price) {
   if (v >= 1000) return 2;
   if (v >= 10) return 3;
   if (v >= 1) return 4;
-  return Math.min(8, Math.max(4, 3 - Math.floor(Math.log10(v)) + 1));
+  return Math.min(8, Math.max(4, 3 - Math.floor(Math.log10(v))));
 }
 
 const MINUS = "\u2212";

@@ -1,6 +1,6 @@
 /**
- * wall-marks.js — marker density that follows the pixels, and restart marks (pure: works on a
- * figure payload before Plotly draws it; docs/client.md "Markers").
+ * wall-marks.js — marker density that follows the pixels, restart marks and type sized to the
+ * tile (pure: works on a figure payload before Plotly draws it; docs/client.md "Markers").
  *
  * `markers=` picks what a wall shows: `default` (trades, buy and sell signals; `hold` hidden),
  * `all`, `trades` (no signals), `none` (candles and equity only). Markers are sized to the
@@ -100,4 +100,20 @@ export function markRestart(layout, ts, label, { color = "#9aa4b2", size = 12 } 
     },
   ];
   return layout;
+}
+
+/**
+ * A tile's figure fonts from its size (px) and `scale`, x tick labels only on the wall's bottom
+ * row (the tiles above share the time axis; the date is in the top bar). Returns the font size.
+ */
+export function styleTile(layout, { width, height, scale = 1, bottom = true, minutes = 360 }) {
+  const size = Math.round(Math.max(11, Math.min(width * 0.022, height * 0.05)) * scale);
+  layout.font = { ...(layout.font ?? {}), size };
+  // One line of tick labels: the time of day (the date is in the top bar), with the day past a day.
+  const tickformat = minutes > 1440 ? "%b %d %H:%M" : "%H:%M";
+  for (const key of Object.keys(layout))
+    if (/^xaxis\d*$/.test(key) && layout[key])
+      Object.assign(layout[key], { showticklabels: bottom, tickformat });
+  layout.margin = { ...(layout.margin ?? {}), b: bottom ? Math.round(size * 2.2) : 6 };
+  return size;
 }

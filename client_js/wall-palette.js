@@ -200,9 +200,11 @@ function recolor(key, trace, pal) {
     const tones = (trace.customdata ?? []).map((c) => pnlTone(c?.[5], pal));
     marker.color = tones.length ? tones : pal.flat;
     marker.line = { ...(marker.line ?? {}), color: pal.background };
-  } else if (key.startsWith("trade_line:"))
-    trace.line = { ...(trace.line ?? {}), color: key.endsWith("win") ? pal.win : pal.loss };
-  else if (key.startsWith("equity:")) {
+  } else if (key.startsWith("trade_line:")) {
+    // Thin and translucent: over a 6 h window, hundreds of entry→exit lines must not hide the price.
+    trace.line = { ...(trace.line ?? {}), color: key.endsWith("win") ? pal.win : pal.loss, width: 1.5 };
+    trace.opacity = 0.55;
+  } else if (key.startsWith("equity:")) {
     trace.line = { ...(trace.line ?? {}), color: botColor(key.slice(7), pal), shape: "hv" };
   }
 }

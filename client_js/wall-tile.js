@@ -8,11 +8,11 @@
  * the tile count, WebGL or not) come from wall.js through `bindWall`.
  */
 
-import { DayBook } from "./wall-daybook.js";
+import { DayBook, fetchDayBook } from "./wall-daybook.js";
 import { buildFigure } from "./wall-figure.js";
 import { kpiCells, priceDigits, TileHead, tileState } from "./wall-head.js";
 import { beyondRanges, LiveLayer, liveStrip, plotView, wallRanges } from "./wall-live.js";
-import { fitMarkers, markRestart } from "./wall-marks.js";
+import { fitMarkers, markRestart, styleTile } from "./wall-marks.js";
 import { extendInPlace, prepareFigure, slotDue, TileModel, trimToWindow } from "./wall-model.js";
 import { applyPalette, palette } from "./wall-palette.js";
 
@@ -93,9 +93,10 @@ export class Tile {
     // `tip` (what may still change: the live candle) under `settled` (new points, painted once).
     this.tip = el("canvas", "live live-tip");
     this.settled = el("canvas", "live live-settled");
-    this.stage.append(this.plot, this.tip, this.settled, this.headView.overlay);
+    this.stage.append(this.plot, this.tip, this.settled);
     this.note = el("div", "tile-note", "loading history…");
-    this.node.append(head, this.stage, this.note);
+    // The overlay sits on the tile, not in the stage: the stage is dimmed, the overlay is not.
+    this.node.append(head, this.stage, this.note, this.headView.overlay);
     this.state = { state: "waiting", age: null, last: null };
     this.sub = null;
     this.layer = new LiveLayer();
@@ -291,13 +292,13 @@ export class Tile {
 
   /** Fonts from the tile's size (and `scale=`), ticks only on the wall's bottom row. */
   styleLayout(layout) {
-    const { width, height } = this.size.width ? this.size : { width: 800, height: 400 };
-    const size = Math.round(Math.max(11, Math.min(width * 0.022, height * 0.05)) * wall.config.scale);
-    layout.font = { ...(layout.font ?? {}), size };
-    for (const key of Object.keys(layout))
-      if (/^xaxis\d*$/.test(key) && layout[key]) layout[key].showticklabels = this.bottom;
-    layout.margin = { ...(layout.margin ?? {}), b: this.bottom ? Math.round(size * 2.2) : 6 };
-    this.fontSize = size;
+    const size = this.size.width ? this.size : { width: 800, height: 400 };
+    this.fontSize = styleTile(layout, {
+      ...size,
+      scale: wall.config.scale,
+      bottom: this.bottom,
+      minutes: this.minutes,
+    });
     return layout;
   }
 
@@ -325,16 +326,10 @@ export class Tile {
     const fetchId = ++this.dayFetch;
     clearTimeout(this.dayTimer);
     this.daybook.unseed();
-    const params = new URLSearchParams({ symbol: this.symbol, tz: wall.config.tz });
-    for (const [key, value] of Object.entries(wall.config.filter ?? {}))
-      params.set(key, Array.isArray(value) ? value.join(",") : String(value));
-    const headers = wall.config.token ? { authorization: `Bearer ${wall.config.token}` } : {};
     try {
-      const response = await fetch(`/api/day?${params}`, { headers });
-      const body = await response.json();
+      const body = await fetchDayBook(this.symbol, wall.config);
       if (fetchId !== this.dayFetch) return;
-      if (!response.ok || !this.daybook.seed(body))
-        throw new Error(body?.message ?? `HTTP ${response.status}`);
+      if (!this.daybook.seed(body)) throw new Error("malformed day book");
       this.renderKpis();
     } catch (error) {
       if (fetchId !== this.dayFetch) return;

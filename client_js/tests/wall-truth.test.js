@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DayBook } from "../wall-daybook.js";
+import { fmtSigned, kpiCells, priceDigits, tileState } from "../wall-head.js";
+import { fitMarkers } from "../wall-marks.js";
 import { parseTiles, parseWallParams, trimToWindow } from "../wall-model.js";
 import {
   applyPalette,
@@ -149,4 +151,85 @@ test("palette: P&L colours only on P&L, bots one colour everywhere, candles told
   assert.equal(equity.line.color, botColor("momo-1", pal));
   assert.equal(equity.line.shape, "hv");
   assert.equal(payload.live.colors.pnl.win, pal.win);
+});
+
+test("tile state: by the last event's age in server time; disconnected and waiting first", () => {
+  const base = { connected: true, ready: true, failed: false, now: 1_000_000, staleS: 30, deadS: 120 };
+  const at = (lastTs, arrivalTs = null, extra = {}) =>
+    tileState({ ...base, lastTs, arrivalTs, ...extra }).state;
+  assert.equal(at(1_000_000 - 10_000), "live");
+  assert.equal(at(1_000_000 - 40_000), "stale");
+  // A fresh load of a feed silent for 3 min: dead at once (the history frame's arrival is no event).
+  assert.equal(at(1_000_000 - 180_000), "dead");
+  // A live candle updated in place keeps its old ts: its arrival counts.
+  assert.equal(at(1_000_000 - 180_000, 1_000_000 - 1_000), "live");
+  assert.equal(at(1_000_000, null, { connected: false }), "disconnected");
+  assert.equal(at(null, null, { ready: false }), "waiting");
+  assert.equal(at(1_000_000, null, { failed: true }), "dead");
+  const found = tileState({ ...base, lastTs: 1_000_000 - 240_000 });
+  assert.equal(found.age, 240);
+});
+
+test("KPI cells: today's P&L with its sample, LAST with its window change, OPEN with uPnL, BOTS named", () => {
+  const cells = kpiCells({
+    day: {
+      ready: true,
+      pnl: -63.314,
+      trades: 92,
+      wins: 33,
+      win_rate: 35.87,
+      open_positions: 2,
+      unrealized_pnl: 12.3,
+    },
+    lastPrice: 3100,
+    windowOpen: 3000,
+    digits: 2,
+    statuses: new Map([
+      ["momo-1", "active"],
+      ["momo-2", "paused"],
+    ]),
+  });
+  assert.deepEqual(cells.pnl, { text: "−63.31", tone: "bad" });
+  assert.equal(cells.win.text, "36 % · 92");
+  assert.deepEqual(cells.open, { text: "2 · +12.30", tone: "good" });
+  assert.equal(cells.last.text, "3,100.00 ▲3.33%");
+  assert.deepEqual(cells.bots, { text: "1/2 · momo-2 paused", tone: "warn" });
+  const waiting = kpiCells({ day: { ready: false }, lastPrice: null, digits: 2 });
+  assert.equal(waiting.pnl.text, "…");
+  assert.equal(waiting.last.text, "–");
+  assert.equal(fmtSigned(-0.001), "0.00", "no −0.00");
+  assert.deepEqual([priceDigits(64000), priceDigits(150), priceDigits(2.5), priceDigits(0.45)], [2, 3, 4, 4]);
+});
+
+test("markers: hold hidden by default, sized to the candle width, signals thinned past the budget", () => {
+  const signals = (n) => ({
+    x: Array.from({ length: n }, (_, i) => i),
+    y: Array(n).fill(1),
+    marker: { size: Array(n).fill(10) },
+  });
+  const payload = {
+    figure: {
+      data: [
+        { x: Array.from({ length: 360 }, (_, i) => i) },
+        signals(300),
+        signals(100),
+        { x: [1], marker: { size: 12 } },
+      ],
+      layout: {},
+    },
+    trace_map: { candle: 0, "signal:momo:buy": 1, "signal:momo:hold": 2, "trade:exit": 3 },
+    live: { confidence: { size: [6, 14] }, templates: { signal: { hold: {}, buy: {} } } },
+  };
+  const { factor, stride } = fitMarkers(payload, { plotWidth: 880, budget: 100 });
+  const [, buy, hold, exit] = payload.figure.data;
+  assert.equal(hold.visible, false);
+  assert.equal(payload.live.templates.signal.hold.visible, false);
+  assert.equal(buy.visible, undefined);
+  assert.ok(factor < 1 && exit.marker.size < 12, "360 candles on 880 px: smaller markers");
+  assert.equal(stride, 3);
+  assert.equal(buy.marker.size.filter((v) => v > 0).length, 100, "every third signal kept");
+  assert.equal(buy.x.length, 300, "the data stays the server's");
+  const none = { ...structuredClone(payload), figure: { ...structuredClone(payload.figure) } };
+  fitMarkers(none, { mode: "none" });
+  assert.equal(none.figure.data[3].visible, false);
 });

@@ -277,7 +277,8 @@ test("the index lists symbols and bots with links to walls", opts, async () => {
   );
   const page = await browser.evaluate(`({
     symbols: [...document.querySelectorAll('#symbols tbody tr')].map((r) => [r.cells[0].textContent, r.querySelector('a').getAttribute('href')]),
-    bots: [...document.querySelectorAll('#bots tbody tr')].map((r) => [r.cells[0].textContent, r.cells[2].textContent, r.querySelector('a')?.getAttribute('href') ?? null]),
+    bots: [...document.querySelectorAll('#bots tbody tr')].map((r) => [r.cells[0].textContent, r.cells[2].textContent.split(' · ')[0], r.querySelector('a')?.getAttribute('href') ?? null]),
+    seen: [...document.querySelectorAll('#bots tbody tr')].map((r) => r.cells[2].className),
     all: document.getElementById('all-walls').getAttribute('href'),
   })`);
   assert.deepEqual(page.symbols, [
@@ -289,6 +290,8 @@ test("the index lists symbols and bots with links to walls", opts, async () => {
     ["mr-2", "paused", null],
   ]);
   assert.equal(page.all, "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT");
+  // Coloured by last_seen, not by the last status: mr-2 was never seen, whatever it said.
+  assert.equal(page.seen[1], "seen-dead");
   assert.deepEqual(pageErrors(), []);
 });
 
