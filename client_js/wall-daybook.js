@@ -119,6 +119,17 @@ export class DayBook {
     }
   }
 
+  /** Today's realized P&L per bot (bots with a day trade only). */
+  pnlByBot() {
+    const out = new Map();
+    for (const [key, p] of this.positions)
+      if (p.dayPnl != null) {
+        const bot = key.slice(0, key.indexOf("\u001f"));
+        out.set(bot, (out.get(bot) ?? 0) + p.dayPnl);
+      }
+    return out;
+  }
+
   /** Today's numbers; `lastPrice` values the open positions (uPnL, null without a price). */
   snapshot(lastPrice = null) {
     let pnl = 0;

@@ -117,3 +117,37 @@ export function styleTile(layout, { width, height, scale = 1, bottom = true, min
   layout.margin = { ...(layout.margin ?? {}), b: bottom ? Math.round(size * 2.2) : 6 };
   return size;
 }
+
+const LABEL = "equity-label";
+
+/**
+ * Name each equity line at its right end, in its colour, with the bot's P&L today when known
+ * (`dayPnl`: Map bot → value): "momo-1 +12.40". Replaces the previous labels in `layout`.
+ */
+export function labelEquity(layout, data, keyOf, { dayPnl = new Map(), size = 12, format = String } = {}) {
+  const labels = [];
+  data.forEach((trace, index) => {
+    const key = keyOf[index] ?? "";
+    if (!key.startsWith("equity:") || trace?.visible === false) return;
+    const x = trace.x ?? [];
+    let i = x.length - 1;
+    while (i >= 0 && (x[i] == null || trace.y?.[i] == null)) i -= 1;
+    if (i < 0) return;
+    const bot = key.slice(7);
+    const pnl = dayPnl.get(bot);
+    labels.push({
+      name: LABEL,
+      x: x[i],
+      y: trace.y[i],
+      xref: "x",
+      yref: trace.yaxis ?? "y2",
+      text: pnl == null ? bot : `${bot} ${format(pnl)}`,
+      showarrow: false,
+      xanchor: "right",
+      yanchor: "bottom",
+      font: { color: trace.line?.color ?? "#ccc", size },
+    });
+  });
+  layout.annotations = [...(layout.annotations ?? []).filter((a) => a?.name !== LABEL), ...labels];
+  return labels.length;
+}

@@ -10,9 +10,9 @@
 
 import { DayBook, fetchDayBook } from "./wall-daybook.js";
 import { buildFigure } from "./wall-figure.js";
-import { kpiCells, priceDigits, TileHead, tileState } from "./wall-head.js";
+import { fmtSigned, kpiCells, priceDigits, TileHead, tileState } from "./wall-head.js";
 import { beyondRanges, LiveLayer, liveStrip, plotView, wallRanges } from "./wall-live.js";
-import { fitMarkers, markRestart, styleTile } from "./wall-marks.js";
+import { fitMarkers, labelEquity, markRestart, styleTile } from "./wall-marks.js";
 import { extendInPlace, prepareFigure, slotDue, TileModel, trimToWindow } from "./wall-model.js";
 import { applyPalette, palette } from "./wall-palette.js";
 
@@ -182,9 +182,20 @@ export class Tile {
   }
 
   /** One Plotly redraw of the whole tile with every point, at fixed ranges with room for live ones. */
+  /** Equity lines named at their right end with the bot's P&L today. */
+  labelLines(layout = this.plot.layout, data = this.plot.data) {
+    if (!this.model || !layout || !data) return;
+    labelEquity(layout, data, this.model.keyOf, {
+      dayPnl: this.daybook.seeded ? this.daybook.pnlByBot() : new Map(),
+      size: Math.round((this.fontSize ?? 12) * 0.9),
+      format: (v) => fmtSigned(v),
+    });
+  }
+
   fold() {
     const started = performance.now();
     this.trim();
+    this.labelLines();
     this.applyRanges(this.plot.layout);
     Plotly.redraw(this.plot);
     this.drawn();
@@ -262,12 +273,14 @@ export class Tile {
     this.ready = false;
     this.reloads += 1;
     const reload = this.reloads;
+    this.labelLines(payload.figure.layout, payload.figure.data);
     this.applyRanges(payload.figure.layout, payload.figure.data);
     Promise.resolve(Plotly.react(this.plot, payload.figure.data, payload.figure.layout, PLOT_CONFIG))
       .then(() => {
         if (reload !== this.reloads) return;
         this.ready = true;
         this.drawn();
+        this.restyle(); // the plot's size may have come after the layout was styled
         wall.scheduleFlush();
         this.renderState();
       })
@@ -292,7 +305,9 @@ export class Tile {
 
   /** Fonts from the tile's size (and `scale=`), ticks only on the wall's bottom row. */
   styleLayout(layout) {
-    const size = this.size.width ? this.size : { width: 800, height: 400 };
+    const size = this.size.width
+      ? this.size
+      : { width: this.plot.clientWidth || 800, height: this.plot.clientHeight || 400 };
     this.fontSize = styleTile(layout, {
       ...size,
       scale: wall.config.scale,

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DayBook } from "../wall-daybook.js";
 import { fmtSigned, kpiCells, priceDigits, tileState } from "../wall-head.js";
-import { fitMarkers } from "../wall-marks.js";
+import { fitMarkers, labelEquity } from "../wall-marks.js";
 import { parseTiles, parseWallParams, trimToWindow } from "../wall-model.js";
 import {
   applyPalette,
@@ -232,4 +232,26 @@ test("markers: hold hidden by default, sized to the candle width, signals thinne
   const none = { ...structuredClone(payload), figure: { ...structuredClone(payload.figure) } };
   fitMarkers(none, { mode: "none" });
   assert.equal(none.figure.data[3].visible, false);
+});
+
+test("equity lines are named at their right end with the bot's P&L today", () => {
+  const layout = { annotations: [{ text: "equity" }, { name: "equity-label", text: "old" }] };
+  const data = [
+    { x: [1, 2], y: [5, 6] },
+    { x: [1, 2, 3], y: [10, 11, null], yaxis: "y2", line: { color: "#abcdef" } },
+  ];
+  const n = labelEquity(layout, data, ["candle", "equity:momo-1"], {
+    dayPnl: new Map([["momo-1", -12.4]]),
+    format: fmtSigned,
+  });
+  assert.equal(n, 1);
+  assert.deepEqual(
+    layout.annotations.map((a) => a.text),
+    ["equity", "momo-1 −12.40"],
+  );
+  const label = layout.annotations[1];
+  assert.deepEqual([label.x, label.y, label.yref, label.font.color], [2, 11, "y2", "#abcdef"]);
+  const d = new DayBook();
+  d.seed(book());
+  assert.deepEqual([...d.pnlByBot()], [["b", -3]]);
 });
