@@ -111,9 +111,12 @@ export function styleTile(layout, { width, height, scale = 1, bottom = true, min
   layout.font = { ...(layout.font ?? {}), size };
   // One line of tick labels: the time of day (the date is in the top bar), with the day past a day.
   const tickformat = minutes > 1440 ? "%b %d %H:%M" : "%H:%M";
-  for (const key of Object.keys(layout))
-    if (/^xaxis\d*$/.test(key) && layout[key])
-      Object.assign(layout[key], { showticklabels: bottom, tickformat });
+  for (const key of Object.keys(layout)) {
+    if (!/^[xy]axis\d*$/.test(key) || !layout[key]) continue;
+    // The theme gives every axis its own tick font: it must follow the tile too.
+    layout[key].tickfont = { ...(layout[key].tickfont ?? {}), size };
+    if (key[0] === "x") Object.assign(layout[key], { showticklabels: bottom, tickformat });
+  }
   layout.margin = { ...(layout.margin ?? {}), b: bottom ? Math.round(size * 2.2) : 6 };
   return size;
 }

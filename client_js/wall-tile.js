@@ -324,8 +324,10 @@ export class Tile {
     const layout = this.styleLayout({ ...this.plot.layout });
     if (before[0] === this.fontSize && before[1] === this.bottom) return;
     const update = { font: layout.font, margin: layout.margin };
-    for (const key of Object.keys(layout))
+    for (const key of Object.keys(layout)) {
+      if (/^[xy]axis\d*$/.test(key)) update[`${key}.tickfont.size`] = this.fontSize;
       if (/^xaxis\d*$/.test(key)) update[`${key}.showticklabels`] = this.bottom;
+    }
     this.ownRelayout = true;
     try {
       Promise.resolve(Plotly.relayout(this.plot, update))
