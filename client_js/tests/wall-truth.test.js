@@ -255,3 +255,8 @@ test("equity lines are named at their right end with the bot's P&L today", () =>
   d.seed(book());
   assert.deepEqual([...d.pnlByBot()], [["b", -3]]);
 });
+
+test("palettes: no bot colour is a P&L colour", () => {
+  for (const pal of Object.values(PALETTES))
+    for (const colour of pal.equity) assert.ok(![pal.win, pal.loss].includes(colour), colour);
+});
