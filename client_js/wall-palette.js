@@ -56,15 +56,16 @@ export const PALETTES = Object.freeze({
     live: "#56b4e9",
     stale: "#f0e442",
     dead: "#d55e00",
+    // No sky blue or orange: those mean P&L.
     equity: Object.freeze([
-      "#56b4e9",
-      "#f0e442",
-      "#cc79a7",
       "#ffffff",
-      "#e69f00",
       "#009e73",
+      "#cc79a7",
       "#9aa4b2",
-      "#0072b2",
+      "#f0e442",
+      "#c9b8ff",
+      "#a6761d",
+      "#7fd4c1",
     ]),
   }),
 });

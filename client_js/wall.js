@@ -245,7 +245,7 @@ function renderBadge() {
   if (lost) {
     const since = lostAt ?? serverNow();
     lostAt = since;
-    banner.textContent = `DISCONNECTED from the gateway (${state}) since ${new Date(since).toISOString().slice(11, 19)} UTC — the tiles show the last data received`;
+    banner.textContent = `DISCONNECTED since ${new Date(since).toISOString().slice(11, 19)} UTC — last data shown`;
   } else lostAt = null;
   const counts = stateCounts();
   const parts = [lost ? "disconnected" : state];
