@@ -431,7 +431,7 @@ export class Tile {
         if (!this.userZoom && beyondRanges(this.plot.data, this.managedRanges())) this.foldNow = true;
       }
       this.flushes += 1;
-      if (plan.kpis) this.renderKpis();
+      if (plan.kpis) this.kpisDirty = true;
     } catch (error) {
       this.fail(error);
     }
@@ -451,7 +451,7 @@ export class Tile {
     this.paint();
     if (this.foldDue) this.fold();
     this.flushes += 1;
-    if (plan.kpis) this.renderKpis();
+    if (plan.kpis) this.kpisDirty = true;
   }
 
   fail(error) {
@@ -484,7 +484,13 @@ export class Tile {
     return price?.y?.find((v) => v != null) ?? null;
   }
 
+  /**
+   * Redraw the KPI cells. Live flushes only mark them dirty and the page's 1 s tick draws them:
+   * a wall is read at a glance, and a header repainted 4 times a second per tile (larger type:
+   * larger areas to raster) cost frames on a wall PC without a GPU.
+   */
   renderKpis() {
+    this.kpisDirty = false;
     if (!this.model || !wall.config.kpis) return;
     const ledger = this.model.kpis.snapshot();
     this.headView.renderKpis(

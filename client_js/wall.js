@@ -326,6 +326,7 @@ async function start() {
     clock.textContent = `${new Date(now).toISOString().slice(0, 19).replace("T", " ")} UTC`;
     for (const tile of tiles.values()) {
       tile.renderState(now);
+      if (tile.kpisDirty) tile.renderKpis();
       // A tile that went quiet still folds its live points in (hover, then the next draw is Plotly's).
       if (tile.ready && !tile.foldNow && tile.foldDue) {
         tile.foldNow = true;

@@ -103,9 +103,13 @@ def test_day_kpis_are_the_server_day_book_whatever_the_window(floor: dict[str, A
         assert book["trades"] > 0, "the test floor made no trade today"
         for wall, tile in ((running, symbol), (running, f"{symbol}@1"), (fresh, f"{symbol}@60")):
             assert day_of(wall, tile) == expected, f"{tile}: {wall.tile(tile)['day']} != {book}"
-        cells = running.tile(f"{symbol}@1")["cells"]
         rate = round(book["wins"] / book["trades"] * 100)
-        assert cells["win"] == f"{rate} % · {book['trades']}", "WIN shows its sample"
+        # The cells are redrawn by the page's 1 s tick: WIN shows its sample.
+        wait_until(
+            lambda: running.tile(f"{symbol}@1")["cells"]["win"] == f"{rate} % · {book['trades']}",
+            5,
+            what="the WIN cell with its sample",
+        )
     finally:
         feed.resume()
     assert running.problems() == [] and fresh.problems() == []
