@@ -24,7 +24,7 @@ const scaled = (size, f) => (Array.isArray(size) ? size.map((v) => v * f) : size
 
 /**
  * Apply the marker rules to `payload` in place: visibility by `mode`, sizes by the candle width
- * over `plotWidth` px, signals thinned to `budget` (0: plotWidth / 5). Returns {factor, stride}.
+ * over `plotWidth` px (and up to 3× on a tile wider than 900 px), signals thinned to `budget` (0: plotWidth / 5). Returns {factor, stride}.
  */
 export function fitMarkers(payload, { mode = "default", plotWidth = 800, budget = 0 } = {}) {
   const { data } = payload.figure;
@@ -38,8 +38,10 @@ export function fitMarkers(payload, { mode = "default", plotWidth = 800, budget 
 
   const candles = data[payload.trace_map?.candle]?.x?.length ?? 0;
   const candlePx = candles ? (plotWidth / candles) * 0.7 : 12;
-  const factor = Math.min(1, Math.max(0.45, (candlePx * 1.8) / 10));
-  if (factor < 1) {
+  // On a big tile (a 4K screen at device scale 1) markers grow with it, as the type does.
+  const grow = Math.min(3, Math.max(1, plotWidth / 900));
+  const factor = Math.min(grow, Math.max(0.45, (candlePx * 1.8) / 10));
+  if (factor !== 1) {
     for (const [key, index] of map) {
       const marker = data[index]?.marker;
       if (marker && (isSignal(key) || key === "trade:entry" || key === "trade:exit"))

@@ -260,3 +260,17 @@ test("palettes: no bot colour is a P&L colour", () => {
   for (const pal of Object.values(PALETTES))
     for (const colour of pal.equity) assert.ok(![pal.win, pal.loss].includes(colour), colour);
 });
+
+test("markers grow with a big tile (4K at device scale 1) when the candles leave room", () => {
+  const payload = {
+    figure: {
+      data: [{ x: Array.from({ length: 60 }, (_, i) => i) }, { x: [1], marker: { size: 12 } }],
+      layout: {},
+    },
+    trace_map: { candle: 0, "trade:exit": 1 },
+    live: { templates: {} },
+  };
+  const { factor } = fitMarkers(payload, { plotWidth: 1800 });
+  assert.equal(factor, 2);
+  assert.equal(payload.figure.data[1].marker.size, 24);
+});
