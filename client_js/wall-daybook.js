@@ -63,6 +63,7 @@ export class DayBook {
         dayPnl: num(p.day_pnl),
       });
     }
+    this.openPrice = num(book.open_price);
     this.dayStart = start;
     this.dayEnd = end;
     this.toSeq = toSeq;
@@ -152,6 +153,7 @@ export class DayBook {
     return {
       ready: this.seeded,
       day_start: this.dayStart,
+      open_price: this.openPrice ?? null,
       pnl: Number(pnl.toFixed(6)),
       trades,
       wins,

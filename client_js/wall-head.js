@@ -79,7 +79,14 @@ const tone = (v) => (v > 0 ? "good" : v < 0 ? "bad" : "");
  * The KPI cells' text and tone: `day` from the day book (wall-daybook.js), `ledger` the tile's
  * ledger snapshot (last price, bot statuses), `windowOpen` the first price in the tile's window.
  */
-export function kpiCells({ day, lastPrice, windowOpen, digits, statuses }) {
+function change(last, open) {
+  if (last == null || open == null || open === 0 || !Number.isFinite(open)) return null;
+  const pct = ((last - open) / open) * 100;
+  const arrow = pct > 0 ? "▲" : pct < 0 ? "▼" : "■";
+  return { text: `${arrow}${Math.abs(pct).toFixed(2)}%`, tone: pct > 0 ? "up" : pct < 0 ? "down" : "" };
+}
+
+export function kpiCells({ day, lastPrice, windowOpen, digits, statuses, minutes = null }) {
   const cells = {};
   if (day?.ready) {
     cells.pnl = { text: fmtSigned(day.pnl), tone: tone(Number(day.pnl.toFixed(2))) };
@@ -93,15 +100,16 @@ export function kpiCells({ day, lastPrice, windowOpen, digits, statuses }) {
   } else {
     for (const key of ["pnl", "win", "open"]) cells[key] = { text: "…", tone: "" };
   }
-  let last = fmtNumber(lastPrice, digits);
-  let lastTone = "";
-  if (lastPrice != null && windowOpen != null && windowOpen !== 0 && Number.isFinite(windowOpen)) {
-    const change = ((lastPrice - windowOpen) / windowOpen) * 100;
-    const arrow = change > 0 ? "▲" : change < 0 ? "▼" : "■";
-    last += ` ${arrow}${Math.abs(change).toFixed(2)}%`;
-    lastTone = change > 0 ? "up" : change < 0 ? "down" : "";
-  }
-  cells.last = { text: last, tone: lastTone };
+  // LAST: the price with its change over the day (from the day book's opening price) in the
+  // value, the change over the tile's window in the label.
+  const today = change(lastPrice, day?.open_price ?? null);
+  const windowed = change(lastPrice, windowOpen);
+  cells.last = {
+    text: `${fmtNumber(lastPrice, digits)}${today ? ` ${today.text}` : ""}`,
+    tone: today?.tone ?? "",
+    label:
+      windowed && minutes ? `last · day · ${minutes} min ${windowed.text}` : today ? "last · day" : "last",
+  };
   if (statuses?.size) {
     const idle = [...statuses].filter(([, s]) => s !== "active");
     const active = statuses.size - idle.length;
@@ -140,9 +148,11 @@ export class TileHead {
     this.kpis = el("div", "kpis");
     this.kpis.hidden = !config.kpis;
     this.cells = {};
+    this.labels = {};
     for (const [key, label] of KPI_CELLS) {
       const cell = el("div", `kpi kpi-${key}`);
-      cell.append(el("span", "kpi-label", label));
+      this.labels[key] = el("span", "kpi-label", label);
+      cell.append(this.labels[key]);
       this.cells[key] = el("span", "kpi-value", "–");
       cell.append(this.cells[key]);
       this.kpis.append(cell);
@@ -154,10 +164,11 @@ export class TileHead {
   }
 
   renderKpis(cells) {
-    for (const [key, { text, tone }] of Object.entries(cells)) {
+    for (const [key, { text, tone, label }] of Object.entries(cells)) {
       const node = this.cells[key];
       if (!node) continue;
       setText(node, text);
+      if (label) setText(this.labels[key], label);
       if (node.dataset.tone !== tone) node.dataset.tone = tone;
     }
   }

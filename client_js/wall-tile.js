@@ -500,6 +500,7 @@ export class Tile {
         windowOpen: this.windowOpen(),
         digits: this.digits ?? priceDigits(ledger.last_price),
         statuses: this.model.kpis.statuses,
+        minutes: this.minutes,
       }),
     );
   }

@@ -180,10 +180,12 @@ test("KPI cells: today's P&L with its sample, LAST with its window change, OPEN 
       win_rate: 35.87,
       open_positions: 2,
       unrealized_pnl: 12.3,
+      open_price: 3200,
     },
     lastPrice: 3100,
     windowOpen: 3000,
     digits: 2,
+    minutes: 60,
     statuses: new Map([
       ["momo-1", "active"],
       ["momo-2", "paused"],
@@ -192,7 +194,11 @@ test("KPI cells: today's P&L with its sample, LAST with its window change, OPEN 
   assert.deepEqual(cells.pnl, { text: "−63.31", tone: "bad" });
   assert.equal(cells.win.text, "36 % · 92");
   assert.deepEqual(cells.open, { text: "2 · +12.30", tone: "good" });
-  assert.equal(cells.last.text, "3,100.00 ▲3.33%");
+  assert.deepEqual(cells.last, {
+    text: "3,100.00 ▼3.13%",
+    tone: "down",
+    label: "last · day · 60 min ▲3.33%",
+  });
   assert.deepEqual(cells.bots, { text: "1/2 · momo-2 paused", tone: "warn" });
   const waiting = kpiCells({ day: { ready: false }, lastPrice: null, digits: 2 });
   assert.equal(waiting.pnl.text, "…");

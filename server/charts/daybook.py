@@ -186,6 +186,7 @@ async def day_book_payload(
     )
     book = day_book(window.data.get("trade"), day_start=start, day_end=end, now_ms=now)
     return {
+        "open_price": await _day_open(history, symbol, start, now),
         "symbol": symbol,
         "epoch": window.epoch,
         "to_seq": window.to_seq,
@@ -194,3 +195,15 @@ async def day_book_payload(
         "truncated": window.truncated,
         **book,
     }
+
+
+async def _day_open(history: HistorySource, symbol: str, day_start: int, now: int) -> float | None:
+    """The day's opening price: the open of the first candle in the whole minutes since ``day_start``
+    (one bucket of the history window: its open is the first candle's); None in the day's first
+    minute or without candles."""
+    minutes = (now - day_start) // 60_000
+    if minutes < 1:
+        return None
+    window = await history.window(symbol, EventFilter(kinds=("candle",)), minutes=minutes, max_points=1)
+    opens = (window.data.get("candle") or {}).get("open") or []
+    return _num(opens[0]) if opens else None

@@ -11,7 +11,7 @@ import pytest
 from publishers.events import now_ms
 from server.charts.daybook import DAY_MS, day_book, day_bounds, zone
 from tests.server.gateway.test_api import seed
-from tests.support.analytics_data import trade
+from tests.support.analytics_data import candle, trade
 from tests.support.gateway import get, serving
 
 
@@ -77,6 +77,9 @@ async def test_api_day_is_the_same_whatever_a_wall_window_and_follows_the_filter
         trade(now - 60_000, "b", "entry", "buy", 100.0, 1.0, "q2"),
         trade(now - 50_000, "b", "exit", "sell", 104.0, 1.0, "q2", pnl=4.0),
     ]
+    # Candles: yesterday's last one, then the day's (its open is the day's opening price).
+    minute = 60_000
+    events += [candle(start - minute, 50.0), candle(now - 30 * minute, 70.0), candle(now - minute, 80.0)]
     await seed(store_url, events)
     async with serving(redis_url, store_url, recorder={"enabled": False}) as running:
         reply = await get(running.port, "/api/day?symbol=BTCUSDT")
@@ -84,6 +87,8 @@ async def test_api_day_is_the_same_whatever_a_wall_window_and_follows_the_filter
         book = reply.json()
         assert book["day_start"] == start and book["tz"] == "UTC"
         assert (book["pnl"], book["trades"], book["wins"]) == (-6.0, 2, 1)
+        if now - start >= 31 * 60_000:  # the test's candle lies inside the day's whole minutes
+            assert book["open_price"] == 70.0
         only_b = (await get(running.port, "/api/day?symbol=BTCUSDT&bots=b")).json()
         assert (only_b["pnl"], only_b["trades"], only_b["win_rate"]) == (4.0, 1, 100.0)
         bad = await get(running.port, "/api/day?symbol=BTCUSDT&tz=Mars/Olympus")
