@@ -36,7 +36,7 @@ const wall = {
   connected: () => true,
   stateChanged: () => {},
 };
-/** A day book that could not be fetched is asked again this much later. */
+/** A day book that could not be fetched is asked again this much later (doubling up to a minute). */
 const DAY_RETRY_MS = 5000;
 
 /** Hand the tiles the page's settings and scheduler: `{config, perf, gl, tileCount, renderKey,
@@ -347,11 +347,15 @@ export class Tile {
       const body = await fetchDayBook(this.symbol, wall.config);
       if (fetchId !== this.dayFetch) return;
       if (!this.daybook.seed(body)) throw new Error("malformed day book");
+      this.dayFailures = 0;
       this.renderKpis();
     } catch (error) {
       if (fetchId !== this.dayFetch) return;
       this.dayError = String(error?.message ?? error);
-      this.dayTimer = setTimeout(() => this.loadDay(), DAY_RETRY_MS);
+      // 5 s, 10 s, … up to a minute: a server without /api/day is not asked 9 times every 5 s.
+      this.dayFailures = (this.dayFailures ?? 0) + 1;
+      const wait = Math.min(60_000, DAY_RETRY_MS * 2 ** (this.dayFailures - 1));
+      this.dayTimer = setTimeout(() => this.loadDay(), wait);
     }
   }
 
