@@ -37,6 +37,17 @@ function link(href, text) {
   return a;
 }
 
+/**
+ * A bot's colour on the index follows when it was last seen, not what it last said: a bot that
+ * reported "active" and then died is not green (the wall's stale_s / dead_s defaults, 30 s / 120 s).
+ */
+function freshness(value) {
+  const ms = typeof value === "number" ? value : Date.parse(value ?? "");
+  if (!Number.isFinite(ms)) return "dead";
+  const s = (Date.now() - ms) / 1000;
+  return s < 30 ? "live" : s < 120 ? "stale" : "dead";
+}
+
 function ago(value) {
   if (value == null) return "–";
   const ms = typeof value === "number" ? value : Date.parse(value);
@@ -87,7 +98,8 @@ async function load() {
     const row = document.createElement("tr");
     cell(row, b.name);
     cell(row, b.strategy);
-    cell(row, b.status).className = `status-${b.status}`;
+    const seen = freshness(b.last_seen);
+    cell(row, seen === "live" ? b.status : `${b.status} · ${seen}`).className = `seen-${seen}`;
     cell(
       row,
       b.equity == null ? "–" : Number(b.equity).toLocaleString("en-US", { maximumFractionDigits: 2 }),

@@ -88,6 +88,28 @@ function legendMode(raw) {
   return "key";
 }
 
+/** `markers=`: default (trades, buy and sell signals; hold hidden), all, trades, none. */
+export const MARKER_MODES = Object.freeze(["default", "all", "trades", "none"]);
+const TILE_SPEC = /^([A-Za-z0-9._:-]{1,64}?)(?:@(\d{1,7}))?$/;
+
+/**
+ * Tiles from `symbols=`: `SYMBOL[@minutes]`, so one symbol can show at two windows
+ * (`BTCUSDT@60,BTCUSDT@360`). A tile's id is its spec; the same spec twice is one tile.
+ */
+export function parseTiles(specs, minutes) {
+  const out = new Map();
+  for (const raw of specs) {
+    const m = TILE_SPEC.exec(raw);
+    if (!m) continue;
+    const symbol = m[1].toUpperCase();
+    const own = m[2] == null ? null : Number(m[2]);
+    const tileMinutes = own != null && own >= 1 && own <= 60 * 24 * 366 ? own : minutes;
+    const id = own == null ? symbol : `${symbol}@${tileMinutes}`;
+    if (!out.has(id)) out.set(id, { id, symbol, minutes: tileMinutes });
+  }
+  return [...out.values()];
+}
+
 /** Every wall setting from the URL (docs/client.md lists them). */
 export function parseWallParams(search) {
   const params = new URLSearchParams(search);
@@ -102,10 +124,18 @@ export function parseWallParams(search) {
   if (minConfidence) filter.min_confidence = minConfidence;
   const flag = (name, fallback) =>
     params.has(name) ? !["0", "false", "no", "off"].includes(params.get(name)) : fallback;
+  const minutes = numberParam(params, "minutes", 360, { min: 1, max: 60 * 24 * 366 });
+  const tiles = parseTiles(list("symbols"), minutes);
   return {
-    symbols: [...new Set(list("symbols").map((s) => (s.toUpperCase() === s ? s : s.toUpperCase())))],
+    tiles,
+    symbols: [...new Set(tiles.map((t) => t.symbol))],
     filter,
-    minutes: numberParam(params, "minutes", 360, { min: 1, max: 60 * 24 * 366 }),
+    minutes,
+    palette: params.get("palette") === "cb" ? "cb" : "default",
+    scale: numberParam(params, "scale", 1, { min: 0.25, max: 8 }),
+    markers: MARKER_MODES.includes(params.get("markers")) ? params.get("markers") : "default",
+    signalBudget: Math.round(numberParam(params, "signal_budget", 0, { min: 0, max: 100_000 })),
+    tz: /^[A-Za-z0-9_+\-/]{1,64}$/.test(params.get("tz") ?? "") ? params.get("tz") : "UTC",
     maxPoints: Math.round(numberParam(params, "max_points", 2000, { min: 10, max: 100_000 })),
     staleS: numberParam(params, "stale_s", 30, { min: 1 }),
     deadS: numberParam(params, "dead_s", 120, { min: 1 }),
@@ -595,4 +625,28 @@ export function extendInPlace(data, { update, indices, maxPoints }) {
       owner[key] = joined.length > maxPoints ? joined.slice(joined.length - maxPoints) : joined;
     }
   });
+}
+
+/**
+ * Cut every trace of `data` (gd.data) to the points at or after `cutoff` (ms): a running wall
+ * keeps its window at every fold instead of widening until `max_points`. Trade lines go by whole
+ * entry→exit segments (three points: entry, exit, gap), kept while their exit is in the window.
+ * `keyOf[i]` is trace i's trace_map key. Returns the number of points removed.
+ */
+export function trimToWindow(data, keyOf, cutoff) {
+  let removed = 0;
+  data.forEach((trace, index) => {
+    const x = trace?.x;
+    if (!Array.isArray(x) || !x.length) return;
+    let cut = 0;
+    if (roleOf(keyOf[index]) === "trade_line") {
+      while (cut + 2 < x.length && !(x[cut + 1] >= cutoff)) cut += 3;
+    } else {
+      while (cut < x.length && (x[cut] == null || x[cut] < cutoff)) cut += 1;
+    }
+    if (!cut) return;
+    cutTrace(trace, x.length - cut);
+    removed += cut;
+  });
+  return removed;
 }

@@ -8,9 +8,13 @@
  * the tile count, WebGL or not) come from wall.js through `bindWall`.
  */
 
+import { DayBook, fetchDayBook } from "./wall-daybook.js";
 import { buildFigure } from "./wall-figure.js";
+import { fmtSigned, kpiCells, priceDigits, TileHead, tileState } from "./wall-head.js";
 import { beyondRanges, LiveLayer, liveStrip, plotView, wallRanges } from "./wall-live.js";
-import { extendInPlace, prepareFigure, slotDue, TileModel } from "./wall-model.js";
+import { fitMarkers, labelEquity, markRestart, styleTile } from "./wall-marks.js";
+import { extendInPlace, prepareFigure, slotDue, TileModel, trimToWindow } from "./wall-model.js";
+import { applyPalette, palette } from "./wall-palette.js";
 
 const Plotly = globalThis.Plotly;
 const MAX_QUEUE = 50_000; // a hidden tab gets no animation frames: flush by timer past this
@@ -28,9 +32,15 @@ const wall = {
   tileCount: () => 1,
   renderKey: () => {},
   scheduleFlush: () => {},
+  serverNow: () => Date.now(),
+  connected: () => true,
+  stateChanged: () => {},
 };
+/** A day book that could not be fetched is asked again this much later (doubling up to a minute). */
+const DAY_RETRY_MS = 5000;
 
-/** Hand the tiles the page's settings and scheduler: `{config, perf, gl, tileCount, renderKey, scheduleFlush}`. */
+/** Hand the tiles the page's settings and scheduler: `{config, perf, gl, tileCount, renderKey,
+ * scheduleFlush, serverNow, connected, stateChanged}`. */
 export function bindWall(parts) {
   Object.assign(wall, parts);
 }
@@ -42,25 +52,13 @@ export function el(tag, className, text) {
   return node;
 }
 
-function fmtPrice(v) {
-  if (v == null || !Number.isFinite(v)) return "–";
-  const digits = Math.abs(v) >= 1000 ? 2 : Math.abs(v) >= 1 ? 3 : 6;
-  return v.toLocaleString("en-US", {
-    minimumFractionDigits: Math.min(2, digits),
-    maximumFractionDigits: digits,
-  });
-}
-
-function fmtAge(seconds) {
-  if (seconds < 90) return `${Math.round(seconds)} s`;
-  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
-}
-
 /** One symbol's tile: header, KPIs, age badge, the Plotly figure and its live layer. */
 export class Tile {
-  constructor(symbol) {
-    this.symbol = symbol;
+  /** `spec`: {id, symbol, minutes} (wall-model.js parseTiles). */
+  constructor(spec) {
+    this.id = spec.id;
+    this.symbol = spec.symbol;
+    this.minutes = spec.minutes;
     this.queue = [];
     this.model = null;
     this.ready = false;
@@ -72,29 +70,23 @@ export class Tile {
     this.reloadTimer = null;
     this.lastFlushAt = -Infinity;
     this.slot = 0;
-    this.node = el("section", "tile");
-    const head = el("header", "tile-head");
+    this.bottom = true;
+    this.lastTs = null;
+    this.arrivalTs = null;
+    this.epoch = null;
+    this.restarts = [];
+    this.trimmed = 0;
+    this.digits = null;
+    this.daybook = new DayBook();
+    this.dayFetch = 0;
+    this.dayTimer = null;
+    this.node = el("section", "tile state-waiting");
+    this.node.dataset.tile = spec.id;
+    this.headView = new TileHead(spec, wall.config);
+    const head = this.headView.node;
     this.head = head;
     this.headWidth = 0;
-    this.titleNode = el("h2", "tile-symbol", symbol);
-    this.kpiNodes = {};
-    const strip = el("div", "kpis");
-    if (!wall.config.kpis) strip.hidden = true;
-    for (const [key, label] of [
-      ["last_price", "last"],
-      ["today_pnl", "P&L today"],
-      ["win_rate", "win rate"],
-      ["open_positions", "open"],
-      ["active_bots", "bots"],
-    ]) {
-      const kpi = el("div", "kpi");
-      kpi.append(el("span", "kpi-label", label));
-      this.kpiNodes[key] = el("span", "kpi-value", "–");
-      kpi.append(this.kpiNodes[key]);
-      strip.append(kpi);
-    }
-    this.ageNode = el("span", "age age-wait", "waiting");
-    head.append(this.titleNode, strip, this.ageNode);
+    this.titleNode = this.headView.titleNode;
     this.stage = el("div", "stage");
     this.plot = el("div", "plot");
     // The live layer: points since the last Plotly draw, painted over the plot (wall-live.js);
@@ -103,7 +95,9 @@ export class Tile {
     this.settled = el("canvas", "live live-settled");
     this.stage.append(this.plot, this.tip, this.settled);
     this.note = el("div", "tile-note", "loading history…");
-    this.node.append(head, this.stage, this.note);
+    // The overlay sits on the tile, not in the stage: the stage is dimmed, the overlay is not.
+    this.node.append(head, this.stage, this.note, this.headView.overlay);
+    this.state = { state: "waiting", age: null, last: null };
     this.sub = null;
     this.layer = new LiveLayer();
     this.view = null;
@@ -188,12 +182,37 @@ export class Tile {
   }
 
   /** One Plotly redraw of the whole tile with every point, at fixed ranges with room for live ones. */
+  /** Equity lines named at their right end with the bot's P&L today. */
+  labelLines(layout = this.plot.layout, data = this.plot.data) {
+    if (!this.model || !layout || !data) return;
+    labelEquity(layout, data, this.model.keyOf, {
+      dayPnl: this.daybook.seeded ? this.daybook.pnlByBot() : new Map(),
+      size: Math.round((this.fontSize ?? 12) * 0.9),
+      format: (v) => fmtSigned(v),
+    });
+  }
+
   fold() {
     const started = performance.now();
+    this.trim();
+    this.labelLines();
     this.applyRanges(this.plot.layout);
     Plotly.redraw(this.plot);
     this.drawn();
     wall.perf?.fold.record(performance.now() - started);
+  }
+
+  /**
+   * Cut the plot's points to the tile's window, at every fold and history: the window ends now
+   * (server time), or at the last event when that is earlier (a dead feed keeps what it last
+   * showed, under its NO DATA overlay).
+   */
+  trim(data = this.plot.data) {
+    if (!this.model || !data) return 0;
+    const end = Math.min(wall.serverNow(), this.lastTs ?? Infinity);
+    const removed = trimToWindow(data, this.model.keyOf, end - this.minutes * 60_000);
+    this.trimmed += removed;
+    return removed;
   }
 
   get foldDue() {
@@ -209,7 +228,7 @@ export class Tile {
         symbol: this.symbol,
         filter: wall.config.filter,
         history: {
-          minutes: wall.config.minutes,
+          minutes: this.minutes,
           max_points: wall.config.maxPoints,
           figure: wall.config.figure,
         },
@@ -228,41 +247,136 @@ export class Tile {
       ? structuredClone(frame.figure)
       : buildFigure(this.symbol, frame.data, { maxPoints: wall.config.maxPoints });
     prepareFigure(payload, { maxPoints: wall.config.maxPoints, legend: wall.config.legend, gl: wall.gl() });
+    const pal = palette(wall.config.palette);
+    applyPalette(payload, pal);
+    const layout = payload.figure.layout;
+    if (this.epoch != null && frame.epoch != null && frame.epoch !== this.epoch)
+      this.restarts.push(wall.serverNow());
+    this.epoch = frame.epoch ?? null;
+    for (const ts of this.restarts) markRestart(layout, ts, "restart", { color: pal.muted });
+    this.styleLayout(layout);
     wall.renderKey(payload.live);
     this.model = new TileModel(payload, frame.data, {
       maxPoints: wall.config.maxPoints,
       gapMs: wall.config.gapS * 1000,
     });
+    // Two tiles of one symbol share a subscription, and its history is the longer window.
+    this.lastTs = lastTimestamp(frame.data);
+    this.trim(payload.figure.data);
+    fitMarkers(payload, {
+      mode: wall.config.markers,
+      plotWidth: this.size.width || this.node.clientWidth || 800,
+      budget: wall.config.signalBudget,
+    });
+    this.digits ??= priceDigits(this.model.kpis.snapshot().last_price);
     this.queue.length = 0;
     this.ready = false;
     this.reloads += 1;
     const reload = this.reloads;
+    this.labelLines(payload.figure.layout, payload.figure.data);
     this.applyRanges(payload.figure.layout, payload.figure.data);
     Promise.resolve(Plotly.react(this.plot, payload.figure.data, payload.figure.layout, PLOT_CONFIG))
       .then(() => {
         if (reload !== this.reloads) return;
         this.ready = true;
         this.drawn();
+        this.restyle(); // the plot's size may have come after the layout was styled
         wall.scheduleFlush();
+        this.renderState();
       })
       .catch((error) => this.fail(error));
     this.showNote(
-      frame.truncated ? `history truncated: ${frame.omitted ?? "some"} older events left out` : null,
+      frame.truncated
+        ? `history truncated: ${frame.omitted ?? "some"} older events left out`
+        : this.filterNote(frame.data),
     );
+    this.loadDay();
     this.renderKpis();
-    this.renderAge(Date.now());
+  }
+
+  /** A filtered tile says when its bots do not trade this symbol in the window. */
+  filterNote(data) {
+    const bots = wall.config.filter?.bots;
+    if (!bots?.length) return null;
+    const seen =
+      (data?.signal?.ts?.length ?? 0) + (data?.trade?.ts?.length ?? 0) + (data?.bot?.ts?.length ?? 0);
+    return seen ? null : `${bots.join(", ")}: nothing on ${this.symbol} in ${this.minutes} min`;
+  }
+
+  /** Fonts from the tile's size (and `scale=`), ticks only on the wall's bottom row. */
+  styleLayout(layout) {
+    const size = this.size.width
+      ? this.size
+      : { width: this.plot.clientWidth || 800, height: this.plot.clientHeight || 400 };
+    this.fontSize = styleTile(layout, {
+      ...size,
+      scale: wall.config.scale,
+      bottom: this.bottom,
+      minutes: this.minutes,
+    });
+    return layout;
+  }
+
+  /** Re-style after a resize or a new grid: one relayout, only when something changed. */
+  restyle() {
+    if (!this.ready || !this.plot.layout) return;
+    const before = [this.fontSize, this.plot.layout.xaxis?.showticklabels];
+    const layout = this.styleLayout({ ...this.plot.layout });
+    if (before[0] === this.fontSize && before[1] === this.bottom) return;
+    const update = { font: layout.font, margin: layout.margin };
+    for (const key of Object.keys(layout)) {
+      if (/^[xy]axis\d*$/.test(key)) update[`${key}.tickfont.size`] = this.fontSize;
+      if (/^xaxis\d*$/.test(key)) update[`${key}.showticklabels`] = this.bottom;
+    }
+    this.ownRelayout = true;
+    try {
+      Promise.resolve(Plotly.relayout(this.plot, update))
+        .then(() => this.drawn())
+        .catch((error) => this.fail(error));
+    } finally {
+      this.ownRelayout = false;
+    }
+  }
+
+  /** Fetch the server's day book (GET /api/day) for this tile's symbol and filter. */
+  async loadDay() {
+    const fetchId = ++this.dayFetch;
+    clearTimeout(this.dayTimer);
+    this.daybook.unseed();
+    try {
+      const body = await fetchDayBook(this.symbol, wall.config);
+      if (fetchId !== this.dayFetch) return;
+      if (!this.daybook.seed(body)) throw new Error("malformed day book");
+      this.dayFailures = 0;
+      this.renderKpis();
+    } catch (error) {
+      if (fetchId !== this.dayFetch) return;
+      this.dayError = String(error?.message ?? error);
+      // 5 s, 10 s, … up to a minute: a server without /api/day is not asked 9 times every 5 s.
+      this.dayFailures = (this.dayFailures ?? 0) + 1;
+      const wait = Math.min(60_000, DAY_RETRY_MS * 2 ** (this.dayFailures - 1));
+      this.dayTimer = setTimeout(() => this.loadDay(), wait);
+    }
   }
 
   onEvents(items) {
     if (!this.model || items.length === 0) return;
-    for (const item of items) this.queue.push(item);
+    for (const item of items) {
+      this.queue.push(item);
+      this.daybook.onEvent(item);
+      if (Number.isFinite(item.ts) && (this.lastTs == null || item.ts > this.lastTs)) this.lastTs = item.ts;
+    }
+    this.arrivalTs = wall.serverNow();
     if (this.queue.length > MAX_QUEUE) this.flush();
     else wall.scheduleFlush();
+    if (this.state.state !== "live") this.renderState();
   }
 
   onReset(frame) {
     this.queue.length = 0;
     this.ready = false;
+    this.restarts.push(wall.serverNow());
+    this.epoch = null;
     this.showNote(`reset: ${frame.reason ?? "server state changed"}; reloading…`);
   }
 
@@ -321,7 +435,7 @@ export class Tile {
         if (!this.userZoom && beyondRanges(this.plot.data, this.managedRanges())) this.foldNow = true;
       }
       this.flushes += 1;
-      if (plan.kpis) this.renderKpis();
+      if (plan.kpis) this.kpisDirty = true;
     } catch (error) {
       this.fail(error);
     }
@@ -341,7 +455,7 @@ export class Tile {
     this.paint();
     if (this.foldDue) this.fold();
     this.flushes += 1;
-    if (plan.kpis) this.renderKpis();
+    if (plan.kpis) this.kpisDirty = true;
   }
 
   fail(error) {
@@ -364,41 +478,55 @@ export class Tile {
     this.note.hidden = !text;
   }
 
-  renderKpis() {
-    if (!this.model || !wall.config.kpis) return;
-    this.model.kpis.rollDay();
-    const k = this.model.kpis.snapshot();
-    const set = (key, text, cls = "") => {
-      const node = this.kpiNodes[key];
-      if (node.textContent !== text) node.textContent = text;
-      if (node.dataset.tone !== cls) node.dataset.tone = cls;
-    };
-    set("last_price", fmtPrice(k.last_price));
-    const pnl = Math.round((k.today_pnl ?? 0) * 100) / 100 || 0; // no "−0.00"
-    set(
-      "today_pnl",
-      `${pnl >= 0 ? "+" : "−"}${Math.abs(pnl).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`,
-      pnl > 0 ? "good" : pnl < 0 ? "bad" : "",
-    );
-    set("win_rate", k.win_rate == null ? "–" : `${Math.round(k.win_rate)}%`);
-    set("open_positions", String(k.open_positions ?? 0));
-    set("active_bots", k.active_bots == null ? "–" : String(k.active_bots));
+  /** The first price in the tile's window (candle open, else the price line's first value). */
+  windowOpen() {
+    const data = this.plot.data;
+    if (!data || !this.model) return null;
+    const candle = data[this.model.index("candle")];
+    if (candle?.open?.length) return candle.open[0];
+    const price = data[this.model.index("price")];
+    return price?.y?.find((v) => v != null) ?? null;
   }
 
-  renderAge(now) {
-    let text;
-    let tone;
-    const last = this.sub?.lastEventAt;
-    if (this.sub?.state === "failed") [text, tone] = ["failed", "red"];
-    else if (last == null) [text, tone] = ["waiting", "wait"];
-    else {
-      const age = (now - last) / 1000;
-      text = `${fmtAge(age)} ago`;
-      tone = age >= wall.config.deadS ? "red" : age >= wall.config.staleS ? "amber" : "ok";
-    }
-    if (this.ageNode.textContent !== text) this.ageNode.textContent = text;
-    const cls = `age age-${tone}`;
-    if (this.ageNode.className !== cls) this.ageNode.className = cls;
+  /**
+   * Redraw the KPI cells. Live flushes only mark them dirty and the page's 1 s tick draws them:
+   * a wall is read at a glance, and a header repainted 4 times a second per tile (larger type:
+   * larger areas to raster) cost frames on a wall PC without a GPU.
+   */
+  renderKpis() {
+    this.kpisDirty = false;
+    if (!this.model || !wall.config.kpis) return;
+    const ledger = this.model.kpis.snapshot();
+    this.headView.renderKpis(
+      kpiCells({
+        day: this.daybook.snapshot(ledger.last_price),
+        lastPrice: ledger.last_price,
+        windowOpen: this.windowOpen(),
+        digits: this.digits ?? priceDigits(ledger.last_price),
+        statuses: this.model.kpis.statuses,
+        minutes: this.minutes,
+      }),
+    );
+  }
+
+  /** The tile's state now (wall-head.js tileState), shown; the page hears of a change. */
+  renderState(now = wall.serverNow()) {
+    const found = tileState({
+      connected: wall.connected(),
+      ready: this.reloads > 0,
+      failed: this.sub?.state === "failed",
+      lastTs: this.lastTs,
+      arrivalTs: this.arrivalTs,
+      now,
+      staleS: wall.config.staleS,
+      deadS: wall.config.deadS,
+    });
+    const changed = found.state !== this.state.state;
+    this.state = found;
+    this.headView.renderState(this.node, found);
+    if (changed) wall.stateChanged();
+    if (this.daybook.expired(now)) this.loadDay();
+    return found;
   }
 
   snapshot() {
@@ -424,9 +552,37 @@ export class Tile {
         userZoom: this.userZoom,
       }),
       resizes: this.resizes,
-      age: this.ageNode.textContent,
-      ageTone: this.ageNode.className.replace("age age-", ""),
+      id: this.id,
+      minutes: this.minutes,
+      view: Object.freeze({ ...this.headView.view }),
+      lastTs: this.lastTs,
+      day: Object.freeze(this.daybook.snapshot(this.model?.kpis.snapshot().last_price ?? null)),
+      dayToSeq: this.daybook.seeded ? this.daybook.toSeq : null,
+      cells: Object.freeze(
+        Object.fromEntries(Object.entries(this.headView.cells).map(([k, node]) => [k, node.textContent])),
+      ),
+      firstX: firstX(this.plot.data, this.model),
+      trimmed: this.trimmed,
+      restarts: this.restarts.length,
       lastError: this.lastError,
     });
   }
+}
+
+/** The latest event time in a history frame's columnar data (every kind's `ts`). */
+export function lastTimestamp(data) {
+  let last = null;
+  for (const columns of Object.values(data ?? {})) {
+    const ts = columns?.ts;
+    if (!Array.isArray(ts)) continue;
+    for (const t of ts) if (Number.isFinite(t) && (last == null || t > last)) last = t;
+  }
+  return last;
+}
+
+/** The earliest x of the market trace (candles or price line) drawn in a plot. */
+function firstX(data, model) {
+  const trace = data?.[model?.index("candle") ?? model?.index("price")];
+  const x = trace?.x?.find((v) => Number.isFinite(v));
+  return x ?? null;
 }

@@ -10,7 +10,8 @@
  */
 
 import { SignalPushClient } from "./signalpush.js";
-import { FrameStats, gridShape, parseWallParams } from "./wall-model.js";
+import { FrameStats, gridShape, parseTiles, parseWallParams } from "./wall-model.js";
+import { cssVariables, palette } from "./wall-palette.js";
 import { bindWall, el, Tile } from "./wall-tile.js";
 
 const Plotly = globalThis.Plotly;
@@ -33,27 +34,34 @@ const root = document.getElementById("wall");
 const badge = document.getElementById("connection");
 const clock = document.getElementById("clock");
 const keyNode = document.getElementById("key");
+const banner = document.getElementById("banner");
+const pal = palette(config.palette);
+for (const [name, value] of Object.entries(cssVariables(pal)))
+  document.documentElement.style.setProperty(name, value);
+document.documentElement.style.setProperty("--scale", String(config.scale));
+/** The page's client (set in start()); its ping gives the clock offset to the server. */
+let client = null;
+/** Whether the page was ever connected: before that, tiles wait; after, a lost link is shown. */
+let everLive = false;
+const serverNow = () => Date.now() + (client?.clockOffsetMs ?? 0);
+const connected = () => !everLive || client?.state === "live";
 
-/** One key for the whole wall (`legend=key`): every tile draws markers the same way (docs/charts.md). */
+/** One key for the whole wall (`legend=key`), the rules in words (docs/client.md "Colour"). */
 function renderKey(live) {
   if (config.legend !== "key" || keyNode.childElementCount || !live?.colors) return;
-  const { signal, pnl } = live.colors;
   const items = [
-    ["▲", signal.buy, "buy"],
-    ["▼", signal.sell, "sell"],
-    ["●", signal.hold, "hold"],
-    ["◆", null, "entry"],
-    ["✖", null, "exit"],
-    ["━", pnl.win, "win"],
-    ["━", pnl.loss, "loss"],
+    ["▯▮", pal.up, "candles up hollow · down filled"],
+    ["▲▼", pal.buy, "signals buy · sell"],
+    ["◆", pal.buy, "entry (side)"],
+    ["✖━", pal.win, "exit · line: win"],
+    ["✖━", pal.loss, "loss"],
   ];
   for (const [glyph, color, label] of items) {
     const item = el("b", null, `${glyph} `);
-    if (color) item.style.color = color;
+    item.style.color = color;
     item.append(el("span", null, label));
     keyNode.append(item);
   }
-  keyNode.title = "signals by type; entries coloured by side, exits and entry→exit lines by P&L";
 }
 
 function wsUrl() {
@@ -95,7 +103,17 @@ if (perf) {
   requestAnimationFrame(tick);
 }
 
-bindWall({ config, perf, gl: () => useGl, tileCount: () => tiles.size, renderKey, scheduleFlush });
+bindWall({
+  config,
+  perf,
+  gl: () => useGl,
+  tileCount: () => tiles.size,
+  renderKey,
+  scheduleFlush,
+  serverNow,
+  connected,
+  stateChanged: () => renderBadge(),
+});
 
 /**
  * Apply queued events: each tile's whole queue in one go, at most once per `redraw_ms` per
@@ -152,6 +170,14 @@ function layoutGrid() {
   const { cols, rows } = gridShape(tiles.size, root.clientWidth, root.clientHeight, config.cols);
   root.style.setProperty("--cols", String(cols));
   root.style.setProperty("--rows", String(rows));
+  // x ticks only on the bottom row: the tiles above share the time axis's meaning.
+  [...tiles.values()].forEach((tile, i) => {
+    const bottom = i + cols >= tiles.size;
+    if (tile.bottom !== bottom) {
+      tile.bottom = bottom;
+      tile.restyle();
+    }
+  });
 }
 
 /**
@@ -186,7 +212,10 @@ const plotSizes = new ResizeObserver((entries) => {
     tile.resizes += 1;
     if (tile.ready)
       Promise.resolve(Plotly.Plots.resize(tile.plot))
-        .then(() => tile.drawn())
+        .then(() => {
+          tile.drawn();
+          tile.restyle();
+        })
         .catch((error) => tile.fail(error));
   }
 });
@@ -197,10 +226,52 @@ window.addEventListener("resize", () => {
   resizeTimer = setTimeout(layoutGrid, 150);
 });
 
-function renderBadge(state, client) {
-  const bus = client?.busUp === false ? " · bus down" : "";
-  badge.textContent = `${state}${bus}`;
-  badge.className = `badge badge-${client?.busUp === false && state === "live" ? "stale" : state}`;
+/** Tiles by state: {live, stale, dead, disconnected, waiting}. */
+function stateCounts() {
+  const counts = { live: 0, stale: 0, dead: 0, disconnected: 0, waiting: 0 };
+  for (const tile of tiles.values()) counts[tile.state.state] += 1;
+  return counts;
+}
+
+/**
+ * The page badge shows the worst state and how many tiles are in it ("live · 5 stale · 2 dead");
+ * a lost connection is a full-width banner at once, not after the tiles' stale_s.
+ */
+function renderBadge() {
+  const state = client?.state ?? "connecting";
+  if (state === "live") everLive = true;
+  const lost = everLive && state !== "live";
+  banner.hidden = !lost;
+  if (lost) {
+    const since = lostAt ?? serverNow();
+    lostAt = since;
+    banner.textContent = `DISCONNECTED since ${new Date(since).toISOString().slice(11, 19)} UTC — last data shown`;
+  } else lostAt = null;
+  const counts = stateCounts();
+  const parts = [lost ? "disconnected" : state];
+  if (!lost) for (const name of ["stale", "dead"]) if (counts[name]) parts.push(`${counts[name]} ${name}`);
+  if (client?.busUp === false) parts.push("bus down");
+  const text = parts.join(" · ");
+  if (badge.textContent !== text) badge.textContent = text;
+  const worst = lost
+    ? "down"
+    : state !== "live"
+      ? state
+      : counts.dead
+        ? "dead"
+        : counts.stale || client?.busUp === false
+          ? "stale"
+          : "live";
+  const cls = `badge badge-${worst}`;
+  if (badge.className !== cls) badge.className = cls;
+}
+let lostAt = null;
+
+/** The connection changed: every tile and the banner at once. */
+function onConnection() {
+  renderBadge();
+  for (const tile of tiles.values()) tile.renderState();
+  renderBadge();
 }
 
 async function discoverSymbols() {
@@ -219,7 +290,8 @@ async function start() {
   const described = Object.entries(config.filter).map(
     ([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : v}`,
   );
-  document.getElementById("filter").textContent = `${described.join("  ")}  ·  ${config.minutes} min`;
+  document.getElementById("filter").textContent =
+    `${described.join("  ")}${described.length ? "  ·  " : ""}${config.minutes} min · day from 00:00 ${config.tz}`;
   let symbols = config.symbols;
   if (!symbols.length) {
     try {
@@ -229,37 +301,39 @@ async function start() {
       return;
     }
   }
-  const client = new SignalPushClient(wsUrl(), {
+  client = new SignalPushClient(wsUrl(), {
     token: config.token,
     backoff: { initialMs: 500, maxMs: config.backoffMaxS * 1000 },
-    onState: (state) => renderBadge(state, client),
-    onStatus: () => renderBadge(client.state, client),
+    onState: onConnection,
+    onStatus: () => renderBadge(),
   });
+  const specs = config.tiles.length ? config.tiles : parseTiles(symbols, config.minutes);
   useGl =
-    config.gl === "on" || (config.gl === "auto" && symbols.length <= GL_AUTO_MAX_TILES && webglAvailable());
-  for (const symbol of symbols) {
-    const tile = new Tile(symbol);
+    config.gl === "on" || (config.gl === "auto" && specs.length <= GL_AUTO_MAX_TILES && webglAvailable());
+  for (const spec of specs) {
+    const tile = new Tile(spec);
     tile.slot = tiles.size;
-    tiles.set(symbol, tile);
+    tiles.set(spec.id, tile);
     root.append(tile.node);
     plotSizes.observe(tile.plot);
     headSizes.observe(tile.head);
   }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
-  renderBadge(client.state, client);
+  renderBadge();
   setInterval(() => {
-    const now = Date.now();
-    clock.textContent = `${new Date(now).toISOString().slice(11, 19)} UTC`;
+    const now = serverNow();
+    clock.textContent = `${new Date(now).toISOString().slice(0, 19).replace("T", " ")} UTC`;
     for (const tile of tiles.values()) {
-      tile.renderAge(now);
+      tile.renderState(now);
+      if (tile.kpisDirty) tile.renderKpis();
       // A tile that went quiet still folds its live points in (hover, then the next draw is Plotly's).
       if (tile.ready && !tile.foldNow && tile.foldDue) {
         tile.foldNow = true;
         scheduleFlush();
       }
-      if (tile.model?.kpis.rollDay(now)) tile.renderKpis();
     }
+    renderBadge();
   }, 1000);
 
   const api = {
@@ -281,11 +355,24 @@ async function start() {
     get symbols() {
       return [...tiles.keys()];
     },
+    get clockOffsetMs() {
+      return client.clockOffsetMs;
+    },
+    get serverNow() {
+      return serverNow();
+    },
+    get counts() {
+      return stateCounts();
+    },
+    get banner() {
+      return banner.hidden ? null : banner.textContent;
+    },
     get tiles() {
       return Object.freeze(Object.fromEntries([...tiles].map(([s, t]) => [s, t.snapshot()])));
     },
-    tile(symbol) {
-      return tiles.get(symbol)?.snapshot() ?? null;
+    /** A tile by its id (its `SYMBOL[@minutes]` spec; a plain symbol for a tile at the wall's window). */
+    tile(id) {
+      return tiles.get(id)?.snapshot() ?? null;
     },
     get perf() {
       return (

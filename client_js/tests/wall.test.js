@@ -156,14 +156,14 @@ test("the wall draws every symbol from the history figure and follows live event
   // Quiet tiles turn amber, then red; data brings them back. The age starts now (the last
   // candle updated in place), so a slow machine cannot skip the amber window (2 s to 6 s).
   server.publish("ETHUSDT", candle(T0 + 29 * MINUTE, 2000.5));
-  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "ok", { message: "ok after data" });
-  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "amber", { message: "amber" });
-  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "red", {
+  await waitUntil(async () => (await tile("ETHUSDT")).view.state === "live", { message: "ok after data" });
+  await waitUntil(async () => (await tile("ETHUSDT")).view.state === "stale", { message: "amber" });
+  await waitUntil(async () => (await tile("ETHUSDT")).view.state === "dead", {
     timeoutMs: 15000,
     message: "red",
   });
   server.publish("ETHUSDT", candle(T0 + 30 * MINUTE, 2001));
-  await waitUntil(async () => (await tile("ETHUSDT")).ageTone === "ok", { message: "ok again" });
+  await waitUntil(async () => (await tile("ETHUSDT")).view.state === "live", { message: "ok again" });
   assert.deepEqual(pageErrors(), []);
 });
 
@@ -200,12 +200,16 @@ test("the connection badge follows the client state", opts, async () => {
   await server.stop(1001);
   await waitUntil(
     async () =>
-      /down|connecting/.test(await browser.evaluate("document.getElementById('connection').textContent")),
+      /disconnected/.test(await browser.evaluate("document.getElementById('connection').textContent")),
     { message: "badge down" },
   );
+  // A lost connection is a full-width banner at once, and every tile says so.
+  assert.match(await wall("w.banner"), /DISCONNECTED/);
+  assert.equal((await tile("BTCUSDT")).view.state, "disconnected");
   await server.start(server.port);
   await waitUntil(
-    async () => (await browser.evaluate("document.getElementById('connection').textContent")) === "live",
+    async () =>
+      (await browser.evaluate("document.getElementById('connection').textContent")).startsWith("live"),
     { message: "badge live", timeoutMs: 30000 },
   );
   assert.ok(conn);
@@ -273,7 +277,8 @@ test("the index lists symbols and bots with links to walls", opts, async () => {
   );
   const page = await browser.evaluate(`({
     symbols: [...document.querySelectorAll('#symbols tbody tr')].map((r) => [r.cells[0].textContent, r.querySelector('a').getAttribute('href')]),
-    bots: [...document.querySelectorAll('#bots tbody tr')].map((r) => [r.cells[0].textContent, r.cells[2].textContent, r.querySelector('a')?.getAttribute('href') ?? null]),
+    bots: [...document.querySelectorAll('#bots tbody tr')].map((r) => [r.cells[0].textContent, r.cells[2].textContent.split(' · ')[0], r.querySelector('a')?.getAttribute('href') ?? null]),
+    seen: [...document.querySelectorAll('#bots tbody tr')].map((r) => r.cells[2].className),
     all: document.getElementById('all-walls').getAttribute('href'),
   })`);
   assert.deepEqual(page.symbols, [
@@ -285,6 +290,8 @@ test("the index lists symbols and bots with links to walls", opts, async () => {
     ["mr-2", "paused", null],
   ]);
   assert.equal(page.all, "/wall?minutes=60&symbols=BTCUSDT%2CETHUSDT");
+  // Coloured by last_seen, not by the last status: mr-2 was never seen, whatever it said.
+  assert.equal(page.seen[1], "seen-dead");
   assert.deepEqual(pageErrors(), []);
 });
 

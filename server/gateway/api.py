@@ -164,6 +164,7 @@ class ApiRoutes:
             "/api/figure": self._figure,
             "/api/bots": self._bots,
             "/api/performance": self._performance,
+            "/api/day": self._day,
         }
 
     def _require(self, query: Query, symbols: list[str] | None = None) -> Principal:
@@ -210,6 +211,18 @@ class ApiRoutes:
                 body = history_worker.encode(await inline())
         headers = Headers({"Content-Type": "application/json", "Cache-Control": "no-store"})
         return Response(200, "OK", headers, body)
+
+    async def _day(self, query: Query) -> Response:
+        """The wall's day book of a symbol (server/charts/daybook.py)."""
+        symbol = _symbol(query)
+        self._require(query, [symbol])
+        flt = parse_filter_query(query.params)
+        from server.charts.daybook import day_book_payload  # charts (plotly): loaded when asked
+
+        self.gateway.builds.budget.admit()
+        async with self.gateway.builds.budget.slot():
+            book = await day_book_payload(self.gateway.history, symbol, flt, tz_name=query.params.get("tz"))
+        return json_response(book)
 
     async def _bots(self, query: Query) -> Response:
         principal = self._require(query)

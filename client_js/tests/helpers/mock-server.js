@@ -267,6 +267,18 @@ export class MockServer {
     const path = url.pathname;
     try {
       if (path === "/api/bots") return this._json(res, { bots: this.options.apiBots ?? [] });
+      if (path === "/api/day") {
+        // An empty day book at the symbol's last seq: live trades after it count (wall-daybook.js).
+        const log = this.logs.get(url.searchParams.get("symbol"));
+        const start = Math.floor(Date.now() / 86_400_000) * 86_400_000;
+        return this._json(res, {
+          epoch: log?.epoch ?? null,
+          to_seq: log?.events.length ?? 0,
+          day_start: start,
+          day_end: start + 86_400_000,
+          positions: [],
+        });
+      }
       if (path === "/api/symbols") {
         const symbols = [...this.logs].map(([symbol, log]) => ({
           symbol,

@@ -222,6 +222,7 @@ PATHS = st.one_of(
             "/api/bots",
             "/api/performance",
             "/api/figure",
+            "/api/day",
             "/client/signalpush.js",
             "/vendor/plotly.min.js",
             "/client/../server/gateway.py",
@@ -247,6 +248,7 @@ QUERIES = st.dictionaries(
             "sides",
             "kinds",
             "days",
+            "tz",
             "token",
             "x",
         ]
