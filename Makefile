@@ -41,8 +41,11 @@ schema: $(VENV)/.installed
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy server publishers
 
+# Two workers (the machine's two cores): each has its own Redis database and PostgreSQL
+# database (tests/support/workers.py). PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
 pytest: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 nodetest: $(NODE_MODULES)
 	cd client_js && node --test tests/
