@@ -224,7 +224,8 @@ def build_parser(*, with_bench: bool = True) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(with_bench=bool(arguments) and arguments[0] == "bench")
+    # Anywhere on the line: global options (--config FILE) may come before the command.
+    parser = build_parser(with_bench="bench" in arguments)
     args = parser.parse_args(arguments)
     try:
         result: int = args.handler(args)

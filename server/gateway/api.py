@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import text
@@ -58,6 +61,18 @@ def scope_bots(bots: list[dict[str, Any]], principal: Principal) -> list[dict[st
             scoped.update(dict.fromkeys(BOT_WIDE_FIELDS))
         visible.append(scoped)
     return visible
+
+
+async def loaded(module: str) -> ModuleType:
+    """``module``, imported in a thread the first time (pandas and Plotly take ~0.4 s to import).
+
+    ``serve`` starts without them; imported on the event loop, the first analytics request would
+    hold up every live client for that long.
+    """
+    found = sys.modules.get(module)
+    if found is not None:
+        return found
+    return await asyncio.to_thread(importlib.import_module, module)
 
 
 def _symbol(query: Query) -> str:
@@ -217,20 +232,19 @@ class ApiRoutes:
         symbol = _symbol(query)
         self._require(query, [symbol])
         flt = parse_filter_query(query.params)
-        from server.charts.daybook import day_book_payload  # charts (plotly): loaded when asked
-
+        daybook = await loaded("server.charts.daybook")
         self.gateway.builds.budget.admit()
         async with self.gateway.builds.budget.slot():
-            book = await day_book_payload(self.gateway.history, symbol, flt, tz_name=query.params.get("tz"))
+            tz_name = query.params.get("tz")
+            book = await daybook.day_book_payload(self.gateway.history, symbol, flt, tz_name=tz_name)
         return json_response(book)
 
     async def _bots(self, query: Query) -> Response:
         principal = self._require(query)
         # The symbols a bot was seen on within the longest history window a wall may ask for.
         since = int(time.time() * 1000) - self.max_minutes * 60_000
-        from server.analytics.payloads import bots_payload  # pandas: loaded by the first request
-
-        payload = await bots_payload(self.engine, since_ms=since)
+        payloads = await loaded("server.analytics.payloads")
+        payload = await payloads.bots_payload(self.engine, since_ms=since)
         payload["bots"] = scope_bots(payload.get("bots", []), principal)
         return json_response(payload)
 
@@ -243,6 +257,5 @@ class ApiRoutes:
             if not asked:
                 raise ProtocolError("forbidden", "symbols: this token must name the symbols it may read")
             self._require(query, asked)
-        from server.analytics.payloads import performance_payload  # pandas: loaded when asked
-
-        return json_response(await performance_payload(self.engine, params))
+        payloads = await loaded("server.analytics.payloads")
+        return json_response(await payloads.performance_payload(self.engine, params))

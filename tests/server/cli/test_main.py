@@ -57,6 +57,7 @@ def test_help_and_publish_load_no_pandas_plotly_sqlalchemy_or_bench(redis_url: s
     )
     assert heavy_modules_after(*published) == []
     assert "server.bench" in heavy_modules_after("bench", "--help"), "bench loads when asked"
+    assert "server.bench" in heavy_modules_after("--config", "none.yaml", "bench", "fanout", "--help")
 
 
 def test_serve_starts_without_pandas_plotly_or_alembic() -> None:

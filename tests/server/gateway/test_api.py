@@ -105,3 +105,33 @@ async def test_bad_query_values_are_400_naming_the_field(
         reply = await get(running.port, f"{target}&token={ALL_TOKEN}")
         assert reply.status == 400, (target, reply.status, reply.body[:200])
         assert reply.json()["message"].startswith(field)
+
+
+def test_analytics_modules_load_off_the_event_loop() -> None:
+    """serve starts without pandas; the first analytics request must not hold up live clients."""
+    import subprocess
+    import sys
+
+    code = """
+import asyncio, sys
+from server.gateway.api import loaded
+
+async def main():
+    ticks = 0
+    async def tick():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    before = ticks
+    module = await loaded("server.analytics.payloads")
+    ticker.cancel()
+    print(ticks - before > 1, "pandas" in sys.modules, hasattr(module, "bots_payload"))
+
+assert "pandas" not in sys.modules
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", "True", "True"], result.stderr
