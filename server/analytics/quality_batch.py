@@ -1,0 +1,315 @@
+"""Signal quality in one pass over a frame of events (pandas, vectorised).
+
+The same rules as the live :class:`~server.analytics.quality_stream.QualityStream`
+(server/analytics/quality.py has them); the stream's snapshot after any prefix of events
+equals :func:`quality_batch` over that prefix (tests/server/analytics/test_quality.py).
+
+Input: one row per event in fold order with :data:`EVENT_COLUMNS` (``kind`` is ``signal``,
+``trade`` or ``candle``; a column a kind lacks is NaN/None). :func:`events_frame` builds it
+from ``(kind, symbol, seq, fields)`` tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from server.analytics.quality import (
+    CLOSED_SHARE,
+    DAY_MS,
+    GroupTotals,
+    QualityRules,
+    drawdown_pct,
+    group_row,
+    signal_seq_of,
+)
+
+EVENT_COLUMNS: Final = (
+    "kind",
+    "symbol",
+    "seq",
+    "ts",
+    "bot",
+    "strategy",
+    "type",
+    "confidence",
+    "side",
+    "action",
+    "price",
+    "qty",
+    "fee",
+    "pnl",
+    "position",
+    "close",
+    "signal_seq",
+)
+_NUMBERS: Final = ("confidence", "price", "qty", "fee", "pnl", "close")
+_POSITION: Final = ["bot", "symbol", "position"]
+_GROUP: Final = ["bot", "strategy"]
+
+
+def events_frame(events: Iterable[tuple[str, str, int, Mapping[str, Any]]]) -> pd.DataFrame:
+    """The batch's input frame from ``(kind, symbol, seq, fields)`` in fold order."""
+    rows = []
+    for kind, symbol, seq, fields in events:
+        row = {name: fields.get(name) for name in EVENT_COLUMNS[3:-1]}
+        row.update(kind=kind, symbol=symbol, seq=seq, signal_seq=signal_seq_of(fields.get("meta")))
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+    for name in _NUMBERS:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    frame["signal_seq"] = frame["signal_seq"].astype("Int64")
+    return frame
+
+
+def _usable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the stream folds in: known kinds with finite numbers (qty > 0 on trades)."""
+    finite = {name: np.isfinite(frame[name].to_numpy(dtype="float64")) for name in _NUMBERS}
+    fee_ok = frame["fee"].isna().to_numpy() | finite["fee"]
+    pnl_ok = frame["pnl"].isna().to_numpy() | finite["pnl"]
+    signal = (frame["kind"] == "signal").to_numpy() & finite["confidence"] & finite["price"]
+    trade = (
+        (frame["kind"] == "trade").to_numpy()
+        & finite["price"]
+        & finite["qty"]
+        & (frame["qty"].to_numpy() > 0)
+        & fee_ok
+        & pnl_ok
+    )
+    candle = (frame["kind"] == "candle").to_numpy() & finite["close"]
+    return frame[signal | trade | candle]
+
+
+def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> list[dict[str, Any]]:
+    """One row per (bot, strategy), sorted: the KPIs and calibration of every event in ``events``."""
+    rules = rules or QualityRules()
+    frame = _usable(events.reset_index(drop=True).assign(order=np.arange(len(events))))
+    if frame.empty:
+        return []
+    signals = frame[frame["kind"] == "signal"]
+    calls = signals[signals["type"].isin(["buy", "sell"])].copy()
+    calls["direction"] = np.where(calls["type"] == "buy", 1, -1)
+    calls["bucket"] = np.clip((calls["confidence"].to_numpy() * rules.buckets).astype("int64"), 0, rules.buckets - 1)
+    trades = frame[frame["kind"] == "trade"].copy()
+    trades["fee"] = trades["fee"].fillna(0.0)
+    trades["direction"] = np.where(trades["side"] == "buy", 1, -1)
+    trades, positions = _positions(trades)
+    fills, unknown = _fills(trades, calls, rules)
+    per_signal = _per_signal(calls, fills, positions)
+
+    totals: dict[tuple[str, str], GroupTotals] = {}
+    buckets: dict[tuple[str, str], list[list[float]]] = {}
+
+    def group(key: tuple[str, str]) -> GroupTotals:
+        if key not in totals:
+            totals[key] = GroupTotals(peak=rules.capital)
+            buckets[key] = [[0, 0, 0, 0, 0.0, 0.0] for _ in range(rules.buckets)]
+        return totals[key]
+
+    for key, count in signals[signals["type"] == "hold"].groupby(_GROUP).size().items():
+        group(key).holds = int(count)
+    for key, rows in per_signal.groupby(_GROUP):
+        g = group(key)
+        g.signals = len(rows)
+        linked = rows[rows["fills"] > 0]
+        g.linked = len(linked)
+        g.unlinked = g.signals - g.linked
+        if len(linked):
+            g.latency_sum = float(linked["latency"].sum())
+            g.latency_max = int(linked["latency"].max())
+        slipped = linked["slippage"].dropna()
+        g.slippage_sum, g.slippage_count = float(slipped.sum()), len(slipped)
+        table = buckets[key]
+        for index, part in rows.groupby("bucket"):
+            resolved = part[part["resolved"]]
+            table[int(index)] = [
+                len(part),
+                int((part["fills"] > 0).sum()),
+                len(resolved),
+                int((resolved["pnl"] > 0).sum()),
+                float(resolved["pnl"].sum()),
+                float((resolved["pnl"] * resolved["pnl"]).sum()),
+            ]
+    _trade_totals(positions, group)
+    _curves(trades, rules, group)
+    entry_rows = trades[trades["action"] == "entry"]
+    for key, count in entry_rows.groupby(["group_bot", "group_strategy"]).size().items():
+        group(key).entries = int(count)
+    for key, count in fills.groupby(["group_bot", "group_strategy"]).size().items():
+        group(key).linked_entries = int(count)
+    for key, count in unknown.groupby(["group_bot", "group_strategy"]).size().items():
+        group(key).unknown_links = int(count)
+    unpaired = trades[trades["unpaired"]]
+    for key, count in unpaired.groupby(["group_bot", "group_strategy"]).size().items():
+        group(key).unpaired_exits = int(count)
+
+    unrealised = _unrealised(frame, positions)
+    day_pnl = _day_pnl(trades)
+    last_day = int(frame["ts"].max()) // DAY_MS
+    return [
+        group_row(
+            rules,
+            bot,
+            strategy,
+            totals[(bot, strategy)],
+            buckets[(bot, strategy)],
+            unrealised=unrealised.get((bot, strategy), 0.0),
+            day_pnl=day_pnl.get((bot, strategy), {}),
+            last_day=last_day,
+        )
+        for bot, strategy in sorted(totals)
+    ]
+
+
+def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each trade with its position's state at that point; and each position's final state."""
+    by_position = trades.groupby(_POSITION, sort=False)
+    first = by_position[["bot", "strategy"]].transform("first")
+    trades["group_bot"], trades["group_strategy"] = first["bot"], first["strategy"]
+    entry = (trades["action"] == "entry").to_numpy()
+    trades["q_e"] = np.where(entry, trades["qty"], 0.0)
+    trades["v_e"] = np.where(entry, trades["price"].to_numpy() * trades["qty"].to_numpy(), 0.0)
+    trades["f_e"] = np.where(entry, trades["fee"], 0.0)
+    trades["d_e"] = np.where(entry, trades["direction"], 0)
+    for name in ("q_e", "v_e", "f_e"):
+        trades["cum_" + name] = trades.groupby(_POSITION, sort=False)[name].cumsum()
+    entered = trades["cum_q_e"].to_numpy()
+    exiting = ~entry
+    given = trades["pnl"].notna().to_numpy()
+    first_direction = trades.assign(d=trades["d_e"].replace(0, np.nan)).groupby(_POSITION, sort=False)["d"]
+    trades["pos_direction"] = first_direction.transform("first").fillna(0).astype("int64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        average = trades["cum_v_e"].to_numpy() / entered
+        share = trades["cum_f_e"].to_numpy() * trades["qty"].to_numpy() / entered
+        computed = (
+            trades["pos_direction"].to_numpy() * (trades["price"].to_numpy() - average) * trades["qty"].to_numpy()
+            - trades["fee"].to_numpy()
+            - share
+        )
+    trades["unpaired"] = exiting & ~given & (entered <= 0)
+    realised = np.where(given, trades["pnl"].to_numpy(), computed)
+    trades["realised"] = np.where(exiting & ~trades["unpaired"].to_numpy(), realised, np.nan)
+    trades["q_x"] = np.where(exiting, trades["qty"], 0.0)
+    trades["booked"] = trades["realised"].fillna(0.0)
+    positions = trades.groupby(_POSITION, sort=False).agg(
+        group_bot=("group_bot", "first"),
+        group_strategy=("group_strategy", "first"),
+        direction=("pos_direction", "first"),
+        entered=("cum_q_e", "last"),
+        entry_value=("cum_v_e", "last"),
+    )
+    positions["exited"] = trades.groupby(_POSITION, sort=False)["q_x"].cumsum().groupby(
+        [trades[c] for c in _POSITION], sort=False
+    ).last()
+    positions["realised"] = trades.groupby(_POSITION, sort=False)["booked"].cumsum().groupby(
+        [trades[c] for c in _POSITION], sort=False
+    ).last()
+    positions["closed"] = (positions["entered"] > 0) & (
+        positions["exited"] >= positions["entered"] * (1 - CLOSED_SHARE)
+    )
+    return trades, positions
+
+
+def _fills(trades: pd.DataFrame, calls: pd.DataFrame, rules: QualityRules) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Entries with the signal they link to (``signal`` = its order); and named links not found."""
+    entries = trades[trades["action"] == "entry"]
+    named = entries[entries["signal_seq"].notna()]
+    unnamed = entries[entries["signal_seq"].isna()]
+    signal_ids = calls[["symbol", "seq", "bot", "order"]].rename(columns={"order": "signal", "seq": "signal_seq"})
+    signal_ids["signal_seq"] = signal_ids["signal_seq"].astype("Int64")
+    explicit = named.reset_index().merge(signal_ids, on=["symbol", "signal_seq", "bot"], how="left")
+    explicit = explicit[explicit["signal"].isna() | (explicit["signal"] < explicit["order"])]
+    explicit = explicit.sort_values(["order", "signal"]).groupby("order", sort=False).last().reset_index()
+    found = explicit[explicit["signal"].notna()]
+    unknown = named[~named["order"].isin(found["order"])]
+    keys = ["bot", "strategy", "symbol", "direction"]
+    left = unnamed.sort_values("order")
+    right = calls[[*keys, "order", "ts"]].rename(columns={"ts": "signal_ts"}).sort_values("order")
+    right = right.assign(signal=right["order"])
+    implicit = pd.merge_asof(
+        left, right.drop(columns="order"), left_on="order", right_on="signal", by=keys, allow_exact_matches=False
+    )
+    lag = implicit["ts"] - implicit["signal_ts"]
+    implicit = implicit[implicit["signal"].notna() & (lag >= 0) & (lag <= rules.horizon_ms)]
+    columns = ["order", "signal", "ts", "price", "qty", "bot", "symbol", "position", "group_bot", "group_strategy"]
+    fills = pd.concat([found[columns], implicit[columns]], ignore_index=True)
+    fills["signal"] = fills["signal"].astype("int64")
+    return fills.sort_values("order"), unknown
+
+
+def _per_signal(calls: pd.DataFrame, fills: pd.DataFrame, positions: pd.DataFrame) -> pd.DataFrame:
+    """Each buy/sell signal: fills, latency, slippage, P&L and whether it is resolved."""
+    out = calls.set_index("order")[["bot", "strategy", "bucket", "ts", "price", "direction"]].copy()
+    joined = fills.join(positions[["entered", "realised", "closed"]], on=_POSITION)
+    joined["share_pnl"] = joined["qty"].to_numpy() / joined["entered"].to_numpy() * joined["realised"].to_numpy()
+    joined["value"] = joined["price"].to_numpy() * joined["qty"].to_numpy()
+    by_signal = joined.groupby("signal")
+    out["fills"] = by_signal.size().reindex(out.index, fill_value=0)
+    out["first_ts"] = by_signal["ts"].first().reindex(out.index)
+    out["fill_value"] = by_signal["value"].sum().reindex(out.index)
+    out["fill_qty"] = by_signal["qty"].sum().reindex(out.index)
+    out["pnl"] = by_signal["share_pnl"].sum().reindex(out.index)
+    out["resolved"] = by_signal["closed"].all().reindex(out.index, fill_value=False).astype(bool) & (out["fills"] > 0)
+    out["latency"] = out["first_ts"] - out["ts"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vwap = out["fill_value"] / out["fill_qty"]
+        slippage = out["direction"] * (vwap - out["price"]) / out["price"] * 1e4
+    ok = (out["fill_qty"] > 0) & (out["price"] > 0)
+    out["slippage"] = slippage.where(ok)
+    return out
+
+
+def _trade_totals(positions: pd.DataFrame, group: Any) -> None:
+    closed = positions[positions["closed"]]
+    for key, rows in closed.groupby(["group_bot", "group_strategy"]):
+        g = group(key)
+        pnl = rows["realised"]
+        g.trades = len(rows)
+        g.wins = int((pnl > 0).sum())
+        g.trade_pnl = float(pnl.sum())
+        g.gross_profit = float(pnl[pnl > 0].sum())
+        g.gross_loss = float(-pnl[pnl < 0].sum())
+
+
+def _curves(trades: pd.DataFrame, rules: QualityRules, group: Any) -> None:
+    """Realised equity after each exit per group: total, peak, deepest drawdown."""
+    booked = trades[trades["realised"].notna()]
+    for key, rows in booked.groupby(["group_bot", "group_strategy"], sort=False):
+        g = group(key)
+        cumulative = rows["realised"].cumsum().to_numpy()
+        equity = rules.capital + cumulative
+        peak = np.maximum(np.maximum.accumulate(equity), rules.capital)
+        drawdown = peak - equity
+        g.realised = float(cumulative[-1])
+        g.peak = float(peak[-1])
+        if float(drawdown.max()) > 0:
+            deepest = int(drawdown.argmax())
+            g.max_drawdown = float(drawdown[deepest])
+            g.max_drawdown_pct = drawdown_pct(g.max_drawdown, float(peak[deepest]))
+
+
+def _day_pnl(trades: pd.DataFrame) -> dict[tuple[str, str], dict[int, float]]:
+    booked = trades[trades["realised"].notna()].assign(day=lambda t: t["ts"] // DAY_MS)
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for (bot, strategy, day), pnl in booked.groupby(["group_bot", "group_strategy", "day"])["realised"].sum().items():
+        out.setdefault((bot, strategy), {})[int(day)] = float(pnl)
+    return out
+
+
+def _unrealised(frame: pd.DataFrame, positions: pd.DataFrame) -> dict[tuple[str, str], float]:
+    candles = frame[frame["kind"] == "candle"]
+    marks = candles.groupby("symbol")["close"].last()
+    opened = positions[(positions["entered"] > 0) & ~positions["closed"]].sort_index()
+    out: dict[tuple[str, str], float] = {}
+    for (_bot, symbol, _position), row in opened.iterrows():
+        mark = marks.get(symbol)
+        if mark is None:
+            continue
+        average = row["entry_value"] / row["entered"]
+        value = row["direction"] * (mark - average) * (row["entered"] - row["exited"])
+        key = (row["group_bot"], row["group_strategy"])
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
