@@ -178,3 +178,31 @@ async def performance_payload(engine: AsyncEngine, query: Mapping[str, str]) -> 
     flt, start_ms, end_ms = parse_performance_query(query)
     report = await BotDataService(engine=engine).performance_report_async(flt, start_ms, end_ms)
     return report_payload(report, flt)
+
+
+#: Query keys of ``/api/signal-quality`` besides the performance ones: (name, low, high).
+_QUALITY_KEYS: Final = {"horizon_s": (0.0, 86_400.0), "buckets": (1.0, 100.0)}
+
+
+async def signal_quality_payload(engine: AsyncEngine, query: Mapping[str, str]) -> dict[str, Any]:
+    """``GET /api/signal-quality``: the performance parameters plus ``horizon_s`` and ``buckets``."""
+    from server.analytics.quality import QualityRules
+
+    rest = {k: v for k, v in query.items() if k not in _QUALITY_KEYS}
+    flt, start_ms, end_ms = parse_performance_query(rest)
+    numbers: dict[str, float] = {}
+    for key, (low, high) in _QUALITY_KEYS.items():
+        if key not in query:
+            continue
+        try:
+            value = float(query[key])
+        except ValueError:
+            raise ProtocolError("bad_request", f"{key}: {query[key][:20]!r} is not a number") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ProtocolError("bad_request", f"{key}: must be between {low:g} and {high:g}")
+        numbers[key] = value
+    rules = QualityRules(
+        horizon_ms=int(numbers.get("horizon_s", 300.0) * 1000), buckets=int(numbers.get("buckets", 10))
+    )
+    quality = await BotDataService(engine=engine).get_signal_quality_async(flt, start_ms, end_ms, rules)
+    return {**quality.payload(), "filter": _filter_json(flt)}

@@ -65,6 +65,12 @@ def events_frame(events: Iterable[tuple[str, str, int, Mapping[str, Any]]]) -> p
     return frame
 
 
+def _key(value: Any) -> tuple[str, str]:
+    """A groupby key as the (bot, strategy) it is."""
+    bot, strategy = value
+    return str(bot), str(strategy)
+
+
 def _usable(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows the stream folds in: known kinds with finite numbers (qty > 0 on trades)."""
     finite = {name: np.isfinite(frame[name].to_numpy(dtype="float64")) for name in _NUMBERS}
@@ -80,7 +86,8 @@ def _usable(frame: pd.DataFrame) -> pd.DataFrame:
         & pnl_ok
     )
     candle = (frame["kind"] == "candle").to_numpy() & finite["close"]
-    return frame[signal | trade | candle]
+    usable: pd.DataFrame = frame[signal | trade | candle]
+    return usable
 
 
 def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> list[dict[str, Any]]:
@@ -92,7 +99,9 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
     signals = frame[frame["kind"] == "signal"]
     calls = signals[signals["type"].isin(["buy", "sell"])].copy()
     calls["direction"] = np.where(calls["type"] == "buy", 1, -1)
-    calls["bucket"] = np.clip((calls["confidence"].to_numpy() * rules.buckets).astype("int64"), 0, rules.buckets - 1)
+    calls["bucket"] = np.clip(
+        (calls["confidence"].to_numpy() * rules.buckets).astype("int64"), 0, rules.buckets - 1
+    )
     trades = frame[frame["kind"] == "trade"].copy()
     trades["fee"] = trades["fee"].fillna(0.0)
     trades["direction"] = np.where(trades["side"] == "buy", 1, -1)
@@ -110,9 +119,9 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
         return totals[key]
 
     for key, count in signals[signals["type"] == "hold"].groupby(_GROUP).size().items():
-        group(key).holds = int(count)
+        group(_key(key)).holds = int(count)
     for key, rows in per_signal.groupby(_GROUP):
-        g = group(key)
+        g = group(_key(key))
         g.signals = len(rows)
         linked = rows[rows["fills"] > 0]
         g.linked = len(linked)
@@ -122,10 +131,10 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
             g.latency_max = int(linked["latency"].max())
         slipped = linked["slippage"].dropna()
         g.slippage_sum, g.slippage_count = float(slipped.sum()), len(slipped)
-        table = buckets[key]
+        table = buckets[_key(key)]
         for index, part in rows.groupby("bucket"):
             resolved = part[part["resolved"]]
-            table[int(index)] = [
+            table[int(str(index))] = [
                 len(part),
                 int((part["fills"] > 0).sum()),
                 len(resolved),
@@ -137,14 +146,14 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
     _curves(trades, rules, group)
     entry_rows = trades[trades["action"] == "entry"]
     for key, count in entry_rows.groupby(["group_bot", "group_strategy"]).size().items():
-        group(key).entries = int(count)
+        group(_key(key)).entries = int(count)
     for key, count in fills.groupby(["group_bot", "group_strategy"]).size().items():
-        group(key).linked_entries = int(count)
+        group(_key(key)).linked_entries = int(count)
     for key, count in unknown.groupby(["group_bot", "group_strategy"]).size().items():
-        group(key).unknown_links = int(count)
+        group(_key(key)).unknown_links = int(count)
     unpaired = trades[trades["unpaired"]]
     for key, count in unpaired.groupby(["group_bot", "group_strategy"]).size().items():
-        group(key).unpaired_exits = int(count)
+        group(_key(key)).unpaired_exits = int(count)
 
     unrealised = _unrealised(frame, positions)
     day_pnl = _day_pnl(trades)
@@ -185,7 +194,9 @@ def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         average = trades["cum_v_e"].to_numpy() / entered
         share = trades["cum_f_e"].to_numpy() * trades["qty"].to_numpy() / entered
         computed = (
-            trades["pos_direction"].to_numpy() * (trades["price"].to_numpy() - average) * trades["qty"].to_numpy()
+            trades["pos_direction"].to_numpy()
+            * (trades["price"].to_numpy() - average)
+            * trades["qty"].to_numpy()
             - trades["fee"].to_numpy()
             - share
         )
@@ -201,24 +212,34 @@ def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         entered=("cum_q_e", "last"),
         entry_value=("cum_v_e", "last"),
     )
-    positions["exited"] = trades.groupby(_POSITION, sort=False)["q_x"].cumsum().groupby(
-        [trades[c] for c in _POSITION], sort=False
-    ).last()
-    positions["realised"] = trades.groupby(_POSITION, sort=False)["booked"].cumsum().groupby(
-        [trades[c] for c in _POSITION], sort=False
-    ).last()
+    positions["exited"] = (
+        trades.groupby(_POSITION, sort=False)["q_x"]
+        .cumsum()
+        .groupby([trades[c] for c in _POSITION], sort=False)
+        .last()
+    )
+    positions["realised"] = (
+        trades.groupby(_POSITION, sort=False)["booked"]
+        .cumsum()
+        .groupby([trades[c] for c in _POSITION], sort=False)
+        .last()
+    )
     positions["closed"] = (positions["entered"] > 0) & (
         positions["exited"] >= positions["entered"] * (1 - CLOSED_SHARE)
     )
     return trades, positions
 
 
-def _fills(trades: pd.DataFrame, calls: pd.DataFrame, rules: QualityRules) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _fills(
+    trades: pd.DataFrame, calls: pd.DataFrame, rules: QualityRules
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Entries with the signal they link to (``signal`` = its order); and named links not found."""
     entries = trades[trades["action"] == "entry"]
     named = entries[entries["signal_seq"].notna()]
     unnamed = entries[entries["signal_seq"].isna()]
-    signal_ids = calls[["symbol", "seq", "bot", "order"]].rename(columns={"order": "signal", "seq": "signal_seq"})
+    signal_ids = calls[["symbol", "seq", "bot", "order"]].rename(
+        columns={"order": "signal", "seq": "signal_seq"}
+    )
     signal_ids["signal_seq"] = signal_ids["signal_seq"].astype("Int64")
     explicit = named.reset_index().merge(signal_ids, on=["symbol", "signal_seq", "bot"], how="left")
     explicit = explicit[explicit["signal"].isna() | (explicit["signal"] < explicit["order"])]
@@ -230,11 +251,27 @@ def _fills(trades: pd.DataFrame, calls: pd.DataFrame, rules: QualityRules) -> tu
     right = calls[[*keys, "order", "ts"]].rename(columns={"ts": "signal_ts"}).sort_values("order")
     right = right.assign(signal=right["order"])
     implicit = pd.merge_asof(
-        left, right.drop(columns="order"), left_on="order", right_on="signal", by=keys, allow_exact_matches=False
+        left,
+        right.drop(columns="order"),
+        left_on="order",
+        right_on="signal",
+        by=keys,
+        allow_exact_matches=False,
     )
     lag = implicit["ts"] - implicit["signal_ts"]
     implicit = implicit[implicit["signal"].notna() & (lag >= 0) & (lag <= rules.horizon_ms)]
-    columns = ["order", "signal", "ts", "price", "qty", "bot", "symbol", "position", "group_bot", "group_strategy"]
+    columns = [
+        "order",
+        "signal",
+        "ts",
+        "price",
+        "qty",
+        "bot",
+        "symbol",
+        "position",
+        "group_bot",
+        "group_strategy",
+    ]
     fills = pd.concat([found[columns], implicit[columns]], ignore_index=True)
     fills["signal"] = fills["signal"].astype("int64")
     return fills.sort_values("order"), unknown
@@ -244,7 +281,9 @@ def _per_signal(calls: pd.DataFrame, fills: pd.DataFrame, positions: pd.DataFram
     """Each buy/sell signal: fills, latency, slippage, P&L and whether it is resolved."""
     out = calls.set_index("order")[["bot", "strategy", "bucket", "ts", "price", "direction"]].copy()
     joined = fills.join(positions[["entered", "realised", "closed"]], on=_POSITION)
-    joined["share_pnl"] = joined["qty"].to_numpy() / joined["entered"].to_numpy() * joined["realised"].to_numpy()
+    joined["share_pnl"] = (
+        joined["qty"].to_numpy() / joined["entered"].to_numpy() * joined["realised"].to_numpy()
+    )
     joined["value"] = joined["price"].to_numpy() * joined["qty"].to_numpy()
     by_signal = joined.groupby("signal")
     out["fills"] = by_signal.size().reindex(out.index, fill_value=0)
@@ -252,7 +291,9 @@ def _per_signal(calls: pd.DataFrame, fills: pd.DataFrame, positions: pd.DataFram
     out["fill_value"] = by_signal["value"].sum().reindex(out.index)
     out["fill_qty"] = by_signal["qty"].sum().reindex(out.index)
     out["pnl"] = by_signal["share_pnl"].sum().reindex(out.index)
-    out["resolved"] = by_signal["closed"].all().reindex(out.index, fill_value=False).astype(bool) & (out["fills"] > 0)
+    out["resolved"] = by_signal["closed"].all().reindex(out.index, fill_value=False).astype(bool) & (
+        out["fills"] > 0
+    )
     out["latency"] = out["first_ts"] - out["ts"]
     with np.errstate(divide="ignore", invalid="ignore"):
         vwap = out["fill_value"] / out["fill_qty"]
@@ -265,7 +306,7 @@ def _per_signal(calls: pd.DataFrame, fills: pd.DataFrame, positions: pd.DataFram
 def _trade_totals(positions: pd.DataFrame, group: Any) -> None:
     closed = positions[positions["closed"]]
     for key, rows in closed.groupby(["group_bot", "group_strategy"]):
-        g = group(key)
+        g = group(_key(key))
         pnl = rows["realised"]
         g.trades = len(rows)
         g.wins = int((pnl > 0).sum())
@@ -278,7 +319,7 @@ def _curves(trades: pd.DataFrame, rules: QualityRules, group: Any) -> None:
     """Realised equity after each exit per group: total, peak, deepest drawdown."""
     booked = trades[trades["realised"].notna()]
     for key, rows in booked.groupby(["group_bot", "group_strategy"], sort=False):
-        g = group(key)
+        g = group(_key(key))
         cumulative = rows["realised"].cumsum().to_numpy()
         equity = rules.capital + cumulative
         peak = np.maximum(np.maximum.accumulate(equity), rules.capital)
@@ -294,8 +335,15 @@ def _curves(trades: pd.DataFrame, rules: QualityRules, group: Any) -> None:
 def _day_pnl(trades: pd.DataFrame) -> dict[tuple[str, str], dict[int, float]]:
     booked = trades[trades["realised"].notna()].assign(day=lambda t: t["ts"] // DAY_MS)
     out: dict[tuple[str, str], dict[int, float]] = {}
-    for (bot, strategy, day), pnl in booked.groupby(["group_bot", "group_strategy", "day"])["realised"].sum().items():
-        out.setdefault((bot, strategy), {})[int(day)] = float(pnl)
+    sums = booked.groupby(["group_bot", "group_strategy", "day"])["realised"].sum()
+    for bot, strategy, day, pnl in zip(
+        sums.index.get_level_values(0),
+        sums.index.get_level_values(1),
+        sums.index.get_level_values(2),
+        sums.to_numpy(),
+        strict=True,
+    ):
+        out.setdefault((str(bot), str(strategy)), {})[int(day)] = float(pnl)
     return out
 
 
@@ -304,12 +352,12 @@ def _unrealised(frame: pd.DataFrame, positions: pd.DataFrame) -> dict[tuple[str,
     marks = candles.groupby("symbol")["close"].last()
     opened = positions[(positions["entered"] > 0) & ~positions["closed"]].sort_index()
     out: dict[tuple[str, str], float] = {}
-    for (_bot, symbol, _position), row in opened.iterrows():
+    for symbol, (_index, row) in zip(opened.index.get_level_values(1), opened.iterrows(), strict=True):
         mark = marks.get(symbol)
         if mark is None:
             continue
         average = row["entry_value"] / row["entered"]
         value = row["direction"] * (mark - average) * (row["entered"] - row["exited"])
-        key = (row["group_bot"], row["group_strategy"])
+        key = (str(row["group_bot"]), str(row["group_strategy"]))
         out[key] = out.get(key, 0.0) + float(value)
     return out

@@ -38,6 +38,8 @@ from server.analytics.frames import (
     build_report,
     events_frame,
 )
+from server.analytics.quality import QualityRules
+from server.analytics.quality_report import SignalQuality
 from server.analytics.queries import (
     BotFilter,
     bot_symbols_query,
@@ -290,6 +292,22 @@ class BotDataService:
                 return await asyncio.to_thread(build_report, rows, start_ms, end_ms, query_ms)
             return build_report(rows, start_ms, end_ms, query_ms)
 
+    async def _quality(
+        self, engine: AsyncEngine, flt: BotFilter, start: object, end: object, rules: QualityRules | None
+    ) -> SignalQuality:
+        from server.analytics.quality_queries import build_quality, quality_query
+
+        start_ms, end_ms = _window(flt, start, end, DEFAULT_DAYS)
+        assert start_ms is not None and end_ms is not None
+        began = time.perf_counter()
+        with collector_paused():
+            rows, _keys = await self._rows(engine, quality_query(flt, start_ms, end_ms))
+            query_ms = (time.perf_counter() - began) * 1000
+            args = (rows, rules or QualityRules(), start_ms, end_ms, query_ms)
+            if engine is self._given_engine:  # the caller's loop (the gateway): keep pandas off it
+                return await asyncio.to_thread(build_quality, *args)
+            return build_quality(*args)
+
     # -- public API: async ----------------------------------------------------------------
 
     async def get_bots_async(self, filter_config: FilterLike = None) -> pd.DataFrame:
@@ -335,6 +353,19 @@ class BotDataService:
         """Performance per bot (index ``bot``), see :func:`server.analytics.performance.performance_table`."""
         return (await self.performance_report_async(flt, start, end)).by_bot
 
+    async def get_signal_quality_async(
+        self,
+        flt: FilterLike = None,
+        start: object = None,
+        end: object = None,
+        rules: QualityRules | None = None,
+    ) -> SignalQuality:
+        """Signal quality per bot and strategy in [start, end] (default: the last 30 days):
+        attribution, calibration by confidence, latency, slippage, expectancy and equity
+        metrics (server/analytics/quality.py has the rules; ``.kpis`` and ``.calibration`` are
+        DataFrames)."""
+        return await self._call_async(self._quality, as_filter(flt), start, end, rules)
+
     # -- public API: blocking twins (the async methods, run on the background loop) -------
 
     get_bots = blocking_twin(get_bots_async)
@@ -342,6 +373,7 @@ class BotDataService:
     get_trades = blocking_twin(get_trades_async)
     performance_report = blocking_twin(performance_report_async)
     get_performance = blocking_twin(get_performance_async)
+    get_signal_quality = blocking_twin(get_signal_quality_async)
 
 
 _pause_lock = threading.Lock()

@@ -27,6 +27,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     )
     end = to_epoch_ms(time.time() * 1000)
     assert end is not None
+    if args.quality:
+        return _quality(args, settings.database.url, flt, end - int(args.days * DAY_MS), end)
     with BotDataService(settings.database.url) as service:
         report = service.performance_report(flt, end - int(args.days * DAY_MS), end)
     if args.html:
@@ -36,6 +38,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
         sys.stdout.write(csv_text(report, args.by))
     else:
         print(terminal_text(report))
+    return 0
+
+
+def _quality(args: argparse.Namespace, url: str, flt: Any, start_ms: int, end_ms: int) -> int:
+    from server.analytics.quality import QualityRules
+    from server.analytics.quality_report import csv_text, html_report, terminal_text
+    from server.analytics.service import BotDataService
+
+    rules = QualityRules(horizon_ms=int(args.horizon_s * 1000), buckets=args.buckets)
+    with BotDataService(url) as service:
+        quality = service.get_signal_quality(flt, start_ms, end_ms, rules=rules)
+    if args.html:
+        args.html.write_text(html_report(quality), encoding="utf-8")
+        print(f"report written to {args.html}", file=sys.stderr)
+    if args.csv:
+        sys.stdout.write(csv_text(quality, calibration=args.by == "bucket"))
+    else:
+        print(terminal_text(quality))
     return 0
 
 
@@ -54,7 +74,22 @@ def register(commands: Any) -> None:
     stats.add_argument("--active-only", action="store_true", help="only bots whose last status is active")
     stats.add_argument("--days", type=float, default=30.0, help="window ending now, in days (default 30)")
     stats.add_argument("--csv", action="store_true", help="print CSV instead of a table")
-    stats.add_argument("--by", choices=["bot", "strategy"], default="bot", help="which table --csv prints")
+    stats.add_argument(
+        "--by",
+        choices=["bot", "strategy", "bucket"],
+        default="bot",
+        help="which table --csv prints (bucket: --quality's calibration rows)",
+    )
+    stats.add_argument(
+        "--quality",
+        action="store_true",
+        help="signal quality instead: attribution, calibration by confidence (reliability diagrams "
+        "in --html), latency, slippage, expectancy (docs/analytics.md)",
+    )
+    stats.add_argument(
+        "--horizon-s", type=float, default=300.0, help="--quality: entries link to a signal this recent"
+    )
+    stats.add_argument("--buckets", type=int, default=10, help="--quality: confidence buckets (default 10)")
     stats.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report")
     stats.add_argument("--database-url", help="history database (default: database.url)")
     stats.set_defaults(handler=cmd_stats)

@@ -179,6 +179,7 @@ class ApiRoutes:
             "/api/figure": self._figure,
             "/api/bots": self._bots,
             "/api/performance": self._performance,
+            "/api/signal-quality": self._signal_quality,
             "/api/day": self._day,
         }
 
@@ -248,14 +249,26 @@ class ApiRoutes:
         payload["bots"] = scope_bots(payload.get("bots", []), principal)
         return json_response(payload)
 
-    async def _performance(self, query: Query) -> Response:
+    def _scoped_params(self, query: Query) -> dict[str, str]:
         principal = self._require(query)
         params = dict(query.params)
         if principal.patterns != ("*",):
-            # A token limited to some symbols sees performance on those symbols only.
+            # A token limited to some symbols sees analytics on those symbols only.
             asked = [s for s in params.get("symbols", "").split(",") if s]
             if not asked:
                 raise ProtocolError("forbidden", "symbols: this token must name the symbols it may read")
             self._require(query, asked)
+        return params
+
+    async def _performance(self, query: Query) -> Response:
+        params = self._scoped_params(query)
         payloads = await loaded("server.analytics.payloads")
         return json_response(await payloads.performance_payload(self.engine, params))
+
+    async def _signal_quality(self, query: Query) -> Response:
+        """Signal quality per bot and strategy (server/analytics/quality.py), under the history budget."""
+        params = self._scoped_params(query)
+        payloads = await loaded("server.analytics.payloads")
+        self.gateway.builds.budget.admit()
+        async with self.gateway.builds.budget.slot():
+            return json_response(await payloads.signal_quality_payload(self.engine, params))

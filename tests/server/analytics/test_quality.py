@@ -18,10 +18,17 @@ B = {"bot": "b1", "strategy": "s1"}
 
 
 def _signal(seq: int, ts: int, kind: str, price: float, confidence: float, **more: Any) -> Event:
-    return ("signal", "X", seq, {"ts": ts, "type": kind, "price": price, "confidence": confidence, **B, **more})
+    return (
+        "signal",
+        "X",
+        seq,
+        {"ts": ts, "type": kind, "price": price, "confidence": confidence, **B, **more},
+    )
 
 
-def _trade(seq: int, ts: int, side: str, action: str, price: float, qty: float, position: str, **more: Any) -> Event:
+def _trade(
+    seq: int, ts: int, side: str, action: str, price: float, qty: float, position: str, **more: Any
+) -> Event:
     fields = {"ts": ts, "side": side, "action": action, "price": price, "qty": qty, "position": position}
     return ("trade", "X", seq, {**B, **fields, **more})
 
@@ -105,9 +112,16 @@ def test_wilson_and_mean_intervals() -> None:
 
 
 @pytest.mark.parametrize(
-    "meta, expected",
-    [({"signal_seq": 5}, 5), ({"signal_seq": True}, None), ({"signal_seq": -1}, None), ({"signal_seq": 2**63}, None),
-     ({"signal_seq": "5"}, None), (None, None), ([1], None)],
+    ("meta", "expected"),
+    [
+        ({"signal_seq": 5}, 5),
+        ({"signal_seq": True}, None),
+        ({"signal_seq": -1}, None),
+        ({"signal_seq": 2**63}, None),
+        ({"signal_seq": "5"}, None),
+        (None, None),
+        ([1], None),
+    ],
 )
 def test_signal_seq_is_taken_only_when_usable(meta: Any, expected: int | None) -> None:
     assert signal_seq_of(meta) == expected
@@ -115,10 +129,18 @@ def test_signal_seq_is_taken_only_when_usable(meta: Any, expected: int | None) -
 
 def test_hostile_numbers_are_rejected_and_counted() -> None:
     stream = QualityStream()
-    assert not stream.apply("trade", "X", 1, {**B, "ts": 1, "side": "buy", "action": "entry", "price": "nan",
-                                              "qty": 1.0, "position": "p"})
-    assert not stream.apply("trade", "X", 2, {**B, "ts": 1, "side": "buy", "action": "entry", "price": 1.0,
-                                              "qty": -1.0, "position": "p"})
+    assert not stream.apply(
+        "trade",
+        "X",
+        1,
+        {**B, "ts": 1, "side": "buy", "action": "entry", "price": "nan", "qty": 1.0, "position": "p"},
+    )
+    assert not stream.apply(
+        "trade",
+        "X",
+        2,
+        {**B, "ts": 1, "side": "buy", "action": "entry", "price": 1.0, "qty": -1.0, "position": "p"},
+    )
     assert not stream.apply("signal", "X", 3, {**B, "ts": 1, "type": "buy", "price": 1.0})
     assert stream.rejected == 3 and stream.snapshot() == []
 
@@ -149,7 +171,9 @@ def event_sequences(draw: st.DrawFn) -> list[Event]:
         if what == "signal":
             kind = draw(st.sampled_from(["buy", "sell", "hold"]))
             confidence = draw(st.floats(min_value=0.0, max_value=1.0))
-            events.append(("signal", symbol, seq, {**base, "type": kind, "price": price, "confidence": confidence}))
+            events.append(
+                ("signal", symbol, seq, {**base, "type": kind, "price": price, "confidence": confidence})
+            )
             signal_seqs.append((symbol, seq))
         elif what == "candle":
             events.append(_candle(seq, ts, price, symbol))

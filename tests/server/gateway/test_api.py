@@ -72,6 +72,26 @@ async def test_a_scoped_token_sees_only_what_its_symbols_allow_on_api_bots(
         assert whole["both-bot"]["equity"] == 99_999.0 and whole["both-bot"]["partial"] is False
 
 
+async def test_signal_quality_over_http_is_scoped_like_performance(redis_url: str, store_url: str) -> None:
+    now = now_ms()
+    await seed(store_url, bots_events(now))
+    async with serving(redis_url, store_url, **api_settings()) as running:
+        reply = await get(running.port, f"/api/signal-quality?token={ALL_TOKEN}&horizon_s=60")
+        assert reply.status == 200, reply.body[:300]
+        body = reply.json()
+        assert body["rules"]["horizon_ms"] == 60_000
+        groups = {(g["bot"], g["strategy"]): g for g in body["groups"]}
+        assert groups[("eth-bot", "momentum")]["signals"] == 1
+        assert groups[("both-bot", "momentum")]["entries"] == 2
+        assert len(groups[("eth-bot", "momentum")]["calibration"]) == 10
+        refused = await get(running.port, f"/api/signal-quality?token={ETH_TOKEN}")
+        assert refused.status == 403
+        scoped = await get(running.port, f"/api/signal-quality?token={ETH_TOKEN}&symbols=ETHUSDT")
+        assert scoped.status == 200 and "BTCUSDT" not in scoped.body.decode()
+        assert {g["bot"] for g in scoped.json()["groups"]} == {"eth-bot", "both-bot"}
+        assert [g["entries"] for g in scoped.json()["groups"] if g["bot"] == "both-bot"] == [1]
+
+
 def test_bot_scoping_rules() -> None:
     bots = [
         {"name": "a", "symbols": ["ETHUSDT"], "equity": 1.0, "status": "active"},
@@ -96,6 +116,10 @@ def test_bot_scoping_rules() -> None:
         ("/api/history?symbol=BTCUSDT%0A", "symbol:"),
         ("/api/history?symbol=BTCUSDT&minutes=99999999999999999999999", "minutes:"),
         ("/api/figure?symbol=BTCUSDT&max_points=x", "max_points:"),
+        ("/api/signal-quality?horizon_s=nan", "horizon_s:"),
+        ("/api/signal-quality?buckets=1000", "buckets:"),
+        ("/api/signal-quality?days=-1", "days:"),
+        ("/api/signal-quality?nope=1", "nope:"),
     ],
 )
 async def test_bad_query_values_are_400_naming_the_field(
