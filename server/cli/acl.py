@@ -32,12 +32,22 @@ _SYMBOL_GLOB: Final = re.compile(r"[A-Za-z0-9._:/*?-]{1,32}")
 # Key kinds a grant names; per-symbol kinds are expanded for each symbol pattern.
 META, LOG, LIVE, SYMBOLS, BOTS = "meta", "log", "live", "symbols", "bots"
 BOT_IDS, BOT_SEQ = "bot_ids", "bot_seq"
+DISPLAY_RECORDS, DISPLAY_INDEX, VIEWS, DISPLAY_COMMANDS = (
+    "display_records",
+    "display_index",
+    "views",
+    "commands",
+)
 _PER_SYMBOL: Final = {META: keys.meta_key, LOG: keys.log_key, LIVE: keys.live_channel}
 _SHARED: Final = {
     SYMBOLS: keys.SYMBOLS_KEY,
     BOTS: keys.BOTS_KEY,
     BOT_IDS: keys.BOT_IDS_KEY,
     BOT_SEQ: keys.BOT_SEQ_KEY,
+    DISPLAY_RECORDS: f"{keys.DISPLAY_PREFIX}*",
+    DISPLAY_INDEX: keys.DISPLAYS_KEY,
+    VIEWS: keys.VIEWS_KEY,
+    DISPLAY_COMMANDS: keys.DISPLAY_COMMANDS_CHANNEL,
 }
 
 
@@ -68,7 +78,7 @@ PUBLISHER: Final = (
     Grant("the counter bot ids are drawn from", ("+incrby",), read_write=(BOT_SEQ,)),
 )
 
-#: What the gateway reads (bus, hole filling, history, /api/symbols); it writes nothing.
+#: What the gateway reads (bus, hole filling, history, /api/symbols); it writes the wall fleet's keys only.
 GATEWAY: Final = (
     Grant("transactions of reads (no keys)", ("+multi", "+exec")),
     Grant(
@@ -81,6 +91,14 @@ GATEWAY: Final = (
         "follow the live channels",
         ("+subscribe", "+unsubscribe", "+ssubscribe", "+sunsubscribe"),
         channels=(LIVE,),
+    ),
+    Grant(
+        "the wall fleet: display records and their index, saved views (docs/walls.md)",
+        ("+set", "+get", "+zadd", "+zrevrange", "+zremrangebyscore", "+hgetall", "+hset", "+hdel"),
+        read_write=(DISPLAY_RECORDS, DISPLAY_INDEX, VIEWS),
+    ),
+    Grant(
+        "commands to walls, heard by every gateway", ("+publish", "+subscribe"), channels=(DISPLAY_COMMANDS,)
     ),
 )
 

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from publishers.events import SYMBOL_PATTERN
 from server import __version__
+from server.core.displays import DisplayReport, parse_display
 from server.core.filters import EventFilter, parse_filter
 from server.errors import ProtocolError
 
@@ -81,7 +82,15 @@ class Ping:
     ref: Ref
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping
+@dataclass(frozen=True, slots=True)
+class Display:
+    """A wall's render heartbeat (docs/walls.md); parsed by server/core/displays.py."""
+
+    ref: Ref
+    report: DisplayReport
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Display
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +231,11 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return Unsubscribe(ref, sub)
         if op == "ping":
             return Ping(ref)
-        raise ProtocolError("bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping")
+        if op == "display":
+            return Display(ref, parse_display(raw))
+        raise ProtocolError(
+            "bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, display"
+        )
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None
 

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 #: Query parameters one request may carry at most.
 MAX_QUERY_FIELDS = 32
 #: HTTP status of each ProtocolError code on this port (anything else: 400).
-STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503}
+STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503, "not_found": 404}
 #: The client files served under /client/: those the wheel ships (pyproject's package-data).
 CLIENT_SUFFIXES = (".js", ".d.ts", ".html", ".css")
 #: Other client files served by name (the event schema the wall reads; not package.json).
@@ -154,13 +154,19 @@ class HttpRoutes:
             "/api/symbols": self._symbols,
             **(routes or {}),
         }
-        self._pages = {"/": "index.html", "/wall": "wall.html"}
+        self._pages = {"/": "index.html", "/wall": "wall.html", "/walls": "walls.html"}
+        #: Routes by path prefix (``/api/walls/{id}/command``), tried after the exact ones.
+        self._prefix_routes: dict[str, Handler] = {}
 
     def __repr__(self) -> str:
         return f"HttpRoutes(routes={sorted(self._routes)})"
 
     def add_route(self, path: str, handler: Handler) -> None:
         self._routes[path] = handler
+
+    def add_prefix_route(self, prefix: str, handler: Handler) -> None:
+        """Answer every path under ``prefix`` (ending with ``/``) with ``handler``."""
+        self._prefix_routes[prefix] = handler
 
     async def handle(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer ``request`` (None: go on with the websocket handshake of /ws).
@@ -202,6 +208,9 @@ class HttpRoutes:
             return await handler(query)
         if path in self._pages:
             return self._file("client_js", self._pages[path], request)
+        for prefix, prefixed in self._prefix_routes.items():
+            if path.startswith(prefix):
+                return await prefixed(query)
         if path.startswith("/client/"):
             name = path.removeprefix("/client/")
             if name not in self._client_files:

@@ -34,6 +34,7 @@ from server.core.protocol import (
     CLOSE_RESTART,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_UNSUPPORTED,
+    Display,
     Limits,
     Ref,
     ResumeRequest,
@@ -53,6 +54,7 @@ from server.core.protocol import (
 from server.errors import ProtocolError
 from server.gateway.builds import HistoryBuilds
 from server.gateway.catchup import CatchUp
+from server.gateway.displays import DisplayHub
 from server.gateway.livepath import RECOVERABLE, LivePath, refuse_if_bus_down
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.outbox import Outbox, ws_of
@@ -157,6 +159,8 @@ class Gateway:
         self._stopping = False
         self.started_at = time.monotonic()
         self._throttle = RateLimitedLog(log)
+        #: The walls whose sockets this process holds (docs/walls.md).
+        self.displays = DisplayHub(redis, redis_url, settings.walls, INSTANCE, self.outbox.send_now)
 
     def __repr__(self) -> str:
         symbols = len(self.fanout.symbols)
@@ -183,6 +187,7 @@ class Gateway:
         self._http = http
         self.supervise(SupervisedTask("bus", self.bus.run))
         self.supervise(SupervisedTask("housekeeping", self._housekeeping))
+        self.supervise(SupervisedTask("displays", self.displays.run))
         where: dict[str, Any] = (
             {"sock": sock}
             if sock is not None
@@ -220,7 +225,7 @@ class Gateway:
                 await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout)
-        for name in ("bus", "housekeeping"):
+        for name in ("bus", "housekeeping", "displays"):
             task = self.tasks.get(name)
             if task is not None:
                 await task.stop()
@@ -303,6 +308,8 @@ class Gateway:
         if isinstance(message, Subscribe | Unsubscribe):
             if not session.in_order(lambda: self._ordered(session, message)):
                 await self._error(ws, message.ref, "busy", "too many subscribes waiting on this connection")
+        elif isinstance(message, Display):
+            await self.displays.report(ws, self.access.principal_of(ws).name, message.report)
         else:
             await ws.send(pong_frame(message.ref, now_ms()))
 
@@ -334,9 +341,12 @@ class Gateway:
         left = self.access.principal_of(ws).seconds_left()
         if left is None:
             return None
-        return asyncio.get_running_loop().call_later(
-            max(0.0, left), lambda: self._spawn(ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
-        )
+        return asyncio.get_running_loop().call_later(max(0.0, left), lambda: self._spawn(self._expire(ws)))
+
+    async def _expire(self, ws: ServerConnection) -> None:
+        """The token ran out: the wall's record says so on /walls, then the socket closes with 4003."""
+        await self.displays.mark(ws, "token_expired", self.access.principal_of(ws).name)
+        await ws.close(CLOSE_TOKEN_EXPIRED, "token expired")
 
     def _drop_session(self, session: Session) -> None:
         self.sessions.pop(session.ws, None)
@@ -346,6 +356,7 @@ class Gateway:
         else:
             self.per_address.pop(session.address, None)
         self.access.forget(session.ws)
+        self.displays.forget(session.ws)
         session.cancel_ops()
         for sub in list(session.members):
             self._leave(session, sub)
