@@ -88,7 +88,9 @@ class DisplayReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "display": self.display,
-            "tiles": [{"id": t.id, "seq": t.seq, "age_s": None if t.age_s < 0 else t.age_s} for t in self.tiles],
+            "tiles": [
+                {"id": t.id, "seq": t.seq, "age_s": None if t.age_s < 0 else t.age_s} for t in self.tiles
+            ],
             "fps": self.fps,
             "long_frames": self.long_frames,
             "heap_mb": self.heap_mb,
