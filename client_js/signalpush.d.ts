@@ -230,6 +230,8 @@ export interface ClientOptions {
   onState?: (state: ConnectionState, info: StateInfo) => void;
   /** Bus status frames: {bus: "up" | "down"}. */
   onStatus?: (frame: StatusFrame) => void;
+  /** Frames of ops the client does not handle itself (a wall's `command` frames, docs/walls.md). */
+  onFrame?: (frame: { op: string; [key: string]: unknown }) => void;
   /** Bad frames, handler exceptions, server errors not tied to a subscription. Never fatal. */
   onError?: (error: Error) => void;
 }
@@ -287,6 +289,8 @@ export declare class SignalPushClient {
   readonly subscriptions: Subscription[];
   subscribe(spec: SubscribeSpec, handlers?: SubscriptionHandlers): Subscription;
   ping(timeoutMs?: number): Promise<{ rttMs: number; serverTime: number }>;
+  /** Send a frame the client does not manage (a wall's `display` heartbeat); false when not connected. */
+  send(frame: { op: string; [key: string]: unknown }): boolean;
   close(): void;
 }
 

@@ -334,6 +334,15 @@ export class SignalPushClient {
     });
   }
 
+  /**
+   * Send a frame the client does not manage itself (a wall's `display` heartbeat, docs/walls.md)
+   * on the live connection; false when not connected (nothing is queued).
+   */
+  send(frame) {
+    if (!this._isOpen()) return false;
+    return this._send(frame);
+  }
+
   /** Close for good: no reconnect; every subscription ends. */
   close() {
     if (this._closed) return;
@@ -556,7 +565,9 @@ export class SignalPushClient {
       case "chunk":
         return this._onChunk(frame, conn);
       default:
-        return undefined; // unknown ops are ignored (forward compatible)
+        // Unknown ops are ignored (forward compatible), after options.onFrame sees them (a
+        // wall's `command` frames, docs/walls.md).
+        return safeCall(this, this._options.onFrame, frame);
     }
   }
 

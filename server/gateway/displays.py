@@ -118,8 +118,12 @@ class DisplayHub:
     async def mark(self, ws: ServerConnection, status: str, principal: str) -> None:
         """The display on ``ws`` cannot draw for a reason the gateway knows (its token expired)."""
         display = self.displays.get(ws)
-        if display is None:
-            return
+        if display is not None:
+            await self.mark_display(display, status, principal)
+
+    async def mark_display(self, display: str, status: str, principal: str) -> None:
+        """Set the status of a display already listed (a refused reconnect: its token expired);
+        a display never heard from is not created, so this cannot fill Redis."""
         try:
             raw = await self.redis.get(keys.display_key(display))
         except RedisError as exc:

@@ -22,6 +22,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from publishers.errors import SignalpushError
+from server.core.displays import NAME_PATTERN
 from server.core.trust import symbol_name
 from server.errors import BusError, ProtocolError
 from server.gateway.auth import Principal, one_header
@@ -238,8 +239,18 @@ class HttpRoutes:
             return error_response(
                 429, "too_many", "too many connections from this address (server.max_connections_per_ip)"
             )
-        self.access.admit(connection, request, query.params)
+        try:
+            self.access.admit(connection, request, query.params)
+        except ProtocolError as exc:
+            self._expired_display(exc, query.params)
+            raise
         return None
+
+    def _expired_display(self, exc: ProtocolError, params: dict[str, str]) -> None:
+        """A wall (``?display=``) refused for an expired token: /walls shows why it went dark."""
+        display = params.get("display", "")
+        if exc.message == "the token has expired" and display and NAME_PATTERN.fullmatch(display):
+            self.gateway.spawn(self.gateway.displays.mark_display(display, "token_expired", ""))
 
     def require(self, query: Query, symbols: list[str] | None = None) -> Principal:
         """The principal of an HTTP API request; ProtocolError (401/403) if it may not ask this."""

@@ -462,6 +462,10 @@ class Gateway:
             f"signalpush-slow-{member.sub}",
         )
 
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` in the background, kept referenced until it ends (HTTP routes use it)."""
+        self._spawn(coroutine)
+
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
