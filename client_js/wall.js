@@ -339,11 +339,16 @@ async function onLinkState(state, info) {
     return;
   }
   if (state !== "down" || probing || !config.token) return;
+  if (info?.auth) {
+    // Closed with 4001/4003 on an open socket: the server said why.
+    const expired = info.auth === "token expired";
+    await tokenRefused({ json: async () => ({ message: expired ? "the token has expired" : info.auth }) });
+    return;
+  }
   probing = true;
   try {
     const response = await fetch("/api/symbols", { headers: { authorization: `Bearer ${config.token}` } });
     if (response.status === 401) await tokenRefused(response);
-    else if (info?.auth) fleet.showMessage(`Connection refused: ${info.auth}`);
   } catch {
     // the server is down: the banner says so already
   } finally {
