@@ -9,6 +9,7 @@ and counted, never shown.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -85,6 +86,8 @@ class DisplayHub:
         self.heartbeats = 0
         self.writes = 0
         self.commands_delivered = 0
+        #: Subscribed to the command channel now.
+        self.listening = False
         self.dropped: dict[str, int] = {}
         self._throttle = RateLimitedLog(log)
 
@@ -255,18 +258,32 @@ class DisplayHub:
         return True
 
     async def run(self) -> None:
-        """Follow the command channel until cancelled (a supervised task: it restarts on errors)."""
+        """Follow the command channel until cancelled. Redis going away is not this task failing
+        (/healthz reports the bus): it reconnects after a wait of 0.5 s doubling to 10 s."""
+        wait_s = 0.5
+        while True:
+            try:
+                await self._listen()
+            except (RedisError, OSError) as exc:
+                self.listening = False
+                self._throttle.warning("commands down", "wall command channel lost", error=str(exc)[:200])
+            await asyncio.sleep(wait_s)
+            wait_s = min(10.0, wait_s * 2)
+
+    async def _listen(self) -> None:
         client: aioredis.Redis = aioredis.Redis.from_url(
             command_channel_url(self.redis_url), socket_timeout=None, client_name="signalpush-walls"
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(keys.DISPLAY_COMMANDS_CHANNEL)
+            self.listening = True
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                 if message is not None and message.get("type") == "message":
                     self.deliver(message["data"])
         finally:
+            self.listening = False
             await pubsub.aclose()
             await client.aclose()
 

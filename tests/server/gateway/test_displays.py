@@ -66,6 +66,10 @@ def listed(body: dict[str, Any], display: str) -> dict[str, Any] | None:
 async def test_two_gateways_list_every_display_and_a_command_reaches_exactly_its_wall(redis_url: str) -> None:
     left, right = f"left-{secrets.token_hex(3)}", f"right-{secrets.token_hex(3)}"
     async with running_gateway(redis_url) as one, running_gateway(redis_url) as two:
+        await async_wait_until(
+            lambda: one.gateway.displays.listening and two.gateway.displays.listening,
+            what="both gateways on the command channel",
+        )
         wall_left = await WsClient(one.ws_url).connect()
         wall_right = await WsClient(two.ws_url).connect()
         await wall_left.send(beat(left))
@@ -105,7 +109,8 @@ async def test_two_gateways_list_every_display_and_a_command_reaches_exactly_its
         assert status == 400 and "action" in bad["message"]
         status, _ = await http(f"{one.http_url}/api/walls/{left}/command?action=reload")
         assert status == 400, "a command is a POST"
-        status, _ = await http(f"{one.http_url}/walls")
+        page = await asyncio.to_thread(lambda: urlopen(f"{one.http_url}/walls", timeout=10).read())
+        assert b"/client/walls.js" in page, "the operator page"
         await wall_left.close()
         await wall_right.close()
 
