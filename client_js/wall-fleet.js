@@ -249,9 +249,11 @@ export class Fleet {
     };
     raf(frame);
     const everyMs = Math.max(1000, this.limits.heartbeatS * 1000);
-    if (this.limits.heartbeatS > 0) this._beatTimer = setInterval(() => this.beat(), everyMs);
+    if (this.limits.heartbeatS > 0) {
+      this._beatTimer = setInterval(() => this.beat(), everyMs);
+      setTimeout(() => this.beat(), 500);
+    }
     this._watchTimer = setInterval(() => this.watch(), 1000);
-    setTimeout(() => this.beat(), 500);
   }
 
   /** Count frames per second; decide on a self-healing reload; step the playlist. */
