@@ -104,11 +104,12 @@ class DisplayHub:
 
     async def report(self, ws: ServerConnection, principal: str, report: DisplayReport) -> None:
         """A heartbeat on ``ws``: remember which socket shows the display, store its record."""
-        self.heartbeats += 1
         display = report.display
         previous = self.displays.get(ws)
-        if previous is not None and previous != display and self.sockets.get(previous) is ws:
-            del self.sockets[previous]
+        if previous is not None and previous != display:
+            # One display per connection: a client cycling ids would grow Redis and this map.
+            raise ProtocolError("bad_request", f"display: this connection reports display {previous}")
+        self.heartbeats += 1
         self.displays[ws] = display
         self.sockets[display] = ws
         now = time.monotonic()

@@ -309,7 +309,10 @@ class Gateway:
             if not session.in_order(lambda: self._ordered(session, message)):
                 await self._error(ws, message.ref, "busy", "too many subscribes waiting on this connection")
         elif isinstance(message, Display):
-            await self.displays.report(ws, self.access.principal_of(ws).name, message.report)
+            try:
+                await self.displays.report(ws, self.access.principal_of(ws).name, message.report)
+            except ProtocolError as exc:
+                await self._error(ws, message.ref, exc.code, exc.message)
         else:
             await ws.send(pong_frame(message.ref, now_ms()))
 

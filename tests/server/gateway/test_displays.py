@@ -14,6 +14,8 @@ from urllib.request import Request, urlopen
 
 import pytest
 import redis as redis_sync
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from publishers import keys
 from server.gateway.auth import create_jwt
@@ -121,6 +123,13 @@ async def test_a_bad_heartbeat_is_an_error_and_the_wall_stays(redis_url: str) ->
         await wall.send({**beat("ok-1"), "ref": "h1", "fps": "fast"})
         error = await wall.wait_for(lambda f: f.get("ref") == "h1")
         assert error["op"] == "error" and error["message"].startswith("fps")
+        await wall.send({**beat("ok-1"), "ref": "h2"})
+        await wall.send({**beat("ok-2"), "ref": "h3"})
+        switched = await wall.wait_for(lambda f: f.get("ref") == "h3")
+        assert switched["op"] == "error" and "reports display ok-1" in switched["message"], (
+            "one id per socket"
+        )
+        assert not any(f.get("ref") == "h2" for f in wall.frames), "a heartbeat has no reply"
         await wall.send({"op": "ping", "ref": "p"})
         await wall.wait_for(lambda f: f.get("ref") == "p" and f["op"] == "pong")
         await wall.close()
@@ -191,6 +200,22 @@ async def test_steering_needs_an_admin_token_and_an_expired_token_shows_on_walls
 
         await async_wait_until(expired, what="the display marked token_expired on /api/walls")
         assert (await listed_now() or {})["health"] == "not drawing"
+
+        # A wall drawing again, then restarted with its expired token: the refused handshake
+        # (its URL names the display) marks the record as well.
+        fresh = await WsClient(f"{running.ws_url}?token={VIEWER}").connect()
+        await fresh.send(beat(display))
+
+        async def ok_again() -> bool:
+            record = await listed_now()
+            return record is not None and record["status"] == "ok"
+
+        await async_wait_until(ok_again, what="the display ok again")
+        await fresh.close()
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"{running.ws_url}?token={short}&display={display}")
+        assert refused.value.response.status_code == 401
+        await async_wait_until(expired, what="the refused reconnect marking token_expired")
 
 
 @pytest.mark.parametrize("admin", [False, True])
