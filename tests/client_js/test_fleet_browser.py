@@ -163,15 +163,15 @@ def test_walls_report_are_steered_one_by_one_heal_and_keep_their_token(fleet: di
         lambda: (_display(server, left) or {}).get("health") == "live", 30, what="the healed wall drawing"
     )
 
-    # The token was accepted once and kept: a restart on a bare URL still connects.
+    # The token was accepted once and kept: a restart on a bare URL naming a saved view connects
+    # and shows the view.
+    view = f"floor-{secrets.token_hex(3)}"
+    _api(server, f"/api/views?{urlencode({'name': view, 'symbols': symbols[2], 'minutes': '10'})}", "POST")
     bare = context.new_page()
     kept = f"kept-{secrets.token_hex(3)}"
-    bare.goto(
-        f"{server.http_url}/wall?{urlencode({'display': kept, 'symbols': symbols[0], 'heartbeat_s': '1'})}"
-    )
-    wait_until(
-        lambda: (_display(server, kept) or {}).get("health") == "live", 30, what="the bare-URL wall live"
-    )
+    bare.goto(f"{server.http_url}/wall?{urlencode({'display': kept, 'view': view, 'heartbeat_s': '1'})}")
+    wait_until(lambda: (_display(server, kept) or {}).get("health") == "live", 30, what="the bare-URL wall live")
+    assert _eval(bare, "() => window.signalpushWall.symbols") == [symbols[2]]
     assert errors == [], errors
     context.close()
 
