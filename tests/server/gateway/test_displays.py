@@ -212,8 +212,9 @@ async def test_steering_needs_an_admin_token_and_an_expired_token_shows_on_walls
 
         await async_wait_until(ok_again, what="the display ok again")
         await fresh.close()
+        long_expired = create_jwt(SECRET, name="tv-short", symbols=["*"], ttl_s=-60)
         with pytest.raises(InvalidStatus) as refused:
-            await connect(f"{running.ws_url}?token={short}&display={display}")
+            await connect(f"{running.ws_url}?token={long_expired}&display={display}")
         assert refused.value.response.status_code == 401
         await async_wait_until(expired, what="the refused reconnect marking token_expired")
 
