@@ -61,6 +61,9 @@ class Grant:
     write: tuple[str, ...] = ()
     read_write: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
+    #: Only where each grant is its own selector (Redis 7): in Redis 6's flat rules these
+    #: commands would reach every key and channel of the role (a gateway could HSET a meta hash).
+    selectors_only: bool = False
 
 
 #: The publish script's calls (publishers/publish.lua), and the bot registry written beside it.
@@ -96,9 +99,16 @@ GATEWAY: Final = (
         "the wall fleet: display records and their index, saved views (docs/walls.md)",
         ("+set", "+get", "+zadd", "+zrevrange", "+zremrangebyscore", "+hgetall", "+hset", "+hdel"),
         read_write=(DISPLAY_RECORDS, DISPLAY_INDEX, VIEWS),
+        selectors_only=True,
     ),
     Grant(
-        "commands to walls, heard by every gateway", ("+publish", "+subscribe"), channels=(DISPLAY_COMMANDS,)
+        "hear commands to walls (every gateway)", ("+subscribe", "+unsubscribe"), channels=(DISPLAY_COMMANDS,)
+    ),
+    Grant(
+        "send commands to walls (POST /api/walls/{id}/command)",
+        ("+publish",),
+        channels=(DISPLAY_COMMANDS,),
+        selectors_only=True,
     ),
 )
 
@@ -186,7 +196,8 @@ def rules(role: str, *, redis_major: int = 7, symbols: Sequence[str] = ("*",)) -
         ]
         with_keys = [g for g in grants if g.read or g.write or g.read_write or g.channels]
         return [*base, *_unique(keyless), *_unique(_selector(g, symbols) for g in with_keys)]
-    # Redis 6: one set of commands on one set of keys and channels.
+    # Redis 6: one set of commands on one set of keys and channels (without the selector-only grants).
+    grants = tuple(g for g in grants if not g.selectors_only)
     commands = _unique(c for g in grants for c in g.commands if c not in _REDIS7_ONLY)
     key_names = _unique(n for g in grants for n in _expand(g.read + g.write + g.read_write, symbols))
     channels = _unique(n for g in grants for n in _expand(g.channels, symbols))

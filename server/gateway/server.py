@@ -485,5 +485,6 @@ class Gateway:
             "symbols": (len(self.fanout.symbols), "Symbols with live subscriptions"),
             "lagging_connections": (len(self.slow.lagging), "Subscriptions paused for a full send buffer"),
             "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
+            "wall_displays": (len(self.displays.sockets), "Wall displays reporting on this process"),
             **self.builds.budget.gauges(),
         }
