@@ -230,3 +230,30 @@ def test_token_create_admin_flag(admin: bool) -> None:
     assert principal.admin is admin
     assert Authenticator(settings.auth).authenticate(ADMIN).admin is True
     assert Authenticator(settings.auth).authenticate(VIEWER).admin is False
+
+
+async def test_the_least_privilege_gateway_user_runs_the_fleet_on_redis_7(redis_url: str) -> None:
+    from tests.support.acl import acl_user, redis_major, refusals
+
+    if redis_major(redis_url) < 7:
+        pytest.skip("needs Redis 7 for ACL selectors: set SIGNALPUSH_TEST_REDIS_URL to a Redis 7 database")
+    display, view = f"acl-{secrets.token_hex(3)}", f"acl-view-{secrets.token_hex(3)}"
+    with acl_user(redis_url, "gateway") as (name, url):
+        async with running_gateway(url) as running:
+            await async_wait_until(lambda: running.gateway.displays.listening, what="the command channel")
+            wall = await WsClient(running.ws_url).connect()
+            await wall.send(beat(display))
+
+            async def shown() -> bool:
+                status, body = await http(f"{running.http_url}/api/walls")
+                return status == 200 and listed(body, display) is not None
+
+            await async_wait_until(shown, what="the display listed as the gateway user")
+            status, _ = await http(f"{running.http_url}/api/walls/{display}/command?action=reload", "POST")
+            assert status == 202
+            await wall.wait_for(lambda f: f["op"] == "command")
+            save = f"{running.http_url}/api/views?{urlencode({'name': view, 'symbols': 'BTCUSDT'})}"
+            assert (await http(save, "POST"))[0] == 201
+            assert (await http(f"{running.http_url}/api/views?name={view}", "DELETE"))[0] == 200
+            await wall.close()
+        assert refusals(redis_url, name) == []
