@@ -50,6 +50,28 @@ MAX_SEQ: Final = 2**63 - 1
 DIRECTIONS: Final = {"buy": 1, "sell": -1}
 
 
+#: The columns of one event in the batch's frame and the fold (``kind`` signal, trade or candle).
+EVENT_COLUMNS: Final = (
+    "kind",
+    "symbol",
+    "seq",
+    "ts",
+    "bot",
+    "strategy",
+    "type",
+    "confidence",
+    "side",
+    "action",
+    "price",
+    "qty",
+    "fee",
+    "pnl",
+    "position",
+    "close",
+    "signal_seq",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class QualityRules:
     """The knobs of signal quality: attribution horizon, confidence buckets, capital, window."""

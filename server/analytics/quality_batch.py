@@ -20,6 +20,7 @@ import pandas as pd
 from server.analytics.quality import (
     CLOSED_SHARE,
     DAY_MS,
+    EVENT_COLUMNS,
     GroupTotals,
     QualityRules,
     drawdown_pct,
@@ -27,25 +28,6 @@ from server.analytics.quality import (
     signal_seq_of,
 )
 
-EVENT_COLUMNS: Final = (
-    "kind",
-    "symbol",
-    "seq",
-    "ts",
-    "bot",
-    "strategy",
-    "type",
-    "confidence",
-    "side",
-    "action",
-    "price",
-    "qty",
-    "fee",
-    "pnl",
-    "position",
-    "close",
-    "signal_seq",
-)
 _NUMBERS: Final = ("confidence", "price", "qty", "fee", "pnl", "close")
 _POSITION: Final = ["bot", "symbol", "position"]
 _GROUP: Final = ["bot", "strategy"]

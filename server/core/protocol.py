@@ -15,6 +15,7 @@ from typing import Any, Final
 from publishers.events import SYMBOL_PATTERN
 from server import __version__
 from server.core.filters import EventFilter, parse_filter
+from server.core.perfwire import PerfSubscribe, parse_perf
 from server.errors import ProtocolError
 
 PROTOCOL_VERSION: Final = 1
@@ -81,7 +82,7 @@ class Ping:
     ref: Ref
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping
+ClientMessage = Subscribe | Unsubscribe | Ping | PerfSubscribe
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +223,11 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return Unsubscribe(ref, sub)
         if op == "ping":
             return Ping(ref)
-        raise ProtocolError("bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping")
+        if op == "perf":
+            return parse_perf(raw, ref)
+        raise ProtocolError(
+            "bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, perf"
+        )
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None
 

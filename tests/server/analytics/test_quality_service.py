@@ -12,7 +12,8 @@ import pytest
 
 from publishers.events import now_ms
 from server.analytics.quality import QualityRules
-from server.analytics.quality_queries import _meta, quality_events
+from server.analytics.quality_queries import quality_events
+from server.analytics.quality_rows import parse_meta
 from server.analytics.quality_stream import QualityStream
 from server.analytics.service import BotDataService, make_filter
 from tests.support.analytics_data import (
@@ -102,11 +103,11 @@ def test_the_store_equals_the_stream_on_demo_events(database_url: str) -> None:
 
 @pytest.mark.parametrize("text", ["{", "[1]", '"x"', "{" * 10_000, '{"signal_seq": "7"}', None, 5])
 def test_a_hostile_meta_names_no_signal(text: Any) -> None:
-    assert _meta(text) is None
+    assert parse_meta(text) is None
 
 
 def test_hostile_rows_are_left_out() -> None:
-    columns = 18
+    columns = 19
     good = [
         "signal",
         "X",
@@ -126,8 +127,11 @@ def test_hostile_rows_are_left_out() -> None:
         None,
         None,
         1,
+        "e1",
     ]
-    bad = ["signal", "X", 2, 1000, "b", "s", "buy", "not a number", None, None, 100.0] + [None] * 6 + [1]
+    bad = (
+        ["signal", "X", 2, 1000, "b", "s", "buy", "not a number", None, None, 100.0] + [None] * 6 + [1, "e1"]
+    )
     assert len(good) == len(bad) == columns
     frame = quality_events([good, bad])
     from server.analytics.quality_batch import quality_batch
