@@ -47,6 +47,8 @@ def quality_events(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
         return events_frame(fold_events(rows))
     # Plain tuples: pandas probes each SQLAlchemy Row for attributes (2 exceptions a row).
     frame = pd.DataFrame([tuple(row) for row in rows], columns=list(QUERY_COLUMNS))
+    # A row without a time cannot be placed in the fold (the live fold rejects it too).
+    frame = frame[pd.to_numeric(frame["ts"], errors="coerce").notna().to_numpy()]
     for name in ("ts", "seq", "rank"):
         number = pd.to_numeric(frame[name], errors="coerce").fillna(0).clip(-(2**62), 2**62)
         frame[name] = number.astype("int64")
