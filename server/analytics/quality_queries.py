@@ -40,8 +40,9 @@ def quality_events(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """The batch's frame from :func:`quality_query` rows, in fold order (ts, kind, symbol, seq).
 
     Vectorised (the per-row path, :func:`fold_events` then ``events_frame``, gives the same
-    frame and is what the live feed uses): a seq or time that is not a number sorts as 0, a
-    ``meta`` is parsed only where it may name a signal.
+    frame and is what the live feed uses): a row whose time is not a number is left out (the
+    live fold rejects it), a seq that is not one sorts as 0, a ``meta`` is parsed only where
+    it may name a signal.
     """
     if not rows:
         return events_frame(fold_events(rows))
