@@ -18,14 +18,25 @@ from websockets.asyncio.server import ServerConnection
 
 from server.core.filters import EventFilter
 from server.core.protocol import HistoryRequest, events_frame, history_frame_bytes, reset_frame
-from server.core.replay import ReplayClock, ReplayControl, ReplayRequest, ReplayState, replay_frame
+from server.core.replay import MAX, ReplayClock, ReplayControl, ReplayRequest, ReplayState, replay_frame
 from server.gateway.build_worker import window_body
 from server.gateway.builds import HistoryBudget
 from server.gateway.outbox import Outbox
-from server.history.replay_cursor import End, Events, LiveEdge, NewEpoch, Position, ReplayCursor, ReplayStore
+from server.history.replay_cursor import (
+    PAGE_ROWS,
+    End,
+    Events,
+    LiveEdge,
+    NewEpoch,
+    Position,
+    ReplayCursor,
+    ReplayStore,
+)
 
 #: Events per frame at most (the frame is chunked past server.max_send_frame_bytes).
 FRAME_ITEMS: Final = 2000
+#: Rows per table per page when paced: a paced replay needs few rows at a time, and holds less.
+PACED_PAGE_ROWS: Final = 500
 #: Sleeping longer than this re-checks the clock (a speed change or seek wakes it at once anyway).
 MAX_SLEEP_S: Final = 5.0
 
@@ -68,6 +79,7 @@ class ReplayPlayer:
         self.sent_to = 0
         self.events_sent = 0
         self._seek_to: int | None = None
+        self._cursor: ReplayCursor | None = None
         self._wake = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -85,6 +97,8 @@ class ReplayPlayer:
             self._say("playing", message.ref)
         elif message.action == "speed" and message.speed is not None:
             self.clock.set_speed(message.speed, now)
+            if self._cursor is not None:
+                self._cursor.page_rows = self._page_rows()
             self._say("speed", message.ref)
         elif message.action == "seek" and message.to_ms is not None:
             self._seek_to = message.to_ms
@@ -143,7 +157,13 @@ class ReplayPlayer:
         position = await self.store.locate(self.symbol, at_ms)
         await self._send_history(position, reset=reset)
         self.clock.seek(at_ms, time.monotonic())
-        return ReplayCursor(self.store, self.symbol, self.flt, position, None)
+        self._cursor = ReplayCursor(
+            self.store, self.symbol, self.flt, position, None, page_rows=self._page_rows()
+        )
+        return self._cursor
+
+    def _page_rows(self) -> int:
+        return PAGE_ROWS if self.clock.speed == MAX else PACED_PAGE_ROWS
 
     async def _send_history(self, position: Position, *, reset: bool) -> None:
         async with self.budget.slot():
