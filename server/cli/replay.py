@@ -59,7 +59,7 @@ async def replay_window(
     try:
         store = ReplayStore(engine, redis)
         start = await store.locate(symbol, from_ms)
-        end = await store.mark_at(symbol, to_ms, inclusive=True)
+        end = await store.end_mark(symbol, to_ms)
         cursor = ReplayCursor(store, symbol, flt, start, end)
         clock = ReplayClock(from_ms, "max" if speed == "max" else float(speed), time.monotonic())
         while True:

@@ -106,7 +106,9 @@ class ReplayPlayer:
             self._say("seek", message.ref)
         self._wake.set()
 
-    def _say(self, state: ReplayState, ref: object = None) -> None:
+    def _say(self, state: ReplayState, ref: object = None, **extra: object) -> None:
+        if self.clock.paused and state != "paused":
+            extra["paused"] = True
         frame = replay_frame(
             self.sub,
             self.symbol,
@@ -114,7 +116,7 @@ class ReplayPlayer:
             time_ms=self.clock.time_ms(time.monotonic()),
             speed=self.clock.speed,
             ref=ref,
-            extra={"paused": True} if self.clock.paused and state != "paused" else None,
+            extra=extra,
         )
         self.outbox.send_now(self.ws, frame)
 
@@ -124,11 +126,7 @@ class ReplayPlayer:
         """Play until ``to`` (then wait for a seek) or the live edge (then hand over)."""
         request = self.request
         cursor = await self._start_at(request.from_ms, reset=False)
-        end = (
-            None
-            if request.to_ms is None
-            else await self.store.mark_at(self.symbol, request.to_ms, inclusive=True)
-        )
+        end = None if request.to_ms is None else await self.store.end_mark(self.symbol, request.to_ms)
         cursor.end = end
         self._say("playing")
         while True:
@@ -145,7 +143,7 @@ class ReplayPlayer:
                 await self.ws.send(reset_frame(self.sub, self.symbol, "epoch changed"))
                 await self._send_history(Position(step.epoch, 0, step.ts), reset=True)
             elif isinstance(step, LiveEdge):
-                self._say("live")
+                self._say("live", epoch=step.epoch, seq=step.seq)
                 await self.hand_over(step.epoch, step.seq)
                 return
             else:

@@ -128,6 +128,24 @@ class ReplayStore:
             in_sql = await replay_reads.mark_before(connection, symbol, at_ms, inclusive=inclusive)
         return max((m for m in (in_sql, in_log) if m is not None), default=None)
 
+    async def end_mark(self, symbol: str, to_ms: int) -> Mark | None:
+        """Where a window ending at ``to_ms`` (inclusive) stops: after the last event recorded at or
+        before it; when nothing is recorded after it, after the last seq of that epoch (events
+        stamped earlier than others, such as a candle's updates, are not left out at the end)."""
+        current, in_log, first_after_log = await self._log_marks(symbol, to_ms, inclusive=True)
+        async with _database(self.engine, symbol) as connection:
+            in_sql = await replay_reads.mark_before(connection, symbol, to_ms, inclusive=True)
+            mark = max((m for m in (in_sql, in_log) if m is not None), default=None)
+            if mark is None or first_after_log is not None:
+                return mark
+            if await replay_reads.mark_from(connection, symbol, to_ms + 1) is not None:
+                return mark
+            last = await replay_reads.last_of_epoch(connection, symbol, mark.epoch)
+        seq = max(mark.seq, last.seq if last is not None else 0)
+        if mark.epoch == current:
+            seq = max(seq, (await _meta(self.redis, symbol))[1])
+        return Mark(mark.ts, seq, mark.epoch)
+
     async def locate(self, symbol: str, at_ms: int) -> Position:
         """The position a live subscriber had at ``at_ms``: after the last event recorded before it."""
         current, in_log, first_log = await self._log_marks(symbol, at_ms, inclusive=False)
@@ -138,8 +156,8 @@ class ReplayStore:
                 return Position(before.epoch, before.seq, at_ms)
             first_sql = await replay_reads.mark_from(connection, symbol, at_ms)
         first = min((m for m in (first_sql, first_log) if m is not None), default=None)
-        if first is not None:
-            return Position(first.epoch, first.seq - 1, at_ms)
+        if first is not None:  # nothing before: the whole epoch recorded first from its start
+            return Position(first.epoch, 0, at_ms)
         return Position(current, 0, at_ms)
 
     async def epoch_after(self, symbol: str, epoch: str) -> NewEpoch | None:
@@ -316,7 +334,9 @@ class ReplayCursor:
         epoch = self.epoch
         if epoch is None:
             return await self._no_epoch()
-        snapshot = await log_reader.snapshot(self.store.redis, self.symbol, self.position + 1, LOG_CHUNK)
+        # Only the log's first entry after the position: whether it is there (read the log) or
+        # not yet (SQL holds everything below it).
+        snapshot = await log_reader.snapshot(self.store.redis, self.symbol, self.position + 1, 1)
         stop = self.end.seq if self.end is not None and self.end.epoch == epoch else None
         if snapshot.epoch == epoch:
             target = snapshot.seq if stop is None else min(stop, snapshot.seq)
@@ -324,7 +344,13 @@ class ReplayCursor:
                 return self._at_end(epoch)
             entries = snapshot.entries
             if entries and entries[0].seq == self.position + 1:
-                return self._from_log(epoch, entries, target)
+                try:
+                    chunk = await log_reader.chunk(
+                        self.store.redis, self.symbol, epoch, self.position + 1, target, LOG_CHUNK
+                    )
+                except log_reader.EpochMoved:
+                    return await self.next()  # the epoch ended meanwhile: read it from SQL
+                return self._from_log(epoch, chunk, target)
             first_in_log = entries[0].seq if entries else snapshot.seq + 1
             return await self._from_sql(epoch, min(target, first_in_log - 1))
         if self._epoch_last is None:
