@@ -35,6 +35,8 @@
 
 import { ReplayRegistry } from "./signalpush-replay.js";
 
+export { Replay, toMillis } from "./signalpush-replay.js";
+
 export const PROTOCOL_VERSION = 1;
 export const FILTER_KEYS = Object.freeze([
   "kinds",
