@@ -97,9 +97,16 @@ class ReplayStore:
         self, symbol: str, at_ms: int, *, inclusive: bool
     ) -> tuple[str | None, Mark | None, Mark | None]:
         """The current epoch, and its last log event before ``at_ms`` and first at/after it."""
-        snapshot = await log_reader.snapshot(self.redis, symbol, 0, LOG_CHUNK)
+        snapshot = await log_reader.snapshot(self.redis, symbol, 0, 1)
         before = after = None
         entries, scanned = snapshot.entries, 0
+        if entries:
+            first = check_event(entries[0].json, entries[0].seq, symbol)
+            if type(first) is dict and first["ts"] > at_ms + replay_reads.FUTURE_SLACK_MS:
+                # The log holds only what was recorded long after: nothing to look for there.
+                return snapshot.epoch, None, Mark(first["ts"], entries[0].seq, snapshot.epoch or "")
+        if entries and snapshot.epoch is not None:
+            entries = await _log_chunk(self.redis, symbol, snapshot.epoch, entries[0].seq, snapshot.seq)
         while snapshot.epoch is not None and entries:
             for entry in entries:
                 event = check_event(entry.json, entry.seq, symbol)
@@ -266,6 +273,15 @@ class ReplayStore:
             except log_reader.EpochMoved:
                 break
         return found, first
+
+
+async def _log_chunk(
+    redis: aioredis.Redis, symbol: str, epoch: str, start: int, end: int
+) -> list[log_reader.LogEntry]:
+    try:
+        return await log_reader.chunk(redis, symbol, epoch, start, end, LOG_CHUNK)
+    except log_reader.EpochMoved:
+        return []
 
 
 async def _meta(redis: aioredis.Redis, symbol: str) -> tuple[str | None, int]:

@@ -42,14 +42,26 @@ class Mark:
 async def mark_before(
     connection: AsyncConnection, symbol: str, at_ms: int, *, inclusive: bool
 ) -> Mark | None:
-    """The last recorded event (any kind, no filter) with ts < at_ms (<= with ``inclusive``)."""
+    """The last recorded event (any kind, no filter) with ts < at_ms (<= with ``inclusive``).
+
+    Two index seeks in two round trips: the greatest ts below the bound of every table at
+    once (``max`` on the ``(symbol, ts)`` index), then the highest seq at that ts.
+    """
+    tables = list(TABLES.values())
+    tops = [
+        select(func.max(t.c.ts))
+        .where(t.c.symbol == symbol, t.c.ts <= at_ms if inclusive else t.c.ts < at_ms)
+        .scalar_subquery()
+        for t in tables
+    ]
+    found = (await connection.execute(select(*tops))).one()
+    present = [int(ts) for ts in found if ts is not None]
+    if not present:
+        return None
+    top = max(present)
     best: Mark | None = None
-    for table in TABLES.values():
-        bound = table.c.ts <= at_ms if inclusive else table.c.ts < at_ms
-        top = (
-            await connection.execute(select(func.max(table.c.ts)).where(table.c.symbol == symbol, bound))
-        ).scalar()
-        if top is None:
+    for table, ts in zip(tables, found, strict=True):
+        if ts is None or int(ts) != top:
             continue
         row = (
             await connection.execute(
@@ -60,7 +72,7 @@ async def mark_before(
             )
         ).first()
         if row is not None:
-            mark = Mark(int(top), int(row.seq), str(row.epoch))
+            mark = Mark(top, int(row.seq), str(row.epoch))
             best = mark if best is None or mark > best else best
     return best
 
