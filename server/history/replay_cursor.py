@@ -251,12 +251,14 @@ class ReplayStore:
         self, symbol: str, flt: EventFilter, position: Position, since: int
     ) -> tuple[list[dict[str, Any]], int | None]:
         """The log's events of the position's epoch up to its seq in the window, and the log's first seq."""
-        snapshot = await log_reader.snapshot(self.redis, symbol, 0, LOG_CHUNK)
+        snapshot = await log_reader.snapshot(self.redis, symbol, 0, 1)
         if snapshot.epoch is None or snapshot.epoch != position.epoch:
             return [], None
         first = snapshot.entries[0].seq if snapshot.entries else snapshot.seq + 1
         found: list[dict[str, Any]] = []
-        entries = snapshot.entries
+        if first > position.seq:  # the position is recorded: nothing of the window in the log
+            return found, first
+        entries = await _log_chunk(self.redis, symbol, snapshot.epoch, first, position.seq)
         while entries:
             for entry in entries:
                 if entry.seq > position.seq:
