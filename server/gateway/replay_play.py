@@ -31,6 +31,7 @@ from server.history.replay_cursor import (
     Position,
     ReplayCursor,
     ReplayStore,
+    Step,
 )
 
 #: Events per frame at most (the frame is chunked past server.max_send_frame_bytes).
@@ -129,27 +130,44 @@ class ReplayPlayer:
         end = None if request.to_ms is None else await self.store.end_mark(self.symbol, request.to_ms)
         cursor.end = end
         self._say("playing")
-        while True:
-            if self._seek_to is not None:
-                at, self._seek_to = self._seek_to, None
-                cursor = await self._start_at(at, reset=True)
-                cursor.end = end
-                continue
-            step = await cursor.next()
-            if isinstance(step, Events):
-                await self._play(step)
-            elif isinstance(step, NewEpoch):
-                # The recorded reset, as the live subscribers got it: reset, then the new window.
-                await self.ws.send(reset_frame(self.sub, self.symbol, "epoch changed"))
-                await self._send_history(Position(step.epoch, 0, step.ts), reset=True)
-            elif isinstance(step, LiveEdge):
-                self._say("live", epoch=step.epoch, seq=step.seq)
-                await self.hand_over(step.epoch, step.seq)
-                return
-            else:
-                assert isinstance(step, End)
-                self._say("end")
-                await self._wait_for_seek()
+        ahead: asyncio.Future[Step] | None = None
+        try:
+            while True:
+                if self._seek_to is not None:
+                    _cancel(ahead)
+                    ahead = None
+                    at, self._seek_to = self._seek_to, None
+                    cursor = await self._start_at(at, reset=True)
+                    cursor.end = end
+                    continue
+                step = await (ahead if ahead is not None else cursor.next())
+                ahead = None
+                if isinstance(step, Events):
+                    # The next page is read while this one is sent: the database (its process, or
+                    # aiosqlite's thread) works meanwhile. One page ahead at most.
+                    ahead = asyncio.ensure_future(cursor.next())
+                    await self._play(step)
+                    continue
+                if not await self._other(step):
+                    return
+        finally:
+            _cancel(ahead)
+
+    async def _other(self, step: Step) -> bool:
+        """An epoch change, the end or the live edge; False when the replay is over (handed over)."""
+        if isinstance(step, NewEpoch):
+            # The recorded reset, as the live subscribers got it: reset, then the new window.
+            await self.ws.send(reset_frame(self.sub, self.symbol, "epoch changed"))
+            await self._send_history(Position(step.epoch, 0, step.ts), reset=True)
+        elif isinstance(step, LiveEdge):
+            self._say("live", epoch=step.epoch, seq=step.seq)
+            await self.hand_over(step.epoch, step.seq)
+            return False
+        else:
+            assert isinstance(step, End)
+            self._say("end")
+            await self._wait_for_seek()
+        return True
 
     async def _start_at(self, at_ms: int, *, reset: bool) -> ReplayCursor:
         position = await self.store.locate(self.symbol, at_ms)
@@ -233,3 +251,15 @@ class ReplayPlayer:
             clock.played(items[stop - 1][1])
             self.events_sent += stop - index
             self.sent_to, index = to_seq, stop
+
+
+def _cancel(pending: asyncio.Future[Step] | None) -> None:
+    """Drop a page read ahead (a seek, or the replay ending): its rows are read again if needed."""
+    if pending is not None:
+        pending.cancel()
+        pending.add_done_callback(_retrieve)
+
+
+def _retrieve(done: asyncio.Future[Step]) -> None:
+    if not done.cancelled():
+        done.exception()
