@@ -33,6 +33,10 @@
  * `stats.badFrames` and reported to `onError`; it never stops the client.
  */
 
+import { ReplayRegistry } from "./signalpush-replay.js";
+
+export { Replay, toMillis } from "./signalpush-replay.js";
+
 export const PROTOCOL_VERSION = 1;
 export const FILTER_KEYS = Object.freeze([
   "kinds",
@@ -267,6 +271,7 @@ export class SignalPushClient {
       duplicatesDropped: 0,
       handlerErrors: 0,
     };
+    this._replays = new ReplayRegistry(this);
     this._connect();
   }
 
@@ -366,6 +371,17 @@ export class SignalPushClient {
     safeCall(this, feed.handlers.onRows, [...feed.rows.values()], frame);
   }
 
+  /**
+   * Replay a past window (docs/client.md, "Replay"): `spec` = {symbol, filter?, history?, from,
+   * to? (ms | ISO | "live"), speed? (0.1..1000 | "max")}. Handlers: onHistory, onEvents, onReset,
+   * onState(frame), onLive(frame), onSubscribed, onError. Returns a handle with pause(), resume(),
+   * seek(t), setSpeed(x), goLive(), close().
+   */
+  replay(spec, handlers = {}) {
+    if (this._closed) throw new Error("client is closed");
+    return this._replays.start(spec, handlers);
+  }
+
   /** Round trip to the server: resolves {rttMs, serverTime}; rejects on timeout or disconnect. */
   ping(timeoutMs = 10000) {
     return new Promise((resolve, reject) => {
@@ -391,6 +407,7 @@ export class SignalPushClient {
     this._ws = null;
     if (ws) this._dropSocket(ws, 1000, "client closed");
     this._failPings(new Error("client closed"));
+    this._replays.closeAll();
     this._setState("closed", {});
   }
 
@@ -582,6 +599,7 @@ export class SignalPushClient {
   }
 
   _dispatch(frame, conn) {
+    if (this._replays.handles(frame)) return undefined;
     switch (frame.op) {
       case "hello":
         return this._onHello(frame, conn);
@@ -658,6 +676,7 @@ export class SignalPushClient {
     this._setState("live", { server: frame.server });
     for (const channel of this._channels.values()) this._sendSubscribe(channel);
     this._sendPerf();
+    this._replays.connected();
   }
 
   _onPong(frame) {

@@ -13,6 +13,7 @@ import { SignalPushClient } from "./signalpush.js";
 import { FrameStats, gridShape, parseTiles, parseWallParams } from "./wall-model.js";
 import { cssVariables, palette } from "./wall-palette.js";
 import { QualityTile } from "./wall-quality.js";
+import { parseReplayParams, WallReplay } from "./wall-replay.js";
 import { bindWall, el, Tile } from "./wall-tile.js";
 
 const Plotly = globalThis.Plotly;
@@ -44,7 +45,10 @@ document.documentElement.style.setProperty("--scale", String(config.scale));
 let client = null;
 /** Whether the page was ever connected: before that, tiles wait; after, a lost link is shown. */
 let everLive = false;
-const serverNow = () => Date.now() + (client?.clockOffsetMs ?? 0);
+/** `?replay=…`: every tile replays a past window on one clock (wall-replay.js); null when live. */
+const replaying = parseReplayParams(location.search);
+const replay = replaying ? new WallReplay(replaying, { onLive: () => onConnection() }) : null;
+const serverNow = () => replay?.now() ?? Date.now() + (client?.clockOffsetMs ?? 0);
 const connected = () => !everLive || client?.state === "live";
 
 /** One key for the whole wall (`legend=key`), the rules in words (docs/client.md "Colour"). */
@@ -116,6 +120,7 @@ bindWall({
   serverNow,
   connected,
   stateChanged: () => renderBadge(),
+  open: replay ? (c, spec, handlers) => replay.open(c, spec, handlers) : null,
 });
 
 /**
@@ -333,6 +338,7 @@ async function start() {
   }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
+  replay?.mount(document);
   renderBadge();
   setInterval(() => {
     const now = serverNow();
@@ -347,6 +353,7 @@ async function start() {
       }
     }
     renderBadge();
+    replay?.render();
   }, 1000);
 
   const api = {
@@ -395,6 +402,17 @@ async function start() {
       return (
         perf && Object.freeze(Object.fromEntries(Object.entries(perf).map(([k, v]) => [k, v.snapshot()])))
       );
+    },
+    /** The replay bar's actions (null when live): pause, resume, seek(t), setSpeed(x), goLive. */
+    get replay() {
+      return replay && !replay.live
+        ? {
+            time: replay.now(),
+            speed: replay.speed,
+            paused: replay.paused,
+            states: replay.handles.map((h) => h.state),
+          }
+        : null;
     },
     resetPerf() {
       if (perf) for (const stats of Object.values(perf)) stats.reset();

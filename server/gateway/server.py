@@ -51,6 +51,7 @@ from server.core.protocol import (
     subscribed_frame,
     unsubscribed_frame,
 )
+from server.core.replay import ReplayControl
 from server.errors import ProtocolError
 from server.gateway.builds import HistoryBuilds
 from server.gateway.catchup import CatchUp
@@ -59,9 +60,11 @@ from server.gateway.metrics import GatewayMetrics
 from server.gateway.outbox import Outbox, ws_of
 from server.gateway.perf import PerfFeed
 from server.gateway.ports import Authorizer, Bus, BusFactory, FigureSource, RequestHandler
+from server.gateway.replay import Replays
 from server.gateway.session import Admission, Session, TokenBucket
 from server.gateway.slowclients import SlowClients
 from server.gateway.tasks import SupervisedTask
+from server.history.replay_cursor import ReplayStore
 from server.history.source import HistorySource
 from server.logs import RateLimitedLog
 from server.settings import Settings
@@ -147,6 +150,14 @@ class Gateway:
             builds=self.builds,
         )
         self.bus: Bus = make_bus(self.live.on_batch, self.live.on_bus_state)
+        engine = getattr(history, "engine", None)  # replays need the SQL store (StoreHistory)
+        self.replays = Replays(
+            store=None if engine is None else ReplayStore(engine, redis),
+            outbox=self.outbox,
+            budget=self.builds.budget,
+            defaults=settings.history,
+            subscribe_live=lambda session, message: self._subscribe_in_order(session, message),
+        )
         #: Open connections per remote address (for server.max_connections_per_ip).
         self.per_address: dict[str, int] = {}
         self.limits = Limits(
@@ -307,6 +318,12 @@ class Gateway:
         except ProtocolError as exc:
             await self._error(ws, exc.ref, exc.code, exc.message)
             return
+        if isinstance(message, ReplayControl):
+            try:
+                self.replays.control(session, message)
+            except ProtocolError as exc:
+                await self._error(ws, message.ref, exc.code, exc.message)
+            return
         if isinstance(message, Subscribe | Unsubscribe | PerfSubscribe):
             if not session.in_order(lambda: self._ordered(session, message)):
                 await self._error(ws, message.ref, "busy", "too many subscribes waiting on this connection")
@@ -317,10 +334,15 @@ class Gateway:
         """A subscribe or unsubscribe, in order with the connection's others but off its reader (a
         ping behind a subscribe waiting for Redis is answered at once); a bug answers internal."""
         try:
-            if isinstance(message, Subscribe):
+            if isinstance(message, Subscribe) and message.replay is not None:
+                self.access.authorize_symbol(session.ws, message.symbol)
+                await self.replays.start(session, message)
+            elif isinstance(message, Subscribe):
                 await self._subscribe(session, message)
             elif isinstance(message, PerfSubscribe):
                 await self._perf(session, message)
+            elif self.replays.stop(session, message.sub):
+                self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
             else:
                 self._unsubscribe(session, message)
         except ProtocolError as exc:
@@ -358,6 +380,7 @@ class Gateway:
         if self.perf is not None:
             self.perf.unsubscribe(session.ws)
         session.cancel_ops()
+        self.replays.drop(session)
         for sub in list(session.members):
             self._leave(session, sub)
 
@@ -431,6 +454,11 @@ class Gateway:
         if self.access.principal_of(session.ws).patterns != ("*",):
             raise ProtocolError("forbidden", "perf: covers every symbol; this token may read only some")
         await self.perf.subscribe(session.ws, request, self.outbox.send_to)
+
+    def _subscribe_in_order(self, session: Session, message: Subscribe) -> None:
+        """A subscribe the server makes for the client (a replay handed over to live)."""
+        if not session.in_order(lambda: self._ordered(session, message)):
+            self._spawn(self._error(session.ws, message.ref, "busy", "too many subscribes waiting"))
 
     async def _ensure_primed(self, symbol: str, new_symbol: bool) -> None:
         await self.live.ensure_primed(
