@@ -14,6 +14,8 @@ import { fitGrid } from "./wall-fit.js";
 import { Fleet } from "./wall-fleet.js";
 import { FrameStats, parseTiles, parseWallParams } from "./wall-model.js";
 import { cssVariables, palette } from "./wall-palette.js";
+import { QualityTile } from "./wall-quality.js";
+import { parseReplayParams, WallReplay } from "./wall-replay.js";
 import { bindWall, el, Tile } from "./wall-tile.js";
 
 const Plotly = globalThis.Plotly;
@@ -61,7 +63,10 @@ document.documentElement.style.setProperty("--scale", String(config.scale));
 let client = null;
 /** Whether the page was ever connected: before that, tiles wait; after, a lost link is shown. */
 let everLive = false;
-const serverNow = () => Date.now() + (client?.clockOffsetMs ?? 0);
+/** `?replay=…`: every tile replays a past window on one clock (wall-replay.js); null when live. */
+const replaying = parseReplayParams(location.search);
+const replay = replaying ? new WallReplay(replaying, { onLive: () => onConnection() }) : null;
+const serverNow = () => replay?.now() ?? Date.now() + (client?.clockOffsetMs ?? 0);
 const connected = () => !everLive || client?.state === "live";
 
 /** One key for the whole wall (`legend=key`), the rules in words (docs/client.md "Colour"). */
@@ -90,6 +95,8 @@ function wsUrl() {
 }
 
 const tiles = new Map();
+/** The signal-quality tile (`tiles=quality`, wall-quality.js), or null. */
+let qualityTile = null;
 let flushPending = false;
 let flushTimer = null;
 let frameRequest = null;
@@ -133,6 +140,7 @@ bindWall({
   serverNow,
   connected,
   stateChanged: () => renderBadge(),
+  open: replay ? (c, spec, handlers) => replay.open(c, spec, handlers) : null,
 });
 
 /**
@@ -190,9 +198,8 @@ function scheduleFlush() {
 }
 
 function layoutGrid() {
-  const { cols, rows } = fitGrid(tiles.size, root.clientWidth, root.clientHeight, {
-    forcedCols: config.cols,
-  });
+  const count = tiles.size + (qualityTile ? 1 : 0);
+  const { cols, rows } = fitGrid(count, root.clientWidth, root.clientHeight, { forcedCols: config.cols });
   root.style.setProperty("--cols", String(cols));
   root.style.setProperty("--rows", String(rows));
   // x ticks only on the bottom row: the tiles above share the time axis's meaning.
@@ -417,8 +424,18 @@ async function start() {
     plotSizes.observe(tile.plot);
     headSizes.observe(tile.head);
   }
+  if (config.quality) {
+    qualityTile = new QualityTile(Plotly, pal);
+    root.append(qualityTile.node);
+    const { bots, strategies } = config.filter;
+    client.perf(
+      { bots, strategies },
+      { onRows: (rows) => qualityTile.update(rows), onError: (f) => qualityTile.fail(f) },
+    );
+  }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
+  replay?.mount(document);
   renderBadge();
   setInterval(() => {
     const now = serverNow();
@@ -433,6 +450,7 @@ async function start() {
       }
     }
     renderBadge();
+    replay?.render();
   }, 1000);
 
   const api = {
@@ -473,10 +491,25 @@ async function start() {
     tile(id) {
       return tiles.get(id)?.snapshot() ?? null;
     },
+    /** The signal-quality tile's state ({rows, shown, draws, error}), or null without one. */
+    get quality() {
+      return qualityTile?.snapshot() ?? null;
+    },
     get perf() {
       return (
         perf && Object.freeze(Object.fromEntries(Object.entries(perf).map(([k, v]) => [k, v.snapshot()])))
       );
+    },
+    /** The replay bar's actions (null when live): pause, resume, seek(t), setSpeed(x), goLive. */
+    get replay() {
+      return replay && !replay.live
+        ? {
+            time: replay.now(),
+            speed: replay.speed,
+            paused: replay.paused,
+            states: replay.handles.map((h) => h.state),
+          }
+        : null;
     },
     resetPerf() {
       if (perf) for (const stats of Object.values(perf)) stats.reset();

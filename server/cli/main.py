@@ -16,6 +16,7 @@ from publishers.errors import SignalpushError
 from server import __version__
 from server.cli import db as store_commands
 from server.cli import importer as import_cli
+from server.cli import replay as replay_cli
 from server.cli import stats as stats_cli
 from server.cli.acl import ROLES
 from server.cli.args import settings_from_args
@@ -224,6 +225,7 @@ def build_parser(*, with_bench: bool = True) -> argparse.ArgumentParser:
     stats_cli.register(commands)
     import_cli.register(commands)
     store_commands.register(commands)
+    replay_cli.register(commands)
     return parser
 
 

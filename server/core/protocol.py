@@ -16,6 +16,8 @@ from publishers.events import SYMBOL_PATTERN
 from server import __version__
 from server.core.displays import DisplayReport, parse_display
 from server.core.filters import EventFilter, parse_filter
+from server.core.perfwire import PerfSubscribe, parse_perf
+from server.core.replay import ReplayControl, ReplayRequest, parse_control, parse_replay
 from server.errors import ProtocolError
 
 PROTOCOL_VERSION: Final = 1
@@ -69,6 +71,8 @@ class Subscribe:
     filter: EventFilter
     history: HistoryRequest | None
     resume: ResumeRequest | None
+    #: Replay a past window instead of following live (server/core/replay.py).
+    replay: ReplayRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,7 @@ class Display:
     report: DisplayReport
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | Display
+ClientMessage = Subscribe | Unsubscribe | Ping | ReplayControl | PerfSubscribe | Display
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,17 +235,22 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return Unsubscribe(ref, sub)
         if op == "ping":
             return Ping(ref)
+        if op == "replay_control":
+            return parse_control(raw, ref)
+        if op == "perf":
+            return parse_perf(raw, ref)
         if op == "display":
             return Display(ref, parse_display(raw))
         raise ProtocolError(
-            "bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, display"
+            "bad_request",
+            f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, replay_control, perf, display",
         )
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None
 
 
 def _subscribe(raw: Mapping[str, Any], ref: Ref, limits: Limits) -> Subscribe:
-    unknown = sorted(set(raw) - {"op", "ref", "symbol", "filter", "history", "resume"})
+    unknown = sorted(set(raw) - {"op", "ref", "symbol", "filter", "history", "resume", "replay"})
     if unknown:
         raise ProtocolError("bad_request", f"{unknown[0][:40]}: unknown key for subscribe")
     symbol = raw.get("symbol")
@@ -253,7 +262,15 @@ def _subscribe(raw: Mapping[str, Any], ref: Ref, limits: Limits) -> Subscribe:
         parse_filter(raw.get("filter")),
         _history(raw.get("history"), limits),
         _resume(raw.get("resume")),
+        _replay_option(raw),
     )
+
+
+def _replay_option(raw: Mapping[str, Any]) -> ReplayRequest | None:
+    replay = parse_replay(raw.get("replay"))
+    if replay is not None and raw.get("resume") is not None:
+        raise ProtocolError("bad_request", "replay: cannot be combined with resume")
+    return replay
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:
