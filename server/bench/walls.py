@@ -5,7 +5,8 @@ Two figures, each against a baseline measured in the same run:
 * **Frame cost on the wall.** A ``signalpush serve`` child, a feed of ``--rate`` events/s to each of
   ``--tiles`` symbols (server/bench/wall.py's MixFeed), and the wall in headless Chromium with
   ``perf=1``: the frame time p95 with heartbeats off (``heartbeat_s=0``) and on (every
-  ``--heartbeat-s``), alternated for ``--rounds`` rounds of ``--measure-s`` seconds each. The
+  ``--heartbeat-s``), alternated (off first in odd rounds, on first in even ones) for
+  ``--rounds`` rounds of ``--measure-s`` seconds each. The
   ratio on/off should be 1 within noise.
 * **Server cost of a fleet.** ``--displays`` websocket connections to the same server (the feed
   stopped), first silent for ``--server-s`` seconds (the baseline: open sockets, pings), then each
@@ -171,7 +172,8 @@ def _frame_phases(http: str, symbols: list[str], args: argparse.Namespace) -> di
         page = browser.new_page(viewport={"width": 1920, "height": 1080})
         wall = _Page(page)
         for round_ in range(args.rounds):
-            for phase in ("off", "on"):
+            # Alternate which goes first: a round's first load must not always be the same phase.
+            for phase in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
                 beat = 0 if phase == "off" else args.heartbeat_s
                 page.goto(f"{http}/wall?{urlencode({**base, 'heartbeat_s': beat})}")
                 _wait(
