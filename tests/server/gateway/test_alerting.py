@@ -171,11 +171,14 @@ async def test_alerts_are_recorded_in_sql(own_redis: EmbeddedRedis, symbol: str,
     from server.history.models import ALERTS
 
     url = own_redis.url
-    async with evaluating(url, [STATUS_RULE]), Publisher(url) as publisher:
-        async with running_recorder(url, store_url, None, trim=False) as recording:
-            await publisher.publish(status(symbol, "error"))
-            await async_wait_until(lambda: alerts_in_log(url, symbol), what="the alert")
-            await recording.caught_up(symbol, 2)
+    async with (
+        evaluating(url, [STATUS_RULE]),
+        Publisher(url) as publisher,
+        running_recorder(url, store_url, None, trim=False) as recording,
+    ):
+        await publisher.publish(status(symbol, "error"))
+        await async_wait_until(lambda: alerts_in_log(url, symbol), what="the alert")
+        await recording.caught_up(symbol, 2)
     engine = create_engine(store_url)
     async with engine.connect() as connection:
         rows = (
