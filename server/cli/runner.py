@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers.connection import async_client, is_cluster_url
+from server.alerts.rules import parse_alerts
 from server.cli.demo import run_demo_bots
 from server.cli.embedded import EmbeddedRedis
 from server.cli.recorder_child import RecorderChild, serve_consumer
 from server.cli.supervisor import Supervisor
 from server.gateway.access import Access
+from server.gateway.alert_api import AlertRoutes, alert_metrics
+from server.gateway.alerting import AlertEvaluator
 from server.gateway.api import ApiRoutes, EngineProbe, StoreFigures, recorder_metrics
 from server.gateway.bus import RedisBus
 from server.gateway.bus_cluster import ShardedBus
@@ -107,6 +110,31 @@ async def running_recorder(
         await task.stop(timeout_s=15)
 
 
+@dataclass(frozen=True)
+class RunningAlerts:
+    evaluator: AlertEvaluator
+    task: SupervisedTask
+
+
+@contextlib.asynccontextmanager
+async def running_alerts(settings: Settings, redis_url: str) -> AsyncIterator[RunningAlerts | None]:
+    """This process's member of the alert evaluator group (when ``alerts.enabled`` and there are
+    rules): a task of the gateway's loop, supervised as ``alerts`` (docs/design.md, "Alerts")."""
+    config = parse_alerts(settings.alerts.rules, settings.alerts.routes)  # a bad rule stops start-up
+    if not settings.alerts.enabled or not config.rules:
+        yield None
+        return
+    evaluator = AlertEvaluator(redis_url, config, settings.alerts, log_maxlen=settings.redis.log_maxlen)
+    stop = asyncio.Event()
+    task = SupervisedTask("alerts", lambda: evaluator.run(stop))
+    task.start()
+    try:
+        yield RunningAlerts(evaluator, task)
+    finally:
+        stop.set()
+        await task.stop(timeout_s=10)
+
+
 def bus_factory(settings: Settings, redis_url: str) -> BusFactory:
     """The bus for ``redis_url``: one connection, or one per cluster node (sharded pub/sub)."""
     bus_class = ShardedBus if is_cluster_url(redis_url) else RedisBus
@@ -133,6 +161,7 @@ def compose_gateway(
     engine: AsyncEngine | None = None,
     recorder: RecorderView | None = None,
     history: HistorySource | None = None,
+    alerting: AlertEvaluator | None = None,
 ) -> ComposedGateway:
     """Build the gateway and its collaborators.
 
@@ -165,8 +194,15 @@ def compose_gateway(
         return ComposedGateway(gateway, HttpRoutes(gateway, access))
     api = ApiRoutes(gateway, access, engine, figures)
     sources = [] if recorder is None else [lambda: recorder_metrics(recorder)]
+    alert_routes = AlertRoutes(redis, access, redis_url=redis_url, log_maxlen=settings.redis.log_maxlen)
+    if alerting is not None:
+        sources.append(lambda: alert_metrics(alerting))
     routes = HttpRoutes(
-        gateway, access, routes=api.handlers(), database=EngineProbe(engine), metrics_sources=sources
+        gateway,
+        access,
+        routes={**api.handlers(), **alert_routes.handlers()},
+        database=EngineProbe(engine),
+        metrics_sources=sources,
     )
     return ComposedGateway(gateway, routes)
 
@@ -176,13 +212,23 @@ async def running_gateway(
     settings: Settings, redis_url: str, *, reuse_port: bool = False, sock: socket.socket | None = None
 ) -> AsyncIterator[tuple[Gateway, int]]:
     """Gateway, HTTP routes, history store and recorder; stopped (1012 to every client) on exit."""
-    async with history_store(settings) as engine, running_recorder(settings, redis_url, engine) as recording:
+    async with (
+        history_store(settings) as engine,
+        running_recorder(settings, redis_url, engine) as recording,
+        running_alerts(settings, redis_url) as alerting,
+    ):
         composed = compose_gateway(
-            settings, redis_url, engine=engine, recorder=None if recording is None else recording.recorder
+            settings,
+            redis_url,
+            engine=engine,
+            recorder=None if recording is None else recording.recorder,
+            alerting=None if alerting is None else alerting.evaluator,
         )
         gateway = composed.gateway
         if recording is not None:
             gateway.supervise(recording.task)
+        if alerting is not None:
+            gateway.supervise(alerting.task)
         port = await gateway.start(reuse_port=reuse_port, http=composed.routes.handle, sock=sock)
         # Everything allocated at start-up lives as long as the process: keep it out of the
         # collector's full passes (they showed as 30-100 ms pauses under load).

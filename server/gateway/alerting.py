@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from publishers import keys
 from publishers.connection import async_client, is_cluster_url
 from publishers.events import Alert, now_ms
-from publishers.script import PUBLISH_SCRIPT, build_call, parse_result
+from publishers.script import PUBLISH_SCRIPT, ScriptResult, build_call, parse_result
 from server.alerts.engine import Decision, Engine
 from server.alerts.rules import AlertConfig
 from server.core.trust import check_event, symbol_name
@@ -308,19 +308,14 @@ class AlertEvaluator:
     async def _publish(self, client: aioredis.Redis, decision: Decision) -> None:
         """The decision as an alert event (deduplicated by its id), the active/recent lists, routes."""
         prefix = "f" if decision.action == "fire" else "r"
-        body = Alert(**decision.event_fields()).body()
-        call = build_call(
-            decision.symbol,
-            [body],
-            publisher_id=f"{prefix}{decision.alert_id}",
-            call_number=1,
-            log_maxlen=self._log_maxlen,
-            register_symbol=not self._cluster,
-            sharded=self._cluster,
-        )
         try:
-            raw = await client.eval(PUBLISH_SCRIPT, len(call.keys), *call.keys, *call.args)
-            result = parse_result(raw)
+            result = await publish_alert(
+                client,
+                decision.event_fields(),
+                f"{prefix}{decision.alert_id}",
+                log_maxlen=self._log_maxlen,
+                cluster=self._cluster,
+            )
         except redis.ResponseError as exc:
             self.counters["publish_errors"] += 1
             log.warning("alert not published", extra={"alert_id": decision.alert_id, "error": str(exc)})
@@ -352,6 +347,24 @@ class AlertEvaluator:
             "holding": int(self.holding),
             "active": sum(1 for _ in self.engine.active()),
         }
+
+
+async def publish_alert(
+    client: aioredis.Redis, fields: dict[str, Any], publisher_id: str, *, log_maxlen: int, cluster: bool
+) -> ScriptResult:
+    """Publish an alert event once: a second call with the same ``publisher_id`` (a replay after a
+    crash, a second ack) is answered "already applied" by the publish script and writes nothing."""
+    body = Alert(**fields).body()
+    call = build_call(
+        fields["symbol"],
+        [body],
+        publisher_id=publisher_id,
+        call_number=1,
+        log_maxlen=log_maxlen,
+        register_symbol=not cluster,
+        sharded=cluster,
+    )
+    return parse_result(await client.eval(PUBLISH_SCRIPT, len(call.keys), *call.keys, *call.args))
 
 
 async def record_state(client: aioredis.Redis, event: dict[str, Any]) -> None:

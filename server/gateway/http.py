@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 #: Query parameters one request may carry at most.
 MAX_QUERY_FIELDS = 32
 #: HTTP status of each ProtocolError code on this port (anything else: 400).
-STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503}
+STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "misdirected": 421, "busy": 503}
 #: The client files served under /client/: those the wheel ships (pyproject's package-data).
 CLIENT_SUFFIXES = (".js", ".d.ts", ".html", ".css")
 #: Other client files served by name (the event schema the wall reads; not package.json).
@@ -154,7 +154,7 @@ class HttpRoutes:
             "/api/symbols": self._symbols,
             **(routes or {}),
         }
-        self._pages = {"/": "index.html", "/wall": "wall.html"}
+        self._pages = {"/": "index.html", "/wall": "wall.html", "/alerts": "alerts.html"}
 
     def __repr__(self) -> str:
         return f"HttpRoutes(routes={sorted(self._routes)})"
@@ -198,6 +198,10 @@ class HttpRoutes:
     async def _route(self, query: Query) -> Response:
         path, request = query.path, query.request
         handler = self._routes.get(path)
+        if handler is None and path.count("/") >= 3:
+            # A route with one variable part: /api/alerts/*/ack answers /api/alerts/<id>/ack.
+            head, _, tail = path.rpartition("/")
+            handler = self._routes.get(f"{head.rpartition('/')[0]}/*/{tail}")
         if handler is not None:
             return await handler(query)
         if path in self._pages:
