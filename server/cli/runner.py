@@ -24,7 +24,7 @@ from server.cli.recorder_child import RecorderChild, serve_consumer
 from server.cli.supervisor import Supervisor
 from server.gateway.access import Access
 from server.gateway.alert_api import AlertRoutes, alert_metrics
-from server.gateway.alerting import AlertEvaluator
+from server.gateway.alerting import AlertEvaluator, report_bus
 from server.gateway.api import ApiRoutes, EngineProbe, StoreFigures, recorder_metrics
 from server.gateway.bus import RedisBus
 from server.gateway.bus_cluster import ShardedBus
@@ -230,6 +230,12 @@ async def running_gateway(
         if alerting is not None:
             gateway.supervise(alerting.task)
         port = await gateway.start(reuse_port=reuse_port, http=composed.routes.handle, sock=sock)
+        if alerting is not None and alerting.evaluator.watches_bus:
+            source = f"{socket.gethostname()}:{port}"
+            report = SupervisedTask(
+                "alert-bus", lambda: report_bus(gateway.redis, source, lambda: gateway.bus.up)
+            )
+            gateway.supervise(report)
         # Everything allocated at start-up lives as long as the process: keep it out of the
         # collector's full passes (they showed as 30-100 ms pauses under load).
         gc.freeze()

@@ -340,6 +340,11 @@ class AlertEvaluator:
         quiet = bool(meta.get("quiet")) if isinstance(meta, dict) else False
         self.deliveries.offer(event, quiet=quiet)
 
+    @property
+    def watches_bus(self) -> bool:
+        """Has a ``bus_down`` rule (gateways then report their bus: :func:`report_bus`)."""
+        return any(r.condition.type == "bus_down" for r in self.engine.rules)
+
     def stats(self) -> dict[str, Any]:
         return {
             **self.counters,
@@ -417,3 +422,28 @@ def _text(value: object) -> str | None:
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def report_bus(
+    client: aioredis.Redis, source: str, is_up: Callable[[], bool], every_s: float = 1.0
+) -> None:
+    """This gateway's bus state into ``keys.ALERTS_BUS_KEY`` (``up <ms>`` / ``down <since ms>``) every
+    ``every_s``, for ``bus_down`` rules; the field is removed when the task stops. The report goes
+    over the command connection, which often survives what ends a pub/sub one (an output-buffer
+    limit, a node failover)."""
+    down_since: int | None = None
+    try:
+        while True:
+            now = now_ms()
+            if is_up():
+                down_since = None
+                state = f"up {now}"
+            else:
+                down_since = down_since or now
+                state = f"down {down_since}"
+            with contextlib.suppress(redis.RedisError, OSError):
+                await client.hset(keys.ALERTS_BUS_KEY, source, state)
+            await asyncio.sleep(every_s)
+    finally:
+        with contextlib.suppress(redis.RedisError, OSError):
+            await client.hdel(keys.ALERTS_BUS_KEY, source)

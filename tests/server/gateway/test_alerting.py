@@ -186,3 +186,27 @@ async def test_alerts_are_recorded_in_sql(own_redis: EmbeddedRedis, symbol: str,
         ).all()
     await engine.dispose()
     assert [tuple(r) for r in rows] == [("bot-error", "firing")]
+
+
+async def test_a_gateway_reports_its_bus_and_forgets_it_on_stop(own_redis: EmbeddedRedis) -> None:
+    from server.gateway.alerting import report_bus
+
+    client = async_client(own_redis.url)
+    up = [True]
+    task = asyncio.create_task(report_bus(client, "gw-9", lambda: up[0], every_s=0.02))
+
+    async def state() -> str:
+        raw = await client.hget(keys.ALERTS_BUS_KEY, "gw-9")
+        return raw.decode() if raw else ""
+
+    await async_wait_until(lambda: _starts(state(), "up "), what="up")
+    up[0] = False
+    await async_wait_until(lambda: _starts(state(), "down "), what="down")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert await state() == ""
+    await client.aclose()
+
+
+async def _starts(text: Any, prefix: str) -> bool:
+    return str(await text).startswith(prefix)
