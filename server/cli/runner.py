@@ -121,7 +121,7 @@ async def running_alerts(settings: Settings, redis_url: str) -> AsyncIterator[Ru
     """This process's member of the alert evaluator group (when ``alerts.enabled`` and there are
     rules): a task of the gateway's loop, supervised as ``alerts`` (docs/design.md, "Alerts")."""
     config = parse_alerts(settings.alerts.rules, settings.alerts.routes)  # a bad rule stops start-up
-    if not settings.alerts.enabled or not config.rules:
+    if not settings.alerts.enabled or not any(rule.enabled for rule in config.rules):
         yield None
         return
     evaluator = AlertEvaluator(redis_url, config, settings.alerts, log_maxlen=settings.redis.log_maxlen)
