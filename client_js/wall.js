@@ -10,6 +10,7 @@
  */
 
 import { SignalPushClient } from "./signalpush.js";
+import { AlertBoard } from "./wall-alerts.js";
 import { FrameStats, gridShape, parseTiles, parseWallParams } from "./wall-model.js";
 import { cssVariables, palette } from "./wall-palette.js";
 import { bindWall, el, Tile } from "./wall-tile.js";
@@ -282,6 +283,24 @@ async function discoverSymbols() {
   return (body.symbols ?? []).map((s) => s.symbol).sort();
 }
 
+/** Alerts: banners, chart markers, `?sound=1` (wall-alerts.js). */
+function startAlerts(specs) {
+  const board = new AlertBoard({
+    client,
+    symbols: specs.map((spec) => spec.symbol),
+    token: config.token,
+    sound: new URLSearchParams(location.search).get("sound") === "1",
+    minutes: config.minutes,
+    serverNow,
+    container: document.getElementById("alerts"),
+    plotsOf: (symbol) => [...tiles.values()].filter((t) => t.symbol === symbol).map((t) => t.plot),
+    Plotly,
+  });
+  bindWall({ alertMarks: (symbol, layout) => board.marks(symbol, layout) });
+  board.start();
+  return board;
+}
+
 async function start() {
   if (config.title) {
     document.title = config.title;
@@ -320,6 +339,7 @@ async function start() {
   }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
+  const alerts = startAlerts(specs);
   renderBadge();
   setInterval(() => {
     const now = serverNow();
@@ -366,6 +386,10 @@ async function start() {
     },
     get banner() {
       return banner.hidden ? null : banner.textContent;
+    },
+    /** Firing alerts not acknowledged (docs/alerts.md). */
+    get alerts() {
+      return alerts.snapshot();
     },
     get tiles() {
       return Object.freeze(Object.fromEntries([...tiles].map(([s, t]) => [s, t.snapshot()])));
