@@ -180,6 +180,7 @@ def compose_gateway(
         history = LogHistory(redis) if engine is None else StoreHistory(redis, engine, settings.history)
     figures: FigureSource = NoFigures() if engine is None else StoreFigures(settings.history.max_points)
     access = Access.from_settings(settings)
+    alert_routes = AlertRoutes(redis, access, redis_url=redis_url, log_maxlen=settings.redis.log_maxlen)
     gateway = Gateway(
         settings,
         redis_url=redis_url,
@@ -189,12 +190,12 @@ def compose_gateway(
         figures=figures,
         make_bus=bus_factory(settings, redis_url),
         builds_database_url=None if engine is None else settings.database.url,
+        alerts=alert_routes,
     )
     if engine is None:
         return ComposedGateway(gateway, HttpRoutes(gateway, access))
     api = ApiRoutes(gateway, access, engine, figures)
     sources = [] if recorder is None else [lambda: recorder_metrics(recorder)]
-    alert_routes = AlertRoutes(redis, access, redis_url=redis_url, log_maxlen=settings.redis.log_maxlen)
     if alerting is not None:
         sources.append(lambda: alert_metrics(alerting))
     routes = HttpRoutes(

@@ -81,7 +81,15 @@ class Ping:
     ref: Ref
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Acknowledge an active alert (docs/alerts.md); token-checked against the alert's symbol."""
+
+    ref: Ref
+    alert_id: str
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +230,14 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return Unsubscribe(ref, sub)
         if op == "ping":
             return Ping(ref)
-        raise ProtocolError("bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping")
+        if op == "ack":
+            alert_id = raw.get("alert_id")
+            if not isinstance(alert_id, str) or not 0 < len(alert_id) <= 32 or not alert_id.isalnum():
+                raise ProtocolError("bad_request", "alert_id: must be the id of an alert")
+            return Ack(ref, alert_id)
+        raise ProtocolError(
+            "bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, ack"
+        )
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None
 
@@ -358,6 +373,14 @@ def status_frame(bus_up: bool, now_ms: int) -> str:
 
 def pong_frame(ref: Ref, now_ms: int) -> str:
     frame: dict[str, Any] = {"op": "pong", "time": now_ms}
+    if ref is not None:
+        frame["ref"] = ref
+    return _dumps(frame)
+
+
+def acked_frame(ref: Ref, alert_id: str, seq: int) -> str:
+    """The answer to an ``ack``: the alert and the seq of its ``acked`` event."""
+    frame: dict[str, Any] = {"op": "acked", "alert_id": alert_id, "seq": seq}
     if ref is not None:
         frame["ref"] = ref
     return _dumps(frame)

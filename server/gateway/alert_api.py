@@ -23,6 +23,7 @@ from publishers.connection import is_cluster_url
 from publishers.events import SYMBOL_PATTERN
 from server.errors import BusError, ProtocolError
 from server.gateway.alerting import RECENT_MAX, AlertEvaluator, publish_alert
+from server.gateway.auth import Principal
 from server.gateway.http import Handler, Query, json_response
 
 if TYPE_CHECKING:
@@ -88,6 +89,12 @@ class AlertRoutes:
         if query.request.method != "POST":
             raise ProtocolError("bad_request", "acknowledge with POST")
         alert_id = query.path.rsplit("/", 2)[-2]
+        principal = self.access.require(query.request, query.params)
+        seq = await self.acknowledge_id(alert_id, principal)
+        return json_response({"ok": True, "alert_id": alert_id, "seq": seq})
+
+    async def acknowledge_id(self, alert_id: str, principal: Principal) -> int:
+        """Acknowledge the active alert ``alert_id`` as ``principal`` (who must read its symbol)."""
         if not _ALERT_ID.match(alert_id):
             raise ProtocolError("bad_request", f"alert id: {alert_id[:40]!r} is not one")
         try:
@@ -96,9 +103,9 @@ class AlertRoutes:
             raise BusError(f"cannot read the alert: {exc}") from exc
         if alert is None:
             raise ProtocolError("not_found", f"no active alert {alert_id}")
-        principal = self.access.require(query.request, query.params, [alert["symbol"]])
-        result = await self.acknowledge(alert, principal.name)
-        return json_response({"ok": True, "alert_id": alert_id, "seq": result})
+        if not principal.can_read(alert["symbol"]):
+            raise ProtocolError("forbidden", f"symbol: this token may not read {alert['symbol']}")
+        return await self.acknowledge(alert, principal.name)
 
     async def acknowledge(self, alert: dict[str, Any], by: str) -> int:
         """Publish the ack event of ``alert`` (once) and mark it acked in the active list; its seq."""

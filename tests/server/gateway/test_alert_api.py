@@ -69,14 +69,18 @@ async def test_an_alert_is_delivered_listed_acked_everywhere_and_replayed(
         listed = (await get(running.port, "/api/alerts")).json()
         assert [a["alert_id"] for a in listed["active"]] == [fired["alert_id"]]
 
-        status_code, body = await asyncio.to_thread(
-            post, running.port, f"/api/alerts/{fired['alert_id']}/ack"
-        )
-        assert status_code == 200 and body["ok"]
+        await walls[1].send({"op": "ack", "ref": "k1", "alert_id": fired["alert_id"]})
+        answer = await walls[1].wait_for(lambda f: f.get("ref") == "k1")
+        assert answer["op"] == "acked" and answer["alert_id"] == fired["alert_id"]
+        await walls[1].send({"op": "ack", "ref": "k2", "alert_id": "0000"})
+        assert (await walls[1].wait_for(lambda f: f.get("ref") == "k2"))["code"] == "not_found"
         for wall in walls:
             acked = await async_wait_until(lambda w=wall: alert_of(w, "acked"), what="the ack on every wall")
             assert acked["alert_id"] == fired["alert_id"]
-        assert (await asyncio.to_thread(post, running.port, f"/api/alerts/{fired['alert_id']}/ack"))[0] == 200
+        status_code, body = await asyncio.to_thread(
+            post, running.port, f"/api/alerts/{fired['alert_id']}/ack"
+        )
+        assert status_code == 200 and body["ok"]  # a second ack (over HTTP): answered, nothing written
         assert (await get(running.port, "/api/alerts")).json()["active"][0]["acked"] is True
         assert (await asyncio.to_thread(post, running.port, "/api/alerts/ffff/ack"))[0] == 404
         assert (await get(running.port, f"/api/alerts/{fired['alert_id']}/ack")).status == 400
@@ -85,7 +89,7 @@ async def test_an_alert_is_delivered_listed_acked_everywhere_and_replayed(
         late = await WsClient(running.ws_url).connect()
         await late.subscribe(symbol, filter={"kinds": ["alert"]}, history={"minutes": 5})
         frame = await late.wait_for(lambda f: f["op"] == "history")
-        assert frame["data"]["alert"]["state"] == ["firing", "acked"]
+        assert frame["data"]["alert"]["state"] == ["firing", "acked"]  # one acked event for two acks
         assert all(e["kind"] == "bot" for e in others.events(other_sub))
         for client in (*walls, others, late):
             await client.close()
