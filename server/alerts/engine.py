@@ -98,6 +98,9 @@ class Engine:
         self.bus: dict[str, int | None] = {}
         #: "rule\x00scope" -> {state, since, cause, id, symbol, value, text, until}
         self.incidents: dict[str, dict[str, Any]] = {}
+        #: Every scope key that may have an incident (a superset: rebuilt by tick). A scope not in
+        #: it has none, so the common "condition not met" costs one set lookup.
+        self._scopes: set[str] = set()
         self.dropped = 0
         self._scope_cache: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
 
@@ -206,6 +209,7 @@ class Engine:
                         text=f"bus down on {source} for {condition.seconds:g} s",
                     )
         # Pending incidents of event conditions whose window or cooldown has now passed.
+        self._scopes = {key.split("\x00", 1)[1] for key in self.incidents}
         for key, inc in list(self.incidents.items()):
             if inc["state"] == "ok" and int(inc.get("until", 0)) <= now_ms:
                 del self.incidents[key]  # a cooldown that ended: nothing left to remember
@@ -318,6 +322,8 @@ class Engine:
         value: float | None = None,
         text: str = "",
     ) -> None:
+        if not active and scope not in self._scopes:
+            return
         key = f"{rule.name}\x00{scope}"
         inc = self.incidents.get(key)
         if not active:
@@ -338,6 +344,7 @@ class Engine:
             until = int(inc.get("until", 0)) if inc else 0
             inc = {"state": "pending", "since": now_ms, "cause": cause, "until": until}
             self.incidents[key] = inc
+            self._scopes.add(scope)
         inc.update(symbol=symbol, value=value, text=text)
         self._maybe_fire(rule, key, inc, now_ms, out)
 
@@ -481,6 +488,7 @@ class Engine:
         except (KeyError, TypeError, AttributeError):
             return False
         self.bots, self.candles, self.bus, self.incidents = bots, candles, bus, incidents
+        self._scopes = {key.split("\x00", 1)[1] for key in incidents}
         self._scope_cache.clear()
         return True
 

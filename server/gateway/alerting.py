@@ -146,34 +146,42 @@ class AlertEvaluator:
             await client.aclose()
 
     async def _round(self, client: aioredis.Redis, tick_s: float) -> None:
-        held = bool(
-            await client.eval(_LEASE, 1, keys.ALERTS_LEASE_KEY, self.owner, str(self.settings.lease_ms))
-        )
-        if not held:
-            self.holding = False
-            await asyncio.sleep(min(tick_s * 2, self.settings.lease_ms / 4000))
-            return
-        if not self.holding:
-            await self._take_over(client)
-        started = time.monotonic()
+        """Renew the lease (every quarter of it), read, evaluate, publish, tick (every ``tick_ms``) and
+        checkpoint (every ``_CHECKPOINT_EVERY_S``). Per-round work is one XREAD when events flow."""
+        clock = time.monotonic()
+        if not self.holding or clock >= self._renew_at:
+            lease = await client.eval(
+                _LEASE, 1, keys.ALERTS_LEASE_KEY, self.owner, str(self.settings.lease_ms)
+            )
+            if not lease:
+                self.holding = False
+                await asyncio.sleep(min(tick_s * 2, self.settings.lease_ms / 4000))
+                return
+            self._renew_at = clock + self.settings.lease_ms / 4000
+            if not self.holding:
+                await self._take_over(client)
         await self._refresh_symbols(client)
-        read = await self._read(client, block_ms=self.settings.tick_ms)
+        timeout = max(1, int(1000 * (self._tick_at - time.monotonic())))
+        read = await self._read(client, block_ms=min(self.settings.tick_ms, timeout))
         now = self._clock()
         decisions: list[Decision] = []
+        observe = self.engine.observe
         for symbol, epoch, seq, event in read:
-            self.counters["events"] += 1
             if event.get("kind") == "alert":
                 self._hand_to_routes(event)
             else:
-                decisions += self.engine.observe(event, now, ref=f"{symbol}:{epoch}:{seq}")
-        decisions += await self._bus_decisions(client, now)
-        decisions += self.engine.tick(now)
+                decisions += observe(event, now, f"{symbol}:{epoch}:{seq}")
+        self.counters["events"] += len(read)
+        if time.monotonic() >= self._tick_at:
+            self._tick_at = time.monotonic() + tick_s
+            decisions += await self._bus_decisions(client, now)
+            decisions += self.engine.tick(now)
         for decision in decisions:
             await self._publish(client, decision)
-        if read or decisions or time.monotonic() - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
+        if time.monotonic() - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
             await self._checkpoint(client)
         if not read and not self._blocking:
-            await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, self._tick_at - time.monotonic()))
 
     # -- lease and checkpoint ------------------------------------------------------------------
 
@@ -224,6 +232,8 @@ class AlertEvaluator:
     _last_checkpoint: float = 0.0
     _next_refresh: float = 0.0
     _blocking: bool = False
+    _renew_at: float = 0.0
+    _tick_at: float = 0.0
 
     async def _refresh_symbols(self, client: aioredis.Redis, *, start_at_tail: bool = False) -> None:
         """New symbols (read from their first entry) and epochs that changed (read from seq 1)."""
