@@ -201,6 +201,8 @@ class AlertSettings:
     ``server.alerts.rules.parse_alerts`` at start (errors name the rule and the key)."""
 
     enabled: bool = True
+    #: Evaluate in a child process of ``serve`` (server/cli/alerts_child.py), off the gateway's GIL.
+    process: bool = True
     #: How often timer conditions (silence, no candle, bus down) are evaluated.
     tick_ms: int = field(default=250, metadata=_rule(min=10, max=60_000))
     #: The evaluator's lease: another process takes over this long after its holder died.

@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers.connection import async_client, is_cluster_url
 from server.alerts.rules import parse_alerts
+from server.cli.alerts_child import AlertsChild
 from server.cli.demo import run_demo_bots
 from server.cli.embedded import EmbeddedRedis
 from server.cli.recorder_child import RecorderChild, serve_consumer
 from server.cli.supervisor import Supervisor
 from server.gateway.access import Access
-from server.gateway.alert_api import AlertRoutes, alert_metrics
+from server.gateway.alert_api import AlertRoutes, AlertStats, alert_metrics
 from server.gateway.alerting import AlertEvaluator, report_bus
 from server.gateway.api import ApiRoutes, EngineProbe, StoreFigures, recorder_metrics
 from server.gateway.bus import RedisBus
@@ -112,27 +113,35 @@ async def running_recorder(
 
 @dataclass(frozen=True)
 class RunningAlerts:
-    evaluator: AlertEvaluator
+    evaluator: AlertStats
     task: SupervisedTask
+    #: A rule watches the gateways' bus (each gateway then reports it).
+    watches_bus: bool
 
 
 @contextlib.asynccontextmanager
 async def running_alerts(settings: Settings, redis_url: str) -> AsyncIterator[RunningAlerts | None]:
-    """This process's member of the alert evaluator group (when ``alerts.enabled`` and there are
-    rules): a task of the gateway's loop, supervised as ``alerts`` (docs/design.md, "Alerts")."""
+    """This host's member of the alert evaluator group (when ``alerts.enabled`` and a rule is):
+    a child process (``alerts.process``, default) or a task of this process; supervised as the
+    task ``alerts`` (docs/design.md, "Alerts in the stream")."""
     config = parse_alerts(settings.alerts.rules, settings.alerts.routes)  # a bad rule stops start-up
-    if not settings.alerts.enabled or not any(rule.enabled for rule in config.rules):
+    rules = [rule for rule in config.rules if rule.enabled]
+    if not settings.alerts.enabled or not rules:
         yield None
         return
-    evaluator = AlertEvaluator(redis_url, config, settings.alerts, log_maxlen=settings.redis.log_maxlen)
+    evaluator: AlertsChild | AlertEvaluator
+    if settings.alerts.process:
+        evaluator = AlertsChild(settings, redis_url)
+    else:
+        evaluator = AlertEvaluator(redis_url, config, settings.alerts, log_maxlen=settings.redis.log_maxlen)
     stop = asyncio.Event()
     task = SupervisedTask("alerts", lambda: evaluator.run(stop))
     task.start()
     try:
-        yield RunningAlerts(evaluator, task)
+        yield RunningAlerts(evaluator, task, any(rule.condition.type == "bus_down" for rule in rules))
     finally:
         stop.set()
-        await task.stop(timeout_s=10)
+        await task.stop(timeout_s=15)
 
 
 def bus_factory(settings: Settings, redis_url: str) -> BusFactory:
@@ -161,7 +170,7 @@ def compose_gateway(
     engine: AsyncEngine | None = None,
     recorder: RecorderView | None = None,
     history: HistorySource | None = None,
-    alerting: AlertEvaluator | None = None,
+    alerting: AlertStats | None = None,
 ) -> ComposedGateway:
     """Build the gateway and its collaborators.
 
@@ -231,7 +240,7 @@ async def running_gateway(
         if alerting is not None:
             gateway.supervise(alerting.task)
         port = await gateway.start(reuse_port=reuse_port, http=composed.routes.handle, sock=sock)
-        if alerting is not None and alerting.evaluator.watches_bus:
+        if alerting is not None and alerting.watches_bus:
             source = f"{socket.gethostname()}:{port}"
             report = SupervisedTask(
                 "alert-bus", lambda: report_bus(gateway.redis, source, lambda: gateway.bus.up)

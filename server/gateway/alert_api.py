@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -22,7 +22,7 @@ from publishers import keys
 from publishers.connection import is_cluster_url
 from publishers.events import SYMBOL_PATTERN
 from server.errors import BusError, ProtocolError
-from server.gateway.alerting import RECENT_MAX, AlertEvaluator, publish_alert
+from server.gateway.alerting import RECENT_MAX, publish_alert
 from server.gateway.auth import Principal
 from server.gateway.http import Handler, Query, json_response
 
@@ -139,18 +139,26 @@ class AlertRoutes:
 
 
 _METRICS: Final = (
+    ("events", "counter", "Events the alert evaluator read and evaluated (while holding the lease)"),
+    ("rejected", "counter", "Log entries the alert evaluator dropped (not valid events)"),
     ("fired", "counter", "Alerts fired (each published once)"),
     ("resolved", "counter", "Alerts resolved"),
     ("replayed", "counter", "Alert decisions made again after a takeover, found already published"),
     ("delivered", "counter", "Route deliveries (webhook, Telegram) answered 2xx"),
     ("retries", "counter", "Route delivery attempts after a failure"),
     ("dead_letters", "counter", "Route deliveries given up (attempts spent, refused, or queue full)"),
-    ("holding", "gauge", "1 while this process holds the alert evaluator lease"),
+    ("holding", "gauge", "Whether this host's evaluator holds the alert evaluator lease (1) or not (0)"),
     ("active", "gauge", "Firing alerts (as this process last knew, when holding the lease)"),
 )
 
 
-def alert_metrics(evaluator: AlertEvaluator) -> list[str]:
+class AlertStats(Protocol):
+    """The evaluator of this host (in-process, or the child's last report)."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+def alert_metrics(evaluator: AlertStats) -> list[str]:
     """The alert evaluator's /metrics lines (``signalpush_alert_*``)."""
     stats = evaluator.stats()
     lines: list[str] = []

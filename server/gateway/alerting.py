@@ -233,14 +233,19 @@ class AlertEvaluator:
     _next_refresh: float = 0.0
     _blocking: bool = False
     _renew_at: float = 0.0
+    _symbol_count: int = -1
     _tick_at: float = 0.0
 
     async def _refresh_symbols(self, client: aioredis.Redis, *, start_at_tail: bool = False) -> None:
         """New symbols (read from their first entry) and epochs that changed (read from seq 1)."""
-        if not start_at_tail and time.monotonic() < self._next_refresh:
+        # Between full refreshes (epochs), a new symbol is found at once: one SCARD a round.
+        between = not start_at_tail and time.monotonic() < self._next_refresh
+        if between and await client.scard(keys.SYMBOLS_KEY) == self._symbol_count:
             return
         self._next_refresh = time.monotonic() + 1.0
-        names = [n for raw in await client.smembers(keys.SYMBOLS_KEY) if (n := symbol_name(raw)) is not None]
+        members = await client.smembers(keys.SYMBOLS_KEY)
+        self._symbol_count = len(members)
+        names = [n for raw in members if (n := symbol_name(raw)) is not None]
         pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.hmget(keys.meta_key(name), [keys.META_EPOCH, keys.META_SEQ])

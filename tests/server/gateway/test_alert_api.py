@@ -54,6 +54,11 @@ async def test_an_alert_is_delivered_listed_acked_everywhere_and_replayed(
             subs[id(wall)] = reply["sub"]
         others = await WsClient(running.ws_url).connect()
         other_sub = (await others.subscribe(symbol, filter={"kinds": ["bot"]}))["sub"]
+
+        async def holding() -> bool:
+            return "\nsignalpush_alert_holding 1\n" in (await get(running.port, "/metrics")).body.decode()
+
+        await async_wait_until(holding, what="the evaluator child to hold the lease")
         cause = time.monotonic()
         await publisher.publish(status(symbol, "error"))
 
@@ -91,5 +96,10 @@ async def test_an_alert_is_delivered_listed_acked_everywhere_and_replayed(
         frame = await late.wait_for(lambda f: f["op"] == "history")
         assert frame["data"]["alert"]["state"] == ["firing", "acked"]  # one acked event for two acks
         assert all(e["kind"] == "bot" for e in others.events(other_sub))
+
+        async def fired_metric() -> bool:
+            return "\nsignalpush_alert_fired_total 1\n" in (await get(running.port, "/metrics")).body.decode()
+
+        await async_wait_until(fired_metric, what="the evaluator's counters on /metrics")
         for client in (*walls, others, late):
             await client.close()
