@@ -69,6 +69,19 @@ class Decision:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The rules in scope of one (kind, symbol, bot, strategy), by what an event does to them."""
+
+    #: Timer rules: an event only ends their incident (silence, no candle).
+    resolving: tuple[Rule, ...]
+    #: Rules evaluated on every event (status, drawdown, loss streak).
+    evaluating: tuple[Rule, ...]
+    #: Signal rules, looked at only from the lowest of their confidences up.
+    signals: tuple[Rule, ...]
+    min_confidence: float
+
+
 def alert_id(rule: str, scope: str, cause: str) -> str:
     """The id of the incident of ``rule`` on ``scope`` started by ``cause`` (24 hex digits)."""
     return hashlib.sha1(f"{rule}\x00{scope}\x00{cause}".encode()).hexdigest()[:24]
@@ -102,7 +115,7 @@ class Engine:
         #: it has none, so the common "condition not met" costs one set lookup.
         self._scopes: set[str] = set()
         self.dropped = 0
-        self._scope_cache: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
+        self._scope_cache: dict[tuple[str, str, str | None, str | None], _Plan] = {}
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -123,8 +136,9 @@ class Engine:
                 self.dropped += 1
                 return out
             self.candles[symbol] = {"seen": now_ms, "ref": ref}
-            for rule in self._in_scope("candle", symbol, None, None):
-                self._set(rule, symbol, False, now_ms, out)
+            if symbol in self._scopes:
+                for rule in self._in_scope("candle", symbol, None, None).resolving:
+                    self._set(rule, symbol, False, now_ms, out)
             return out
         bot, strategy = event.get("bot"), event.get("strategy")
         if not isinstance(bot, str) or not isinstance(strategy, str):
@@ -144,8 +158,17 @@ class Engine:
             data["cum"] = float(data.get("cum", 0.0)) + pnl
             data["peak_cum"] = max(float(data.get("peak_cum", 0.0)), data["cum"])
             data["losses"] = int(data.get("losses", 0)) + 1 if pnl < 0 else 0
-        for rule in self._in_scope(kind, symbol, bot, strategy):
+        plan = self._in_scope(kind, symbol, bot, strategy)
+        if plan.resolving and bot in self._scopes:  # silence ends with any event of the bot
+            for rule in plan.resolving:
+                self._set(rule, bot, False, now_ms, out)
+        for rule in plan.evaluating:
             self._evaluate(rule, kind, event, bot, data, now_ms, out)
+        if plan.signals:
+            confidence = event.get("confidence")
+            if isinstance(confidence, int | float) and confidence >= plan.min_confidence:
+                for rule in plan.signals:
+                    self._evaluate(rule, kind, event, bot, data, now_ms, out)
         return out
 
     def observe_bus(self, source: str, up: bool, since_ms: int, now_ms: int) -> list[Decision]:
@@ -234,9 +257,7 @@ class Engine:
         condition = rule.condition
         ctype = condition.type
         symbol = data["symbol"]
-        if ctype == "silent":
-            self._set(rule, bot, False, now_ms, out)
-        elif ctype == "status" and kind == "bot":
+        if ctype == "status" and kind == "bot":
             status = data.get("status")
             self._set(
                 rule,
@@ -417,18 +438,27 @@ class Engine:
             data = self.bots[bot] = {}
         return data
 
-    def _in_scope(self, kind: str, symbol: str, bot: str | None, strategy: str | None) -> tuple[Rule, ...]:
+    def _in_scope(self, kind: str, symbol: str, bot: str | None, strategy: str | None) -> _Plan:
         key = (kind, symbol, bot, strategy)
-        rules = self._scope_cache.get(key)
-        if rules is None:
+        plan = self._scope_cache.get(key)
+        if plan is None:
             wanted = _KIND_CONDITIONS[kind]
-            rules = tuple(
+            rules = [
                 r for r in self._rules if r.condition.type in wanted and r.scope.admits(symbol, bot, strategy)
+            ]
+            signals = tuple(r for r in rules if r.condition.type == "signal")
+            plan = _Plan(
+                resolving=tuple(r for r in rules if r.condition.type in ("silent", "no_candle")),
+                evaluating=tuple(
+                    r for r in rules if r.condition.type not in ("silent", "no_candle", "signal")
+                ),
+                signals=signals,
+                min_confidence=min((r.condition.min_confidence for r in signals), default=0.0),
             )
             if len(self._scope_cache) >= _SCOPE_CACHE_MAX:
                 self._scope_cache.clear()
-            self._scope_cache[key] = rules
-        return rules
+            self._scope_cache[key] = plan
+        return plan
 
     # -- state -------------------------------------------------------------------------------
 
