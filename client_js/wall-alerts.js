@@ -13,6 +13,8 @@
 /** The stream of alerts that concern no symbol. */
 export const ALERTS_SYMBOL = "_alerts";
 const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
+/** A one-off alert (a signal: it never resolves) shows this long unless acknowledged first. */
+export const INSTANT_SHOW_MS = 60_000;
 
 /** "3 s", "4 min", "2 h" since `ts` (ms). */
 export function ageText(ts, now) {
@@ -126,6 +128,7 @@ export class AlertBoard {
       severity: columns.severity[i],
       scope: columns.scope[i],
       message: columns.message[i],
+      meta: columns.meta?.[i] ?? {},
     }));
     events.sort((a, b) => a.ts - b.ts);
     const marks = events.filter((e) => e.state === "firing");
@@ -196,6 +199,9 @@ export class AlertBoard {
   render() {
     if (!this.container) return;
     const now = this.serverNow();
+    for (const [id, a] of this.active) {
+      if (a.meta?.instant && now - a.ts > INSTANT_SHOW_MS) this.active.delete(id);
+    }
     const alerts = [...this.active.values()].sort(
       (a, b) => (SEVERITY_ORDER[a.severity] ?? 3) - (SEVERITY_ORDER[b.severity] ?? 3) || b.ts - a.ts,
     );

@@ -201,7 +201,8 @@ SCHEMA: Final[dict[str, KindSpec]] = {
             _text("scope", 128),
             _text("message", 256),
             _number("value", required=False, nullable=True),
-            _META,
+            # In the history frame too: a wall needs meta.instant (an alert that never resolves).
+            FieldSpec(name="meta", type="object", required=False),
         ),
     ),
 }

@@ -48,6 +48,8 @@ class Decision:
     #: Inside the rule's quiet hours: external routes are skipped.
     quiet: bool
     routes: tuple[str, ...]
+    #: A one-off alert (``signal``): it never resolves, so it is never "active".
+    instant: bool = False
 
     @property
     def state(self) -> str:
@@ -65,7 +67,7 @@ class Decision:
             "scope": self.scope,
             "message": self.message,
             "value": self.value,
-            "meta": {"routes": list(self.routes), "quiet": self.quiet},
+            "meta": {"routes": list(self.routes), "quiet": self.quiet, "instant": self.instant},
         }
 
 
@@ -425,6 +427,7 @@ class Engine:
             ts=now_ms,
             quiet=rule.is_quiet(now_ms),
             routes=rule.routes,
+            instant=rule.condition.instant,
         )
 
     # -- scope -------------------------------------------------------------------------------

@@ -390,8 +390,13 @@ async def publish_alert(
 async def record_state(client: aioredis.Redis, event: dict[str, Any]) -> None:
     """Keep ``keys.ALERTS_ACTIVE_KEY`` / ``ALERTS_RECENT_KEY`` current for an alert event."""
     alert_id, state = str(event["alert_id"]), event["state"]
+    meta = event.get("meta")
+    instant = isinstance(meta, dict) and meta.get("instant") is True
     pipe = client.pipeline(transaction=True)
-    if state == "firing":
+    if state == "firing" and instant:  # never resolves: straight to the recent ones
+        pipe.lpush(keys.ALERTS_RECENT_KEY, json.dumps(event))
+        pipe.ltrim(keys.ALERTS_RECENT_KEY, 0, RECENT_MAX - 1)
+    elif state == "firing":
         pipe.hset(keys.ALERTS_ACTIVE_KEY, alert_id, json.dumps(event))
     elif state == "resolved":
         pipe.hdel(keys.ALERTS_ACTIVE_KEY, alert_id)

@@ -103,7 +103,7 @@ def test_the_history_frame_columns_are_the_protocol_s() -> None:
         "signal": ("seq", "ts", "bot", "strategy", "type", "price", "confidence"),
         "trade": ("seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "pnl", "position"),
         "bot": ("seq", "ts", "bot", "strategy", "status", "equity"),
-        "alert": ("seq", "ts", "alert_id", "rule", "state", "severity", "scope", "message", "value"),
+        "alert": ("seq", "ts", "alert_id", "rule", "state", "severity", "scope", "message", "value", "meta"),
     }
     assert schema_json()["kinds"]["trade"]["history"][0] == "seq"
     with pytest.raises(KeyError, match="no field 'nope'"):

@@ -210,3 +210,28 @@ async def test_a_gateway_reports_its_bus_and_forgets_it_on_stop(own_redis: Embed
 
 async def _starts(text: Any, prefix: str) -> bool:
     return str(await text).startswith(prefix)
+
+
+async def test_an_instant_alert_is_recent_never_active(own_redis: EmbeddedRedis, symbol: str) -> None:
+    from publishers.events import Signal
+
+    url = own_redis.url
+    rule = {"name": "strong", "condition": {"type": "signal", "min_confidence": 0.9}, "cooldown_s": 0}
+    async with evaluating(url, [rule]), Publisher(url) as publisher:
+        await publisher.publish(
+            Signal(
+                symbol=symbol,
+                ts=1_760_000_000_000,
+                bot="b",
+                strategy="s",
+                type="buy",
+                price=1,
+                confidence=0.95,
+            )
+        )
+        fired = await async_wait_until(lambda: alerts_in_log(url, symbol), what="the signal alert")
+        assert fired[0]["meta"]["instant"] is True and fired[0]["scope"] == f"{symbol}/b"
+        client = async_client(url)
+        await async_wait_until(lambda: client.llen(keys.ALERTS_RECENT_KEY), what="the recent list")
+        assert await client.hlen(keys.ALERTS_ACTIVE_KEY) == 0
+        await client.aclose()
