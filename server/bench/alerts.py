@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from publishers.events import Signal
@@ -34,6 +35,7 @@ from server.bench.fanout import (
     add_arguments as fanout_arguments,
 )
 from server.bench.fleet import LoadFleet
+from server.bench.procs import CpuMeter, children_of
 from server.bench.rig import Rig, judge, measure_phase, repeat, vars_of
 
 DESCRIPTION = "alerts: fan-out with N alert rules vs none (same run), cause→webhook latency p99"
@@ -187,11 +189,13 @@ def run_target(
             (f"{args.rate:g} ev/s", {"latency": True, "mode": "rate", "seconds": args.rate_seconds,
                                      "rate": args.rate, "processes": args.rate_publishers}),
         ):  # fmt: skip
+            meter = CpuMeter(alerts_pids(server.pid)).start()
             if causes is None:
                 phases[name] = measure_phase(bench, server, fleet, symbols, drain_s=args.drain, **options)
                 continue
             with causes.during() as indexes:
                 phases[name] = measure_phase(bench, server, fleet, symbols, drain_s=args.drain, **options)
+            figures[f"{name}: alerts process CPU %"] = meter.stop().percent
             values, missing = latencies_ms(causes, stub, indexes)
             figures[f"{name}: cause→webhook p50 ms"] = round(percentile(values, 50), 1) if values else None
             figures[f"{name}: cause→webhook p99 ms"] = round(percentile(values, 99), 1) if values else None
@@ -202,6 +206,19 @@ def run_target(
     finally:
         fleet.close()
         server.stop()
+
+
+def alerts_pids(server_pid: int) -> list[int]:
+    """The alerts child of a ``serve`` (server/cli/alerts_child.py)."""
+    found = []
+    for pid in children_of(server_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"alerts_child" in argv:
+            found.append(pid)
+    return found
 
 
 def one_run(bench: Rig, args: argparse.Namespace, index: int) -> list[dict[str, Any]]:
