@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from publishers import keys
+from publishers.connection import sync_client
 from publishers.events import Signal
 from publishers.sync_publisher import SyncPublisher
 from server.bench import BenchResult, positive_float, positive_int
@@ -179,6 +181,8 @@ def run_target(
             raise RuntimeError(
                 f"{target.label}: {connected.failed} connections failed: {connected.errors[:3]}"
             )
+        if causes is not None:
+            wait_for_lease(bench.redis_url)
         flow_key = bench.flow_key(target.label.replace(" ", "-"))
         fleet.flow(bench.redis_url, flow_key)
         phases = {}
@@ -206,6 +210,19 @@ def run_target(
     finally:
         fleet.close()
         server.stop()
+
+
+def wait_for_lease(redis_url: str, timeout_s: float = 30.0) -> None:
+    """Until an evaluator holds the lease (causes sent before would find no evaluator reading)."""
+    client = sync_client(redis_url, name="signalpush-bench")
+    try:
+        deadline = time.monotonic() + timeout_s
+        while client.get(keys.ALERTS_LEASE_KEY) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no alert evaluator took the lease")
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def alerts_pids(server_pid: int) -> list[int]:
