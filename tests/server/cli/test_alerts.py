@@ -73,11 +73,13 @@ def test_two_evaluators_and_a_sigkill_mid_incident_fire_once_and_resolve_once(
         evaluators[holder].kill()  # SIGKILL: no checkpoint, no release of the lease
         evaluators[holder].wait(10)
         other = "B" if holder == "A" else "A"
-        wait_until(lambda: client.get(keys.ALERTS_LEASE_KEY) == other.encode(), what="the takeover")
+        wait_until(
+            lambda: client.get(keys.ALERTS_LEASE_KEY) == other.encode(), timeout=30, what="the takeover"
+        )
         publisher.publish(
             BotStatus(symbol=symbol, ts=1_760_000_000_000, bot="b", strategy="s", status="active")
         )
-        wait_until(lambda: len(alert_states(client, symbol)) >= 2, what="the resolution")
+        wait_until(lambda: len(alert_states(client, symbol)) >= 2, timeout=30, what="the resolution")
     assert alert_states(client, symbol) == ["firing", "resolved"]
     wait_until(lambda: client.hlen(keys.ALERTS_ACTIVE_KEY) == 0, what="the active list to empty")
 
