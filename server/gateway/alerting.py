@@ -209,6 +209,10 @@ class AlertEvaluator:
                 log.warning("alert checkpoint unreadable: starting from now")
             await self._refresh_symbols(client, start_at_tail=True)
         self.holding = True
+        if not restored:
+            # The group's first cursors, at once: a successor of ours replays from here, so an
+            # incident started before our first periodic checkpoint is not lost.
+            await self._checkpoint(client)
         self._last_checkpoint = time.monotonic()
         log.info("alert evaluator holds the lease", extra={"owner": self.owner, "restored": restored})
 
