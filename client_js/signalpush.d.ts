@@ -286,7 +286,47 @@ export declare class SignalPushClient {
   };
   readonly subscriptions: Subscription[];
   subscribe(spec: SubscribeSpec, handlers?: SubscriptionHandlers): Subscription;
+  /** Replay a past window through the live protocol (docs/client.md, "Replay"). */
+  replay(spec: ReplaySpec, handlers?: ReplayHandlers): Replay;
   ping(timeoutMs?: number): Promise<{ rttMs: number; serverTime: number }>;
+  /** The live signal-quality stream (docs/protocol.md, "perf"). */
+  perf(spec?: PerfSpec, handlers?: PerfHandlers): PerfFeed;
+  close(): void;
+}
+
+/** A row of the perf stream: GET /api/signal-quality's group row (docs/analytics.md). */
+export interface QualityRow {
+  bot: string;
+  strategy: string;
+  signals: number;
+  linked: number;
+  hit_rate: number | null;
+  expectancy: number | null;
+  unrealised_pnl: number;
+  equity: number;
+  calibration: Array<{
+    bucket: number;
+    confidence_low: number;
+    confidence_high: number;
+    signals: number;
+    resolved: number;
+    hit_rate: number | null;
+    hit_rate_low: number | null;
+    hit_rate_high: number | null;
+    mean_pnl: number | null;
+  }>;
+  [metric: string]: unknown;
+}
+export interface PerfSpec {
+  bots?: string[];
+  strategies?: string[];
+}
+export interface PerfHandlers {
+  onRows?(rows: QualityRow[], frame: { op: "perf"; full: boolean; time: number; rows: QualityRow[] }): void;
+  onError?(frame: { op: "error"; code: string; message: string }): void;
+}
+export interface PerfFeed {
+  readonly rows: Map<string, QualityRow>;
   close(): void;
 }
 
@@ -303,3 +343,66 @@ export declare function checkEventsFrame(
 ):
   | { ok: true; items: SignalPushEvent[]; dropped: number; epoch: string | null; lastSeq: number }
   | { ok: false; reason: "gap" | "epoch" };
+
+// ---- replay (the flight recorder; signalpush-replay.js) ----------------------------------
+
+/** A time: ms since the Unix epoch, a Date, or an ISO 8601 text ("2026-12-03T03:00:00Z"). */
+export type TimeLike = number | Date | string;
+/** 0.1..1000 × the recorded pace, or "max" (as fast as the connection takes it). */
+export type ReplaySpeed = number | "max";
+
+export interface ReplaySpec extends SubscribeSpec {
+  from: TimeLike;
+  /** Inclusive end, or "live" (default): hand over to the live stream at the live edge. */
+  to?: TimeLike | "live";
+  speed?: ReplaySpeed;
+}
+
+export interface ReplayFrame {
+  op: "replay";
+  sub: string;
+  symbol: string;
+  state: "playing" | "paused" | "seek" | "speed" | "end" | "live";
+  /** The recorded time being played (ms). */
+  time: number;
+  speed: ReplaySpeed;
+  /** state "live": the position the live subscription resumes from. */
+  epoch?: string | null;
+  seq?: number;
+  /** Other states while paused. */
+  paused?: boolean;
+  ref?: string | number;
+}
+
+export interface ReplayHandlers extends SubscriptionHandlers {
+  /** Every replay frame (started, paused, resumed, seek, speed, end, live). */
+  onState?: (frame: ReplayFrame) => void;
+  /** The replay became a live subscription (the handover at the live edge, or goLive()). */
+  onLive?: (frame: ReplayFrame | { op: "replay"; state: "live"; sub: string | null; symbol: string }) => void;
+}
+
+export declare class Replay {
+  readonly symbol: string;
+  readonly filter: Filter;
+  readonly from: number;
+  readonly to: number | "live";
+  readonly speed: ReplaySpeed;
+  readonly state: "pending" | "playing" | "paused" | "ended" | "live" | "failed" | "closed";
+  /** The server's id: "r…" while replaying, the live subscription's after the handover. */
+  readonly id: string | null;
+  readonly epoch: string | null;
+  readonly lastSeq: number | null;
+  readonly error: ErrorFrame | null;
+  /** The recorded time being played now (ms), extrapolated between frames. */
+  readonly time: number;
+  pause(): void;
+  resume(): void;
+  /** Jump to a time; a fresh onHistory at that time follows, then the events from there. */
+  seek(t: TimeLike): void;
+  setSpeed(speed: ReplaySpeed): void;
+  /** Leave the replay for the live stream now (onLive, then a fresh onHistory and live events). */
+  goLive(): void;
+  close(): void;
+}
+
+export declare function toMillis(value: TimeLike): number;

@@ -35,6 +35,8 @@ const wall = {
   serverNow: () => Date.now(),
   connected: () => true,
   stateChanged: () => {},
+  /** Opens a tile's subscription: client.subscribe, or a replay (wall-replay.js) when set. */
+  open: null,
 };
 /** A day book that could not be fetched is asked again this much later (doubling up to a minute). */
 const DAY_RETRY_MS = 5000;
@@ -223,7 +225,9 @@ export class Tile {
   }
 
   subscribe(client) {
-    this.sub = client.subscribe(
+    const open = wall.open ?? ((c, spec, handlers) => c.subscribe(spec, handlers));
+    this.sub = open(
+      client,
       {
         symbol: this.symbol,
         filter: wall.config.filter,

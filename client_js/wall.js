@@ -13,6 +13,8 @@ import { SignalPushClient } from "./signalpush.js";
 import { AlertBoard } from "./wall-alerts.js";
 import { FrameStats, gridShape, parseTiles, parseWallParams } from "./wall-model.js";
 import { cssVariables, palette } from "./wall-palette.js";
+import { QualityTile } from "./wall-quality.js";
+import { parseReplayParams, WallReplay } from "./wall-replay.js";
 import { bindWall, el, Tile } from "./wall-tile.js";
 
 const Plotly = globalThis.Plotly;
@@ -44,7 +46,10 @@ document.documentElement.style.setProperty("--scale", String(config.scale));
 let client = null;
 /** Whether the page was ever connected: before that, tiles wait; after, a lost link is shown. */
 let everLive = false;
-const serverNow = () => Date.now() + (client?.clockOffsetMs ?? 0);
+/** `?replay=…`: every tile replays a past window on one clock (wall-replay.js); null when live. */
+const replaying = parseReplayParams(location.search);
+const replay = replaying ? new WallReplay(replaying, { onLive: () => onConnection() }) : null;
+const serverNow = () => replay?.now() ?? Date.now() + (client?.clockOffsetMs ?? 0);
 const connected = () => !everLive || client?.state === "live";
 
 /** One key for the whole wall (`legend=key`), the rules in words (docs/client.md "Colour"). */
@@ -71,6 +76,8 @@ function wsUrl() {
 }
 
 const tiles = new Map();
+/** The signal-quality tile (`tiles=quality`, wall-quality.js), or null. */
+let qualityTile = null;
 let flushPending = false;
 let flushTimer = null;
 let frameRequest = null;
@@ -114,6 +121,7 @@ bindWall({
   serverNow,
   connected,
   stateChanged: () => renderBadge(),
+  open: replay ? (c, spec, handlers) => replay.open(c, spec, handlers) : null,
 });
 
 /**
@@ -168,7 +176,8 @@ function scheduleFlush() {
 }
 
 function layoutGrid() {
-  const { cols, rows } = gridShape(tiles.size, root.clientWidth, root.clientHeight, config.cols);
+  const count = tiles.size + (qualityTile ? 1 : 0);
+  const { cols, rows } = gridShape(count, root.clientWidth, root.clientHeight, config.cols);
   root.style.setProperty("--cols", String(cols));
   root.style.setProperty("--rows", String(rows));
   // x ticks only on the bottom row: the tiles above share the time axis's meaning.
@@ -337,9 +346,19 @@ async function start() {
     plotSizes.observe(tile.plot);
     headSizes.observe(tile.head);
   }
+  if (config.quality) {
+    qualityTile = new QualityTile(Plotly, pal);
+    root.append(qualityTile.node);
+    const { bots, strategies } = config.filter;
+    client.perf(
+      { bots, strategies },
+      { onRows: (rows) => qualityTile.update(rows), onError: (f) => qualityTile.fail(f) },
+    );
+  }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
   const alerts = startAlerts(specs);
+  replay?.mount(document);
   renderBadge();
   setInterval(() => {
     const now = serverNow();
@@ -354,6 +373,7 @@ async function start() {
       }
     }
     renderBadge();
+    replay?.render();
   }, 1000);
 
   const api = {
@@ -398,10 +418,25 @@ async function start() {
     tile(id) {
       return tiles.get(id)?.snapshot() ?? null;
     },
+    /** The signal-quality tile's state ({rows, shown, draws, error}), or null without one. */
+    get quality() {
+      return qualityTile?.snapshot() ?? null;
+    },
     get perf() {
       return (
         perf && Object.freeze(Object.fromEntries(Object.entries(perf).map(([k, v]) => [k, v.snapshot()])))
       );
+    },
+    /** The replay bar's actions (null when live): pause, resume, seek(t), setSpeed(x), goLive. */
+    get replay() {
+      return replay && !replay.live
+        ? {
+            time: replay.now(),
+            speed: replay.speed,
+            paused: replay.paused,
+            states: replay.handles.map((h) => h.state),
+          }
+        : null;
     },
     resetPerf() {
       if (perf) for (const stats of Object.values(perf)) stats.reset();

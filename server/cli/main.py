@@ -17,6 +17,7 @@ from server import __version__
 from server.cli import alerts as alerts_cli
 from server.cli import db as store_commands
 from server.cli import importer as import_cli
+from server.cli import replay as replay_cli
 from server.cli import stats as stats_cli
 from server.cli.acl import ROLES
 from server.cli.args import settings_from_args
@@ -221,6 +222,7 @@ def build_parser(*, with_bench: bool = True) -> argparse.ArgumentParser:
     import_cli.register(commands)
     store_commands.register(commands)
     alerts_cli.register(commands)
+    replay_cli.register(commands)
     return parser
 
 

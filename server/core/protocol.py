@@ -15,6 +15,8 @@ from typing import Any, Final
 from publishers.events import SYMBOL_PATTERN
 from server import __version__
 from server.core.filters import EventFilter, parse_filter
+from server.core.perfwire import PerfSubscribe, parse_perf
+from server.core.replay import ReplayControl, ReplayRequest, parse_control, parse_replay
 from server.errors import ProtocolError
 
 PROTOCOL_VERSION: Final = 1
@@ -68,6 +70,8 @@ class Subscribe:
     filter: EventFilter
     history: HistoryRequest | None
     resume: ResumeRequest | None
+    #: Replay a past window instead of following live (server/core/replay.py).
+    replay: ReplayRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,7 @@ class Ack:
     alert_id: str
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | Ack
+ClientMessage = Subscribe | Unsubscribe | Ping | ReplayControl | PerfSubscribe | Ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,15 +239,20 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             if not isinstance(alert_id, str) or not 0 < len(alert_id) <= 32 or not alert_id.isalnum():
                 raise ProtocolError("bad_request", "alert_id: must be the id of an alert")
             return Ack(ref, alert_id)
+        if op == "replay_control":
+            return parse_control(raw, ref)
+        if op == "perf":
+            return parse_perf(raw, ref)
         raise ProtocolError(
-            "bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, ack"
+            "bad_request",
+            f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, replay_control, perf, ack",
         )
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None
 
 
 def _subscribe(raw: Mapping[str, Any], ref: Ref, limits: Limits) -> Subscribe:
-    unknown = sorted(set(raw) - {"op", "ref", "symbol", "filter", "history", "resume"})
+    unknown = sorted(set(raw) - {"op", "ref", "symbol", "filter", "history", "resume", "replay"})
     if unknown:
         raise ProtocolError("bad_request", f"{unknown[0][:40]}: unknown key for subscribe")
     symbol = raw.get("symbol")
@@ -255,7 +264,15 @@ def _subscribe(raw: Mapping[str, Any], ref: Ref, limits: Limits) -> Subscribe:
         parse_filter(raw.get("filter")),
         _history(raw.get("history"), limits),
         _resume(raw.get("resume")),
+        _replay_option(raw),
     )
+
+
+def _replay_option(raw: Mapping[str, Any]) -> ReplayRequest | None:
+    replay = parse_replay(raw.get("replay"))
+    if replay is not None and raw.get("resume") is not None:
+        raise ProtocolError("bad_request", "replay: cannot be combined with resume")
+    return replay
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:

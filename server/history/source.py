@@ -199,6 +199,8 @@ class StoreHistory(LogHistory):
     def __init__(self, client: aioredis.Redis, engine: AsyncEngine, settings: HistorySettings) -> None:
         super().__init__(client)
         self._engine = engine
+        #: The SQL store itself (the flight recorder reads it: server/history/replay_cursor.py).
+        self.engine = engine
         self._settings = settings
 
     async def window(self, symbol: str, flt: EventFilter, *, minutes: int, max_points: int) -> Window:
