@@ -63,7 +63,10 @@ function ago(value) {
 async function load() {
   const status = document.getElementById("status");
   const [symbolsResult, botsResult] = await Promise.allSettled([api("/api/symbols"), api("/api/bots")]);
-  const symbols = symbolsResult.status === "fulfilled" ? (symbolsResult.value.symbols ?? []) : [];
+  // `_alerts` (alerts without a symbol, docs/alerts.md) is a stream, not a market: /alerts shows it.
+  const symbols = (symbolsResult.status === "fulfilled" ? (symbolsResult.value.symbols ?? []) : []).filter(
+    (s) => !String(s.symbol).startsWith("_"),
+  );
   const bots = botsResult.status === "fulfilled" ? (botsResult.value.bots ?? []) : [];
   const problems = [symbolsResult, botsResult]
     .filter((r) => r.status === "rejected")

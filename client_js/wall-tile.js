@@ -258,6 +258,7 @@ export class Tile {
       this.restarts.push(wall.serverNow());
     this.epoch = frame.epoch ?? null;
     for (const ts of this.restarts) markRestart(layout, ts, "restart", { color: pal.muted });
+    wall.alertMarks?.(this.symbol, layout);
     this.styleLayout(layout);
     wall.renderKey(payload.live);
     this.model = new TileModel(payload, frame.data, {

@@ -10,6 +10,7 @@
  */
 
 import { SignalPushClient } from "./signalpush.js";
+import { AlertBoard } from "./wall-alerts.js";
 import { fitGrid } from "./wall-fit.js";
 import { Fleet } from "./wall-fleet.js";
 import { FrameStats, parseTiles, parseWallParams } from "./wall-model.js";
@@ -312,7 +313,10 @@ async function discoverSymbols() {
   if (response.status === 401) await tokenRefused(response);
   if (!response.ok) throw new Error(`/api/symbols: HTTP ${response.status}`);
   const body = await response.json();
-  return (body.symbols ?? []).map((s) => s.symbol).sort();
+  return (body.symbols ?? [])
+    .map((s) => s.symbol)
+    .filter((s) => !s.startsWith("_"))
+    .sort();
 }
 
 /** A saved view's parameters (`?view=NAME` or the operator's playlist). */
@@ -378,6 +382,24 @@ function tileReports() {
   return out;
 }
 
+/** Alerts: banners, chart markers, `?sound=1` (wall-alerts.js). */
+function startAlerts(specs) {
+  const board = new AlertBoard({
+    client,
+    symbols: specs.map((spec) => spec.symbol),
+    token: config.token,
+    sound: new URLSearchParams(location.search).get("sound") === "1",
+    minutes: config.minutes,
+    serverNow,
+    container: document.getElementById("alerts"),
+    plotsOf: (symbol) => [...tiles.values()].filter((t) => t.symbol === symbol).map((t) => t.plot),
+    Plotly,
+  });
+  bindWall({ alertMarks: (symbol, layout) => board.marks(symbol, layout) });
+  board.start();
+  return board;
+}
+
 async function start() {
   const effective = await fleet.prepare(fetchView);
   if (effective !== location.search) Object.assign(config, parseWallParams(effective));
@@ -435,6 +457,7 @@ async function start() {
   }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
+  const alerts = startAlerts(specs);
   replay?.mount(document);
   renderBadge();
   setInterval(() => {
@@ -483,6 +506,10 @@ async function start() {
     },
     get banner() {
       return banner.hidden ? null : banner.textContent;
+    },
+    /** Firing alerts not acknowledged (docs/alerts.md). */
+    get alerts() {
+      return alerts.snapshot();
     },
     get tiles() {
       return Object.freeze(Object.fromEntries([...tiles].map(([s, t]) => [s, t.snapshot()])));

@@ -27,7 +27,8 @@ MAX_TS_MS: Final = 4_102_444_800_000  # 2100-01-01
 
 # ``\Z``, not ``$``: ``$`` also matches before a final newline, so "BTCUSDT\n" would pass.
 # Callers use ``.match``; the patterns are anchored at both ends.
-SYMBOL_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}\Z")
+# ``_alerts`` is the one name starting otherwise: the stream of alerts without a symbol (docs/alerts.md).
+SYMBOL_PATTERN: Final = re.compile(r"^(?:_alerts|[A-Za-z0-9][A-Za-z0-9._:/-]{0,31})\Z")
 TIMEFRAME_PATTERN: Final = re.compile(r"^[1-9][0-9]{0,3}[smhdw]\Z")
 _NAME_PATTERN: Final = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 

@@ -1,4 +1,4 @@
-"""The four event kinds (signal, trade, candle, bot status): the schema, and the event classes.
+"""The event kinds (signal, trade, candle, bot status, alert): the schema, and the event classes.
 
 :data:`SCHEMA` declares every kind once: its fields in wire order, their types, which are
 required or nullable, their lengths and allowed values, which are columns of the history
@@ -36,12 +36,17 @@ from publishers.checks import check_symbol as check_symbol
 from publishers.checks import now_ms as now_ms
 from publishers.checks import to_ms as to_ms
 
-Kind = Literal["signal", "trade", "candle", "bot"]
-KINDS: Final = ("signal", "trade", "candle", "bot")
+Kind = Literal["signal", "trade", "candle", "bot", "alert"]
+KINDS: Final = ("signal", "trade", "candle", "bot", "alert")
 SIGNAL_TYPES: Final = ("buy", "sell", "hold")
 SIDES: Final = ("buy", "sell")
 ACTIONS: Final = ("entry", "exit")
 STATUSES: Final = ("active", "paused", "stopped", "error")
+#: An alert event's state: fired, recovered, acknowledged (docs/alerts.md).
+ALERT_STATES: Final = ("firing", "resolved", "acked")
+ALERT_SEVERITIES: Final = ("info", "warning", "critical")
+#: The symbol of alerts that concern no symbol (the gateway's bus): the ``_alerts`` stream.
+ALERTS_SYMBOL: Final = "_alerts"
 
 # -- the schema ---------------------------------------------------------------------------
 
@@ -179,6 +184,25 @@ SCHEMA: Final[dict[str, KindSpec]] = {
             _text("status", 16, choices=STATUSES),
             _number("equity", required=False, nullable=True),
             _META,
+        ),
+    ),
+    # Written by the alert evaluator and by acknowledgements (server/gateway/alerting.py), not by
+    # bots: one event per fire, resolution and ack of an alert, all under the same alert_id.
+    "alert": KindSpec(
+        "alert",
+        "alerts",
+        (
+            _SYMBOL,
+            _TS,
+            _text("alert_id", 32),
+            _text("rule", 48),
+            _text("state", 8, choices=ALERT_STATES),
+            _text("severity", 8, choices=ALERT_SEVERITIES),
+            _text("scope", 128),
+            _text("message", 256),
+            _number("value", required=False, nullable=True),
+            # In the history frame too: a wall needs meta.instant (an alert that never resolves).
+            FieldSpec(name="meta", type="object", required=False),
         ),
     ),
 }
@@ -370,13 +394,41 @@ class BotStatus(_EventBase):
         _set(self, "meta", check_meta(self.meta))
 
 
-Event = Signal | Trade | Candle | BotStatus
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert(_EventBase):
+    """An alert fired, resolved or acknowledged (written by signalpush itself; docs/alerts.md)."""
 
-_BY_KIND: Final[dict[str, type[Signal] | type[Trade] | type[Candle] | type[BotStatus]]] = {
+    kind: ClassVar[Kind] = "alert"
+    alert_id: str
+    rule: str
+    state: str
+    severity: str
+    scope: str
+    message: str
+    value: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _set(self, "symbol", check_symbol(self.symbol))
+        _set(self, "ts", to_ms(self.ts))
+        for name, length in (("alert_id", 32), ("rule", 48), ("scope", 128), ("message", 256)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > length or (name != "message" and not value):
+                raise InvalidEventError(name, f"must be a string of at most {length} characters")
+        _set(self, "state", check_choice(self.state, "state", ALERT_STATES))
+        _set(self, "severity", check_choice(self.severity, "severity", ALERT_SEVERITIES))
+        _set(self, "value", check_optional_number(self.value, "value"))
+        _set(self, "meta", check_meta(self.meta))
+
+
+Event = Signal | Trade | Candle | BotStatus | Alert
+
+_BY_KIND: Final[dict[str, type[Signal] | type[Trade] | type[Candle] | type[BotStatus] | type[Alert]]] = {
     "signal": Signal,
     "trade": Trade,
     "candle": Candle,
     "bot": BotStatus,
+    "alert": Alert,
 }
 _EVENT_FIELDS: Final = {kind: frozenset(spec.names) for kind, spec in SCHEMA.items()}
 

@@ -37,6 +37,16 @@ def display_key(display: str) -> str:
     return DISPLAY_PREFIX + display
 
 
+#: Alerts (docs/alerts.md): the evaluator's lease (only its holder evaluates), its checkpoint
+#: (engine state, stream cursors, deliveries not done), the active alerts (hash alert id ->
+#: alert JSON), the recent ones (a capped list) and the bus state gateways report (hash
+#: gateway id -> "up <ms>" or "down <since ms>").
+ALERTS_LEASE_KEY = f"{PREFIX}:alerts:lease"
+ALERTS_STATE_KEY = f"{PREFIX}:alerts:state"
+ALERTS_ACTIVE_KEY = f"{PREFIX}:alerts:active"
+ALERTS_RECENT_KEY = f"{PREFIX}:alerts:recent"
+ALERTS_BUS_KEY = f"{PREFIX}:alerts:bus"
+
 #: Field names inside a symbol's meta hash.
 META_EPOCH = "epoch"
 META_SEQ = "seq"

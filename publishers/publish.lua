@@ -23,7 +23,7 @@ local function is_token(value)
   return value ~= nil and #value <= 32 and string.match(value, '^[%w_.-]+$') ~= nil
 end
 
-if #symbol > 32 or not string.match(symbol, '^[%w][%w._:/-]*$') then
+if #symbol > 32 or not (symbol == '_alerts' or string.match(symbol, '^[%w][%w._:/-]*$')) then
   return refuse('symbol ' .. string.format('%q', symbol) .. ' is not a symbol')
 end
 local tag = PREFIX .. ':{' .. symbol .. '}:'

@@ -212,6 +212,28 @@ class DemoSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlertSettings:
+    """Alert rules and routes (docs/alerts.md); ``rules`` and ``routes`` are validated by
+    ``server.alerts.rules.parse_alerts`` at start (errors name the rule and the key)."""
+
+    enabled: bool = True
+    #: Evaluate in a child process of ``serve`` (server/cli/alerts_child.py), off the gateway's GIL.
+    process: bool = True
+    #: How often timer conditions (silence, no candle, bus down) are evaluated.
+    tick_ms: int = field(default=250, metadata=_rule(min=10, max=60_000))
+    #: The evaluator's lease: another process takes over this long after its holder died.
+    lease_ms: int = field(default=5000, metadata=_rule(min=200, max=600_000))
+    #: Webhook/Telegram deliveries: attempts, the first backoff (doubling), a request's timeout.
+    delivery_attempts: int = field(default=5, metadata=_rule(min=1, max=100))
+    delivery_backoff_s: float = field(default=0.5, metadata=_rule(min=0.0, max=600.0))
+    delivery_timeout_s: float = field(default=5.0, metadata=_rule(min=0.1, max=120.0))
+    #: Deliveries waiting at most (more are dead letters, counted).
+    delivery_queue: int = field(default=1000, metadata=_rule(min=1, max=1_000_000))
+    routes: tuple[dict[str, Any], ...] = ()
+    rules: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """All configuration, one frozen object."""
 
@@ -223,6 +245,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     walls: WallsSettings = field(default_factory=WallsSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     log_level: str = field(default="info", metadata=_rule(choices=("debug", "info", "warning", "error")))
     log_format: str = field(default="text", metadata=_rule(choices=("text", "json")))
 
@@ -234,7 +257,7 @@ class Settings:
         return dataclasses.replace(self, **{section: updated})
 
 
-_SECTIONS: Final = ("redis", "database", "server", "history", "recorder", "auth", "demo", "walls")
+_SECTIONS: Final = ("redis", "database", "server", "history", "recorder", "auth", "demo", "walls", "alerts")
 
 
 def find_config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
@@ -381,6 +404,8 @@ def _coerce(key: str, hint: Any, value: Any, *, from_env: bool) -> Any:
         raise ConfigError(key, f"must be a string, got {value!r}")
     if origin is tuple and args and args[0] is TokenSpec:
         return _coerce_tokens(key, value, from_env=from_env)
+    if origin is tuple and args and typing.get_origin(args[0]) is dict:
+        return _coerce_mappings(key, value, from_env=from_env)
     if origin is tuple:
         if isinstance(value, str):
             items: list[Any] = [v.strip() for v in value.split(",") if v.strip()]
@@ -427,6 +452,20 @@ def _coerce_tokens(key: str, value: Any, *, from_env: bool) -> tuple[TokenSpec, 
             )
         )
     return tuple(tokens)
+
+
+def _coerce_mappings(key: str, value: Any, *, from_env: bool) -> tuple[dict[str, Any], ...]:
+    """A list of mappings (alert rules, routes), checked in depth where it is used."""
+    if from_env and isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError as exc:
+            raise ConfigError(key, f"must be a JSON list of mappings: {exc}") from None
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(key, "must be a list of mappings")
+    return tuple(dict(item) for item in value)
 
 
 def default_settings() -> Settings:

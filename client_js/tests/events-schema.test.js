@@ -7,7 +7,7 @@ import { FILTER_KEYS as CLIENT_FILTER_KEYS } from "../signalpush.js";
 import { historyRows } from "../wall-figure.js";
 
 test("the schema gives each kind's history columns and the signal types", () => {
-  assert.deepEqual(Object.keys(HISTORY_COLUMNS), ["candle", "signal", "trade", "bot"]);
+  assert.deepEqual(Object.keys(HISTORY_COLUMNS), ["candle", "signal", "trade", "bot", "alert"]);
   assert.deepEqual(HISTORY_COLUMNS.candle, ["ts", "open", "high", "low", "close", "volume"]);
   assert.equal(HISTORY_COLUMNS.signal[0], "seq");
   assert.deepEqual(SIGNAL_TYPES, ["buy", "sell", "hold"]);

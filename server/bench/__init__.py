@@ -38,6 +38,7 @@ SCENARIOS["soak"] = "server.bench.soak"
 SCENARIOS["amplification"] = "server.bench.amplification"
 SCENARIOS["hostile"] = "server.bench.hostile"
 SCENARIOS["walls"] = "server.bench.walls"
+SCENARIOS["alerts"] = "server.bench.alerts"
 SCENARIOS["replay"] = "server.bench.replay"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from publishers.errors import SignalpushError
 from server import __version__
+from server.cli import alerts as alerts_cli
 from server.cli import db as store_commands
 from server.cli import importer as import_cli
 from server.cli import replay as replay_cli
@@ -225,6 +226,7 @@ def build_parser(*, with_bench: bool = True) -> argparse.ArgumentParser:
     stats_cli.register(commands)
     import_cli.register(commands)
     store_commands.register(commands)
+    alerts_cli.register(commands)
     replay_cli.register(commands)
     return parser
 

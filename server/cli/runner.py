@@ -17,11 +17,15 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers.connection import async_client, is_cluster_url
+from server.alerts.rules import parse_alerts
+from server.cli.alerts_child import AlertsChild
 from server.cli.demo import run_demo_bots
 from server.cli.embedded import EmbeddedRedis
 from server.cli.recorder_child import RecorderChild, serve_consumer
 from server.cli.supervisor import Supervisor
 from server.gateway.access import Access
+from server.gateway.alert_api import AlertRoutes, AlertStats, alert_metrics
+from server.gateway.alerting import AlertEvaluator, report_bus
 from server.gateway.api import ApiRoutes, EngineProbe, StoreFigures, recorder_metrics
 from server.gateway.bus import RedisBus
 from server.gateway.bus_cluster import ShardedBus
@@ -109,6 +113,39 @@ async def running_recorder(
         await task.stop(timeout_s=15)
 
 
+@dataclass(frozen=True)
+class RunningAlerts:
+    evaluator: AlertStats
+    task: SupervisedTask
+    #: A rule watches the gateways' bus (each gateway then reports it).
+    watches_bus: bool
+
+
+@contextlib.asynccontextmanager
+async def running_alerts(settings: Settings, redis_url: str) -> AsyncIterator[RunningAlerts | None]:
+    """This host's member of the alert evaluator group (when ``alerts.enabled`` and a rule is):
+    a child process (``alerts.process``, default) or a task of this process; supervised as the
+    task ``alerts`` (docs/design.md, "Alerts in the stream")."""
+    config = parse_alerts(settings.alerts.rules, settings.alerts.routes)  # a bad rule stops start-up
+    rules = [rule for rule in config.rules if rule.enabled]
+    if not settings.alerts.enabled or not rules:
+        yield None
+        return
+    evaluator: AlertsChild | AlertEvaluator
+    if settings.alerts.process:
+        evaluator = AlertsChild(settings, redis_url)
+    else:
+        evaluator = AlertEvaluator(redis_url, config, settings.alerts, log_maxlen=settings.redis.log_maxlen)
+    stop = asyncio.Event()
+    task = SupervisedTask("alerts", lambda: evaluator.run(stop))
+    task.start()
+    try:
+        yield RunningAlerts(evaluator, task, any(rule.condition.type == "bus_down" for rule in rules))
+    finally:
+        stop.set()
+        await task.stop(timeout_s=15)
+
+
 def bus_factory(settings: Settings, redis_url: str) -> BusFactory:
     """The bus for ``redis_url``: one connection, or one per cluster node (sharded pub/sub)."""
     bus_class = ShardedBus if is_cluster_url(redis_url) else RedisBus
@@ -135,6 +172,7 @@ def compose_gateway(
     engine: AsyncEngine | None = None,
     recorder: RecorderView | None = None,
     history: HistorySource | None = None,
+    alerting: AlertStats | None = None,
 ) -> ComposedGateway:
     """Build the gateway and its collaborators.
 
@@ -153,6 +191,7 @@ def compose_gateway(
         history = LogHistory(redis) if engine is None else StoreHistory(redis, engine, settings.history)
     figures: FigureSource = NoFigures() if engine is None else StoreFigures(settings.history.max_points)
     access = Access.from_settings(settings)
+    alert_routes = AlertRoutes(redis, access, redis_url=redis_url, log_maxlen=settings.redis.log_maxlen)
     gateway = Gateway(
         settings,
         redis_url=redis_url,
@@ -162,14 +201,21 @@ def compose_gateway(
         figures=figures,
         make_bus=bus_factory(settings, redis_url),
         builds_database_url=None if engine is None else settings.database.url,
+        alerts=alert_routes,
         perf=None if engine is None else PerfFeed(redis=redis, engine=engine),
     )
     if engine is None:
         return ComposedGateway(gateway, with_wall_routes(HttpRoutes(gateway, access), gateway, access))
     api = ApiRoutes(gateway, access, engine, figures)
     sources = [] if recorder is None else [lambda: recorder_metrics(recorder)]
+    if alerting is not None:
+        sources.append(lambda: alert_metrics(alerting))
     routes = HttpRoutes(
-        gateway, access, routes=api.handlers(), database=EngineProbe(engine), metrics_sources=sources
+        gateway,
+        access,
+        routes={**api.handlers(), **alert_routes.handlers()},
+        database=EngineProbe(engine),
+        metrics_sources=sources,
     )
     return ComposedGateway(gateway, with_wall_routes(routes, gateway, access))
 
@@ -189,14 +235,30 @@ async def running_gateway(
     settings: Settings, redis_url: str, *, reuse_port: bool = False, sock: socket.socket | None = None
 ) -> AsyncIterator[tuple[Gateway, int]]:
     """Gateway, HTTP routes, history store and recorder; stopped (1012 to every client) on exit."""
-    async with history_store(settings) as engine, running_recorder(settings, redis_url, engine) as recording:
+    async with (
+        history_store(settings) as engine,
+        running_recorder(settings, redis_url, engine) as recording,
+        running_alerts(settings, redis_url) as alerting,
+    ):
         composed = compose_gateway(
-            settings, redis_url, engine=engine, recorder=None if recording is None else recording.recorder
+            settings,
+            redis_url,
+            engine=engine,
+            recorder=None if recording is None else recording.recorder,
+            alerting=None if alerting is None else alerting.evaluator,
         )
         gateway = composed.gateway
         if recording is not None:
             gateway.supervise(recording.task)
+        if alerting is not None:
+            gateway.supervise(alerting.task)
         port = await gateway.start(reuse_port=reuse_port, http=composed.routes.handle, sock=sock)
+        if alerting is not None and alerting.watches_bus:
+            source = f"{socket.gethostname()}:{port}"
+            report = SupervisedTask(
+                "alert-bus", lambda: report_bus(gateway.redis, source, lambda: gateway.bus.up)
+            )
+            gateway.supervise(report)
         # Everything allocated at start-up lives as long as the process: keep it out of the
         # collector's full passes (they showed as 30-100 ms pauses under load).
         gc.freeze()

@@ -94,7 +94,15 @@ class Display:
     report: DisplayReport
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | ReplayControl | PerfSubscribe | Display
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Acknowledge an active alert (docs/alerts.md); token-checked against the alert's symbol."""
+
+    ref: Ref
+    alert_id: str
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | ReplayControl | PerfSubscribe | Display | Ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +243,11 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return Unsubscribe(ref, sub)
         if op == "ping":
             return Ping(ref)
+        if op == "ack":
+            alert_id = raw.get("alert_id")
+            if not isinstance(alert_id, str) or not 0 < len(alert_id) <= 32 or not alert_id.isalnum():
+                raise ProtocolError("bad_request", "alert_id: must be the id of an alert")
+            return Ack(ref, alert_id)
         if op == "replay_control":
             return parse_control(raw, ref)
         if op == "perf":
@@ -243,7 +256,8 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return Display(ref, parse_display(raw))
         raise ProtocolError(
             "bad_request",
-            f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, replay_control, perf, display",
+            "op: unknown op "
+            f"{shown(op)}; known: subscribe, unsubscribe, ping, replay_control, perf, display, ack",
         )
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None
@@ -388,6 +402,14 @@ def status_frame(bus_up: bool, now_ms: int) -> str:
 
 def pong_frame(ref: Ref, now_ms: int) -> str:
     frame: dict[str, Any] = {"op": "pong", "time": now_ms}
+    if ref is not None:
+        frame["ref"] = ref
+    return _dumps(frame)
+
+
+def acked_frame(ref: Ref, alert_id: str, seq: int) -> str:
+    """The answer to an ``ack``: the alert and the seq of its ``acked`` event."""
+    frame: dict[str, Any] = {"op": "acked", "alert_id": alert_id, "seq": seq}
     if ref is not None:
         frame["ref"] = ref
     return _dumps(frame)

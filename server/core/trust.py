@@ -25,6 +25,8 @@ from typing import Any, Final, cast
 
 from publishers.events import (
     ACTIONS,
+    ALERT_SEVERITIES,
+    ALERT_STATES,
     MAX_META_BYTES,
     MAX_NAME_LENGTH,
     MAX_TS_MS,
@@ -42,7 +44,7 @@ REASONS: Final = (
     "too_large",  # the event is longer than MAX_EVENT_CHARS
     "json",  # the event is not one JSON object starting {"seq":N, (NaN/Infinity refused)
     "seq",  # the event's seq is not the envelope's (or the log entry's)
-    "kind",  # not one of signal, trade, candle, bot
+    "kind",  # not one of signal, trade, candle, bot, alert
     "symbol",  # the event names another symbol than its channel or log
     "fields",  # a field is missing or has a bad value
     "epoch",  # a new epoch the symbol's meta does not confirm
@@ -244,12 +246,35 @@ def _bot_ok(e: dict[str, Any]) -> bool:
     )
 
 
+_ALERT_STATES: Final = frozenset(ALERT_STATES)
+_ALERT_SEVERITIES: Final = frozenset(ALERT_SEVERITIES)
+
+
+def _text(value: object, length: int, *, empty: bool = False) -> bool:
+    return type(value) is str and (empty or bool(value)) and len(value) <= length
+
+
+def _alert_ok(e: dict[str, Any]) -> bool:
+    return (
+        _ts(e.get("ts"))
+        and _text(e.get("alert_id"), 32)
+        and _text(e.get("rule"), 48)
+        and _choice(e.get("state"), _ALERT_STATES)
+        and _choice(e.get("severity"), _ALERT_SEVERITIES)
+        and _text(e.get("scope"), 128)
+        and _text(e.get("message"), 256, empty=True)
+        and _optional(e, "value", _optional_number)
+        and _optional(e, "meta", _meta)
+    )
+
+
 #: Per kind: every required field present and valid, optional ones valid when present.
 _FIELDS_OK: Final[dict[str, Callable[[dict[str, Any]], bool]]] = {
     "signal": _signal_ok,
     "trade": _trade_ok,
     "candle": _candle_ok,
     "bot": _bot_ok,
+    "alert": _alert_ok,
 }
 
 

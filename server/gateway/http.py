@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 #: Query parameters one request may carry at most.
 MAX_QUERY_FIELDS = 32
 #: HTTP status of each ProtocolError code on this port (anything else: 400).
-STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503, "not_found": 404}
+STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "misdirected": 421, "busy": 503}
 #: The client files served under /client/: those the wheel ships (pyproject's package-data).
 CLIENT_SUFFIXES = (".js", ".d.ts", ".html", ".css")
 #: Other client files served by name (the event schema the wall reads; not package.json).
@@ -155,7 +155,12 @@ class HttpRoutes:
             "/api/symbols": self._symbols,
             **(routes or {}),
         }
-        self._pages = {"/": "index.html", "/wall": "wall.html", "/walls": "walls.html"}
+        self._pages = {
+            "/": "index.html",
+            "/wall": "wall.html",
+            "/walls": "walls.html",
+            "/alerts": "alerts.html",
+        }
         #: Routes by path prefix (``/api/walls/{id}/command``), tried after the exact ones.
         self._prefix_routes: dict[str, Handler] = {}
 
@@ -205,6 +210,10 @@ class HttpRoutes:
     async def _route(self, query: Query) -> Response:
         path, request = query.path, query.request
         handler = self._routes.get(path)
+        if handler is None and path.count("/") >= 3:
+            # A route with one variable part: /api/alerts/*/ack answers /api/alerts/<id>/ack.
+            head, _, tail = path.rpartition("/")
+            handler = self._routes.get(f"{head.rpartition('/')[0]}/*/{tail}")
         if handler is not None:
             return await handler(query)
         if path in self._pages:

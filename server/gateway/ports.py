@@ -29,6 +29,14 @@ class Authorizer(Protocol):
         """Raise ProtocolError(forbidden) if ``ws`` may not read ``symbol``."""
 
 
+class Acknowledger(Protocol):
+    """Acknowledges active alerts (server/gateway/alert_api.py): the ``ack`` op."""
+
+    async def acknowledge_id(self, alert_id: str, principal: Principal) -> int:
+        """The seq of the ``acked`` event; ProtocolError not_found / forbidden."""
+        ...
+
+
 class FigureSource(Protocol):
     """The Plotly figure of a history window (None: this process builds no figures)."""
 

@@ -35,12 +35,14 @@ from server.core.protocol import (
     CLOSE_RESTART,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_UNSUPPORTED,
+    Ack,
     Display,
     Limits,
     Ref,
     ResumeRequest,
     Subscribe,
     Unsubscribe,
+    acked_frame,
     error_frame,
     extract_ref,
     hello_frame,
@@ -53,7 +55,7 @@ from server.core.protocol import (
     unsubscribed_frame,
 )
 from server.core.replay import ReplayControl
-from server.errors import ProtocolError
+from server.errors import ProtocolError, SignalpushError
 from server.gateway.builds import HistoryBuilds
 from server.gateway.catchup import CatchUp
 from server.gateway.displays import DisplayHub
@@ -61,7 +63,7 @@ from server.gateway.livepath import RECOVERABLE, LivePath, refuse_if_bus_down
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.outbox import Outbox, ws_of
 from server.gateway.perf import PerfFeed
-from server.gateway.ports import Authorizer, Bus, BusFactory, FigureSource, RequestHandler
+from server.gateway.ports import Acknowledger, Authorizer, Bus, BusFactory, FigureSource, RequestHandler
 from server.gateway.replay import Replays
 from server.gateway.session import Admission, Session, TokenBucket
 from server.gateway.slowclients import SlowClients
@@ -92,6 +94,7 @@ class Gateway:
         figures: FigureSource,
         make_bus: BusFactory,
         builds_database_url: str | None = None,
+        alerts: Acknowledger | None = None,
         perf: PerfFeed | None = None,
     ) -> None:
         """Collaborators come from the composition root (server/cli/runner.py).
@@ -106,6 +109,8 @@ class Gateway:
         self.history = history
         self.access = access
         self.figures = figures
+        #: Acknowledges alerts for the ``ack`` op (None: the op answers bad_request).
+        self.alerts = alerts
         self.perf = perf
         self.fanout = Fanout()
         self.metrics = GatewayMetrics()
@@ -337,6 +342,8 @@ class Gateway:
                 await self.displays.report(ws, self.access.principal_of(ws).name, message.report)
             except ProtocolError as exc:
                 await self._error(ws, message.ref, exc.code, exc.message)
+        elif isinstance(message, Ack):
+            await self._ack(ws, message)
         else:
             await ws.send(pong_frame(message.ref, now_ms()))
 
@@ -364,6 +371,22 @@ class Gateway:
                 f"frame {type(exc).__name__}", "client frame crashed its handler", error=str(exc)
             )
             await self._error(session.ws, message.ref, "internal", "internal error while handling this frame")
+
+    async def _ack(self, ws: ServerConnection, message: Ack) -> None:
+        """The ``ack`` op (docs/alerts.md): the connection's token must read the alert's symbol."""
+        if self.alerts is None:
+            await self._error(ws, message.ref, "bad_request", "ack: this gateway has no alerts")
+            return
+        try:
+            seq = await self.alerts.acknowledge_id(message.alert_id, self.access.principal_of(ws))
+        except ProtocolError as exc:
+            await self._error(ws, message.ref, exc.code, exc.message)
+            return
+        except SignalpushError as exc:
+            await self._error(ws, message.ref, "internal", f"ack: {exc}")
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(acked_frame(message.ref, message.alert_id, seq))
 
     async def _error(self, ws: ServerConnection, ref: Ref, code: str, message: str) -> None:
         self.metrics.protocol_errors += 1

@@ -71,6 +71,8 @@ def _event_table(spec: KindSpec) -> Table:
     indexes = [Index(f"ix_{name}_symbol_ts", "symbol", "ts")]
     if "bot" in spec.names:
         indexes.append(Index(f"ix_{name}_bot_ts", "bot", "ts"))
+    if "alert_id" in spec.names:
+        indexes.append(Index(f"ix_{name}_alert_id", "alert_id"))
     unique = UniqueConstraint("symbol", "epoch", "seq", name=f"uq_{name}_symbol_epoch_seq")
     return Table(name, Base.metadata, *columns, unique, *indexes)
 
@@ -81,6 +83,7 @@ CANDLES: Final = TABLES["candle"]
 SIGNALS: Final = TABLES["signal"]
 TRADES: Final = TABLES["trade"]
 BOT_STATUS: Final = TABLES["bot"]
+ALERTS: Final = TABLES["alert"]
 
 
 # ORM classes over the same tables, for scripts that like them (examples/dash_app.py); the

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publishers.events import now_ms
+from publishers.events import SCHEMA, now_ms
 from server.core.filters import EventFilter
 from server.core.trust import check_event
 from server.errors import BusError, StoreError
@@ -41,7 +41,7 @@ LOG_CHUNK: Final = 5000
 #: Log entries one load_after call examines at most (the caller loops).
 MAX_SCAN: Final = 50_000
 _WINDOW_ATTEMPTS: Final = 5
-_NON_CANDLE: Final = ("signal", "trade", "bot")
+_NON_CANDLE: Final = tuple(kind for kind in SCHEMA if kind != "candle")
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ async def test_equivalent_filters_are_one_subscription_and_a_replacement_says_so
         None,
         {},
         {"min_confidence": 0},
-        {"kinds": ["trade", "bot", "candle", "signal"]},
+        {"kinds": ["trade", "bot", "candle", "signal", "alert"]},
         {"signal_types": ["sell", "hold", "buy"], "sides": ["sell", "buy"]},
     ]
     replies = []
@@ -123,7 +123,7 @@ async def test_empty_lists_mean_none_of_that_kind(harness: Harness, connect: Con
     conn = await connect(harness.ws_url)
     nothing = await conn.request(subscribe("n", symbol, filter={"kinds": []}))
     no_bots = await conn.request(subscribe("b", symbol, filter={"bots": []}))
-    assert no_bots["filter"] == {"kinds": ["candle"]}
+    assert no_bots["filter"] == {"kinds": ["alert", "candle"]}  # alerts carry no bot field
     await harness.signals(symbol, 2)
     await harness.candles(symbol, 2)
     await conn.expect(lambda f: f["op"] == "events" and f["sub"] == no_bots["sub"] and f["to_seq"] == 4)

@@ -13,6 +13,7 @@ from publishers.events import (
     KINDS,
     MAX_NAME_LENGTH,
     SCHEMA,
+    Alert,
     BotStatus,
     Candle,
     InvalidEventError,
@@ -24,7 +25,7 @@ from publishers.events import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-CLASSES = {"signal": Signal, "trade": Trade, "candle": Candle, "bot": BotStatus}
+CLASSES = {"signal": Signal, "trade": Trade, "candle": Candle, "bot": BotStatus, "alert": Alert}
 TS = 1_732_560_000_000
 IDENTITY: dict[str, Any] = {"symbol": "S", "ts": TS, "bot": "b", "strategy": "s"}
 EXAMPLES = {
@@ -32,6 +33,9 @@ EXAMPLES = {
     "trade": Trade(**IDENTITY, side="buy", action="exit", price=1.0, qty=2.0, position="p", pnl=0.5),
     "candle": Candle(symbol="S", ts=TS, tf="1m", open=1, high=2, low=1, close=2, volume=0),
     "bot": BotStatus(**IDENTITY, status="active"),
+    "alert": Alert(
+        symbol="S", ts=TS, alert_id="a1", rule="r", state="firing", severity="warning", scope="b", message="m"
+    ),
 }
 
 
@@ -99,6 +103,7 @@ def test_the_history_frame_columns_are_the_protocol_s() -> None:
         "signal": ("seq", "ts", "bot", "strategy", "type", "price", "confidence"),
         "trade": ("seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "pnl", "position"),
         "bot": ("seq", "ts", "bot", "strategy", "status", "equity"),
+        "alert": ("seq", "ts", "alert_id", "rule", "state", "severity", "scope", "message", "value", "meta"),
     }
     assert schema_json()["kinds"]["trade"]["history"][0] == "seq"
     with pytest.raises(KeyError, match="no field 'nope'"):

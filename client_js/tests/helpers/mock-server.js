@@ -267,6 +267,7 @@ export class MockServer {
     const path = url.pathname;
     try {
       if (path === "/api/bots") return this._json(res, { bots: this.options.apiBots ?? [] });
+      if (path === "/api/alerts") return this._json(res, { active: [], recent: [] });
       if (path === "/api/day") {
         // An empty day book at the symbol's last seq: live trades after it count (wall-daybook.js).
         const log = this.logs.get(url.searchParams.get("symbol"));

@@ -23,6 +23,10 @@ TINY: dict[str, list[str]] = {
         "--rate-seconds", "1",
     ],
     "connections": ["--symbols", "2", "--clients", "40", "--settle", "0.2"],
+    "alerts": [
+        "--symbols", "2", "--clients", "8", "--seconds", "1", "--rate", "40", "--rate-seconds", "1",
+        "--rules", "5",
+    ],
     "reconnect": [
         "--symbols", "2", "--clients", "20", "--rate", "40", "--history-events", "5", "--before-kill", "0.5",
         "--after", "3",
@@ -71,6 +75,16 @@ def test_fanout(redis_url: str, tmp_path: Path) -> None:
     assert rows["SQL rows missing"]["baseline"] is None
     assert rows["40 ev/s recorder lag max s"]["signalpush"] is not None
     assert rows["40 ev/s recorder CPU %"]["signalpush"] is not None  # the recorder is a child process
+
+
+def test_alerts(redis_url: str, tmp_path: Path) -> None:
+    rows = figures(run_bench("alerts", redis_url, tmp_path))
+    for server in ("no rules", "5 rules"):
+        assert rows["saturation deliveries/s"][server] > 0
+        assert rows["saturation lost"][server] == 0
+    assert rows["saturation: webhooks missing"]["5 rules"] == 0
+    assert rows["40 ev/s: webhooks missing"]["5 rules"] == 0
+    assert rows["40 ev/s: cause→webhook p99 ms"]["5 rules"] > 0
 
 
 def test_fanout_compares_recording_on_and_off(redis_url: str, tmp_path: Path) -> None:

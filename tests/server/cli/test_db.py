@@ -92,4 +92,9 @@ def test_migrations_run_from_the_unpacked_wheel(tmp_path: Path) -> None:
         check=True,
         cwd=tmp_path,
     )
-    assert result.stdout.split() == [str(tmp_path / "site" / "server" / "history" / "migrations"), "0002"]
+    from server.history.migrate import SHIPPED_HEAD
+
+    assert result.stdout.split() == [
+        str(tmp_path / "site" / "server" / "history" / "migrations"),
+        SHIPPED_HEAD,
+    ]

@@ -23,4 +23,5 @@ def test_each_event_table_is_its_kind_s_fields() -> None:
             if field.type == "text":
                 assert column.type.length == field.max_length, (kind, field.name)
         indexed = {tuple(c.name for c in index.columns) for index in table.indexes}
-        assert indexed == ({("symbol", "ts"), ("bot", "ts")} if "bot" in spec.names else {("symbol", "ts")})
+        expected = {("symbol", "ts"), ("bot", "ts")} if "bot" in spec.names else {("symbol", "ts")}
+        assert indexed == (expected | {("alert_id",)} if kind == "alert" else expected)

@@ -1,0 +1,1 @@
+"""Alerts: rules, the pure evaluator and the route bodies (no I/O; docs/alerts.md)."""
