@@ -496,4 +496,5 @@ class Gateway:
             "lagging_connections": (len(self.slow.lagging), "Subscriptions paused for a full send buffer"),
             "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
             **self.builds.budget.gauges(),
+            "replays": (self.replays.running, "Replays of past windows running (the flight recorder)"),
         }

@@ -98,6 +98,7 @@ async def test_a_replay_at_max_speed_equals_what_the_live_client_received(
             (live_history,) = frames_of(live, sub, "history")
             assert history["to_seq"] == 60 and history["data"] == live_history["data"]
             contiguous(player, replay_sub)
+            assert running.gateway.gauges()["replays"][0] == 1  # ended, open for a seek
             await live.close()
             await player.close()
 
