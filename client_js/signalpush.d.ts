@@ -289,6 +289,44 @@ export declare class SignalPushClient {
   /** Replay a past window through the live protocol (docs/client.md, "Replay"). */
   replay(spec: ReplaySpec, handlers?: ReplayHandlers): Replay;
   ping(timeoutMs?: number): Promise<{ rttMs: number; serverTime: number }>;
+  /** The live signal-quality stream (docs/protocol.md, "perf"). */
+  perf(spec?: PerfSpec, handlers?: PerfHandlers): PerfFeed;
+  close(): void;
+}
+
+/** A row of the perf stream: GET /api/signal-quality's group row (docs/analytics.md). */
+export interface QualityRow {
+  bot: string;
+  strategy: string;
+  signals: number;
+  linked: number;
+  hit_rate: number | null;
+  expectancy: number | null;
+  unrealised_pnl: number;
+  equity: number;
+  calibration: Array<{
+    bucket: number;
+    confidence_low: number;
+    confidence_high: number;
+    signals: number;
+    resolved: number;
+    hit_rate: number | null;
+    hit_rate_low: number | null;
+    hit_rate_high: number | null;
+    mean_pnl: number | null;
+  }>;
+  [metric: string]: unknown;
+}
+export interface PerfSpec {
+  bots?: string[];
+  strategies?: string[];
+}
+export interface PerfHandlers {
+  onRows?(rows: QualityRow[], frame: { op: "perf"; full: boolean; time: number; rows: QualityRow[] }): void;
+  onError?(frame: { op: "error"; code: string; message: string }): void;
+}
+export interface PerfFeed {
+  readonly rows: Map<string, QualityRow>;
   close(): void;
 }
 

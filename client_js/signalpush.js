@@ -246,6 +246,7 @@ export class SignalPushClient {
     this._byRef = new Map(); // pending subscribe ref -> Channel
     this._orphanRefs = new Map(); // ref of a subscribe whose channel closed -> key
     this._pings = new Map(); // ref -> {resolve, reject, sentAt}
+    this._perf = null; // the perf stream's {message, handlers, rows, ref}
     this._ref = 0;
     this._attempt = 0;
     this._ws = null;
@@ -323,6 +324,51 @@ export class SignalPushClient {
       }
     }
     return sub;
+  }
+
+  /**
+   * The live signal-quality stream (docs/protocol.md, "perf"): `spec` = {bots?, strategies?}.
+   * Handlers: onRows(rows, frame) with every row known so far (bot, strategy, KPIs,
+   * calibration), after each `perf` frame; onError(frame). Sent again after every reconnect
+   * (the first frame after it is full). One per client: a second call replaces the first.
+   * Returns {rows: Map, close()}.
+   */
+  perf(spec = {}, handlers = {}) {
+    if (this._closed) throw new Error("client is closed");
+    const message = { op: "perf" };
+    if (spec.bots != null) message.bots = [...spec.bots];
+    if (spec.strategies != null) message.strategies = [...spec.strategies];
+    const feed = {
+      message,
+      handlers,
+      rows: new Map(),
+      close: () => {
+        if (this._perf !== feed) return;
+        this._perf = null;
+        if (this._isOpen() && this.server) this._send({ op: "unsubscribe", sub: "perf" });
+      },
+    };
+    this._perf = feed;
+    if (this._isOpen() && this.server) this._sendPerf();
+    return feed;
+  }
+
+  _sendPerf() {
+    const feed = this._perf;
+    if (!feed) return;
+    feed.ref = `q${++this._ref}`;
+    this._send({ ...feed.message, ref: feed.ref });
+  }
+
+  _onPerf(frame) {
+    const feed = this._perf;
+    if (!feed || !Array.isArray(frame.rows)) return;
+    if (frame.full) feed.rows.clear();
+    for (const row of frame.rows) {
+      if (row && typeof row.bot === "string" && typeof row.strategy === "string")
+        feed.rows.set(`${row.bot}\u0000${row.strategy}`, row);
+    }
+    safeCall(this, feed.handlers.onRows, [...feed.rows.values()], frame);
   }
 
   /**
@@ -573,6 +619,8 @@ export class SignalPushClient {
         return this._onErrorFrame(frame);
       case "chunk":
         return this._onChunk(frame, conn);
+      case "perf":
+        return this._onPerf(frame);
       default:
         return undefined; // unknown ops are ignored (forward compatible)
     }
@@ -627,6 +675,7 @@ export class SignalPushClient {
     conn.helloAt = Date.now();
     this._setState("live", { server: frame.server });
     for (const channel of this._channels.values()) this._sendSubscribe(channel);
+    this._sendPerf();
     this._replays.connected();
   }
 
@@ -642,6 +691,9 @@ export class SignalPushClient {
   }
 
   _onErrorFrame(frame) {
+    if (this._perf && frame.ref != null && frame.ref === this._perf.ref) {
+      return safeCall(this, this._perf.handlers.onError, frame);
+    }
     const channel = this._byRef.get(frame.ref);
     if (!channel) {
       const ping = this._pings.get(frame.ref);

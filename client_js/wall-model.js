@@ -129,6 +129,8 @@ export function parseWallParams(search) {
   return {
     tiles,
     symbols: [...new Set(tiles.map((t) => t.symbol))],
+    /** `tiles=quality`: add the signal-quality tile (wall-quality.js). */
+    quality: list("tiles").includes("quality"),
     filter,
     minutes,
     palette: params.get("palette") === "cb" ? "cb" : "default",

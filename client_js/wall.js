@@ -12,6 +12,7 @@
 import { SignalPushClient } from "./signalpush.js";
 import { FrameStats, gridShape, parseTiles, parseWallParams } from "./wall-model.js";
 import { cssVariables, palette } from "./wall-palette.js";
+import { QualityTile } from "./wall-quality.js";
 import { parseReplayParams, WallReplay } from "./wall-replay.js";
 import { bindWall, el, Tile } from "./wall-tile.js";
 
@@ -74,6 +75,8 @@ function wsUrl() {
 }
 
 const tiles = new Map();
+/** The signal-quality tile (`tiles=quality`, wall-quality.js), or null. */
+let qualityTile = null;
 let flushPending = false;
 let flushTimer = null;
 let frameRequest = null;
@@ -172,7 +175,8 @@ function scheduleFlush() {
 }
 
 function layoutGrid() {
-  const { cols, rows } = gridShape(tiles.size, root.clientWidth, root.clientHeight, config.cols);
+  const count = tiles.size + (qualityTile ? 1 : 0);
+  const { cols, rows } = gridShape(count, root.clientWidth, root.clientHeight, config.cols);
   root.style.setProperty("--cols", String(cols));
   root.style.setProperty("--rows", String(rows));
   // x ticks only on the bottom row: the tiles above share the time axis's meaning.
@@ -323,6 +327,15 @@ async function start() {
     plotSizes.observe(tile.plot);
     headSizes.observe(tile.head);
   }
+  if (config.quality) {
+    qualityTile = new QualityTile(Plotly, pal);
+    root.append(qualityTile.node);
+    const { bots, strategies } = config.filter;
+    client.perf(
+      { bots, strategies },
+      { onRows: (rows) => qualityTile.update(rows), onError: (f) => qualityTile.fail(f) },
+    );
+  }
   layoutGrid();
   for (const tile of tiles.values()) tile.subscribe(client);
   replay?.mount(document);
@@ -380,6 +393,10 @@ async function start() {
     /** A tile by its id (its `SYMBOL[@minutes]` spec; a plain symbol for a tile at the wall's window). */
     tile(id) {
       return tiles.get(id)?.snapshot() ?? null;
+    },
+    /** The signal-quality tile's state ({rows, shown, draws, error}), or null without one. */
+    get quality() {
+      return qualityTile?.snapshot() ?? null;
     },
     get perf() {
       return (

@@ -386,3 +386,55 @@ test("a server speaking another protocol version is refused without a hot loop",
   await sleep(200);
   assert.equal(connections, 1);
 });
+
+test("perf: full rows, then changed rows merged; sent again after a reconnect; errors to its handler", async (t) => {
+  const received = [];
+  const wss = await startWss(t, (ws) => {
+    ws.send(JSON.stringify({ op: "hello", protocol: 1, server: "x", heartbeat_s: 20 }));
+    ws.on("message", (data) => {
+      const frame = JSON.parse(String(data));
+      received.push(frame);
+      if (frame.op !== "perf") return;
+      if (frame.strategies) {
+        ws.send(JSON.stringify({ op: "error", ref: frame.ref, code: "forbidden", message: "no" }));
+        return;
+      }
+      const row = (bot, signals) => ({ bot, strategy: "s", signals, calibration: [] });
+      ws.send(
+        JSON.stringify({
+          op: "perf",
+          sub: "perf",
+          ref: frame.ref,
+          full: true,
+          time: 1,
+          rows: [row("a", 1), row("b", 2)],
+        }),
+      );
+      ws.send(JSON.stringify({ op: "perf", sub: "perf", full: false, time: 2, rows: [row("b", 3)] }));
+    });
+  });
+  const client = makeClient(`ws://127.0.0.1:${wss.address().port}/ws`, {}, t);
+  const seen = [];
+  const feed = client.perf({ bots: ["a", "b"] }, { onRows: (rows) => seen.push(rows) });
+  await waitUntil(() => seen.length === 2, { message: "two perf frames" });
+  assert.deepEqual(
+    seen[1].map((r) => [r.bot, r.signals]),
+    [
+      ["a", 1],
+      ["b", 3],
+    ],
+  );
+  assert.deepEqual(received[0].bots, ["a", "b"]);
+  for (const ws of wss.clients) ws.terminate();
+  await waitUntil(() => received.filter((f) => f.op === "perf").length === 2, { message: "perf sent again" });
+  await waitUntil(() => seen.length === 4, { message: "rows after the reconnect" });
+  assert.equal(feed.rows.size, 2);
+  feed.close();
+  await waitUntil(() => received.some((f) => f.op === "unsubscribe" && f.sub === "perf"), {
+    message: "unsubscribe",
+  });
+  const errors = [];
+  client.perf({ strategies: ["x"] }, { onError: (frame) => errors.push(frame) });
+  await waitUntil(() => errors.length === 1, { message: "the error" });
+  assert.equal(errors[0].code, "forbidden");
+});

@@ -46,8 +46,32 @@ DAY_MS: Final = 86_400_000
 CLOSED_SHARE: Final = 1e-9
 #: Largest explicit ``meta.signal_seq`` taken as a link (seqs are 63-bit).
 MAX_SEQ: Final = 2**63 - 1
+#: Sums of P&L below this are float residue (a loss of a billionth of a unit is none).
+PNL_DUST: Final = 1e-9
 #: Signal types that call for an entry, and their direction.
 DIRECTIONS: Final = {"buy": 1, "sell": -1}
+
+
+#: The columns of one event in the batch's frame and the fold (``kind`` signal, trade or candle).
+EVENT_COLUMNS: Final = (
+    "kind",
+    "symbol",
+    "seq",
+    "ts",
+    "bot",
+    "strategy",
+    "type",
+    "confidence",
+    "side",
+    "action",
+    "price",
+    "qty",
+    "fee",
+    "pnl",
+    "position",
+    "close",
+    "signal_seq",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,7 +273,8 @@ def group_row(
         "losses": losses,
         "win_rate": totals.wins / totals.trades if totals.trades else None,
         "expectancy": totals.trade_pnl / totals.trades if totals.trades else None,
-        "profit_factor": totals.gross_profit / totals.gross_loss if totals.gross_loss > 0 else None,
+        # Below PNL_DUST a gross loss is rounding left by the live fold's retractions, not a loss.
+        "profit_factor": totals.gross_profit / totals.gross_loss if totals.gross_loss > PNL_DUST else None,
         "realised_pnl": totals.realised,
         "unrealised_pnl": unrealised,
         "equity": equity,

@@ -20,6 +20,7 @@ import pandas as pd
 from server.analytics.quality import (
     CLOSED_SHARE,
     DAY_MS,
+    EVENT_COLUMNS,
     GroupTotals,
     QualityRules,
     drawdown_pct,
@@ -27,25 +28,6 @@ from server.analytics.quality import (
     signal_seq_of,
 )
 
-EVENT_COLUMNS: Final = (
-    "kind",
-    "symbol",
-    "seq",
-    "ts",
-    "bot",
-    "strategy",
-    "type",
-    "confidence",
-    "side",
-    "action",
-    "price",
-    "qty",
-    "fee",
-    "pnl",
-    "position",
-    "close",
-    "signal_seq",
-)
 _NUMBERS: Final = ("confidence", "price", "qty", "fee", "pnl", "close")
 _POSITION: Final = ["bot", "symbol", "position"]
 _GROUP: Final = ["bot", "strategy"]
@@ -131,17 +113,7 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
             g.latency_max = int(linked["latency"].max())
         slipped = linked["slippage"].dropna()
         g.slippage_sum, g.slippage_count = float(slipped.sum()), len(slipped)
-        table = buckets[_key(key)]
-        for index, part in rows.groupby("bucket"):
-            resolved = part[part["resolved"]]
-            table[int(str(index))] = [
-                len(part),
-                int((part["fills"] > 0).sum()),
-                len(resolved),
-                int((resolved["pnl"] > 0).sum()),
-                float(resolved["pnl"].sum()),
-                float((resolved["pnl"] * resolved["pnl"]).sum()),
-            ]
+    _calibration(per_signal, buckets)
     _trade_totals(positions, group)
     _curves(trades, rules, group)
     entry_rows = trades[trades["action"] == "entry"]
@@ -301,6 +273,36 @@ def _per_signal(calls: pd.DataFrame, fills: pd.DataFrame, positions: pd.DataFram
     ok = (out["fill_qty"] > 0) & (out["price"] > 0)
     out["slippage"] = slippage.where(ok)
     return out
+
+
+def _calibration(per_signal: pd.DataFrame, buckets: dict[tuple[str, str], list[list[float]]]) -> None:
+    """Each group's confidence buckets: signals, linked, resolved, hits, P&L sum and squares
+    (one grouped sum, not a pass per bucket)."""
+    if per_signal.empty:
+        return
+    resolved = per_signal["resolved"].to_numpy(dtype=bool)
+    pnl = np.where(resolved, per_signal["pnl"].to_numpy(dtype="float64"), 0.0)
+    parts = pd.DataFrame(
+        {
+            "bot": per_signal["bot"].to_numpy(),
+            "strategy": per_signal["strategy"].to_numpy(),
+            "bucket": per_signal["bucket"].to_numpy(),
+            "n": 1,
+            "linked": (per_signal["fills"].to_numpy() > 0).astype("int64"),
+            "resolved": resolved.astype("int64"),
+            "hits": (resolved & (pnl > 0)).astype("int64"),
+            "pnl": pnl,
+            "squares": pnl * pnl,
+        }
+    )
+    sums = parts.groupby(["bot", "strategy", "bucket"], sort=False).sum()
+    for (bot, strategy, bucket), n, linked, solved, hits, total, squares in zip(
+        sums.index,
+        *(sums[c].to_numpy() for c in ("n", "linked", "resolved", "hits", "pnl", "squares")),
+        strict=True,
+    ):
+        table = buckets[(str(bot), str(strategy))]
+        table[int(bucket)] = [int(n), int(linked), int(solved), int(hits), float(total), float(squares)]
 
 
 def _trade_totals(positions: pd.DataFrame, group: Any) -> None:

@@ -1,120 +1,71 @@
-"""The one SQL statement behind signal quality, and its rows as the batch's event frame.
+"""Signal quality's SQL rows as the batch's event frame, and the batch's result.
 
-Rows read from SQL are untrusted like any input: a number that is not one becomes NaN and
-the batch leaves that row out (server/analytics/quality_batch.py), a ``meta`` that is not a
-JSON object names no signal.
+The statements are in server/analytics/quality_rows.py (shared with the live feed, which
+must not import pandas); rows are untrusted there and here: a number that is not one becomes
+NaN and the batch leaves that row out (server/analytics/quality_batch.py).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import Float, Integer, String, and_, cast, func, literal, null, select, union_all
-from sqlalchemy.sql import CompoundSelect
 
-from server.analytics.quality import QualityRules, signal_seq_of
-from server.analytics.quality_batch import EVENT_COLUMNS, events_frame, quality_batch
+from server.analytics.quality import EVENT_COLUMNS, QualityRules, signal_seq_of
+from server.analytics.quality_batch import events_frame, quality_batch
 from server.analytics.quality_report import SignalQuality
-from server.analytics.queries import BotFilter, event_conditions
-from server.history.models import CANDLES, SIGNALS, TRADES
+from server.analytics.quality_rows import (
+    MAX_META_CHARS,
+    QUERY_COLUMNS,
+    fold_events,
+    parse_meta,
+    quality_query,
+)
 
-#: ``meta`` texts longer than this are not parsed (a link is a few bytes).
-MAX_META_CHARS: Final = 4096
-#: Query columns: the event columns (``meta`` as text instead of ``signal_seq``) and a kind rank.
-QUERY_COLUMNS: Final = (*EVENT_COLUMNS[:-1], "meta", "rank")
-_KIND_RANK: Final = {"candle": 0, "signal": 1, "trade": 2}
+_NUMBERS: Final = ("confidence", "price", "qty", "fee", "pnl", "close")
 
-
-def quality_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSelect[Any]:
-    """Signals and trades of the filtered bots in [start, end], and each traded symbol's last
-    candle at ``end`` (the mark of open positions), as one UNION ALL in fold order."""
-    s, t, c = SIGNALS.c, TRADES.c, CANDLES.c
-
-    def row(kind: str, given: dict[str, Any]) -> list[Any]:
-        out: list[Any] = [literal(kind, String).label("kind")]
-        for name in QUERY_COLUMNS[1:]:
-            if name == "rank":
-                out.append(literal(_KIND_RANK[kind], Integer).label("rank"))
-            elif name in given:
-                out.append(given[name].label(name))
-            elif name in ("confidence", "price", "qty", "fee", "pnl", "close"):
-                out.append(cast(null(), Float).label(name))
-            elif name in ("seq", "ts"):
-                out.append(cast(null(), Integer).label(name))
-            else:
-                out.append(cast(null(), String).label(name))
-        return out
-
-    signal_part = select(
-        *row(
-            "signal",
-            {n: s[n] for n in ("symbol", "seq", "ts", "bot", "strategy", "type", "confidence", "price")},
-        )
-    ).where(*event_conditions(SIGNALS, flt, start_ms, end_ms))
-    trade_fields = ("symbol", "seq", "ts", "bot", "strategy", "side", "action", "price", "qty", "fee", "pnl")
-    trade_part = select(
-        *row(
-            "trade", {**{n: t[n] for n in trade_fields}, "position": t.position, "meta": cast(t.meta, String)}
-        )
-    ).where(*event_conditions(TRADES, flt, start_ms, end_ms))
-    traded = select(t.symbol).where(and_(*event_conditions(TRADES, flt, start_ms, end_ms))).distinct()
-    last_ts = (
-        select(CANDLES.c.symbol.label("symbol"), func.max(c.ts).label("ts"))
-        .where(c.symbol.in_(traded), c.ts <= end_ms, c.ts >= start_ms)
-        .group_by(c.symbol)
-        .subquery("last_candle")
-    )
-    candle_part = select(
-        *row("candle", {"symbol": c.symbol, "seq": c.seq, "ts": c.ts, "close": c.close})
-    ).join(last_ts, and_(c.symbol == last_ts.c.symbol, c.ts == last_ts.c.ts))
-    return union_all(signal_part, trade_part, candle_part)
+__all__ = [
+    "MAX_META_CHARS",
+    "QUERY_COLUMNS",
+    "build_quality",
+    "parse_meta",
+    "quality_events",
+    "quality_query",
+]
 
 
 def quality_events(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """The batch's frame from :func:`quality_query` rows, in fold order (ts, kind, symbol, seq)."""
-    records = []
-    for raw in rows:
-        record = dict(zip(QUERY_COLUMNS, raw, strict=True))
-        meta_text = record.pop("meta")
-        record["meta"] = _meta(meta_text)
-        records.append(record)
-    records.sort(key=_fold_key)
-    return events_frame(
-        (
-            str(r["kind"]),
-            str(r["symbol"]),
-            _int(r["seq"]),
-            {k: v for k, v in r.items() if k not in ("kind", "rank")},
-        )
-        for r in records
-    )
+    """The batch's frame from :func:`quality_query` rows, in fold order (ts, kind, symbol, seq).
 
-
-def _fold_key(record: dict[str, Any]) -> tuple[int, int, str, int]:
-    return (_int(record["ts"]), int(record["rank"] or 0), str(record["symbol"]), _int(record["seq"]))
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _meta(text: Any) -> dict[str, Any] | None:
-    if isinstance(text, dict):
-        return text
-    if not isinstance(text, str) or len(text) > MAX_META_CHARS:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) and signal_seq_of(value) is not None else None
+    Vectorised (the per-row path, :func:`fold_events` then ``events_frame``, gives the same
+    frame and is what the live feed uses): a row whose time is not a number is left out (the
+    live fold rejects it), a seq that is not one sorts as 0, a ``meta`` is parsed only where
+    it may name a signal.
+    """
+    if not rows:
+        return events_frame(fold_events(rows))
+    # Plain tuples: pandas probes each SQLAlchemy Row for attributes (2 exceptions a row).
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=list(QUERY_COLUMNS))
+    # A row without a time cannot be placed in the fold (the live fold rejects it too).
+    frame = frame[pd.to_numeric(frame["ts"], errors="coerce").notna().to_numpy()]
+    for name in ("ts", "seq", "rank"):
+        number = pd.to_numeric(frame[name], errors="coerce").fillna(0).clip(-(2**62), 2**62)
+        frame[name] = number.astype("int64")
+    frame["kind"] = frame["kind"].astype(str)
+    frame["symbol"] = frame["symbol"].astype(str)
+    frame = frame.sort_values(["ts", "rank", "symbol", "seq"], kind="stable").reset_index(drop=True)
+    meta = frame["meta"]
+    named = (meta.notna() & (meta != "{}")).to_numpy()
+    signal_seq = pd.Series(pd.NA, index=frame.index, dtype="Int64")
+    if named.any():
+        signal_seq[named] = pd.array([signal_seq_of(parse_meta(text)) for text in meta[named]], dtype="Int64")
+    out = frame[list(EVENT_COLUMNS[:-1])].copy()
+    for name in _NUMBERS:
+        out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
+    out["signal_seq"] = signal_seq
+    return out
 
 
 def build_quality(

@@ -87,7 +87,11 @@ class QualityStream:
         #: Signals by (symbol, seq, bot), for explicit ``meta.signal_seq`` links.
         self._by_seq: dict[tuple[str, int, str], _Signal] = {}
         self._marks: dict[str, float] = {}
+        #: Open positions by symbol: a candle changes the unrealised P&L of their groups.
+        self._open_by_symbol: dict[str, dict[PositionKey, _Position]] = {}
         self._last_ts: int | None = None
+        #: Groups whose row changed since :meth:`take_changed` (what the live feed pushes).
+        self.changed: set[Group] = set()
         self.events = 0
         self.rejected = 0
 
@@ -104,6 +108,8 @@ class QualityStream:
             elif kind == "candle":
                 close = _finite(fields["close"])
                 self._marks[symbol] = close
+                for position in self._open_by_symbol.get(symbol, {}).values():
+                    self.changed.add(position.group)
             else:
                 return False
         except (KeyError, TypeError, ValueError):
@@ -130,6 +136,7 @@ class QualityStream:
         bot, strategy, kind = str(fields["bot"]), str(fields["strategy"]), fields["type"]
         confidence, price = _finite(fields["confidence"]), _finite(fields["price"])
         state = self._group((bot, strategy))
+        self.changed.add((bot, strategy))
         direction = DIRECTIONS.get(kind)
         if direction is None:
             state.totals.holds += 1
@@ -200,6 +207,7 @@ class QualityStream:
         return signal
 
     def _fill(self, signal: _Signal, position: _Position, ts: int, price: float, qty: float) -> None:
+        self.changed.add(signal.group)
         totals = self._groups[signal.group].totals
         if not signal.fills:
             totals.linked += 1
@@ -241,6 +249,7 @@ class QualityStream:
 
     def _retract(self, position: _Position) -> None:
         state = self._group(position.group)
+        self.changed.add(position.group)
         if position.counted is not None:
             _trade_totals(state.totals, position.counted, -1)
             position.counted = None
@@ -258,10 +267,15 @@ class QualityStream:
 
     def _track_open(self, position: _Position) -> None:
         opened = self._groups[position.group].open_positions
+        by_symbol = self._open_by_symbol.setdefault(position.key[1], {})
         if position.entered > 0 and not position.closed:
             opened[position.key] = position
+            by_symbol[position.key] = position
         else:
             opened.pop(position.key, None)
+            by_symbol.pop(position.key, None)
+            if not by_symbol:
+                del self._open_by_symbol[position.key[1]]
 
     def _retract_signal(self, signal: _Signal) -> None:
         if signal.counted is None:
@@ -277,6 +291,7 @@ class QualityStream:
 
     def _assert_signal(self, signal: _Signal) -> None:
         self._retract_signal(signal)  # a signal may sit in several positions
+        self.changed.add(signal.group)
         pnl = 0.0
         resolved = True
         for position, qty in signal.fills:
@@ -292,6 +307,11 @@ class QualityStream:
             row[5] += pnl * pnl
 
     # -- what it publishes -----------------------------------------------------------------
+
+    def take_changed(self) -> set[Group]:
+        """The groups whose row changed since the last call (and forget them)."""
+        changed, self.changed = self.changed, set()
+        return changed
 
     def unrealised(self, group: Group) -> float:
         """Open positions of ``group`` marked to their symbol's latest candle close."""

@@ -5,6 +5,12 @@ signals, hourly status, 5-minute candles) into SQLite (a temp file) or the datab
 ``--database-url`` (under unique bot and symbol names, deleted afterwards), then times
 the one SQL statement alone (the baseline) and the whole payload builder. Target: the
 payload's median under 200 ms.
+
+Signal quality (docs/analytics.md) side by side in the same run: the batch behind
+/api/signal-quality (its SQL statement and the pandas pass; target under 300 ms) and the
+live fold's cost per event (server/analytics/quality_stream.py: every signal, trade and
+candle of the same window folded one at a time, and the changed rows taken once per second
+of event time, as the perf feed does).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from server.bench import BenchResult, positive_int
 
 DESCRIPTION = "time /api/performance's payload builder against its raw SQL query (30 days x 50 bots)"
 TARGET_MS = 200.0
+QUALITY_TARGET_MS = 300.0
 _STRATEGIES = ("momentum", "ema_crossover", "mean_reversion")
 _MINUTE = 60_000
 
@@ -173,6 +180,10 @@ async def _cleanup(engine: AsyncEngine, prefix: str) -> None:
         await connection.execute(delete(BotRow).where(BotRow.name.like(f"{prefix}%")))
 
 
+def quality_stats_median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
 def _ms(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -183,7 +194,7 @@ def _ms(samples: list[float]) -> dict[str, float]:
 
 
 async def _measure(args: argparse.Namespace, url: str, prefix: str) -> BenchResult:
-    from server.analytics.payloads import parse_performance_query, performance_payload
+    from server.analytics.payloads import parse_performance_query, performance_payload, signal_quality_payload
     from server.analytics.queries import performance_query
     from server.history.engine import create_engine
 
@@ -209,8 +220,10 @@ async def _measure(args: argparse.Namespace, url: str, prefix: str) -> BenchResu
         flt, start_ms, stop_ms = parse_performance_query(query)
         raw: list[float] = []
         full: list[float] = []
+        quality: list[float] = []
         rows = 0
         payload: dict[str, Any] = {}
+        quality_payload: dict[str, Any] = {}
         for attempt in range(args.repeat + 1):
             t0 = time.perf_counter()
             async with engine.connect() as connection:
@@ -218,14 +231,19 @@ async def _measure(args: argparse.Namespace, url: str, prefix: str) -> BenchResu
             t1 = time.perf_counter()
             payload = await performance_payload(engine, query)
             t2 = time.perf_counter()
+            quality_payload = await signal_quality_payload(engine, query)
+            t3 = time.perf_counter()
             if attempt:  # the first round warms caches and the pool
                 raw.append((t1 - t0) * 1000)
                 full.append((t2 - t1) * 1000)
+                quality.append((t3 - t2) * 1000)
         if prefix:
             await _cleanup(engine, prefix)
     finally:
         await engine.dispose()
-    raw_stats, full_stats = _ms(raw), _ms(full)
+    fold_us, row_us, folded = _fold_cost(pairs)
+    quality_verdict = "meets" if quality_stats_median(quality) < QUALITY_TARGET_MS else "MISSES"
+    raw_stats, full_stats, quality_stats = _ms(raw), _ms(full), _ms(quality)
     ratio = full_stats["median_ms"] / raw_stats["median_ms"] if raw_stats["median_ms"] else float("nan")
     backend = url.split(":", 1)[0]
     trades = sum(1 for _, e in pairs if e["kind"] == "trade")
@@ -235,15 +253,56 @@ async def _measure(args: argparse.Namespace, url: str, prefix: str) -> BenchResu
         rows=[
             {"measure": "raw SQL (baseline)", **raw_stats, "rows": rows},
             {"measure": "/api/performance payload", **full_stats, "ratio": ratio},
+            {
+                "measure": "/api/signal-quality batch",
+                **quality_stats,
+                "ratio": quality_stats["median_ms"] / raw_stats["median_ms"]
+                if raw_stats["median_ms"]
+                else None,
+            },
+            {"measure": "signal quality live fold, per event", "us_per_event": fold_us, "events": folded},
+            {"measure": "signal quality live row, per changed group", "us_per_row": row_us},
         ],
         summary=(
             f"{backend}: {args.bots} bots x {args.days} days ({trades:,} trades, {len(pairs):,} events, "
             f"loaded in {load_s:.1f}s); payload median {full_stats['median_ms']:.1f} ms = {ratio:.2f}x the "
             f"raw query; {verdict} the {TARGET_MS:.0f} ms target; "
-            f"{len(payload.get('bots', []))} bots in the payload"
+            f"{len(payload.get('bots', []))} bots in the payload; signal quality batch median "
+            f"{quality_stats['median_ms']:.1f} ms ({quality_verdict} the {QUALITY_TARGET_MS:.0f} ms target, "
+            f"{len(quality_payload.get('groups', []))} groups); live fold {fold_us:.2f} us/event over "
+            f"{folded:,} events, {row_us:.0f} us per pushed row"
         ),
         extra={"target_ms": TARGET_MS, "backend": backend},
     )
+
+
+def _fold_cost(pairs: list[tuple[str, dict[str, Any]]]) -> tuple[float, float, int]:
+    """The live fold over the window's events in fold order (best of 3): microseconds per event
+    folded, and per row built when the perf feed pushes a changed (bot, strategy)."""
+    from server.analytics.quality_rows import fold_key
+    from server.analytics.quality_stream import QualityStream
+
+    events = sorted(
+        (
+            (e["kind"], e["symbol"], int(e["seq"]), e)
+            for _, e in pairs
+            if e["kind"] in ("signal", "trade", "candle")
+        ),
+        key=lambda e: fold_key(e[0], e[1], e[2], e[3]["ts"]),
+    )
+    if not events:
+        return 0.0, 0.0, 0
+    fold_best = row_best = float("inf")
+    for _ in range(3):
+        stream = QualityStream()
+        began = time.perf_counter()
+        for kind, symbol, seq, fields in events:
+            stream.apply(kind, symbol, seq, fields)
+        folded = time.perf_counter()
+        rows = stream.snapshot(stream.take_changed())
+        fold_best = min(fold_best, folded - began)
+        row_best = min(row_best, (time.perf_counter() - folded) / max(1, len(rows)))
+    return fold_best / len(events) * 1e6, row_best * 1e6, len(events)
 
 
 def run(args: argparse.Namespace) -> BenchResult:

@@ -26,6 +26,7 @@ from server.gateway.api import ApiRoutes, EngineProbe, StoreFigures, recorder_me
 from server.gateway.bus import RedisBus
 from server.gateway.bus_cluster import ShardedBus
 from server.gateway.http import HttpRoutes
+from server.gateway.perf import PerfFeed
 from server.gateway.ports import BatchHandler, Bus, BusFactory, FigureSource, NoFigures, StateHandler
 from server.gateway.server import Gateway
 from server.gateway.tasks import SupervisedTask
@@ -160,6 +161,7 @@ def compose_gateway(
         figures=figures,
         make_bus=bus_factory(settings, redis_url),
         builds_database_url=None if engine is None else settings.database.url,
+        perf=None if engine is None else PerfFeed(redis=redis, engine=engine),
     )
     if engine is None:
         return ComposedGateway(gateway, HttpRoutes(gateway, access))

@@ -15,6 +15,7 @@ from typing import Any, Final
 from publishers.events import SYMBOL_PATTERN
 from server import __version__
 from server.core.filters import EventFilter, parse_filter
+from server.core.perfwire import PerfSubscribe, parse_perf
 from server.core.replay import ReplayControl, ReplayRequest, parse_control, parse_replay
 from server.errors import ProtocolError
 
@@ -84,7 +85,7 @@ class Ping:
     ref: Ref
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | ReplayControl
+ClientMessage = Subscribe | Unsubscribe | Ping | ReplayControl | PerfSubscribe
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +228,11 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return Ping(ref)
         if op == "replay_control":
             return parse_control(raw, ref)
+        if op == "perf":
+            return parse_perf(raw, ref)
         raise ProtocolError(
-            "bad_request", f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, replay_control"
+            "bad_request",
+            f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, replay_control, perf",
         )
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None

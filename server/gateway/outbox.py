@@ -143,5 +143,19 @@ class Outbox:
         self.metrics.deliveries += 1
         self.metrics.bytes_out += len(data)
 
+    def send_to(self, connections: list[ServerConnection], text: str) -> list[ServerConnection]:
+        """One frame to several connections, encoded once; returns those skipped because their
+        buffer is over the limit (the caller sends them something whole later)."""
+        data = text.encode()
+        first, *rest = self.chunks(data)
+        over = broadcast_text(connections, first, self.max_buffer_bytes)
+        taking = [ws for ws in connections if ws not in over]
+        for piece in rest:
+            broadcast_text(taking, piece)
+        self.metrics.frames_out += 1
+        self.metrics.deliveries += len(taking)
+        self.metrics.bytes_out += len(data) * len(taking)
+        return over
+
     def broadcast_all(self, connections: Iterable[ServerConnection], text: str) -> None:
         broadcast(list(connections), text)

@@ -29,6 +29,7 @@ from server.core.fanout import (
     Fanout,
     Member,
 )
+from server.core.perfwire import PERF_SUB, PerfSubscribe
 from server.core.protocol import (
     CLOSE_POLICY,
     CLOSE_RESTART,
@@ -57,6 +58,7 @@ from server.gateway.catchup import CatchUp
 from server.gateway.livepath import RECOVERABLE, LivePath, refuse_if_bus_down
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.outbox import Outbox, ws_of
+from server.gateway.perf import PerfFeed
 from server.gateway.ports import Authorizer, Bus, BusFactory, FigureSource, RequestHandler
 from server.gateway.replay import Replays
 from server.gateway.session import Admission, Session, TokenBucket
@@ -88,11 +90,13 @@ class Gateway:
         figures: FigureSource,
         make_bus: BusFactory,
         builds_database_url: str | None = None,
+        perf: PerfFeed | None = None,
     ) -> None:
         """Collaborators come from the composition root (server/cli/runner.py).
 
         ``builds_database_url``: history builds run in worker processes reading that database
-        (when ``history.workers`` > 0); None builds them in this process.
+        (when ``history.workers`` > 0); None builds them in this process. ``perf``: the live
+        signal-quality feed of the ``perf`` op (None: the op is refused; it needs SQL).
         """
         self.settings = settings
         self.redis_url = redis_url
@@ -100,6 +104,7 @@ class Gateway:
         self.history = history
         self.access = access
         self.figures = figures
+        self.perf = perf
         self.fanout = Fanout()
         self.metrics = GatewayMetrics()
         self.sessions: dict[ServerConnection, Session] = {}
@@ -194,6 +199,8 @@ class Gateway:
         self._http = http
         self.supervise(SupervisedTask("bus", self.bus.run))
         self.supervise(SupervisedTask("housekeeping", self._housekeeping))
+        if self.perf is not None:
+            self.supervise(SupervisedTask("perf", self.perf.run))
         where: dict[str, Any] = (
             {"sock": sock}
             if sock is not None
@@ -231,7 +238,7 @@ class Gateway:
                 await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout)
-        for name in ("bus", "housekeeping"):
+        for name in ("bus", "housekeeping", "perf"):
             task = self.tasks.get(name)
             if task is not None:
                 await task.stop()
@@ -317,13 +324,13 @@ class Gateway:
             except ProtocolError as exc:
                 await self._error(ws, message.ref, exc.code, exc.message)
             return
-        if isinstance(message, Subscribe | Unsubscribe):
+        if isinstance(message, Subscribe | Unsubscribe | PerfSubscribe):
             if not session.in_order(lambda: self._ordered(session, message)):
                 await self._error(ws, message.ref, "busy", "too many subscribes waiting on this connection")
         else:
             await ws.send(pong_frame(message.ref, now_ms()))
 
-    async def _ordered(self, session: Session, message: Subscribe | Unsubscribe) -> None:
+    async def _ordered(self, session: Session, message: Subscribe | Unsubscribe | PerfSubscribe) -> None:
         """A subscribe or unsubscribe, in order with the connection's others but off its reader (a
         ping behind a subscribe waiting for Redis is answered at once); a bug answers internal."""
         try:
@@ -332,6 +339,8 @@ class Gateway:
                 await self.replays.start(session, message)
             elif isinstance(message, Subscribe):
                 await self._subscribe(session, message)
+            elif isinstance(message, PerfSubscribe):
+                await self._perf(session, message)
             elif self.replays.stop(session, message.sub):
                 self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
             else:
@@ -368,6 +377,8 @@ class Gateway:
         else:
             self.per_address.pop(session.address, None)
         self.access.forget(session.ws)
+        if self.perf is not None:
+            self.perf.unsubscribe(session.ws)
         session.cancel_ops()
         self.replays.drop(session)
         for sub in list(session.members):
@@ -386,6 +397,9 @@ class Gateway:
             self.live.forget(symbol)
 
     def _unsubscribe(self, session: Session, message: Unsubscribe) -> None:
+        if message.sub == PERF_SUB and self.perf is not None and self.perf.unsubscribe(session.ws):
+            self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
+            return
         if message.sub not in session.members:
             raise ProtocolError(
                 "bad_request", f"sub: no subscription {shown(message.sub)} on this connection"
@@ -432,6 +446,14 @@ class Gateway:
             lambda: self.catchup.run(session.ws, member, member.generation, history, resume),
             f"signalpush-catchup-{sub}",
         )
+
+    async def _perf(self, session: Session, request: PerfSubscribe) -> None:
+        """The signal-quality stream (server/gateway/perf.py): every symbol, so every-symbol tokens only."""
+        if self.perf is None:
+            raise ProtocolError("bad_request", "perf: this gateway has no history database to follow")
+        if self.access.principal_of(session.ws).patterns != ("*",):
+            raise ProtocolError("forbidden", "perf: covers every symbol; this token may read only some")
+        await self.perf.subscribe(session.ws, request, self.outbox.send_to)
 
     def _subscribe_in_order(self, session: Session, message: Subscribe) -> None:
         """A subscribe the server makes for the client (a replay handed over to live)."""

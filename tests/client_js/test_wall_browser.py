@@ -285,6 +285,39 @@ def test_a_tile_whose_bots_stop_turns_stale_then_dead_and_the_others_stay_live(s
     wait_until(lambda: state() == "live", 10, what="the tile to recover")
 
 
+def test_the_quality_tile_draws_the_live_signal_quality_of_the_filtered_bots(setup: dict[str, Any]) -> None:
+    """``tiles=quality``: the reliability diagram and KPIs from the perf stream; with the feed
+    paused, the tile's row for momo-1 equals /api/signal-quality's (the same events, folded live)."""
+    server, symbols, feed = setup["server"], setup["symbols"], setup["feed"]
+    params = {"symbols": symbols[0], "tiles": "quality", "bots": "momo-1", "minutes": str(MINUTES)}
+    wall = Wall(setup["browser"], f"{server.http_url}/wall?{urlencode(params)}")
+    quality = lambda: wall.page.evaluate("() => window.signalpushWall?.quality")  # noqa: E731
+    try:
+        wait_until(lambda: (quality() or {}).get("draws", 0) > 0 and quality()["rows"] == 1, 30,
+                   what="the quality tile to draw momo-1")  # fmt: skip
+        feed.pause()
+        try:
+
+            def same() -> bool:
+                api = _get(server, "/api/signal-quality", bots="momo-1")["groups"]
+                drawn = wall.page.evaluate(
+                    "() => [...document.querySelectorAll('.tile-quality .quality-kpi')].map((n) => n.textContent)"
+                )
+                return bool(api) and any(line.startswith(f"momo-1 · {api[0]['strategy']}: {api[0]['signals']} signals")
+                                         for line in drawn)  # fmt: skip
+
+            wait_until(same, 30, what="the tile's momo-1 row to equal /api/signal-quality's")
+        finally:
+            feed.resume()
+        traces = wall.page.evaluate(
+            "() => document.querySelector('.tile-quality .plot').data.map((t) => t.meta.key)"
+        )
+        assert traces[0] == "diagonal" and traces[1].startswith("quality:momo-1:")
+        assert wall.problems() == []
+    finally:
+        wall.page.close()
+
+
 def test_after_sigkill_and_restart_the_walls_recover_with_no_gap_and_no_duplicate(
     setup: dict[str, Any],
 ) -> None:

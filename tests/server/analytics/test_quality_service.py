@@ -8,11 +8,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from publishers.events import now_ms
 from server.analytics.quality import QualityRules
-from server.analytics.quality_queries import _meta, quality_events
+from server.analytics.quality_queries import quality_events
+from server.analytics.quality_rows import parse_meta
 from server.analytics.quality_stream import QualityStream
 from server.analytics.service import BotDataService, make_filter
 from tests.support.analytics_data import (
@@ -102,11 +104,11 @@ def test_the_store_equals_the_stream_on_demo_events(database_url: str) -> None:
 
 @pytest.mark.parametrize("text", ["{", "[1]", '"x"', "{" * 10_000, '{"signal_seq": "7"}', None, 5])
 def test_a_hostile_meta_names_no_signal(text: Any) -> None:
-    assert _meta(text) is None
+    assert parse_meta(text) is None
 
 
 def test_hostile_rows_are_left_out() -> None:
-    columns = 18
+    columns = 19
     good = [
         "signal",
         "X",
@@ -126,8 +128,11 @@ def test_hostile_rows_are_left_out() -> None:
         None,
         None,
         1,
+        "e1",
     ]
-    bad = ["signal", "X", 2, 1000, "b", "s", "buy", "not a number", None, None, 100.0] + [None] * 6 + [1]
+    bad = (
+        ["signal", "X", 2, 1000, "b", "s", "buy", "not a number", None, None, 100.0] + [None] * 6 + [1, "e1"]
+    )
     assert len(good) == len(bad) == columns
     frame = quality_events([good, bad])
     from server.analytics.quality_batch import quality_batch
@@ -149,3 +154,27 @@ def test_stats_quality_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "reliability" in html.read_text(encoding="utf-8")
     assert main(["stats", "--quality", "--csv", "--database-url", url, "--days", "1"]) == 0
     assert capsys.readouterr().out.startswith("bot,strategy,signals")
+
+
+def test_the_vectorised_frame_equals_the_per_row_path() -> None:
+    """quality_events (pandas, for the batch) and fold_events + events_frame (the live feed's
+    path) build the same frame, hostile rows included."""
+    from server.analytics.quality_batch import events_frame
+    from server.analytics.quality_rows import QUERY_COLUMNS, fold_events
+
+    def row(**values: Any) -> list[Any]:
+        return [values.get(name) for name in QUERY_COLUMNS]
+
+    rows = [
+        row(kind="trade", symbol="X", seq=3, ts=50, bot="b", strategy="s", side="buy", action="entry",
+            price=1.0, qty=2.0, position="p", meta='{"signal_seq": 1}', rank=2, epoch="e"),
+        row(kind="signal", symbol="X", seq=1, ts=50, bot="b", strategy="s", type="buy", confidence=0.5,
+            price=1.0, meta=None, rank=1, epoch="e"),
+        row(kind="candle", symbol="Y", seq="junk", ts=20, close="nan?", rank=0, epoch="e"),
+        row(kind="candle", symbol="Y", seq=9, ts="never", close=5.0, rank=0, epoch="e"),
+        row(kind="trade", symbol="X", seq=4, ts=10, bot="b", strategy="s", side="sell", action="exit",
+            price=1.5, qty=2.0, position="p", meta="{not json", rank=2, epoch="e"),
+    ]  # fmt: skip
+    vectorised = quality_events(rows)
+    per_row = events_frame(fold_events([r for r in rows if r[QUERY_COLUMNS.index("ts")] != "never"]))
+    pd.testing.assert_frame_equal(vectorised.reset_index(drop=True), per_row.reset_index(drop=True))

@@ -112,8 +112,9 @@ async def test_two_gateways_and_two_recorders_on_a_cluster(
     ]
     tasks = [asyncio.create_task(c.run(stop_clients, churn=0.0)) for c in clients]
     try:
+        # Generous: 20 subscribes with history, built by two fresh processes' workers on a busy CI.
         await async_wait_until(
-            lambda: all(c.start is not None for c in clients), what="every client subscribed"
+            lambda: all(c.start is not None for c in clients), timeout=40, what="every client subscribed"
         )
         await asyncio.sleep(1.0)
         gateways[0].kill()  # SIGKILL: its recorder dies with it, mid-batch or not
