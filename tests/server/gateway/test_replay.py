@@ -17,7 +17,13 @@ from publishers.events import now_ms
 from server.cli.runner import compose_gateway
 from tests.support.fixtures_store import publish, running_recorder
 from tests.support.gateway import RunningGateway, WsClient, gateway_settings
-from tests.support.replay_stream import stream
+from tests.support.replay_stream import forget_symbol, stream
+
+
+@pytest.fixture(autouse=True)
+async def _forget_the_symbol(redis_url: str, symbol: str) -> AsyncIterator[None]:
+    yield
+    await forget_symbol(redis_url, symbol)
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,8 @@ small pages, and positions found by time."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -10,6 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.core.filters import EVERYTHING, parse_filter
 from server.history.replay_cursor import End, Events, Position, ReplayCursor, ReplayStore
 from tests.support.fixtures_store import T0, log_json, publish, random_events, running_recorder
+from tests.support.replay_stream import forget_symbol
+
+
+@pytest.fixture(autouse=True)
+async def _forget_the_symbol(redis_url: str, symbol: str) -> AsyncIterator[None]:
+    yield
+    await forget_symbol(redis_url, symbol)
 
 
 async def read_all(cursor: ReplayCursor) -> list[tuple[int, int, str]]:
