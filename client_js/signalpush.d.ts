@@ -230,6 +230,8 @@ export interface ClientOptions {
   onState?: (state: ConnectionState, info: StateInfo) => void;
   /** Bus status frames: {bus: "up" | "down"}. */
   onStatus?: (frame: StatusFrame) => void;
+  /** Frames of ops the client does not handle itself (a wall's `command` frames, docs/walls.md). */
+  onFrame?: (frame: { op: string; [key: string]: unknown }) => void;
   /** Bad frames, handler exceptions, server errors not tied to a subscription. Never fatal. */
   onError?: (error: Error) => void;
 }
@@ -289,6 +291,8 @@ export declare class SignalPushClient {
   /** Replay a past window through the live protocol (docs/client.md, "Replay"). */
   replay(spec: ReplaySpec, handlers?: ReplayHandlers): Replay;
   ping(timeoutMs?: number): Promise<{ rttMs: number; serverTime: number }>;
+  /** Send a frame the client does not manage (a wall's `display` heartbeat); false when not connected. */
+  send(frame: { op: string; [key: string]: unknown }): boolean;
   /** The live signal-quality stream (docs/protocol.md, "perf"). */
   perf(spec?: PerfSpec, handlers?: PerfHandlers): PerfFeed;
   close(): void;

@@ -396,6 +396,15 @@ export class SignalPushClient {
     });
   }
 
+  /**
+   * Send a frame the client does not manage itself (a wall's `display` heartbeat, docs/walls.md)
+   * on the live connection; false when not connected (nothing is queued).
+   */
+  send(frame) {
+    if (!this._isOpen()) return false;
+    return this._send(frame);
+  }
+
   /** Close for good: no reconnect; every subscription ends. */
   close() {
     if (this._closed) return;
@@ -622,7 +631,9 @@ export class SignalPushClient {
       case "perf":
         return this._onPerf(frame);
       default:
-        return undefined; // unknown ops are ignored (forward compatible)
+        // Unknown ops are ignored (forward compatible), after options.onFrame sees them (a
+        // wall's `command` frames, docs/walls.md).
+        return safeCall(this, this._options.onFrame, frame);
     }
   }
 

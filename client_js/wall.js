@@ -10,7 +10,9 @@
  */
 
 import { SignalPushClient } from "./signalpush.js";
-import { FrameStats, gridShape, parseTiles, parseWallParams } from "./wall-model.js";
+import { fitGrid } from "./wall-fit.js";
+import { Fleet } from "./wall-fleet.js";
+import { FrameStats, parseTiles, parseWallParams } from "./wall-model.js";
 import { cssVariables, palette } from "./wall-palette.js";
 import { QualityTile } from "./wall-quality.js";
 import { parseReplayParams, WallReplay } from "./wall-replay.js";
@@ -19,6 +21,22 @@ import { bindWall, el, Tile } from "./wall-tile.js";
 const Plotly = globalThis.Plotly;
 
 const config = parseWallParams(location.search);
+
+/** localStorage / sessionStorage, or null where the browser refuses them (the wall still runs). */
+function storage(name) {
+  try {
+    return globalThis[name] ?? null;
+  } catch {
+    return null;
+  }
+}
+/** This page as a display of the fleet (wall-fleet.js, docs/walls.md). */
+const fleet = new Fleet({
+  search: location.search,
+  storage: storage("localStorage"),
+  session: storage("sessionStorage"),
+  doc: document,
+});
 /** WebGL markers and lines (`gl`; with gl=auto when the browser has WebGL and the wall has at
  * most GL_AUTO_MAX_TILES tiles). Set in start(). */
 let useGl = false;
@@ -70,8 +88,10 @@ function renderKey(live) {
 }
 
 function wsUrl() {
-  if (config.ws) return config.ws;
-  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const url = new URL(config.ws || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  // The gateway marks this display's record when its token is refused as expired (/walls shows it).
+  url.searchParams.set("display", fleet.id);
+  return url.toString();
 }
 
 const tiles = new Map();
@@ -152,7 +172,10 @@ function flushAll(fromTimer = false) {
       left = true;
       continue;
     }
-    worked = tile.flush() || worked;
+    if (tile.flush()) {
+      worked = true;
+      tile.flushedAt = started;
+    }
     nextTile = (index + 1) % list.length;
   }
   if (perf && worked) {
@@ -176,7 +199,7 @@ function scheduleFlush() {
 
 function layoutGrid() {
   const count = tiles.size + (qualityTile ? 1 : 0);
-  const { cols, rows } = gridShape(count, root.clientWidth, root.clientHeight, config.cols);
+  const { cols, rows } = fitGrid(count, root.clientWidth, root.clientHeight, { forcedCols: config.cols });
   root.style.setProperty("--cols", String(cols));
   root.style.setProperty("--rows", String(rows));
   // x ticks only on the bottom row: the tiles above share the time axis's meaning.
@@ -286,12 +309,81 @@ function onConnection() {
 async function discoverSymbols() {
   const headers = config.token ? { authorization: `Bearer ${config.token}` } : {};
   const response = await fetch("/api/symbols", { headers });
+  if (response.status === 401) await tokenRefused(response);
   if (!response.ok) throw new Error(`/api/symbols: HTTP ${response.status}`);
   const body = await response.json();
   return (body.symbols ?? []).map((s) => s.symbol).sort();
 }
 
+/** A saved view's parameters (`?view=NAME` or the operator's playlist). */
+async function fetchView(name, token) {
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  const response = await fetch(`/api/views?name=${encodeURIComponent(name)}`, { headers });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return (await response.json()).params;
+}
+
+/** The server refused the token: say so on the screen (never a blank or a login page). */
+async function tokenRefused(response) {
+  let message = "the token is not valid";
+  try {
+    message = (await response.json()).message ?? message;
+  } catch {}
+  const expired = /expired/.test(message);
+  fleet.status = expired ? "token_expired" : "unauthorized";
+  fleet.showMessage(
+    `${expired ? "DISPLAY TOKEN EXPIRED" : "DISPLAY TOKEN REFUSED"} — ${message}. ` +
+      `Display ${fleet.id}: open /wall?token=NEW_TOKEN once on this screen (it is kept).`,
+  );
+}
+
+/** The link went down: when the handshake was refused, ask the API why (browsers hide the 401). */
+let probing = false;
+async function onLinkState(state, info) {
+  if (state === "live") {
+    if (fleet.status !== "ok") fleet.hideMessage();
+    fleet.status = "ok";
+    return;
+  }
+  if (state !== "down" || probing || !config.token) return;
+  if (info?.auth) {
+    // Closed with 4001/4003 on an open socket: the server said why.
+    const expired = info.auth === "token expired";
+    await tokenRefused({ json: async () => ({ message: expired ? "the token has expired" : info.auth }) });
+    return;
+  }
+  probing = true;
+  try {
+    const response = await fetch("/api/symbols", { headers: { authorization: `Bearer ${config.token}` } });
+    if (response.status === 401) await tokenRefused(response);
+  } catch {
+    // the server is down: the banner says so already
+  } finally {
+    probing = false;
+  }
+}
+
+/** Each tile's last drawn seq and how long ago it drew, for the heartbeat (cheap: no snapshot). */
+function tileReports() {
+  const now = performance.now();
+  const out = [];
+  for (const tile of tiles.values()) {
+    const at = Math.max(tile.flushedAt ?? 0, tile.drawnAt ?? 0);
+    out.push({
+      id: String(tile.id).slice(0, 64),
+      seq: tile.queue.length ? 0 : (tile.sub?.lastSeq ?? 0),
+      age_s: tile.ready && at ? Math.round((now - at) / 100) / 10 : null,
+    });
+  }
+  return out;
+}
+
 async function start() {
+  const effective = await fleet.prepare(fetchView);
+  if (effective !== location.search) Object.assign(config, parseWallParams(effective));
+  config.token = fleet.token;
+  document.documentElement.style.setProperty("--scale", String(config.scale));
+  if (fleet.viewError) fleet.showMessage(fleet.viewError);
   if (config.title) {
     document.title = config.title;
     document.getElementById("title").textContent = config.title;
@@ -313,9 +405,14 @@ async function start() {
   client = new SignalPushClient(wsUrl(), {
     token: config.token,
     backoff: { initialMs: 500, maxMs: config.backoffMaxS * 1000 },
-    onState: onConnection,
+    onState: (state, info) => {
+      onConnection();
+      onLinkState(state, info);
+    },
     onStatus: () => renderBadge(),
+    onFrame: (frame) => fleet.onFrame(frame),
   });
+  fleet.start({ client, tiles: tileReports, reload: () => location.reload() });
   const specs = config.tiles.length ? config.tiles : parseTiles(symbols, config.minutes);
   useGl =
     config.gl === "on" || (config.gl === "auto" && specs.length <= GL_AUTO_MAX_TILES && webglAvailable());
@@ -416,6 +513,14 @@ async function start() {
     },
     resetPerf() {
       if (perf) for (const stats of Object.values(perf)) stats.reset();
+    },
+    /** The display's fleet state: id, heartbeats, heals, commands (docs/walls.md). */
+    get fleet() {
+      return fleet.snapshot();
+    },
+    /** Test hook: stop the render loop; the watchdog reloads the page after `stall_s`. */
+    forceStall() {
+      fleet.forceStall();
     },
   };
   Object.defineProperty(window, "signalpushWall", {

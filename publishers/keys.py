@@ -21,6 +21,21 @@ BOT_SEQ_KEY = f"{PREFIX}:bot_seq"
 RECORDER_GROUP = "sp-recorder"
 #: Hash of recorder/gateway health beats (field = process id, value = ms timestamp).
 HEALTH_KEY = f"{PREFIX}:health"
+#: The wall fleet (docs/walls.md): each display's last heartbeat record, a string with an expiry
+#: (``sp:display:<id>``), and the sorted set listing them by last heartbeat (ms) so every gateway
+#: lists the whole fleet without SCAN.
+DISPLAY_PREFIX = f"{PREFIX}:display:"
+DISPLAYS_KEY = f"{PREFIX}:displays"
+#: Pub/sub channel carrying ``<display id> <command frame>`` to whichever gateway holds that display.
+DISPLAY_COMMANDS_CHANNEL = f"{PREFIX}:display-commands"
+#: Hash view name -> JSON of its wall URL parameters (saved views, ``?view=NAME``).
+VIEWS_KEY = f"{PREFIX}:views"
+
+
+def display_key(display: str) -> str:
+    """String holding the last heartbeat record of ``display`` (it expires with the display)."""
+    return DISPLAY_PREFIX + display
+
 
 #: Field names inside a symbol's meta hash.
 META_EPOCH = "epoch"

@@ -173,6 +173,8 @@ class TokenSpec:
     token: str = field(repr=False)
     symbols: tuple[str, ...] = ("*",)
     expires: str | None = None
+    #: May steer walls (``POST /api/walls/{id}/command``, saving views): docs/security.md.
+    admin: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +184,20 @@ class AuthSettings:
     enabled: bool = False
     jwt_secret: str = field(default="", repr=False)
     tokens: tuple[TokenSpec, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WallsSettings:
+    """The wall fleet (docs/walls.md): when a display counts as stale or dead, how long it stays listed."""
+
+    stale_s: float = field(default=15.0, metadata=_rule(min=1.0))
+    dead_s: float = field(default=60.0, metadata=_rule(min=1.0))
+    #: Below this many frames a second a display's render loop counts as stalled ("not drawing").
+    min_fps: float = field(default=1.0, metadata=_rule(min=0.0))
+    #: A display without a heartbeat for this long is forgotten (its Redis record expires).
+    forget_after_s: float = field(default=86_400.0, metadata=_rule(min=60.0))
+    #: Most displays /api/walls lists (the most recently heard from).
+    max_displays: int = field(default=2000, metadata=_rule(min=1, max=100_000))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +222,7 @@ class Settings:
     recorder: RecorderSettings = field(default_factory=RecorderSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
+    walls: WallsSettings = field(default_factory=WallsSettings)
     log_level: str = field(default="info", metadata=_rule(choices=("debug", "info", "warning", "error")))
     log_format: str = field(default="text", metadata=_rule(choices=("text", "json")))
 
@@ -217,7 +234,7 @@ class Settings:
         return dataclasses.replace(self, **{section: updated})
 
 
-_SECTIONS: Final = ("redis", "database", "server", "history", "recorder", "auth", "demo")
+_SECTIONS: Final = ("redis", "database", "server", "history", "recorder", "auth", "demo", "walls")
 
 
 def find_config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
@@ -392,9 +409,12 @@ def _coerce_tokens(key: str, value: Any, *, from_env: bool) -> tuple[TokenSpec, 
             raise ConfigError(where, "must be a mapping with a string 'name'")
         if not isinstance(item.get("token"), str) or len(item["token"]) < 16:
             raise ConfigError(f"{where}.token", "must be a string of at least 16 characters")
-        unknown = set(item) - {"name", "token", "symbols", "expires"}
+        unknown = set(item) - {"name", "token", "symbols", "expires", "admin"}
         if unknown:
-            raise ConfigError(where, f"unknown keys {sorted(unknown)}; known: name, token, symbols, expires")
+            raise ConfigError(
+                where, f"unknown keys {sorted(unknown)}; known: name, token, symbols, expires, admin"
+            )
+        admin = _coerce(f"{where}.admin", bool, item.get("admin", False), from_env=False)
         symbols = _coerce(f"{where}.symbols", tuple[str, ...], item.get("symbols", ["*"]), from_env=False)
         expires = item.get("expires")
         tokens.append(
@@ -403,6 +423,7 @@ def _coerce_tokens(key: str, value: Any, *, from_env: bool) -> tuple[TokenSpec, 
                 token=item["token"],
                 symbols=symbols,
                 expires=None if expires is None else str(expires),
+                admin=admin,
             )
         )
     return tuple(tokens)

@@ -71,7 +71,9 @@ def test_wheel_ships_the_client_and_the_wall_but_not_node_modules(wheel: Path, t
         "wall-paint.js",
     }
     assert (
-        expected | {"wall-figure.js", "wall-ledger.js", "index.html", "index.js", "events-schema.json"}
+        expected
+        | {"wall-figure.js", "wall-ledger.js", "index.html", "index.js", "events-schema.json"}
+        | {"wall-fleet.js", "wall-fit.js", "walls.html", "walls.js"}
         <= shipped
     )
     assert "package.json" not in shipped

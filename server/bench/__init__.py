@@ -37,6 +37,7 @@ SCENARIOS["wall"] = "server.bench.wall"
 SCENARIOS["soak"] = "server.bench.soak"
 SCENARIOS["amplification"] = "server.bench.amplification"
 SCENARIOS["hostile"] = "server.bench.hostile"
+SCENARIOS["walls"] = "server.bench.walls"
 SCENARIOS["replay"] = "server.bench.replay"
 
 

@@ -32,12 +32,22 @@ _SYMBOL_GLOB: Final = re.compile(r"[A-Za-z0-9._:/*?-]{1,32}")
 # Key kinds a grant names; per-symbol kinds are expanded for each symbol pattern.
 META, LOG, LIVE, SYMBOLS, BOTS = "meta", "log", "live", "symbols", "bots"
 BOT_IDS, BOT_SEQ = "bot_ids", "bot_seq"
+DISPLAY_RECORDS, DISPLAY_INDEX, VIEWS, DISPLAY_COMMANDS = (
+    "display_records",
+    "display_index",
+    "views",
+    "commands",
+)
 _PER_SYMBOL: Final = {META: keys.meta_key, LOG: keys.log_key, LIVE: keys.live_channel}
 _SHARED: Final = {
     SYMBOLS: keys.SYMBOLS_KEY,
     BOTS: keys.BOTS_KEY,
     BOT_IDS: keys.BOT_IDS_KEY,
     BOT_SEQ: keys.BOT_SEQ_KEY,
+    DISPLAY_RECORDS: f"{keys.DISPLAY_PREFIX}*",
+    DISPLAY_INDEX: keys.DISPLAYS_KEY,
+    VIEWS: keys.VIEWS_KEY,
+    DISPLAY_COMMANDS: keys.DISPLAY_COMMANDS_CHANNEL,
 }
 
 
@@ -51,6 +61,9 @@ class Grant:
     write: tuple[str, ...] = ()
     read_write: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
+    #: Only where each grant is its own selector (Redis 7): in Redis 6's flat rules these
+    #: commands would reach every key and channel of the role (a gateway could HSET a meta hash).
+    selectors_only: bool = False
 
 
 #: The publish script's calls (publishers/publish.lua), and the bot registry written beside it.
@@ -68,7 +81,7 @@ PUBLISHER: Final = (
     Grant("the counter bot ids are drawn from", ("+incrby",), read_write=(BOT_SEQ,)),
 )
 
-#: What the gateway reads (bus, hole filling, history, /api/symbols); it writes nothing.
+#: What the gateway reads (bus, hole filling, history, /api/symbols); it writes the wall fleet's keys only.
 GATEWAY: Final = (
     Grant("transactions of reads (no keys)", ("+multi", "+exec")),
     Grant(
@@ -81,6 +94,21 @@ GATEWAY: Final = (
         "follow the live channels",
         ("+subscribe", "+unsubscribe", "+ssubscribe", "+sunsubscribe"),
         channels=(LIVE,),
+    ),
+    Grant(
+        "the wall fleet: display records and their index, saved views (docs/walls.md)",
+        ("+set", "+get", "+zadd", "+zrevrange", "+zremrangebyscore", "+hgetall", "+hset", "+hdel"),
+        read_write=(DISPLAY_RECORDS, DISPLAY_INDEX, VIEWS),
+        selectors_only=True,
+    ),
+    Grant(
+        "hear commands to walls (every gateway)", ("+subscribe", "+unsubscribe"), channels=(DISPLAY_COMMANDS,)
+    ),
+    Grant(
+        "send commands to walls (POST /api/walls/{id}/command)",
+        ("+publish",),
+        channels=(DISPLAY_COMMANDS,),
+        selectors_only=True,
     ),
 )
 
@@ -168,7 +196,8 @@ def rules(role: str, *, redis_major: int = 7, symbols: Sequence[str] = ("*",)) -
         ]
         with_keys = [g for g in grants if g.read or g.write or g.read_write or g.channels]
         return [*base, *_unique(keyless), *_unique(_selector(g, symbols) for g in with_keys)]
-    # Redis 6: one set of commands on one set of keys and channels.
+    # Redis 6: one set of commands on one set of keys and channels (without the selector-only grants).
+    grants = tuple(g for g in grants if not g.selectors_only)
     commands = _unique(c for g in grants for c in g.commands if c not in _REDIS7_ONLY)
     key_names = _unique(n for g in grants for n in _expand(g.read + g.write + g.read_write, symbols))
     channels = _unique(n for g in grants for n in _expand(g.channels, symbols))

@@ -66,7 +66,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     if not symbols:
         raise SystemExit("signalpush token create: --symbols needs at least one pattern")
     ttl = None if args.days is None else args.days * 86_400
-    print(create_jwt(settings.auth.jwt_secret, name=args.name, symbols=symbols, ttl_s=ttl))
+    print(create_jwt(settings.auth.jwt_secret, name=args.name, symbols=symbols, ttl_s=ttl, admin=args.admin))
     return 0
 
 
@@ -184,6 +184,11 @@ def build_parser(*, with_bench: bool = True) -> argparse.ArgumentParser:
         "--symbols", required=True, help="comma-separated symbol patterns, e.g. 'BTC*,ETHUSDT'"
     )
     create.add_argument("--days", type=float, help="lifetime in days (default: no expiry)")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="may steer walls: /api/walls commands, saved views (docs/walls.md)",
+    )
     create.set_defaults(handler=cmd_token_create)
 
     acl = commands.add_parser(

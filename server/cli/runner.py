@@ -30,6 +30,7 @@ from server.gateway.perf import PerfFeed
 from server.gateway.ports import BatchHandler, Bus, BusFactory, FigureSource, NoFigures, StateHandler
 from server.gateway.server import Gateway
 from server.gateway.tasks import SupervisedTask
+from server.gateway.walls_api import WallRoutes
 from server.history.engine import create_engine
 from server.history.migrate import upgrade_database
 from server.history.recorder import Recorder
@@ -164,13 +165,23 @@ def compose_gateway(
         perf=None if engine is None else PerfFeed(redis=redis, engine=engine),
     )
     if engine is None:
-        return ComposedGateway(gateway, HttpRoutes(gateway, access))
+        return ComposedGateway(gateway, with_wall_routes(HttpRoutes(gateway, access), gateway, access))
     api = ApiRoutes(gateway, access, engine, figures)
     sources = [] if recorder is None else [lambda: recorder_metrics(recorder)]
     routes = HttpRoutes(
         gateway, access, routes=api.handlers(), database=EngineProbe(engine), metrics_sources=sources
     )
-    return ComposedGateway(gateway, routes)
+    return ComposedGateway(gateway, with_wall_routes(routes, gateway, access))
+
+
+def with_wall_routes(routes: HttpRoutes, gateway: Gateway, access: Access) -> HttpRoutes:
+    """``routes`` with the wall fleet's (server/gateway/walls_api.py)."""
+    walls = WallRoutes(gateway.displays, access)
+    for path, handler in walls.handlers().items():
+        routes.add_route(path, handler)
+    for prefix, handler in walls.prefixes().items():
+        routes.add_prefix_route(prefix, handler)
+    return routes
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from publishers.events import SYMBOL_PATTERN
 from server import __version__
+from server.core.displays import DisplayReport, parse_display
 from server.core.filters import EventFilter, parse_filter
 from server.core.perfwire import PerfSubscribe, parse_perf
 from server.core.replay import ReplayControl, ReplayRequest, parse_control, parse_replay
@@ -85,7 +86,15 @@ class Ping:
     ref: Ref
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | ReplayControl | PerfSubscribe
+@dataclass(frozen=True, slots=True)
+class Display:
+    """A wall's render heartbeat (docs/walls.md); parsed by server/core/displays.py."""
+
+    ref: Ref
+    report: DisplayReport
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | ReplayControl | PerfSubscribe | Display
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +239,11 @@ def parse_client_frame(text: str, limits: Limits = Limits()) -> ClientMessage:
             return parse_control(raw, ref)
         if op == "perf":
             return parse_perf(raw, ref)
+        if op == "display":
+            return Display(ref, parse_display(raw))
         raise ProtocolError(
             "bad_request",
-            f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, replay_control, perf",
+            f"op: unknown op {shown(op)}; known: subscribe, unsubscribe, ping, replay_control, perf, display",
         )
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, ref=ref) from None

@@ -68,6 +68,13 @@ class Access:
                 raise ProtocolError("forbidden", f"symbol: this token may not read {symbol}")
         return principal
 
+    def require_admin(self, request: Request, params: dict[str, str]) -> Principal:
+        """The principal of an HTTP request that steers walls; ProtocolError (401/403) unless admin."""
+        principal = self.require(request, params)
+        if not principal.admin:
+            raise ProtocolError("forbidden", "an admin token is needed to steer walls (token create --admin)")
+        return principal
+
     # -- the Authorizer port ------------------------------------------------------------------
 
     def principal_of(self, ws: ServerConnection) -> Principal:

@@ -44,6 +44,8 @@ class Principal:
     name: str
     patterns: tuple[str, ...]
     expires_at: float | None = None
+    #: May steer walls (commands, saved views): docs/security.md, "Admin tokens".
+    admin: bool = False
 
     def can_read(self, symbol: str) -> bool:
         return any(fnmatch.fnmatchcase(symbol, pattern) for pattern in self.patterns)
@@ -54,11 +56,14 @@ class Principal:
         return self.expires_at - (time.time() if now is None else now)
 
     def __repr__(self) -> str:
-        return f"Principal(name={self.name!r}, patterns={self.patterns!r}, expires_at={self.expires_at!r})"
+        return (
+            f"Principal(name={self.name!r}, patterns={self.patterns!r}, expires_at={self.expires_at!r}, "
+            f"admin={self.admin!r})"
+        )
 
 
-#: The principal of every connection when auth is off.
-ANYONE: Final = Principal("anonymous", ("*",))
+#: The principal of every connection when auth is off (no access control: it may steer walls too).
+ANYONE: Final = Principal("anonymous", ("*",), admin=True)
 
 
 def _b64(data: bytes) -> str:
@@ -82,15 +87,24 @@ def _parse_expiry(value: str | None, key: str) -> float | None:
 
 
 def create_jwt(
-    secret: str, *, name: str, symbols: Sequence[str], ttl_s: float | None, now: float | None = None
+    secret: str,
+    *,
+    name: str,
+    symbols: Sequence[str],
+    ttl_s: float | None,
+    now: float | None = None,
+    admin: bool = False,
 ) -> str:
-    """An HS256 JWT granting ``symbols`` (patterns) to ``name`` for ``ttl_s`` seconds (None: no expiry)."""
+    """An HS256 JWT granting ``symbols`` (patterns) to ``name`` for ``ttl_s`` seconds (None: no expiry);
+    ``admin`` adds the right to steer walls (the ``admin: true`` claim)."""
     if not secret:
         raise ConfigError("auth.jwt_secret", "is empty: set it (SIGNALPUSH_AUTH_JWT_SECRET) to sign tokens")
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {"sub": name, "symbols": list(symbols), "iat": issued}
     if ttl_s is not None:
         claims["exp"] = issued + int(ttl_s)
+    if admin:
+        claims["admin"] = True
     signing_input = f"{_b64(json.dumps(_JWT_HEADER).encode())}.{_b64(json.dumps(claims).encode())}"
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
@@ -114,7 +128,7 @@ class Authenticator:
     @staticmethod
     def _principal_of(spec: TokenSpec, index: int) -> Principal:
         expires = _parse_expiry(spec.expires, f"auth.tokens[{index}].expires")
-        return Principal(spec.name, tuple(spec.symbols), expires)
+        return Principal(spec.name, tuple(spec.symbols), expires, spec.admin)
 
     def __repr__(self) -> str:
         jwt = bool(self._secret)
@@ -215,7 +229,10 @@ def _claims_principal(claims: Mapping[str, Any], now: float) -> Principal:
         )
     if not_before is not None and now + _LEEWAY_S < not_before:
         raise ProtocolError("unauthorized", "the token is not valid yet (nbf)")
-    return Principal(name, tuple(symbols), None if expires is None else float(expires))
+    admin = claims.get("admin", False)
+    if not isinstance(admin, bool):
+        raise ProtocolError("unauthorized", "the token's admin claim must be true or false")
+    return Principal(name, tuple(symbols), None if expires is None else float(expires), admin)
 
 
 def one_header(headers: Headers, name: str) -> str | None:

@@ -22,6 +22,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from publishers.errors import SignalpushError
+from server.core.displays import NAME_PATTERN
 from server.core.trust import symbol_name
 from server.errors import BusError, ProtocolError
 from server.gateway.auth import Principal, one_header
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 #: Query parameters one request may carry at most.
 MAX_QUERY_FIELDS = 32
 #: HTTP status of each ProtocolError code on this port (anything else: 400).
-STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503}
+STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "misdirected": 421, "busy": 503, "not_found": 404}
 #: The client files served under /client/: those the wheel ships (pyproject's package-data).
 CLIENT_SUFFIXES = (".js", ".d.ts", ".html", ".css")
 #: Other client files served by name (the event schema the wall reads; not package.json).
@@ -154,13 +155,19 @@ class HttpRoutes:
             "/api/symbols": self._symbols,
             **(routes or {}),
         }
-        self._pages = {"/": "index.html", "/wall": "wall.html"}
+        self._pages = {"/": "index.html", "/wall": "wall.html", "/walls": "walls.html"}
+        #: Routes by path prefix (``/api/walls/{id}/command``), tried after the exact ones.
+        self._prefix_routes: dict[str, Handler] = {}
 
     def __repr__(self) -> str:
         return f"HttpRoutes(routes={sorted(self._routes)})"
 
     def add_route(self, path: str, handler: Handler) -> None:
         self._routes[path] = handler
+
+    def add_prefix_route(self, prefix: str, handler: Handler) -> None:
+        """Answer every path under ``prefix`` (ending with ``/``) with ``handler``."""
+        self._prefix_routes[prefix] = handler
 
     async def handle(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer ``request`` (None: go on with the websocket handshake of /ws).
@@ -202,6 +209,9 @@ class HttpRoutes:
             return await handler(query)
         if path in self._pages:
             return self._file("client_js", self._pages[path], request)
+        for prefix, prefixed in self._prefix_routes.items():
+            if path.startswith(prefix):
+                return await prefixed(query)
         if path.startswith("/client/"):
             name = path.removeprefix("/client/")
             if name not in self._client_files:
@@ -229,8 +239,18 @@ class HttpRoutes:
             return error_response(
                 429, "too_many", "too many connections from this address (server.max_connections_per_ip)"
             )
-        self.access.admit(connection, request, query.params)
+        try:
+            self.access.admit(connection, request, query.params)
+        except ProtocolError as exc:
+            self._expired_display(exc, query.params)
+            raise
         return None
+
+    def _expired_display(self, exc: ProtocolError, params: dict[str, str]) -> None:
+        """A wall (``?display=``) refused for an expired token: /walls shows why it went dark."""
+        display = params.get("display", "")
+        if exc.message == "the token has expired" and display and NAME_PATTERN.fullmatch(display):
+            self.gateway.spawn(self.gateway.displays.mark_display(display, "token_expired", ""))
 
     def require(self, query: Query, symbols: list[str] | None = None) -> Principal:
         """The principal of an HTTP API request; ProtocolError (401/403) if it may not ask this."""

@@ -35,6 +35,7 @@ from server.core.protocol import (
     CLOSE_RESTART,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_UNSUPPORTED,
+    Display,
     Limits,
     Ref,
     ResumeRequest,
@@ -55,6 +56,7 @@ from server.core.replay import ReplayControl
 from server.errors import ProtocolError
 from server.gateway.builds import HistoryBuilds
 from server.gateway.catchup import CatchUp
+from server.gateway.displays import DisplayHub
 from server.gateway.livepath import RECOVERABLE, LivePath, refuse_if_bus_down
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.outbox import Outbox, ws_of
@@ -173,6 +175,8 @@ class Gateway:
         self._stopping = False
         self.started_at = time.monotonic()
         self._throttle = RateLimitedLog(log)
+        #: The walls whose sockets this process holds (docs/walls.md).
+        self.displays = DisplayHub(redis, redis_url, settings.walls, INSTANCE, self.outbox.send_now)
 
     def __repr__(self) -> str:
         symbols = len(self.fanout.symbols)
@@ -199,6 +203,7 @@ class Gateway:
         self._http = http
         self.supervise(SupervisedTask("bus", self.bus.run))
         self.supervise(SupervisedTask("housekeeping", self._housekeeping))
+        self.supervise(SupervisedTask("displays", self.displays.run))
         if self.perf is not None:
             self.supervise(SupervisedTask("perf", self.perf.run))
         where: dict[str, Any] = (
@@ -238,7 +243,7 @@ class Gateway:
                 await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout)
-        for name in ("bus", "housekeeping", "perf"):
+        for name in ("bus", "housekeeping", "perf", "displays"):
             task = self.tasks.get(name)
             if task is not None:
                 await task.stop()
@@ -327,6 +332,11 @@ class Gateway:
         if isinstance(message, Subscribe | Unsubscribe | PerfSubscribe):
             if not session.in_order(lambda: self._ordered(session, message)):
                 await self._error(ws, message.ref, "busy", "too many subscribes waiting on this connection")
+        elif isinstance(message, Display):
+            try:
+                await self.displays.report(ws, self.access.principal_of(ws).name, message.report)
+            except ProtocolError as exc:
+                await self._error(ws, message.ref, exc.code, exc.message)
         else:
             await ws.send(pong_frame(message.ref, now_ms()))
 
@@ -365,9 +375,12 @@ class Gateway:
         left = self.access.principal_of(ws).seconds_left()
         if left is None:
             return None
-        return asyncio.get_running_loop().call_later(
-            max(0.0, left), lambda: self._spawn(ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
-        )
+        return asyncio.get_running_loop().call_later(max(0.0, left), lambda: self._spawn(self._expire(ws)))
+
+    async def _expire(self, ws: ServerConnection) -> None:
+        """The token ran out: the wall's record says so on /walls, then the socket closes with 4003."""
+        await self.displays.mark(ws, "token_expired", self.access.principal_of(ws).name)
+        await ws.close(CLOSE_TOKEN_EXPIRED, "token expired")
 
     def _drop_session(self, session: Session) -> None:
         self.sessions.pop(session.ws, None)
@@ -377,6 +390,7 @@ class Gateway:
         else:
             self.per_address.pop(session.address, None)
         self.access.forget(session.ws)
+        self.displays.forget(session.ws)
         if self.perf is not None:
             self.perf.unsubscribe(session.ws)
         session.cancel_ops()
@@ -501,6 +515,10 @@ class Gateway:
             f"signalpush-slow-{member.sub}",
         )
 
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` in the background, kept referenced until it ends (HTTP routes use it)."""
+        self._spawn(coroutine)
+
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
@@ -517,6 +535,7 @@ class Gateway:
             "symbols": (len(self.fanout.symbols), "Symbols with live subscriptions"),
             "lagging_connections": (len(self.slow.lagging), "Subscriptions paused for a full send buffer"),
             "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
+            "wall_displays": (len(self.displays.sockets), "Wall displays reporting on this process"),
             **self.builds.budget.gauges(),
             "replays": (self.replays.running, "Replays of past windows running (the flight recorder)"),
         }

@@ -105,3 +105,21 @@ def test_settings_are_frozen() -> None:
     assert settings.replace("server", port=1).server.port == 1
     with pytest.raises(ConfigError, match="server.port"):
         settings.replace("server", port=-5)
+
+
+def test_the_walls_section_and_admin_tokens() -> None:
+    settings = load_settings(
+        env={
+            "SIGNALPUSH_WALLS_STALE_S": "5",
+            "SIGNALPUSH_AUTH_TOKENS": '[{"name": "ops", "token": "a-token-of-16-chars", "admin": true}]',
+        }
+    )
+    assert settings.walls.stale_s == 5.0 and settings.auth.tokens[0].admin is True
+    with pytest.raises(ConfigError, match="walls.dead_s"):
+        load_settings(env={"SIGNALPUSH_WALLS_DEAD_S": "0"})
+    with pytest.raises(ConfigError, match=r"auth.tokens\[0\].admin"):
+        load_settings(
+            env={
+                "SIGNALPUSH_AUTH_TOKENS": '[{"name": "x", "token": "a-token-of-16-chars", "admin": "maybe"}]'
+            }
+        )

@@ -32,6 +32,7 @@ TINY: dict[str, list[str]] = {
         "--after-s", "0.5",
     ],
 }  # fmt: skip
+TINY["walls"] = ["--skip-browser", "--displays", "20", "--every-s", "0.5", "--server-s", "1"]
 
 
 def run_bench(scenario: str, redis_url: str, tmp_path: Path) -> dict[str, Any]:
@@ -132,6 +133,7 @@ def test_amplification(redis_url: str, tmp_path: Path) -> None:
         ("performance", "--bots", "0"),
         ("wall", "--tiles", "0"),
         ("wall", "--seed-rate", "0"),
+        ("walls", "--displays", "0"),
     ],
 )
 def test_every_scenario_refuses_an_empty_load_at_the_command_line(
@@ -142,3 +144,11 @@ def test_every_scenario_refuses_an_empty_load_at_the_command_line(
         main(["bench", scenario, option, value])
     assert exit_info.value.code == 2
     assert f"argument {option}: must be above 0, got {value}" in capsys.readouterr().err
+
+
+def test_walls_measures_the_server_cost_of_display_heartbeats(redis_url: str, tmp_path: Path) -> None:
+    result = run_bench("walls", redis_url, tmp_path)
+    rows = figures(result)
+    # No figure is judged (other tests share this Redis and these cores); the phases ran.
+    assert {"gateway CPU (% of one core)", "Redis commands/s"} <= set(rows)
+    assert result["fleet"]["beating"]["heartbeats_s"] > 0 and "silent" in result["fleet"]

@@ -80,9 +80,16 @@ def test_bench_performance_runs_at_a_small_size() -> None:
         bots=3, days=2, positions_per_day=4, symbols=2, repeat=2, database_url=None, seed=1
     )
     result = bench_performance.run(args)
-    assert [row["measure"] for row in result.rows] == ["raw SQL (baseline)", "/api/performance payload"]
-    assert result.rows[0]["rows"] > 0 and result.rows[1]["median_ms"] > 0
-    assert "3 bots in the payload" in result.summary
+    assert [row["measure"] for row in result.rows] == [
+        "raw SQL (baseline)",
+        "/api/performance payload",
+        "/api/signal-quality batch",
+        "signal quality live fold, per event",
+        "signal quality live row, per changed group",
+    ]
+    assert result.rows[0]["rows"] > 0 and result.rows[1]["median_ms"] > 0 and result.rows[2]["median_ms"] > 0
+    assert result.rows[3]["us_per_event"] > 0 and result.rows[3]["events"] > 0
+    assert "3 bots in the payload" in result.summary and "signal quality batch" in result.summary
 
 
 def test_bench_generator_is_paired_and_contiguous() -> None:

@@ -117,6 +117,20 @@ def test_token_create_prints_a_jwt_the_server_accepts() -> None:
     principal = Authenticator(auth_settings().auth).authenticate(result.stdout.strip())
     assert principal.patterns == ("BTC*", "ETH*")
     assert 89 * 86400 < (principal.seconds_left() or 0) <= 90 * 86400
+    assert principal.admin is False
+
+
+def test_token_create_admin_prints_a_jwt_that_may_steer_walls() -> None:
+    command = [sys.executable, "-m", "server.cli.main", "token", "create", "--name", "ops", "--symbols", "*"]
+    result = subprocess.run(
+        [*command, "--admin"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"SIGNALPUSH_AUTH_JWT_SECRET": SECRET, "PATH": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert Authenticator(auth_settings().auth).authenticate(result.stdout.strip()).admin is True
 
 
 async def test_the_handshake_needs_a_valid_token(redis_url: str) -> None:
