@@ -69,8 +69,12 @@ class Replays:
         self.handed_over = 0
 
     def __repr__(self) -> str:
-        running = sum(len(p) for p in self.players.values())
-        return f"Replays(running={running}, started={self.started}, live={self.handed_over})"
+        return f"Replays(running={self.running}, started={self.started}, live={self.handed_over})"
+
+    @property
+    def running(self) -> int:
+        """Replays running on every connection."""
+        return sum(len(mine) for mine in self.players.values())
 
     async def start(self, session: Session, request: Subscribe) -> None:
         """Start a replay (after the symbol was authorized); raises ProtocolError to refuse it."""

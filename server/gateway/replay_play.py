@@ -140,12 +140,15 @@ class ReplayPlayer:
                     cursor = await self._start_at(at, reset=True)
                     cursor.end = end
                     continue
+                if ahead is None and self.clock.paused:
+                    await self._wait_while_paused()  # nothing is read while paused
+                    continue
                 step = await (ahead if ahead is not None else cursor.next())
                 ahead = None
                 if isinstance(step, Events):
                     # The next page is read while this one is sent: the database (its process, or
                     # aiosqlite's thread) works meanwhile. One page ahead at most.
-                    ahead = asyncio.ensure_future(cursor.next())
+                    ahead = None if self.clock.paused else asyncio.ensure_future(cursor.next())
                     await self._play(step)
                     continue
                 if not await self._other(step):
@@ -211,6 +214,11 @@ class ReplayPlayer:
                 await self.ws.send(piece, text=True)
         finally:
             self.budget.drop(size)
+
+    async def _wait_while_paused(self) -> None:
+        while self.clock.paused and self._seek_to is None:
+            self._wake.clear()
+            await self._wake.wait()
 
     async def _wait_for_seek(self) -> None:
         while self._seek_to is None:

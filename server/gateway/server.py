@@ -560,4 +560,5 @@ class Gateway:
             "bus_up": (1.0 if self.bus.up else 0.0, "1 while the Redis bus is connected"),
             "wall_displays": (len(self.displays.sockets), "Wall displays reporting on this process"),
             **self.builds.budget.gauges(),
+            "replays": (self.replays.running, "Replays of past windows running (the flight recorder)"),
         }

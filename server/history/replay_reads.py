@@ -9,6 +9,7 @@ Works on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,10 +22,14 @@ from server.core.filters import EventFilter
 from server.history import queries
 from server.history.columns import CandleItem, EventItem
 from server.history.models import TABLES
+from server.logs import RateLimitedLog
 
 #: A history as it stood at a time reads rows stamped up to this much after that time (the index
 #: range stays bounded; an event of the position stamped further ahead is left out of that history).
 FUTURE_SLACK_MS: Final = 3_600_000
+
+#: The latest ts an event may carry (2100-01-01, the event schema's bound).
+MAX_TS: Final = 4_102_444_800_000
 
 #: A replayed event: (seq, ts, its JSON text as the publisher wrote it).
 Item = tuple[int, int, str]
@@ -55,13 +60,13 @@ async def mark_before(
         for t in tables
     ]
     found = (await connection.execute(select(*tops))).one()
-    present = [int(ts) for ts in found if ts is not None]
+    present = [ts for ts in found if type(ts) is int]  # what SQL should not hold is no position
     if not present:
         return None
     top = max(present)
     best: Mark | None = None
     for table, ts in zip(tables, found, strict=True):
-        if ts is None or int(ts) != top:
+        if ts != top:
             continue
         row = (
             await connection.execute(
@@ -71,8 +76,8 @@ async def mark_before(
                 .limit(1)
             )
         ).first()
-        if row is not None:
-            mark = Mark(top, int(row.seq), str(row.epoch))
+        if row is not None and type(row.seq) is int and isinstance(row.epoch, str):
+            mark = Mark(top, row.seq, row.epoch)
             best = mark if best is None or mark > best else best
     return best
 
@@ -83,7 +88,12 @@ async def mark_from(
     """The first recorded event with ts >= at_ms (of another epoch than ``not_epoch`` if given)."""
     best: Mark | None = None
     for table in TABLES.values():
-        where: list[ColumnElement[bool]] = [table.c.symbol == symbol, table.c.ts >= at_ms]
+        # (the upper bound also keeps out text where a number belongs: SQLite sorts it after them)
+        where: list[ColumnElement[bool]] = [
+            table.c.symbol == symbol,
+            table.c.ts >= at_ms,
+            table.c.ts <= MAX_TS,
+        ]
         if not_epoch is not None:
             where.append(table.c.epoch != not_epoch)
         row = (
@@ -91,8 +101,8 @@ async def mark_from(
                 select(table.c.ts, table.c.seq, table.c.epoch).where(*where).order_by(table.c.ts).limit(1)
             )
         ).first()
-        if row is not None:
-            mark = Mark(int(row.ts), int(row.seq), str(row.epoch))
+        if row is not None and type(row.ts) is int and type(row.seq) is int and isinstance(row.epoch, str):
+            mark = Mark(row.ts, row.seq, row.epoch)
             best = mark if best is None or mark < best else best
     return best
 
@@ -109,8 +119,13 @@ async def last_of_epoch(connection: AsyncConnection, symbol: str, epoch: str) ->
                 .limit(1)
             )
         ).first()
-        if row is not None and (best is None or row.seq > best.seq):
-            best = Mark(int(row.ts), int(row.seq), epoch)
+        if (
+            row is not None
+            and type(row.ts) is int
+            and type(row.seq) is int
+            and (best is None or row.seq > best.seq)
+        ):
+            best = Mark(row.ts, row.seq, epoch)
     return best
 
 
@@ -153,10 +168,16 @@ def _encoder(kind: str) -> Callable[[Sequence[Any]], str]:
     spec = SCHEMA[kind]
     parts = [f'"kind":{_compact(kind)}']
     for index, field_spec in enumerate(spec.fields):
-        parts.append(f'"{field_spec.name}":{{{_FORMAT[field_spec.type]}(row[{index + 2}])}}')
+        # A required integer (ts) goes through int.__repr__ itself: NULL or text raises (row dropped).
+        convert = (
+            "_int" if field_spec.type == "integer" and not field_spec.nullable else _FORMAT[field_spec.type]
+        )
+        parts.append(f'"{field_spec.name}":{{{convert}(row[{index + 2}])}}')
     body = ",".join(parts).replace("'", "\\'")
-    namespace: dict[str, Any] = {"_text": _text, "_integer": _integer, "_number": _number, "_object": _object}
-    exec(f"def as_json(row):\n    return f'{{{{\"seq\":{{row[0]}},{body}}}}}'\n", namespace)
+    namespace: dict[str, Any] = {
+        "_text": _text, "_integer": _integer, "_int": int.__repr__, "_number": _number, "_object": _object
+    }  # fmt: skip
+    exec(f"def as_json(row):\n    return f'{{{{\"seq\":{{_int(row[0])}},{body}}}}}'\n", namespace)
     function: Callable[[Sequence[Any]], str] = namespace["as_json"]
     return function
 
@@ -201,7 +222,32 @@ async def page(
     )
     encode = _ENCODERS[kind]
     rows = (await connection.execute(statement)).all()
-    return [(row[0], row[1], encode(row)) for row in rows]
+    try:
+        return [(row[0], row[1], encode(row)) for row in rows]
+    except (TypeError, ValueError):  # a row SQL should not hold: drop it, not the replay
+        return _checked(kind, symbol, rows, encode)
+
+
+#: Rows a replay left out because they could not be written as an event (hostile SQL).
+dropped_rows = 0
+_throttle = RateLimitedLog(logging.getLogger(__name__))
+
+
+def _checked(
+    kind: str, symbol: str, rows: Sequence[Any], encode: Callable[[Sequence[Any]], str]
+) -> list[Item]:
+    global dropped_rows
+    out: list[Item] = []
+    for row in rows:
+        try:
+            if type(row[0]) is not int or type(row[1]) is not int:
+                raise TypeError("seq and ts must be integers")
+            out.append((row[0], row[1], encode(row)))
+        except (TypeError, ValueError) as exc:
+            dropped_rows += 1
+            _throttle.warning(f"replay row {symbol}", "replay left out a row SQL should not hold",
+                              symbol=symbol, kind=kind, error=str(exc)[:200])  # fmt: skip
+    return out
 
 
 # -- the history as it stood at a time ----------------------------------------------------

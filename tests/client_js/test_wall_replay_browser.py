@@ -11,7 +11,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import redis
 
+from publishers import keys
 from publishers.events import Event, now_ms
 from publishers.sync_publisher import SyncPublisher
 from tests.client_js.test_wall_browser import Wall, _browser_or_skip
@@ -103,3 +105,6 @@ def test_a_replayed_wall_draws_what_the_live_wall_drew_and_goes_live_from_the_ba
         assert (kiosk.page.locator(".replay-badge").text_content() or "").startswith("REPLAY ")
         for wall in (live, replay, kiosk):
             assert not wall.problems(), wall.problems()
+    with redis.Redis.from_url(redis_url) as client:  # the shared Redis keeps no long log of ours
+        client.srem(keys.SYMBOLS_KEY, symbol)
+        client.delete(keys.log_key(symbol), keys.meta_key(symbol))

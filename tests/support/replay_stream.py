@@ -39,3 +39,17 @@ def stream(symbol: str, count: int, t0: int, seed: int) -> list[Event]:
         else:
             events.append(BotStatus(**who, status="active", equity=10_000.0 + i))
     return events
+
+
+async def forget_symbol(redis_url: str, symbol: str) -> None:
+    """Remove a test symbol's keys and registration from the shared Redis: a replay test leaves
+    long logs, which every later ``serve`` of the same Redis would otherwise record first."""
+    from publishers import keys
+    from publishers.connection import async_client
+
+    client = async_client(redis_url)
+    try:
+        await client.srem(keys.SYMBOLS_KEY, symbol)
+        await client.delete(keys.log_key(symbol), keys.meta_key(symbol))
+    finally:
+        await client.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,7 +14,13 @@ from server.cli.main import main
 from server.cli.replay import replay_window
 from server.core.filters import parse_filter
 from tests.support.fixtures_store import publish, running_recorder
-from tests.support.replay_stream import stream
+from tests.support.replay_stream import forget_symbol, stream
+
+
+@pytest.fixture(autouse=True)
+async def _forget_the_symbol(redis_url: str, symbol: str) -> AsyncIterator[None]:
+    yield
+    await forget_symbol(redis_url, symbol)
 
 
 async def test_replay_prints_the_window_as_jsonl_and_as_a_table(

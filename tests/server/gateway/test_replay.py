@@ -17,7 +17,13 @@ from publishers.events import now_ms
 from server.cli.runner import compose_gateway
 from tests.support.fixtures_store import publish, running_recorder
 from tests.support.gateway import RunningGateway, WsClient, gateway_settings
-from tests.support.replay_stream import stream
+from tests.support.replay_stream import forget_symbol, stream
+
+
+@pytest.fixture(autouse=True)
+async def _forget_the_symbol(redis_url: str, symbol: str) -> AsyncIterator[None]:
+    yield
+    await forget_symbol(redis_url, symbol)
 
 
 @contextlib.asynccontextmanager
@@ -98,6 +104,7 @@ async def test_a_replay_at_max_speed_equals_what_the_live_client_received(
             (live_history,) = frames_of(live, sub, "history")
             assert history["to_seq"] == 60 and history["data"] == live_history["data"]
             contiguous(player, replay_sub)
+            assert running.gateway.gauges()["replays"][0] == 1  # ended, open for a seek
             await live.close()
             await player.close()
 
