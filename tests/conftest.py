@@ -73,6 +73,16 @@ def redis_url(
 
 
 @pytest.fixture
+def redis7_url(system_redis_url: str | None) -> str:
+    """The machine's Redis when it is Redis 7 or newer (ACL selectors, %R~/%W~); CI sets it."""
+    from tests.support.acl import redis_major
+
+    if system_redis_url is None or redis_major(system_redis_url) < 7:
+        pytest.skip(f"needs Redis 7 for ACL selectors: set {TEST_REDIS_ENV} to a Redis 7 database")
+    return system_redis_url
+
+
+@pytest.fixture
 def symbol() -> str:
     """A symbol no other test uses, so tests can share one Redis."""
     return f"T{secrets.token_hex(4).upper()}"

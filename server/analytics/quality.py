@@ -28,7 +28,8 @@ in docs/analytics.md ("Signal quality"):
 * **Equity** is ``capital`` plus realised P&L, sampled at each exit, plus at the end the
   unrealised P&L of open positions marked to each symbol's latest candle close (``direction *
   (close - A) * open qty``; no candle yet: 0). Max drawdown runs over those samples; Sharpe and
-  Sortino over the daily returns of the last ``window_days`` UTC days up to the latest event
+  Sortino over the daily returns of the last ``window_days`` UTC days up to the group's latest
+  signal or trade
   (the last day's P&L includes the unrealised P&L), annualised with sqrt(365).
 """
 

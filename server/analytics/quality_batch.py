@@ -129,7 +129,7 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
 
     unrealised = _unrealised(frame, positions)
     day_pnl = _day_pnl(trades)
-    last_day = int(frame["ts"].max()) // DAY_MS
+    last_days = _last_days(signals, trades)
     return [
         group_row(
             rules,
@@ -139,7 +139,7 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
             buckets[(bot, strategy)],
             unrealised=unrealised.get((bot, strategy), 0.0),
             day_pnl=day_pnl.get((bot, strategy), {}),
-            last_day=last_day,
+            last_day=last_days.get((bot, strategy)),
         )
         for bot, strategy in sorted(totals)
     ]
@@ -332,6 +332,20 @@ def _curves(trades: pd.DataFrame, rules: QualityRules, group: Any) -> None:
             deepest = int(drawdown.argmax())
             g.max_drawdown = float(drawdown[deepest])
             g.max_drawdown_pct = drawdown_pct(g.max_drawdown, float(peak[deepest]))
+
+
+def _last_days(signals: pd.DataFrame, trades: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Each group's day of its latest signal or trade (where its Sharpe/Sortino window ends)."""
+    latest: dict[tuple[str, str], int] = {}
+    parts = (
+        signals.groupby(_GROUP)["ts"].max(),
+        trades.groupby(["group_bot", "group_strategy"])["ts"].max(),
+    )
+    for part in parts:
+        for key, ts in part.items():
+            group = _key(key)
+            latest[group] = max(latest.get(group, int(ts)), int(ts))
+    return {group: ts // DAY_MS for group, ts in latest.items()}
 
 
 def _day_pnl(trades: pd.DataFrame) -> dict[tuple[str, str], dict[int, float]]:

@@ -73,6 +73,8 @@ class _GroupState:
     buckets: list[list[float]]
     day_pnl: dict[int, float] = field(default_factory=dict)
     open_positions: dict[PositionKey, _Position] = field(default_factory=dict)
+    #: The group's latest signal or trade: its Sharpe/Sortino window ends that day.
+    last_ts: int | None = None
 
 
 class QualityStream:
@@ -89,7 +91,6 @@ class QualityStream:
         self._marks: dict[str, float] = {}
         #: Open positions by symbol: a candle changes the unrealised P&L of their groups.
         self._open_by_symbol: dict[str, dict[PositionKey, _Position]] = {}
-        self._last_ts: int | None = None
         #: Groups whose row changed since :meth:`take_changed` (what the live feed pushes).
         self.changed: set[Group] = set()
         self.events = 0
@@ -116,8 +117,6 @@ class QualityStream:
             self.rejected += 1
             return False
         self.events += 1
-        if self._last_ts is None or ts > self._last_ts:
-            self._last_ts = ts
         return True
 
     def apply_all(self, events: Iterable[tuple[str, str, int, Mapping[str, Any]]]) -> None:
@@ -137,6 +136,7 @@ class QualityStream:
         confidence, price = _finite(fields["confidence"]), _finite(fields["price"])
         state = self._group((bot, strategy))
         self.changed.add((bot, strategy))
+        _seen(state, ts)
         direction = DIRECTIONS.get(kind)
         if direction is None:
             state.totals.holds += 1
@@ -176,6 +176,7 @@ class QualityStream:
                 state.totals.linked_entries += 1
                 self._fill(signal, position, ts, price, qty)
             self._assert(position)
+            _seen(state, ts)
             return
         if position is None:
             position = self._positions[key] = _Position((bot, strategy), key)
@@ -191,6 +192,7 @@ class QualityStream:
             self._book(position.group, ts, pnl)
         position.exited += qty
         self._assert(position)
+        _seen(self._group(position.group), ts)
 
     def _link(
         self, symbol: str, ts: int, bot: str, strategy: str, direction: int, meta: Any, state: _GroupState
@@ -328,7 +330,6 @@ class QualityStream:
 
     def snapshot(self, groups: Iterable[Group] | None = None) -> list[dict[str, Any]]:
         """One row per (bot, strategy) (``groups``, else all), sorted: KPIs and calibration."""
-        last_day = None if self._last_ts is None else self._last_ts // DAY_MS
         wanted = sorted(self._groups) if groups is None else sorted(g for g in groups if g in self._groups)
         return [
             group_row(
@@ -339,10 +340,19 @@ class QualityStream:
                 self._groups[(bot, strategy)].buckets,
                 unrealised=self.unrealised((bot, strategy)),
                 day_pnl=self._groups[(bot, strategy)].day_pnl,
-                last_day=last_day,
+                last_day=_day(self._groups[(bot, strategy)].last_ts),
             )
             for bot, strategy in wanted
         ]
+
+
+def _seen(state: _GroupState, ts: int) -> None:
+    if state.last_ts is None or ts > state.last_ts:
+        state.last_ts = ts
+
+
+def _day(ts: int | None) -> int | None:
+    return None if ts is None else ts // DAY_MS
 
 
 def _trade_totals(totals: GroupTotals, pnl: float, sign: int) -> None:

@@ -14,18 +14,9 @@ import pytest
 import redis
 
 from publishers import PublishError, SyncPublisher, keys
-from tests.support import TEST_REDIS_ENV
-from tests.support.acl import acl_user, redis_major
+from tests.support.acl import acl_user
 
 Refused = redis.exceptions.NoPermissionError
-
-
-@pytest.fixture
-def redis7_url(system_redis_url: str | None) -> str:
-    """The machine's Redis when it is Redis 7 or newer (ACL selectors, %R~/%W~); CI sets it."""
-    if system_redis_url is None or redis_major(system_redis_url) < 7:
-        pytest.skip(f"needs Redis 7 for ACL selectors: set {TEST_REDIS_ENV} to a Redis 7 database")
-    return system_redis_url
 
 
 @pytest.fixture

@@ -232,11 +232,10 @@ def test_token_create_admin_flag(admin: bool) -> None:
     assert Authenticator(settings.auth).authenticate(VIEWER).admin is False
 
 
-async def test_the_least_privilege_gateway_user_runs_the_fleet_on_redis_7(redis_url: str) -> None:
-    from tests.support.acl import acl_user, redis_major, refusals
+async def test_the_least_privilege_gateway_user_runs_the_fleet_on_redis_7(redis7_url: str) -> None:
+    from tests.support.acl import acl_user, refusals
 
-    if redis_major(redis_url) < 7:
-        pytest.skip("needs Redis 7 for ACL selectors: set SIGNALPUSH_TEST_REDIS_URL to a Redis 7 database")
+    redis_url = redis7_url
     display, view = f"acl-{secrets.token_hex(3)}", f"acl-view-{secrets.token_hex(3)}"
     with acl_user(redis_url, "gateway") as (name, url):
         async with running_gateway(url) as running:
