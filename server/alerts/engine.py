@@ -173,6 +173,13 @@ class Engine:
                     self._evaluate(rule, kind, event, bot, data, now_ms, out)
         return out
 
+    def signal_floor(self, symbol: str, bot: str, strategy: str) -> float:
+        """The lowest confidence at which a signal of (``symbol``, ``bot``, ``strategy``) is an input of
+        its own (a signal rule in scope looks at it); ``inf`` when no signal rule is in scope. Under
+        it, a signal only refreshes what the bot's next event overwrites (the reader coalesces)."""
+        plan = self._in_scope("signal", symbol, bot, strategy)
+        return plan.min_confidence if plan.signals else float("inf")
+
     def observe_bus(self, source: str, up: bool, since_ms: int, now_ms: int) -> list[Decision]:
         """A bus (a gateway's, or the evaluator's own Redis link) seen up, or down since ``since_ms``."""
         if source not in self.bus and len(self.bus) >= 1000:

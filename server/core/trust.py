@@ -127,6 +127,18 @@ _scan: Final[Callable[[str, int], tuple[Any, int]]] = cast(Any, make_scanner)(
 )
 
 
+def scan_object(text: str) -> dict[str, Any] | None:
+    """``text`` as one JSON object (no NaN/Infinity), or None; nothing else is checked (callers
+    that keep the result check it with :func:`check_event`)."""
+    if len(text) > MAX_EVENT_CHARS or not text.startswith("{"):
+        return None
+    try:
+        found, end = _scan(text, 0)
+    except (ValueError, RecursionError, StopIteration):
+        return None
+    return found if end == len(text) and type(found) is dict else None
+
+
 def _number(value: object) -> bool:
     # bool is an int; a JSON integer may be too big for a float (OverflowError in the database).
     if type(value) is float:

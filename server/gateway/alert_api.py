@@ -139,8 +139,10 @@ class AlertRoutes:
 
 
 _METRICS: Final = (
-    ("events", "counter", "Events the alert evaluator read and evaluated (while holding the lease)"),
+    ("events", "counter", "Events the alert evaluator evaluated (while holding the lease)"),
     ("rejected", "counter", "Log entries the alert evaluator dropped (not valid events)"),
+    ("coalesced", "counter", "Weak signals covered by a later one of their bot and strategy (skipped)"),
+    ("bad_logs", "counter", "Times a symbol's log key was not a stream (the symbol left out for 30 s)"),
     ("fired", "counter", "Alerts fired (each published once)"),
     ("resolved", "counter", "Alerts resolved"),
     ("replayed", "counter", "Alert decisions made again after a takeover, found already published"),

@@ -38,14 +38,12 @@ from publishers.events import Alert, now_ms
 from publishers.script import PUBLISH_SCRIPT, ScriptResult, build_call, parse_result
 from server.alerts.engine import Decision, Engine
 from server.alerts.rules import AlertConfig
-from server.core.trust import check_event, symbol_name
 from server.gateway.alert_delivery import Deliveries
+from server.gateway.alert_reads import LogReader, checkpoint_cursors
 from server.settings import AlertSettings
 
 log = logging.getLogger(__name__)
 
-#: Entries read per symbol per round at most.
-READ_COUNT: Final = 1000
 #: Recent alerts kept (resolved and acknowledged ones) for GET /api/alerts.
 RECENT_MAX: Final = 200
 #: Alert events already handed to the routes (dedupe of a replay), remembered at most.
@@ -99,8 +97,6 @@ class AlertEvaluator:
         self._cluster = is_cluster_url(redis_url)
         self.engine = Engine(config)
         self.holding = False
-        #: symbol -> [epoch, last seq read]
-        self._cursors: dict[str, list[Any]] = {}
         self._seen: dict[str, None] = {}
         self.counters = {
             "events": 0,
@@ -113,6 +109,9 @@ class AlertEvaluator:
             "bad_checkpoints": 0,
             "publish_errors": 0,
         }
+        self.reader = LogReader(
+            cluster=self._cluster, signal_floor=self.engine.signal_floor, counters=self.counters
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -160,9 +159,9 @@ class AlertEvaluator:
             self._renew_at = clock + self.settings.lease_ms / 4000
             if not self.holding:
                 await self._take_over(client)
-        await self._refresh_symbols(client)
+        await self.reader.refresh(client)
         timeout = max(1, int(1000 * (self._tick_at - time.monotonic())))
-        read = await self._read(client, block_ms=min(self.settings.tick_ms, timeout))
+        read = await self.reader.read(client, block_ms=min(self.settings.tick_ms, timeout))
         now = self._clock()
         decisions: list[Decision] = []
         observe = self.engine.observe
@@ -180,7 +179,7 @@ class AlertEvaluator:
             await self._publish(client, decision)
         if time.monotonic() - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
             await self._checkpoint(client)
-        if not read and not self._blocking:
+        if not read and not self.reader.blocked:
             await asyncio.sleep(max(0.0, self._tick_at - time.monotonic()))
 
     # -- lease and checkpoint ------------------------------------------------------------------
@@ -189,7 +188,9 @@ class AlertEvaluator:
         """Just became the holder: continue from the checkpoint (or from now, without one)."""
         self.counters["leases"] += 1
         self.engine = Engine(self.config)
-        self._cursors, self._seen = {}, {}
+        self.reader.signal_floor = self.engine.signal_floor
+        self.reader.reset()
+        self._seen = {}
         raw = await client.get(keys.ALERTS_STATE_KEY)
         state: Any = None
         if raw is not None:
@@ -199,7 +200,7 @@ class AlertEvaluator:
                 state = None
         restored = isinstance(state, dict) and self.engine.restore(state.get("engine"))
         if restored and isinstance(state, dict):
-            self._cursors = _cursors(state.get("cursors"))
+            self.reader.reset(checkpoint_cursors(state.get("cursors")))
             seen = state.get("seen")
             self._seen = {s: None for s in seen if isinstance(s, str)} if isinstance(seen, list) else {}
             self.deliveries.restore(state.get("deliveries"))
@@ -207,7 +208,7 @@ class AlertEvaluator:
             if raw is not None:
                 self.counters["bad_checkpoints"] += 1
                 log.warning("alert checkpoint unreadable: starting from now")
-            await self._refresh_symbols(client, start_at_tail=True)
+            await self.reader.refresh(client, start_at_tail=True)
         self.holding = True
         if not restored:
             # The group's first cursors, at once: a successor of ours replays from here, so an
@@ -219,7 +220,7 @@ class AlertEvaluator:
     async def _checkpoint(self, client: aioredis.Redis) -> None:
         state = {
             "engine": self.engine.state(),
-            "cursors": self._cursors,
+            "cursors": self.reader.cursors,
             "seen": list(self._seen)[-_SEEN_MAX:],
             "deliveries": self.deliveries.pending(),
         }
@@ -231,78 +232,11 @@ class AlertEvaluator:
         else:
             self.holding = False  # another process took over: our state is not the group's any more
 
-    # -- reading ---------------------------------------------------------------------------------
-
     _last_checkpoint: float = 0.0
-    _next_refresh: float = 0.0
-    _blocking: bool = False
     _renew_at: float = 0.0
-    _symbol_count: int = -1
     _tick_at: float = 0.0
 
-    async def _refresh_symbols(self, client: aioredis.Redis, *, start_at_tail: bool = False) -> None:
-        """New symbols (read from their first entry) and epochs that changed (read from seq 1)."""
-        # Between full refreshes (epochs), a new symbol is found at once: one SCARD a round.
-        between = not start_at_tail and time.monotonic() < self._next_refresh
-        if between and await client.scard(keys.SYMBOLS_KEY) == self._symbol_count:
-            return
-        self._next_refresh = time.monotonic() + 1.0
-        members = await client.smembers(keys.SYMBOLS_KEY)
-        self._symbol_count = len(members)
-        names = [n for raw in members if (n := symbol_name(raw)) is not None]
-        pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.hmget(keys.meta_key(name), [keys.META_EPOCH, keys.META_SEQ])
-        replies = await pipe.execute(raise_on_error=False) if names else []
-        for name, reply in zip(names, replies, strict=True):
-            if not isinstance(reply, list):
-                continue
-            epoch, seq = (_text(v) for v in reply)
-            if epoch is None:
-                continue
-            cursor = self._cursors.get(name)
-            if cursor is None or cursor[0] != epoch:
-                tail = int(seq) if start_at_tail and seq is not None and seq.isdigit() else 0
-                self._cursors[name] = [epoch, tail]
-
-    async def _read(
-        self, client: aioredis.Redis, *, block_ms: int
-    ) -> list[tuple[str, str, int, dict[str, Any]]]:
-        """What is new in every log after its cursor: (symbol, epoch, seq, checked event)."""
-        if not self._cursors:
-            self._blocking = False
-            return []
-        streams: dict[Any, Any] = {
-            keys.log_key(name): f"{cursor[1]}-0" for name, cursor in self._cursors.items()
-        }
-        self._blocking = not self._cluster
-        if self._cluster:
-            replies: list[Any] = []
-            for key, start in streams.items():
-                entries = await client.xrange(key, min=f"({start}", count=READ_COUNT)
-                if entries:
-                    replies.append([key, entries])
-        else:
-            replies = list(await client.xread(streams, count=READ_COUNT, block=block_ms) or [])
-        out: list[tuple[str, str, int, dict[str, Any]]] = []
-        for key, entries in replies:
-            name = keys.symbol_of(key)
-            cursor = self._cursors.get(name)
-            if cursor is None:
-                continue
-            for entry_id, fields in entries:
-                seq = _seq_of(entry_id)
-                if seq is None or seq <= cursor[1]:
-                    continue
-                cursor[1] = seq
-                raw = fields.get(keys.LOG_FIELD.encode()) if isinstance(fields, dict) else None
-                text = _text(raw)
-                event = check_event(text, seq, name) if text is not None else "json"
-                if isinstance(event, str):
-                    self.counters["rejected"] += 1
-                    continue
-                out.append((name, cursor[0], seq, event))
-        return out
+    # -- reading ---------------------------------------------------------------------------------
 
     async def _bus_decisions(self, client: aioredis.Redis, now: int) -> list[Decision]:
         """The bus state gateways report (``keys.ALERTS_BUS_KEY``) into the engine."""
@@ -407,31 +341,6 @@ async def record_state(client: aioredis.Redis, event: dict[str, Any]) -> None:
         pipe.lpush(keys.ALERTS_RECENT_KEY, json.dumps(event))
         pipe.ltrim(keys.ALERTS_RECENT_KEY, 0, RECENT_MAX - 1)
     await pipe.execute()
-
-
-def _cursors(raw: object) -> dict[str, list[Any]]:
-    if not isinstance(raw, dict):
-        return {}
-    out: dict[str, list[Any]] = {}
-    for name, cursor in list(raw.items())[:100_000]:
-        if (
-            symbol_name(name) is not None
-            and isinstance(cursor, list)
-            and len(cursor) == 2
-            and isinstance(cursor[0], str)
-            and type(cursor[1]) is int
-            and cursor[1] >= 0
-        ):
-            out[name] = cursor
-    return out
-
-
-def _seq_of(entry_id: object) -> int | None:
-    text = _text(entry_id)
-    if text is None:
-        return None
-    head, _, tail = text.partition("-")
-    return int(head) if head.isdigit() and tail == "0" and len(head) <= 16 else None
 
 
 def _text(value: object) -> str | None:

@@ -83,12 +83,10 @@ def test_alerts(redis_url: str, tmp_path: Path) -> None:
     for server in ("no rules", "5 rules"):
         assert rows["saturation deliveries/s"][server] > 0
         assert rows["saturation lost"][server] == 0
-    # Under saturation on a busy CI machine some cause webhooks arrive after the bench's 30 s
-    # wait (seen: 21); the figure is reported, see below.
-    assert rows["saturation: webhooks missing"]["5 rules"] is not None
-    # Known (issue 21 left open): on the busy CI machine cause webhooks also go missing at a
-    # steady rate (seen 15-16); the smoke test checks the figures are measured, not their values.
-    assert rows["40 ev/s: webhooks missing"]["5 rules"] is not None
+    # Every cause reaches the webhook, even with the shared test Redis holding other tests' poisoned
+    # logs (a log key of the wrong type once stopped the evaluator's one XREAD for every symbol).
+    assert rows["saturation: webhooks missing"]["5 rules"] == 0
+    assert rows["40 ev/s: webhooks missing"]["5 rules"] == 0
 
 
 def test_fanout_compares_recording_on_and_off(redis_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,175 @@
+"""The evaluator's reader: coalescing changes no decision, a poisoned log stops nothing."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from publishers import keys
+from publishers.connection import async_client
+from publishers.events import BotStatus, Signal, Trade
+from publishers.publisher import Publisher
+from server.alerts.engine import Decision, Engine
+from server.alerts.rules import parse_alerts
+from server.cli.embedded import EmbeddedRedis
+from server.core.trust import check_event
+from server.gateway.alert_reads import LogReader
+from tests.server.gateway.test_alerting import STATUS_RULE, alerts_in_log, evaluating, status
+from tests.support import async_wait_until
+
+SYMBOL = "COAL"
+RULES = [
+    {"name": "silent", "condition": {"type": "silent", "seconds": 60}},
+    {"name": "strong", "condition": {"type": "signal", "min_confidence": 0.8}, "cooldown_s": 0},
+    {
+        "name": "strong-b1",
+        "scope": {"bots": ["b1"]},
+        "condition": {"type": "signal", "min_confidence": 0.6, "types": ["sell"]},
+        "cooldown_s": 0,
+    },
+    {"name": "error", "condition": {"type": "status", "in": ["error"]}},
+    {"name": "streak", "condition": {"type": "loss_streak", "count": 2}},
+]
+
+
+def random_events(rng: random.Random, count: int) -> list[str]:
+    """Event texts as the publish script stores them (seq 1..count), a few of them malformed."""
+    texts = []
+    for seq in range(1, count + 1):
+        bot, strategy = rng.choice(["b1", "b2", "b3"]), rng.choice(["s1", "s2"])
+        roll = rng.random()
+        event: Any
+        if roll < 0.7:
+            confidence = rng.choice([0.1, 0.5, 0.65, 0.79, 0.8, 0.95, 1])
+            event = Signal(
+                symbol=SYMBOL,
+                ts=1_760_000_000_000 + seq,
+                bot=bot,
+                strategy=strategy,
+                type=rng.choice(["buy", "sell"]),
+                price=1.0,
+                confidence=confidence,
+            )
+        elif roll < 0.85:
+            event = Trade(
+                symbol=SYMBOL,
+                ts=1_760_000_000_000 + seq,
+                bot=bot,
+                strategy=strategy,
+                side="sell",
+                action="exit",
+                price=1.0,
+                qty=1.0,
+                position="p",
+                pnl=rng.choice([-1.0, 1.0]),
+            )
+        else:
+            event = BotStatus(
+                symbol=SYMBOL,
+                ts=1_760_000_000_000 + seq,
+                bot=bot,
+                strategy=strategy,
+                status=rng.choice(["active", "error"]),
+            )
+        text = f'{{"seq":{seq},{event.body()}'
+        if rng.random() < 0.05:
+            text = text.replace('"confidence":', '"confidence":"x', 1) if roll < 0.7 else text[:-3]
+        texts.append(text)
+    return texts
+
+
+def entries(texts: list[str], start: int, stop: int) -> list[Any]:
+    """Log entries ``start..stop-1`` (0-based) as XREAD answers them (RESP2 flat field lists)."""
+    return [[f"{i + 1}-0".encode(), [b"e", texts[i].encode()]] for i in range(start, stop)]
+
+
+def decisions_key(decisions: list[Decision]) -> list[tuple[str, str, str]]:
+    return sorted((d.action, d.alert_id, d.message) for d in decisions)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_coalescing_changes_no_decision_and_no_state(seed: int) -> None:
+    rng = random.Random(seed)
+    texts = random_events(rng, rng.randint(1, 300))
+    config = parse_alerts(RULES)
+    plain, coalesced = Engine(config), Engine(config)
+    counters: dict[str, int] = {}
+    reader = LogReader(cluster=False, signal_floor=coalesced.signal_floor, counters=counters)
+    cursor = ["e1", 0]
+    got: list[Decision] = []
+    want: list[Decision] = []
+    start, now = 0, 1_000
+    while start < len(texts):  # reads of random sizes, each at its own "now"
+        stop = min(len(texts), start + rng.randint(1, 80))
+        for i in range(start, stop):
+            event = check_event(texts[i], i + 1, SYMBOL)
+            if not isinstance(event, str):
+                want += plain.observe(event, now, f"{SYMBOL}:e1:{i + 1}")
+        for symbol, epoch, seq, event in reader._events(SYMBOL, cursor, entries(texts, start, stop)):
+            got += coalesced.observe(event, now, f"{symbol}:{epoch}:{seq}")
+        want += plain.tick(now)
+        got += coalesced.tick(now)
+        start, now = stop, now + rng.randint(0, 90_000)
+    assert cursor == ["e1", len(texts)]
+    assert decisions_key(got) == decisions_key(want)
+    assert coalesced.state() == plain.state()
+
+
+def test_a_floor_without_signal_rules_is_infinite() -> None:
+    engine = Engine(parse_alerts([STATUS_RULE]))
+    assert engine.signal_floor("X", "b", "s") == float("inf")
+    assert Engine(parse_alerts(RULES)).signal_floor("X", "b1", "s") == 0.6
+
+
+@pytest.mark.asyncio
+async def test_a_log_of_the_wrong_type_does_not_stop_alerting(own_redis: EmbeddedRedis, symbol: str) -> None:
+    """One poisoned key (a string where a stream belongs) failed the one XREAD for every symbol."""
+    url = own_redis.url
+    client = async_client(url)
+    poisoned = f"{symbol}P"
+    await client.sadd(keys.SYMBOLS_KEY, poisoned)
+    await client.hset(keys.meta_key(poisoned), mapping={keys.META_EPOCH: "abc", keys.META_SEQ: "3"})
+    await client.set(keys.log_key(poisoned), "not a stream")
+    async with evaluating(url, [STATUS_RULE]) as evaluator, Publisher(url) as publisher:
+        await publisher.publish(status(symbol, "error"))
+        fired = await async_wait_until(lambda: alerts_in_log(url, symbol), what="the alert")
+        assert [a["state"] for a in fired] == ["firing"]
+        assert evaluator.counters["bad_logs"] == 1
+        assert poisoned in evaluator.reader.left_out
+    await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_flood_of_weak_signals_is_coalesced(own_redis: EmbeddedRedis, symbol: str) -> None:
+    url = own_redis.url
+    rule = {"name": "strong", "condition": {"type": "signal", "min_confidence": 0.9}, "cooldown_s": 0}
+    weak = [
+        Signal(
+            symbol=symbol,
+            ts=1_760_000_000_000 + i,
+            bot="b",
+            strategy="s",
+            type="buy",
+            price=1.0,
+            confidence=0.5,
+        )
+        for i in range(500)
+    ]
+    strong = Signal(
+        symbol=symbol, ts=1_760_000_001_000, bot="b", strategy="s", type="buy", price=1.0, confidence=0.95
+    )
+    async with Publisher(url) as publisher:
+        # A checkpoint with the symbol's cursor (an evaluator without one starts at the tail),
+        # then the flood while no evaluator runs: the next one reads it in one XREAD.
+        await publisher.publish(status(symbol, "active", bot="b"))
+        async with evaluating(url, [rule]) as first:
+            await async_wait_until(lambda: symbol in first.reader.cursors, what="the symbol's cursor")
+        await publisher.publish_many([*weak[:250], strong, *weak[250:]])
+        async with evaluating(url, [rule]) as evaluator:
+            fired = await async_wait_until(
+                lambda: alerts_in_log(url, symbol), what="the strong signal's alert"
+            )
+            assert len(fired) == 1 and fired[0]["value"] == 0.95
+            assert evaluator.counters["coalesced"] == 499
