@@ -3,76 +3,157 @@
 The statements are in server/analytics/quality_rows.py (shared with the live feed, which
 must not import pandas); rows are untrusted there and here: a number that is not one becomes
 NaN and the batch leaves that row out (server/analytics/quality_batch.py).
+
+The frame is built column by column from each kind's rows (:func:`quality_frame`): numbers
+straight into float64 arrays, texts as categories (each distinct name once), then one
+lexsort into fold order. Building it row by row cost more than the pandas pass itself.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
 from server.analytics.quality import EVENT_COLUMNS, QualityRules, signal_seq_of
-from server.analytics.quality_batch import events_frame, quality_batch
+from server.analytics.quality_batch import quality_batch
 from server.analytics.quality_report import SignalQuality
 from server.analytics.quality_rows import (
+    BATCH_COLUMNS,
     MAX_META_CHARS,
     QUERY_COLUMNS,
-    fold_events,
+    batch_queries,
     parse_meta,
     quality_query,
 )
 
-_NUMBERS: Final = ("confidence", "price", "qty", "fee", "pnl", "close")
+_NUMBERS: Final = frozenset(("confidence", "price", "qty", "fee", "pnl", "close"))
+_INTEGERS: Final = ("seq", "ts")
+_KINDS: Final = ("candle", "signal", "trade")  # the fold's rank of kinds at one timestamp
+#: (kind -> rows of BATCH_COLUMNS[kind]), as read by the statements of ``batch_queries``.
+KindRows = Mapping[str, Sequence[Sequence[Any]]]
 
 __all__ = [
     "MAX_META_CHARS",
     "QUERY_COLUMNS",
+    "batch_queries",
     "build_quality",
     "parse_meta",
     "quality_events",
+    "quality_frame",
     "quality_query",
 ]
 
 
 def quality_events(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """The batch's frame from :func:`quality_query` rows, in fold order (ts, kind, symbol, seq).
+    """The batch's frame from :func:`quality_query` rows (one UNION ALL): :func:`quality_frame`
+    of the same rows split by kind."""
+    index = {name: i for i, name in enumerate(QUERY_COLUMNS)}
+    parts: dict[str, list[list[Any]]] = {kind: [] for kind in _KINDS}
+    for row in rows:
+        kind = row[0]
+        if kind in parts:
+            parts[kind].append([row[index[name]] for name in BATCH_COLUMNS[kind]])
+    return quality_frame(parts)
 
-    Vectorised (the per-row path, :func:`fold_events` then ``events_frame``, gives the same
-    frame and is what the live feed uses): a row whose time is not a number is left out (the
-    live fold rejects it), a seq that is not one sorts as 0, a ``meta`` is parsed only where
-    it may name a signal.
+
+def quality_frame(parts: KindRows) -> pd.DataFrame:
+    """The batch's frame, in fold order (ts, kind, symbol, seq), with :data:`EVENT_COLUMNS`.
+
+    Same rules as the live feed's per-row path (``fold_events`` then ``events_frame``; tested
+    equal): a row whose time is not a number is left out, a seq that is not one sorts as 0, a
+    number that is not one is NaN, ``meta`` is parsed only where it may name a signal. Text
+    columns are categories (the batch groups and compares them).
     """
-    if not rows:
-        return events_frame(fold_events(rows))
-    # Plain tuples: pandas probes each SQLAlchemy Row for attributes (2 exceptions a row).
-    frame = pd.DataFrame([tuple(row) for row in rows], columns=list(QUERY_COLUMNS))
-    # A row without a time cannot be placed in the fold (the live fold rejects it too).
-    frame = frame[pd.to_numeric(frame["ts"], errors="coerce").notna().to_numpy()]
-    for name in ("ts", "seq", "rank"):
-        number = pd.to_numeric(frame[name], errors="coerce").fillna(0).clip(-(2**62), 2**62)
-        frame[name] = number.astype("int64")
-    frame["kind"] = frame["kind"].astype(str)
-    frame["symbol"] = frame["symbol"].astype(str)
-    frame = frame.sort_values(["ts", "rank", "symbol", "seq"], kind="stable").reset_index(drop=True)
-    meta = frame["meta"]
-    named = (meta.notna() & (meta != "{}")).to_numpy()
-    signal_seq = pd.Series(pd.NA, index=frame.index, dtype="Int64")
-    if named.any():
-        signal_seq[named] = pd.array([signal_seq_of(parse_meta(text)) for text in meta[named]], dtype="Int64")
-    out = frame[list(EVENT_COLUMNS[:-1])].copy()
-    for name in _NUMBERS:
-        out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
-    out["signal_seq"] = signal_seq
-    return out
+    sizes = {kind: len(parts.get(kind) or ()) for kind in _KINDS}
+    columns: dict[str, list[Sequence[Any] | None]] = {name: [] for name in (*EVENT_COLUMNS, "meta")}
+    for kind in _KINDS:
+        rows = parts.get(kind) or ()
+        have = dict(zip(BATCH_COLUMNS[kind], zip(*rows, strict=True), strict=True)) if rows else {}
+        for name, column in columns.items():
+            column.append(have.get(name) if rows else ())
+    total = sum(sizes.values())
+
+    def joined(name: str) -> np.ndarray[Any, Any]:
+        """One column over every kind (None where a kind has no such column)."""
+        pieces = [
+            np.asarray(values, dtype=object)
+            if values is not None
+            else np.full(sizes[kind], None, dtype=object)
+            for kind, values in zip(_KINDS, columns[name], strict=True)
+        ]
+        return np.concatenate(pieces) if pieces else np.empty(0, dtype=object)
+
+    def numbers(name: str) -> np.ndarray[Any, Any]:
+        """One column over every kind as float64 (NaN where a kind has no such column)."""
+        pieces = [
+            np.full(sizes[kind], np.nan) if values is None else _numbers(values)
+            for kind, values in zip(_KINDS, columns[name], strict=True)
+        ]
+        return np.concatenate(pieces)
+
+    frame: dict[str, Any] = {}
+    ts = numbers("ts")
+    keep = ~np.isnan(ts)
+    for name in _INTEGERS:
+        values = ts if name == "ts" else numbers(name)
+        frame[name] = np.clip(np.nan_to_num(values, nan=0.0), -(2.0**62), 2.0**62).astype("int64")
+    kind_codes = np.repeat(np.arange(len(_KINDS)), [sizes[k] for k in _KINDS])
+    frame["kind"] = _categories(kind_codes, list(_KINDS))
+    for name in EVENT_COLUMNS:
+        if name in frame or name == "signal_seq":
+            continue
+        frame[name] = numbers(name) if name in _NUMBERS else _texts(joined(name))
+    # Only a trade has a meta; only one that is not "{}" may name a signal.
+    links = np.zeros(total, dtype="int64")
+    unlinked = np.ones(total, dtype=bool)
+    metas = columns["meta"][_KINDS.index("trade")] or ()
+    offset = sizes["candle"] + sizes["signal"]
+    for i, text in enumerate(metas):
+        if text is not None and text != "{}":
+            link = signal_seq_of(parse_meta(text))
+            if link is not None:
+                links[offset + i], unlinked[offset + i] = link, False
+    frame["signal_seq"] = pd.arrays.IntegerArray(links, unlinked)
+    out = pd.DataFrame(frame, columns=list(EVENT_COLUMNS))[keep]
+    # Categories are sorted: code order is name order (kinds: candle < signal < trade).
+    codes = [out[name].cat.codes.to_numpy() for name in ("symbol", "kind")]
+    order = np.lexsort((out["seq"].to_numpy(), *codes, out["ts"].to_numpy()))
+    ordered: pd.DataFrame = out.iloc[order].reset_index(drop=True)
+    return ordered
+
+
+def _numbers(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """float64, NaN for what is not a number (SQL rows are untrusted)."""
+    try:
+        return np.array(values, dtype="float64")  # None -> NaN; the common case
+    except (TypeError, ValueError, OverflowError):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype="float64")
+
+
+def _texts(values: np.ndarray[Any, Any]) -> Any:
+    """Names as a categorical with sorted categories (None stays missing; another type as text)."""
+    codes, uniques = pd.factorize(values)  # C hashing; None -> -1
+    names = [u if type(u) is str else str(u) for u in uniques]
+    distinct = sorted(set(names))
+    position = {name: i for i, name in enumerate(distinct)}
+    remap = np.array([*(position[name] for name in names), -1], dtype="int64")
+    return _categories(remap[codes], distinct)
+
+
+def _categories(codes: np.ndarray[Any, Any], names: list[str]) -> Any:
+    """A categorical of ``codes`` (-1: missing) into the sorted ``names``."""
+    return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype="str"))
 
 
 def build_quality(
-    rows: Sequence[Sequence[Any]], rules: QualityRules, start_ms: int, end_ms: int, query_ms: float
+    parts: KindRows, rules: QualityRules, start_ms: int, end_ms: int, query_ms: float
 ) -> SignalQuality:
-    """:class:`SignalQuality` from :func:`quality_query` rows (CPU work: off the event loop)."""
+    """:class:`SignalQuality` from the rows of :func:`batch_queries` (CPU work: off the event loop)."""
     began = time.perf_counter()
-    groups = quality_batch(quality_events(rows), rules)
+    groups = quality_batch(quality_frame(parts), rules)
     compute_ms = (time.perf_counter() - began) * 1000
     return SignalQuality(start_ms, end_ms, rules, groups, {"query": query_ms, "compute": compute_ms})

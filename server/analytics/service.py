@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
@@ -226,6 +226,26 @@ class BotDataService:
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"database query failed: {_short(exc)}") from exc
 
+    async def _snapshot(
+        self, engine: AsyncEngine, statements: Mapping[str, Executable]
+    ) -> dict[str, list[Any]]:
+        """The rows of each statement, read in one transaction that sees one state of the store (no
+        trade without the signal the recorder committed beside it): PostgreSQL in REPEATABLE READ,
+        SQLite in an explicit BEGIN (its driver begins a transaction only before a write)."""
+        try:
+            async with asyncio.timeout(self.timeout_s), engine.connect() as connection:
+                if engine.dialect.name == "postgresql":
+                    await connection.execution_options(isolation_level="REPEATABLE READ")
+                elif engine.dialect.name == "sqlite":
+                    await connection.exec_driver_sql("BEGIN")
+                rows = {name: list((await connection.execute(q)).all()) for name, q in statements.items()}
+                await connection.rollback()
+                return rows
+        except TimeoutError:
+            raise StoreError(f"database query timed out after {self.timeout_s:g}s") from None
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"database query failed: {_short(exc)}") from exc
+
     def close(self) -> None:
         """Dispose the engine this service made (a given engine is the caller's to dispose)."""
         own, self._own = self._own, None
@@ -295,15 +315,15 @@ class BotDataService:
     async def _quality(
         self, engine: AsyncEngine, flt: BotFilter, start: object, end: object, rules: QualityRules | None
     ) -> SignalQuality:
-        from server.analytics.quality_queries import build_quality, quality_query
+        from server.analytics.quality_queries import batch_queries, build_quality
 
         start_ms, end_ms = _window(flt, start, end, DEFAULT_DAYS)
         assert start_ms is not None and end_ms is not None
         began = time.perf_counter()
         with collector_paused():
-            rows, _keys = await self._rows(engine, quality_query(flt, start_ms, end_ms))
+            parts = await self._snapshot(engine, batch_queries(flt, start_ms, end_ms))
             query_ms = (time.perf_counter() - began) * 1000
-            args = (rows, rules or QualityRules(), start_ms, end_ms, query_ms)
+            args = (parts, rules or QualityRules(), start_ms, end_ms, query_ms)
             if engine is self._given_engine:  # the caller's loop (the gateway): keep pandas off it
                 return await asyncio.to_thread(build_quality, *args)
             return build_quality(*args)
