@@ -112,17 +112,7 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
 
     for key, count in signals[signals["type"] == "hold"].groupby(_GROUP).size().items():
         group(_key(key)).holds = int(count)
-    for key, rows in per_signal.groupby(_GROUP):
-        g = group(_key(key))
-        g.signals = len(rows)
-        linked = rows[rows["fills"] > 0]
-        g.linked = len(linked)
-        g.unlinked = g.signals - g.linked
-        if len(linked):
-            g.latency_sum = float(linked["latency"].sum())
-            g.latency_max = int(linked["latency"].max())
-        slipped = linked["slippage"].dropna()
-        g.slippage_sum, g.slippage_count = float(slipped.sum()), len(slipped)
+    _signal_totals(per_signal, group)
     _calibration(per_signal, buckets)
     _trade_totals(positions, group)
     _curves(trades, rules, group)
@@ -315,33 +305,95 @@ def _calibration(per_signal: pd.DataFrame, buckets: dict[tuple[str, str], list[l
         table[int(bucket)] = [int(n), int(linked), int(solved), int(hits), float(total), float(squares)]
 
 
-def _trade_totals(positions: pd.DataFrame, group: Any) -> None:
-    closed = positions[positions["closed"]]
-    for key, rows in closed.groupby(["group_bot", "group_strategy"]):
+def _signal_totals(per_signal: pd.DataFrame, group: Any) -> None:
+    """Each group's signals, linked ones, latency and slippage (one grouped sum, not a frame per group)."""
+    if per_signal.empty:
+        return
+    linked = per_signal["fills"].to_numpy() > 0
+    latency = per_signal["latency"].to_numpy(dtype="float64")
+    slippage = per_signal["slippage"].to_numpy(dtype="float64")
+    slipped = linked & ~np.isnan(slippage)
+    parts = pd.DataFrame(
+        {
+            "bot": per_signal["bot"].to_numpy(),
+            "strategy": per_signal["strategy"].to_numpy(),
+            "n": 1,
+            "linked": linked.astype("int64"),
+            "latency": np.where(linked, latency, 0.0),
+            "latency_max": np.where(linked, latency, -np.inf),
+            "slippage": np.where(slipped, slippage, 0.0),
+            "slipped": slipped.astype("int64"),
+        }
+    )
+    sums = parts.groupby(_GROUP, sort=False).agg(
+        n=("n", "sum"),
+        linked=("linked", "sum"),
+        latency=("latency", "sum"),
+        latency_max=("latency_max", "max"),
+        slippage=("slippage", "sum"),
+        slipped=("slipped", "sum"),
+    )
+    for key, n, count, latency_sum, latency_max, slippage_sum, slipped_count in zip(
+        sums.index, *(sums[c].to_numpy() for c in sums.columns), strict=True
+    ):
         g = group(_key(key))
-        pnl = rows["realised"]
-        g.trades = len(rows)
-        g.wins = int((pnl > 0).sum())
-        g.trade_pnl = float(pnl.sum())
-        g.gross_profit = float(pnl[pnl > 0].sum())
-        g.gross_loss = float(-pnl[pnl < 0].sum())
+        g.signals, g.linked = int(n), int(count)
+        g.unlinked = g.signals - g.linked
+        if count:
+            g.latency_sum, g.latency_max = float(latency_sum), int(latency_max)
+        g.slippage_sum, g.slippage_count = float(slippage_sum), int(slipped_count)
+
+
+def _trade_totals(positions: pd.DataFrame, group: Any) -> None:
+    """Each group's closed positions: count, wins, P&L, gross profit and loss (one grouped sum)."""
+    closed = positions[positions["closed"]]
+    if closed.empty:
+        return
+    pnl = closed["realised"].to_numpy(dtype="float64")
+    parts = pd.DataFrame(
+        {
+            "bot": closed["group_bot"].to_numpy(),
+            "strategy": closed["group_strategy"].to_numpy(),
+            "n": 1,
+            "wins": (pnl > 0).astype("int64"),
+            "pnl": pnl,
+            "profit": np.where(pnl > 0, pnl, 0.0),
+            "loss": np.where(pnl < 0, -pnl, 0.0),
+        }
+    )
+    sums = parts.groupby(_GROUP, sort=False).sum()
+    for key, n, wins, total, profit, loss in zip(
+        sums.index, *(sums[c].to_numpy() for c in ("n", "wins", "pnl", "profit", "loss")), strict=True
+    ):
+        g = group(_key(key))
+        g.trades, g.wins = int(n), int(wins)
+        g.trade_pnl, g.gross_profit, g.gross_loss = float(total), float(profit), float(loss)
 
 
 def _curves(trades: pd.DataFrame, rules: QualityRules, group: Any) -> None:
-    """Realised equity after each exit per group: total, peak, deepest drawdown."""
+    """Realised equity after each exit per group: total, peak, deepest drawdown (grouped running
+    sums and maxima over the whole frame, not a pass per group)."""
     booked = trades[trades["realised"].notna()]
-    for key, rows in booked.groupby(["group_bot", "group_strategy"], sort=False):
+    if booked.empty:
+        return
+    keys = [booked["group_bot"], booked["group_strategy"]]
+    cumulative = booked["realised"].groupby(keys, sort=False).cumsum()
+    equity = rules.capital + cumulative
+    peak = np.maximum(equity.groupby(keys, sort=False).cummax(), rules.capital)
+    curve = pd.DataFrame({"cumulative": cumulative, "peak": peak, "drawdown": peak - equity})
+    by_group = curve.groupby(keys, sort=False)
+    last = by_group[["cumulative", "peak"]].last()
+    # The first row of each group's deepest drawdown, as positions into the curve's arrays.
+    deepest = curve.index.get_indexer(pd.Index(by_group["drawdown"].idxmax().reindex(last.index)))
+    drawdowns, peaks = curve["drawdown"].to_numpy(), curve["peak"].to_numpy()
+    for key, cumulative_last, peak_last, at in zip(
+        last.index, last["cumulative"].to_numpy(), last["peak"].to_numpy(), deepest, strict=True
+    ):
         g = group(_key(key))
-        cumulative = rows["realised"].cumsum().to_numpy()
-        equity = rules.capital + cumulative
-        peak = np.maximum(np.maximum.accumulate(equity), rules.capital)
-        drawdown = peak - equity
-        g.realised = float(cumulative[-1])
-        g.peak = float(peak[-1])
-        if float(drawdown.max()) > 0:
-            deepest = int(drawdown.argmax())
-            g.max_drawdown = float(drawdown[deepest])
-            g.max_drawdown_pct = drawdown_pct(g.max_drawdown, float(peak[deepest]))
+        g.realised, g.peak = float(cumulative_last), float(peak_last)
+        if float(drawdowns[at]) > 0:
+            g.max_drawdown = float(drawdowns[at])
+            g.max_drawdown_pct = drawdown_pct(g.max_drawdown, float(peaks[at]))
 
 
 def _last_days(signals: pd.DataFrame, trades: pd.DataFrame) -> dict[tuple[str, str], int]:
