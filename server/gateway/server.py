@@ -1,11 +1,8 @@
-"""The websocket gateway: connections, the subscribe flow, and writing what the fan-out core builds.
+"""The websocket gateway: connections, their lifecycle, and writing what the fan-out core builds.
 
-Flow of a subscription (the gap-free invariant, docs/design.md, the gap-free invariant): join the group as
-LOADING (the group's batches are kept for it), make sure the symbol's live channel is
-joined and the live path primed, send ``subscribed``, read the backfill or resume
-position from history, send it, then replay the kept batches from the next seq on and
-go live. Holes in the live stream are filled from the log before anything later is
-sent; an epoch change sends ``reset`` and a fresh window.
+Each connection's text frames go to :class:`~server.gateway.ops.ClientOps` (the subscribe
+flow and the other ops). Holes in the live stream are filled from the log before anything
+later is sent (server/gateway/livepath.py); an epoch change sends ``reset`` and a fresh window.
 """
 
 from __future__ import annotations
@@ -25,42 +22,24 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from publishers.events import now_ms
-from server.core.fanout import (
-    Fanout,
-    Member,
-)
-from server.core.perfwire import PERF_SUB, PerfSubscribe
+from server.core.fanout import Fanout, Member
 from server.core.protocol import (
     CLOSE_POLICY,
     CLOSE_RESTART,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_UNSUPPORTED,
-    Ack,
-    Display,
     Limits,
-    Ref,
     ResumeRequest,
-    Subscribe,
-    Unsubscribe,
-    acked_frame,
-    error_frame,
     extract_ref,
     hello_frame,
-    parse_client_frame,
-    pong_frame,
-    resolve_resume,
-    shown,
     status_frame,
-    subscribed_frame,
-    unsubscribed_frame,
 )
-from server.core.replay import ReplayControl
-from server.errors import ProtocolError, SignalpushError
 from server.gateway.builds import HistoryBuilds
 from server.gateway.catchup import CatchUp
 from server.gateway.displays import DisplayHub
-from server.gateway.livepath import RECOVERABLE, LivePath, refuse_if_bus_down
+from server.gateway.livepath import LivePath
 from server.gateway.metrics import GatewayMetrics
+from server.gateway.ops import ClientOps
 from server.gateway.outbox import Outbox, ws_of
 from server.gateway.perf import PerfFeed
 from server.gateway.ports import Acknowledger, Authorizer, Bus, BusFactory, FigureSource, RequestHandler
@@ -70,7 +49,6 @@ from server.gateway.slowclients import SlowClients
 from server.gateway.tasks import SupervisedTask
 from server.history.replay_cursor import ReplayStore
 from server.history.source import HistorySource
-from server.logs import RateLimitedLog
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,7 +141,7 @@ class Gateway:
             outbox=self.outbox,
             budget=self.builds.budget,
             defaults=settings.history,
-            subscribe_live=lambda session, message: self._subscribe_in_order(session, message),
+            subscribe_live=lambda session, message: self.ops.subscribe_in_order(session, message),
         )
         #: Open connections per remote address (for server.max_connections_per_ip).
         self.per_address: dict[str, int] = {}
@@ -179,9 +157,27 @@ class Gateway:
         self._server: Server | None = None
         self._stopping = False
         self.started_at = time.monotonic()
-        self._throttle = RateLimitedLog(log)
         #: The walls whose sockets this process holds (docs/walls.md).
         self.displays = DisplayHub(redis, redis_url, settings.walls, INSTANCE, self.outbox.send_now)
+        #: What the connections' text frames ask for (server/gateway/ops.py).
+        self.ops = ClientOps(
+            settings,
+            limits=self.limits,
+            access=access,
+            fanout=self.fanout,
+            bus=self.bus,
+            live=self.live,
+            outbox=self.outbox,
+            metrics=self.metrics,
+            slow=self.slow,
+            builds=self.builds,
+            catchup=self.catchup,
+            replays=self.replays,
+            displays=self.displays,
+            alerts=alerts,
+            perf=perf,
+            spawn=self._spawn,
+        )
 
     def __repr__(self) -> str:
         symbols = len(self.fanout.symbols)
@@ -283,6 +279,7 @@ class Gateway:
         self.per_address[session.address] = self.per_address.get(session.address, 0) + 1
         self.metrics.connections_accepted += 1
         expiry = self._schedule_expiry(ws)
+        ops = self.ops
         try:
             await ws.send(hello_frame(server.heartbeat_s, INSTANCE))
             if not self.bus.up and self.live.bus_was_up:
@@ -297,101 +294,15 @@ class Gateway:
                     break
                 if admission is Admission.REFUSE:
                     refused = f"over {server.message_rate:g} messages/s"
-                    await self._error(ws, extract_ref(message), "rate_limited", refused)
+                    await ops.error(ws, extract_ref(message), "rate_limited", refused)
                     continue
-                await self._dispatch_safely(session, message)
+                await ops.dispatch_safely(session, message)
         except ConnectionClosed:
             pass
         finally:
             if expiry is not None:
                 expiry.cancel()
             self._drop_session(session)
-
-    async def _dispatch_safely(self, session: Session, text: str) -> None:
-        """:meth:`_dispatch` with a last resort: a bug answers ``error internal``, the client stays."""
-        try:
-            await self._dispatch(session, text)
-        except (ConnectionClosed, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            self._throttle.warning(
-                f"frame {type(exc).__name__}",
-                "client frame crashed its handler",
-                error=f"{type(exc).__name__}: {str(exc)[:200]}",
-            )
-            await self._error(session.ws, None, "internal", "internal error while handling this frame")
-
-    async def _dispatch(self, session: Session, text: str) -> None:
-        ws = session.ws
-        try:
-            message = parse_client_frame(text, self.limits)
-        except ProtocolError as exc:
-            await self._error(ws, exc.ref, exc.code, exc.message)
-            return
-        if isinstance(message, ReplayControl):
-            try:
-                self.replays.control(session, message)
-            except ProtocolError as exc:
-                await self._error(ws, message.ref, exc.code, exc.message)
-            return
-        if isinstance(message, Subscribe | Unsubscribe | PerfSubscribe):
-            if not session.in_order(lambda: self._ordered(session, message)):
-                await self._error(ws, message.ref, "busy", "too many subscribes waiting on this connection")
-        elif isinstance(message, Display):
-            try:
-                await self.displays.report(ws, self.access.principal_of(ws).name, message.report)
-            except ProtocolError as exc:
-                await self._error(ws, message.ref, exc.code, exc.message)
-        elif isinstance(message, Ack):
-            await self._ack(ws, message)
-        else:
-            await ws.send(pong_frame(message.ref, now_ms()))
-
-    async def _ordered(self, session: Session, message: Subscribe | Unsubscribe | PerfSubscribe) -> None:
-        """A subscribe or unsubscribe, in order with the connection's others but off its reader (a
-        ping behind a subscribe waiting for Redis is answered at once); a bug answers internal."""
-        try:
-            if isinstance(message, Subscribe) and message.replay is not None:
-                self.access.authorize_symbol(session.ws, message.symbol)
-                await self.replays.start(session, message)
-            elif isinstance(message, Subscribe):
-                await self._subscribe(session, message)
-            elif isinstance(message, PerfSubscribe):
-                await self._perf(session, message)
-            elif self.replays.stop(session, message.sub):
-                self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
-            else:
-                self._unsubscribe(session, message)
-        except ProtocolError as exc:
-            await self._error(session.ws, message.ref, exc.code, exc.message)
-        except ConnectionClosed:
-            pass
-        except Exception as exc:
-            self._throttle.warning(
-                f"frame {type(exc).__name__}", "client frame crashed its handler", error=str(exc)
-            )
-            await self._error(session.ws, message.ref, "internal", "internal error while handling this frame")
-
-    async def _ack(self, ws: ServerConnection, message: Ack) -> None:
-        """The ``ack`` op (docs/alerts.md): the connection's token must read the alert's symbol."""
-        if self.alerts is None:
-            await self._error(ws, message.ref, "bad_request", "ack: this gateway has no alerts")
-            return
-        try:
-            seq = await self.alerts.acknowledge_id(message.alert_id, self.access.principal_of(ws))
-        except ProtocolError as exc:
-            await self._error(ws, message.ref, exc.code, exc.message)
-            return
-        except SignalpushError as exc:
-            await self._error(ws, message.ref, "internal", f"ack: {exc}")
-            return
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(acked_frame(message.ref, message.alert_id, seq))
-
-    async def _error(self, ws: ServerConnection, ref: Ref, code: str, message: str) -> None:
-        self.metrics.protocol_errors += 1
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(error_frame(ref, code, message))
 
     def _schedule_expiry(self, ws: ServerConnection) -> asyncio.TimerHandle | None:
         """Close the connection with 4003 the moment its token expires."""
@@ -419,88 +330,7 @@ class Gateway:
         session.cancel_ops()
         self.replays.drop(session)
         for sub in list(session.members):
-            self._leave(session, sub)
-
-    def _leave(self, session: Session, sub: str) -> None:
-        session.cancel(sub)
-        member = session.members.pop(sub, None)
-        session.history.pop(sub, None)
-        if member is None:
-            return
-        self.slow.forget(member)
-        symbol = member.group.symbol
-        if self.fanout.leave(member):
-            self.bus.unsubscribe(symbol)
-            self.live.forget(symbol)
-
-    def _unsubscribe(self, session: Session, message: Unsubscribe) -> None:
-        if message.sub == PERF_SUB and self.perf is not None and self.perf.unsubscribe(session.ws):
-            self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
-            return
-        if message.sub not in session.members:
-            raise ProtocolError(
-                "bad_request", f"sub: no subscription {shown(message.sub)} on this connection"
-            )
-        self._leave(session, message.sub)
-        self.outbox.send_now(session.ws, unsubscribed_frame(message.ref, message.sub))
-
-    # -- the subscribe flow -----------------------------------------------------------
-
-    async def _subscribe(self, session: Session, request: Subscribe) -> None:
-        self.access.authorize_symbol(session.ws, request.symbol)
-        if request.history is not None:
-            self.builds.budget.admit()  # error busy before anything is set up for it
-        member, new_symbol = self.fanout.join(session.ws, request.symbol, request.filter, time.monotonic())
-        sub = member.sub
-        if sub not in session.members and len(session.members) >= self.settings.server.max_subscriptions:
-            self.fanout.leave(member)
-            raise ProtocolError("too_many", f"at most {self.settings.server.max_subscriptions} subscriptions")
-        replaced = sub in session.members
-        session.cancel(sub)
-        session.members[sub] = member
-        session.history[sub] = request.history
-        try:
-            refuse_if_bus_down(self.bus, self.live)
-            await self._ensure_primed(request.symbol, new_symbol)
-        except RECOVERABLE as exc:
-            self._leave(session, sub)
-            raise ProtocolError("internal", f"the event bus is unavailable: {exc}") from None
-        state = self.fanout.symbols[request.symbol]
-        await session.ws.send(
-            subscribed_frame(
-                request.ref,
-                sub,
-                request.symbol,
-                state.epoch,
-                member.position,
-                member.group.filter.to_json(),
-                replaced=replaced,
-            )
-        )
-        history, resume = request.history, resolve_resume(request.resume, state.epoch)
-        session.start_catch_up(
-            sub,
-            lambda: self.catchup.run(session.ws, member, member.generation, history, resume),
-            f"signalpush-catchup-{sub}",
-        )
-
-    async def _perf(self, session: Session, request: PerfSubscribe) -> None:
-        """The signal-quality stream (server/gateway/perf.py): every symbol, so every-symbol tokens only."""
-        if self.perf is None:
-            raise ProtocolError("bad_request", "perf: this gateway has no history database to follow")
-        if self.access.principal_of(session.ws).patterns != ("*",):
-            raise ProtocolError("forbidden", "perf: covers every symbol; this token may read only some")
-        await self.perf.subscribe(session.ws, request, self.outbox.send_to)
-
-    def _subscribe_in_order(self, session: Session, message: Subscribe) -> None:
-        """A subscribe the server makes for the client (a replay handed over to live)."""
-        if not session.in_order(lambda: self._ordered(session, message)):
-            self._spawn(self._error(session.ws, message.ref, "busy", "too many subscribes waiting"))
-
-    async def _ensure_primed(self, symbol: str, new_symbol: bool) -> None:
-        await self.live.ensure_primed(
-            symbol, new_symbol, self.bus.subscribe, self.settings.redis.socket_timeout_s * 2
-        )
+            self.ops.leave(session, sub)
 
     def _restart_member(self, member: Member, reason: str) -> None:
         """A reset of the member's symbol: send ``reset`` and a fresh window (a new catch-up)."""

@@ -65,22 +65,18 @@ def _window_where(
     ]
 
 
-async def window_candles(
-    connection: AsyncConnection, symbol: str, *, since_ms: int, epoch: str | None, below_seq: int
-) -> Sequence[Any]:
-    """The last update of each candle (highest seq per epoch and ts) in the window, by ts.
+def last_candles(table: Table, where: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """The last update of each candle among the rows ``where`` picks (highest seq per epoch and ts).
 
-    Rows: epoch, seq, ts, open, high, low, close, volume.
+    Rows: epoch, seq, ts, open, high, low, close, volume (unordered).
     """
-    table = table_of("candle")
-    where = _window_where("candle", table, symbol, EventFilter(), since_ms, epoch, below_seq)
     last = (
         select(table.c.epoch, table.c.ts, func.max(table.c.seq).label("seq"))
         .where(*where)
         .group_by(table.c.epoch, table.c.ts)
         .subquery()
     )
-    statement = (
+    return (
         select(
             table.c.epoch,
             table.c.seq,
@@ -93,9 +89,21 @@ async def window_candles(
         )
         .join(last, and_(table.c.ts == last.c.ts, table.c.epoch == last.c.epoch, table.c.seq == last.c.seq))
         .where(*where)  # repeated so that both sides scan only the window
-        .order_by(table.c.ts, table.c.seq)
     )
-    return (await connection.execute(statement)).all()
+
+
+async def window_candles(
+    connection: AsyncConnection, symbol: str, *, since_ms: int, epoch: str | None, below_seq: int
+) -> Sequence[Any]:
+    """The last update of each candle (highest seq per epoch and ts) in the window, by ts.
+
+    Rows: epoch, seq, ts, open, high, low, close, volume.
+    """
+    table = table_of("candle")
+    where = _window_where("candle", table, symbol, EventFilter(), since_ms, epoch, below_seq)
+    statement = last_candles(table, where).order_by(table.c.ts, table.c.seq)
+    rows: Sequence[Any] = (await connection.execute(statement)).all()
+    return rows
 
 
 def _window_select(

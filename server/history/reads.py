@@ -13,7 +13,7 @@ epoch changed, the read starts again (window) or the caller gets a reset (replay
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -185,7 +185,31 @@ async def load_window(
     else:
         raise BusError(f"{symbol}'s epoch kept changing while its history was read")
     candles, events, total = await _read_sql_part(engine, symbol, flt, since_ms, log_part, max_events)
-    for event in log_part.events:
+    return assemble_window(
+        flt,
+        log_part.epoch,
+        log_part.seq,
+        (candles, events, total),
+        log_part.events,
+        max_points=max_points,
+        max_events=max_events,
+    )
+
+
+def assemble_window(
+    flt: EventFilter,
+    epoch: str | None,
+    to_seq: int,
+    sql_part: tuple[list[CandleItem], list[EventItem], int],
+    log_events: Iterable[dict[str, Any]],
+    *,
+    max_points: int,
+    max_events: int,
+) -> HistoryWindow:
+    """The history frame of a window: SQL's part (candles, events and how many events match in
+    all) plus the log's events of the current epoch, the latest ``max_events`` events kept."""
+    candles, events, total = sql_part
+    for event in log_events:
         kind = event["kind"]
         if kind == "candle":
             candles.append(
@@ -213,7 +237,7 @@ async def load_window(
             data["candle"] = candle_columns(latest_candles(candles), max_points)
         else:
             data[kind] = event_columns([e for e in kept if e[3] == kind], queries.WINDOW_FIELDS[kind])
-    return HistoryWindow(log_part.epoch, log_part.seq, data, truncated=omitted > 0, omitted=omitted)
+    return HistoryWindow(epoch, to_seq, data, truncated=omitted > 0, omitted=omitted)
 
 
 async def history_payload(

@@ -19,17 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core.filters import EventFilter
 from server.core.trust import check_event
-from server.history import log_reader, queries, replay_reads
-from server.history.columns import (
-    CandleItem,
-    EventItem,
-    candle_columns,
-    event_columns,
-    keep_latest,
-    latest_candles,
-)
+from server.history import log_reader, replay_reads
+from server.history.columns import CandleItem, EventItem
 from server.history.models import TABLES
-from server.history.reads import LOG_CHUNK, HistoryWindow, _database
+from server.history.reads import LOG_CHUNK, HistoryWindow, _database, assemble_window
 from server.history.replay_reads import Item, Mark
 from server.history.source import read_meta
 
@@ -225,27 +218,15 @@ class ReplayStore:
                     )
                     events.extend(found)
                     total += count
-        for event in log_events:
-            kind = event["kind"]
-            if kind == "candle":
-                candles.append(
-                    (event["ts"], True, event["seq"], event["open"], event["high"], event["low"],
-                     event["close"], event["volume"])
-                )  # fmt: skip
-            else:
-                values = tuple(event.get(name) for name in queries.WINDOW_FIELDS[kind])
-                events.append((event["ts"], True, event["seq"], kind, values))
-                total += 1
-        kept, omitted = keep_latest(events, max_events, total)
-        data: dict[str, dict[str, list[Any]]] = {}
-        for kind in TABLES:
-            if not flt.wants_kind(kind):
-                continue
-            if kind == "candle":
-                data["candle"] = candle_columns(latest_candles(candles), max_points)
-            else:
-                data[kind] = event_columns([e for e in kept if e[3] == kind], queries.WINDOW_FIELDS[kind])
-        return HistoryWindow(position.epoch, position.seq, data, truncated=omitted > 0, omitted=omitted)
+        return assemble_window(
+            flt,
+            position.epoch,
+            position.seq,
+            (candles, events, total),
+            log_events,
+            max_points=max_points,
+            max_events=max_events,
+        )
 
     async def _log_window(
         self, symbol: str, flt: EventFilter, position: Position, since: int

@@ -279,26 +279,7 @@ async def window_candles_as_of(
         table.c.ts < at_ms + FUTURE_SLACK_MS,
         _as_of(table, epoch, seq, at_ms, below_seq),
     ]
-    last = (
-        select(table.c.epoch, table.c.ts, func.max(table.c.seq).label("seq"))
-        .where(*where)
-        .group_by(table.c.epoch, table.c.ts)
-        .subquery()
-    )
-    statement = (
-        select(
-            table.c.epoch,
-            table.c.seq,
-            table.c.ts,
-            table.c.open,
-            table.c.high,
-            table.c.low,
-            table.c.close,
-            table.c.volume,
-        )
-        .join(last, and_(table.c.ts == last.c.ts, table.c.epoch == last.c.epoch, table.c.seq == last.c.seq))
-        .where(*where)
-    )
+    statement = queries.last_candles(table, where)
     rows = (await connection.execute(statement)).all()
     return [(ts, e == epoch, s, o, h, lo, c, v) for e, s, ts, o, h, lo, c, v in rows]
 

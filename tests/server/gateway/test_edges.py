@@ -272,14 +272,14 @@ async def test_a_frame_that_crashes_its_handler_gets_error_internal_and_the_conn
 ) -> None:
     async with running_gateway(redis_url) as running:
         gateway = running.gateway
-        dispatch = gateway._dispatch
+        dispatch = gateway.ops.dispatch
 
         async def with_a_bug(session: Any, text: str) -> None:
             if "bug" in text:
                 raise RuntimeError("a bug in a handler")
             await dispatch(session, text)
 
-        gateway._dispatch = with_a_bug  # type: ignore[method-assign]
+        gateway.ops.dispatch = with_a_bug  # type: ignore[method-assign]
         client = await WsClient(running.ws_url).connect()
         with caplog.at_level(logging.WARNING):
             for _ in range(3):
