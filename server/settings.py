@@ -219,6 +219,9 @@ class AlertSettings:
     enabled: bool = True
     #: Evaluate in a child process of ``serve`` (server/cli/alerts_child.py), off the gateway's GIL.
     process: bool = True
+    #: The evaluator child's CPU priority below the gateway's (``nice``; e.g. 10: under overload
+    #: the fan-out keeps the CPU and alerts lag; none is lost, trimmed gaps are read from SQL).
+    nice: int = field(default=0, metadata=_rule(min=0, max=19))
     #: How often timer conditions (silence, no candle, bus down) are evaluated.
     tick_ms: int = field(default=250, metadata=_rule(min=10, max=60_000))
     #: The evaluator's lease: another process takes over this long after its holder died.

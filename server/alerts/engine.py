@@ -17,11 +17,12 @@ the same ids, and the publish step's dedup drops the second fire.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from server.alerts.checkpoint import checked_state
+from server.alerts.decisions import Decision, alert_id
 from server.alerts.rules import AlertConfig, Rule
 
 #: Where alerts without a symbol go (bus_down): the ``_alerts`` stream.
@@ -30,45 +31,6 @@ ALERTS_SYMBOL: Final = "_alerts"
 MAX_TRACKED: Final = 20_000
 _SCOPE_CACHE_MAX: Final = 50_000
 STATE_VERSION: Final = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Fire or resolve one alert: what the I/O layer publishes as an ``alert`` event."""
-
-    action: str  # "fire" | "resolve"
-    alert_id: str
-    rule: str
-    scope: str
-    symbol: str
-    severity: str
-    message: str
-    value: float | None
-    ts: int
-    #: Inside the rule's quiet hours: external routes are skipped.
-    quiet: bool
-    routes: tuple[str, ...]
-    #: A one-off alert (``signal``): it never resolves, so it is never "active".
-    instant: bool = False
-
-    @property
-    def state(self) -> str:
-        return "firing" if self.action == "fire" else "resolved"
-
-    def event_fields(self) -> dict[str, Any]:
-        """The ``alert`` event's fields (publishers/events.py ``Alert``)."""
-        return {
-            "symbol": self.symbol,
-            "ts": self.ts,
-            "alert_id": self.alert_id,
-            "rule": self.rule,
-            "state": self.state,
-            "severity": self.severity,
-            "scope": self.scope,
-            "message": self.message,
-            "value": self.value,
-            "meta": {"routes": list(self.routes), "quiet": self.quiet, "instant": self.instant},
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +44,6 @@ class _Plan:
     #: Signal rules, looked at only from the lowest of their confidences up.
     signals: tuple[Rule, ...]
     min_confidence: float
-
-
-def alert_id(rule: str, scope: str, cause: str) -> str:
-    """The id of the incident of ``rule`` on ``scope`` started by ``cause`` (24 hex digits)."""
-    return hashlib.sha1(f"{rule}\x00{scope}\x00{cause}".encode()).hexdigest()[:24]
 
 
 _TIMERS: Final = ("silent", "no_candle", "bus_down")
@@ -492,46 +449,10 @@ class Engine:
     def restore(self, state: object) -> bool:
         """Take a checkpoint's state back (read from Redis: untrusted). False (and a fresh
         engine) if it is not one this version wrote."""
-        try:
-            if not isinstance(state, dict) or state.get("v") != STATE_VERSION:
-                return False
-            bots, candles, bus, incidents = (state[k] for k in ("bots", "candles", "bus", "incidents"))
-            if not all(isinstance(x, dict) for x in (bots, candles, bus, incidents)):
-                return False
-            if max(len(bots), len(candles), len(bus)) > MAX_TRACKED or len(incidents) > 4 * MAX_TRACKED:
-                return False
-            for data in bots.values():
-                if not isinstance(data, dict) or not _is_ms(data.get("seen")):
-                    return False
-                if not isinstance(data.get("ref"), str) or not isinstance(data.get("symbol"), str):
-                    return False
-            for data in candles.values():
-                if (
-                    not isinstance(data, dict)
-                    or not _is_ms(data.get("seen"))
-                    or not isinstance(data.get("ref"), str)
-                ):
-                    return False
-            if not all(v is None or _is_ms(v) for v in bus.values()):
-                return False
-            for key, inc in incidents.items():
-                if (
-                    not isinstance(inc, dict)
-                    or "\x00" not in key
-                    or inc.get("state") not in ("ok", "pending", "firing")
-                ):
-                    return False
-                if inc["state"] != "ok" and not _is_ms(inc.get("since", 0)):
-                    return False
-                if inc["state"] == "firing" and not isinstance(inc.get("id"), str):
-                    return False
-        except (KeyError, TypeError, AttributeError):
+        parts = checked_state(state, version=STATE_VERSION, max_tracked=MAX_TRACKED)
+        if parts is None:
             return False
-        self.bots, self.candles, self.bus, self.incidents = bots, candles, bus, incidents
-        self._scopes = {key.split("\x00", 1)[1] for key in incidents}
+        self.bots, self.candles, self.bus, self.incidents = parts
+        self._scopes = {key.split("\x00", 1)[1] for key in self.incidents}
         self._scope_cache.clear()
         return True
-
-
-def _is_ms(value: object) -> bool:
-    return type(value) is int and 0 <= value < 2**53

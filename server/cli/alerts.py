@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from server.alerts.engine import Decision, Engine
+from server.alerts.decisions import Decision
+from server.alerts.engine import Engine
 from server.alerts.rules import AlertConfig, parse_alerts
 from server.cli.args import settings_from_args
 from server.settings import Settings
@@ -31,6 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.alerts,
         log_maxlen=settings.redis.log_maxlen,
         owner=args.owner,
+        database_url=settings.database.url,
     )
 
     async def main() -> None:

@@ -53,14 +53,21 @@ class AlertsChild(ChildProcess):
         return [sys.executable, "-m", "server.cli.alerts_child"]
 
     def env(self) -> dict[str, str]:
-        maxlen = {f"{ENV_PREFIX}REDIS_LOG_MAXLEN": str(self.settings.redis.log_maxlen)}
-        return child_env(self.settings, self.redis_url, "alerts", maxlen)
+        extra = {
+            f"{ENV_PREFIX}REDIS_LOG_MAXLEN": str(self.settings.redis.log_maxlen),
+            # Gaps the recorder trimmed before the evaluator read them are read back from SQL.
+            f"{ENV_PREFIX}DATABASE_URL": self.settings.database.url,
+        }
+        return child_env(self.settings, self.redis_url, "alerts", extra)
 
     def parse_report(self, line: bytes) -> dict[str, Any] | None:
         return parse_report(line)
 
     def stop_timeout_s(self) -> float:
         return 10.0
+
+    def nice(self) -> int:
+        return self.settings.alerts.nice
 
     def stats(self) -> dict[str, Any]:
         return {**self._report, "process_exits": self.exits, "bad_reports": self.bad_reports}
@@ -75,6 +82,7 @@ async def _serve_alerts(settings: Settings) -> None:
         parse_alerts(settings.alerts.rules, settings.alerts.routes),
         settings.alerts,
         log_maxlen=settings.redis.log_maxlen,
+        database_url=settings.database.url,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

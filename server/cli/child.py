@@ -85,13 +85,27 @@ class ChildProcess(abc.ABC):
     def stop_timeout_s(self) -> float:
         """How long the child has to end after SIGTERM before it is killed."""
 
+    def nice(self) -> int:
+        """How much lower the child's CPU priority is than its parent's (0: the same)."""
+        return 0
+
     def preexec(self) -> Callable[[], None] | None:
-        """What runs in the child before its program: it dies with its parent (Linux)."""
-        return die_with_parent_hook() if sys.platform == "linux" else None
+        """What runs in the child before its program: it dies with its parent and takes its
+        :meth:`nice` (Linux)."""
+        if sys.platform != "linux":
+            return None
+        die, nice = die_with_parent_hook(), self.nice()
+
+        def prepare() -> None:
+            die()
+            if nice:
+                os.nice(nice)
+
+        return prepare
 
     def started_extra(self) -> dict[str, Any]:
         """The fields of the "process started" log line."""
-        return {"pid": self.pid}
+        return {"pid": self.pid, "nice": self.nice()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the child until ``stop`` (then SIGTERM); raises :attr:`exited` if it ends before."""

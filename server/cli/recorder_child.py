@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sys
-from collections.abc import Callable
 from typing import Any, Final
 
 from server.cli.child import ChildExited, ChildProcess, child_env
-from server.cli.embedded import die_with_parent_hook
 from server.settings import ENV_PREFIX, Settings
 
 #: How often the child reports its counters.
@@ -91,21 +88,8 @@ class RecorderChild(ChildProcess):
     def stop_timeout_s(self) -> float:
         return max(5.0, self.settings.server.shutdown_timeout_s)
 
-    def preexec(self) -> Callable[[], None] | None:
-        if sys.platform != "linux":
-            return None
-        die = die_with_parent_hook()
-        nice = self.settings.recorder.nice
-
-        def prepare() -> None:
-            die()
-            if nice:
-                os.nice(nice)
-
-        return prepare
-
-    def started_extra(self) -> dict[str, Any]:
-        return {"pid": self.pid, "nice": self.settings.recorder.nice}
+    def nice(self) -> int:
+        return self.settings.recorder.nice
 
     # -- the in-process recorder's face (what /metrics reads) -------------------------------
 

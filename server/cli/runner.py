@@ -135,7 +135,13 @@ async def running_alerts(settings: Settings, redis_url: str) -> AsyncIterator[Ru
     if settings.alerts.process:
         evaluator = AlertsChild(settings, redis_url)
     else:
-        evaluator = AlertEvaluator(redis_url, config, settings.alerts, log_maxlen=settings.redis.log_maxlen)
+        evaluator = AlertEvaluator(
+            redis_url,
+            config,
+            settings.alerts,
+            log_maxlen=settings.redis.log_maxlen,
+            database_url=settings.database.url,
+        )
     stop = asyncio.Event()
     task = SupervisedTask("alerts", lambda: evaluator.run(stop))
     task.start()

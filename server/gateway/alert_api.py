@@ -142,6 +142,8 @@ _METRICS: Final = (
     ("events", "counter", "Events the alert evaluator evaluated (while holding the lease)"),
     ("rejected", "counter", "Log entries the alert evaluator dropped (not valid events)"),
     ("coalesced", "counter", "Weak signals covered by a later one of their bot and strategy (skipped)"),
+    ("filled", "counter", "Events the recorder trimmed before the evaluator read them, read back from SQL"),
+    ("missed", "counter", "Seqs gone from the log and not in SQL (alerts on them may be missed)"),
     ("bad_logs", "counter", "Times a symbol's log key was not a stream (the symbol left out for 30 s)"),
     ("fired", "counter", "Alerts fired (each published once)"),
     ("resolved", "counter", "Alerts resolved"),

@@ -10,6 +10,14 @@ is untrusted (docs/alerts.md, "What the evaluator reads"):
   (TYPE), leaves that symbol out for ``BAD_LOG_RETRY_S`` (counted in ``bad_logs``, logged
   once) and reads the others, so one poisoned key never stops alerting.
 
+Gaps: the recorder trims a log as soon as SQL holds it, so an evaluator that lags (a flood, a
+restart from an old checkpoint, a takeover) can find its next seqs gone from the log. A log
+whose first entry is past the cursor, or that holds nothing while the symbol's meta seq is
+past it, has a gap; the reader fills it from SQL (the rows written out as the log's text,
+server/history/replay_reads.py ``page``), at most ``GAP_PAGE`` events a symbol a round,
+before it reads that log on. Seqs in neither place (trimmed by the log's MAXLEN with no
+recorder) are counted in ``missed`` and logged: an alert may have been missed, never silently.
+
 Coalescing (what keeps 50 rules cheap under a flood): within one read of one log, a
 ``signal`` whose (bot, strategy) signals again later in the same read, with a confidence
 under every signal rule in its scope, changes nothing the later one does not (the engine
@@ -28,10 +36,15 @@ from typing import Any, Final
 
 import redis
 import redis.asyncio as aioredis
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
+from server.core.filters import EVERYTHING
 from server.core.trust import check_event, scan_object, symbol_name
 from server.history import logops
+from server.history.models import TABLES
+from server.history.replay_reads import page
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +52,8 @@ log = logging.getLogger(__name__)
 READ_COUNT: Final = 1000
 #: A symbol whose log key is not a stream is left out this long, then tried again.
 BAD_LOG_RETRY_S: Final = 30.0
+#: Events of one symbol read from SQL a round at most (a gap the recorder trimmed).
+GAP_PAGE: Final = 2000
 #: How often the registry and every symbol's epoch are read in full (new symbols are seen
 #: at once between: one SCARD a round).
 REFRESH_EVERY_S: Final = 1.0
@@ -57,12 +72,23 @@ def _raw(response: Any, **options: Any) -> Any:
 class LogReader:
     """Cursors over every symbol's log (see the module docstring)."""
 
-    def __init__(self, *, cluster: bool, signal_floor: SignalFloor, counters: dict[str, int]) -> None:
+    def __init__(
+        self,
+        *,
+        cluster: bool,
+        signal_floor: SignalFloor,
+        counters: dict[str, int],
+        store: AsyncEngine | None = None,
+    ) -> None:
         self.cluster = cluster
         self.signal_floor = signal_floor
         self.counters = counters
-        for name in ("rejected", "coalesced", "bad_logs"):
+        #: Where trimmed events are read back (None: a gap is counted as missed).
+        self.store = store
+        for name in ("rejected", "coalesced", "bad_logs", "filled", "missed"):
             counters.setdefault(name, 0)
+        #: symbol -> its meta seq at the last full refresh (a log read empty below it was trimmed)
+        self.meta_seqs: dict[str, int] = {}
         #: symbol -> [epoch, last seq read]
         self.cursors: dict[str, list[Any]] = {}
         #: symbol -> monotonic time it is tried again (its log key is not a stream)
@@ -76,6 +102,7 @@ class LogReader:
         """Start over (a new lease): ``cursors`` from a checkpoint, or none."""
         self.cursors = cursors or {}
         self.left_out = {}
+        self.meta_seqs = {}
         self._next_refresh = 0.0
         self._symbol_count = -1
 
@@ -98,6 +125,8 @@ class LogReader:
             epoch, seq = (_text(v) for v in reply)
             if epoch is None:
                 continue
+            if seq is not None and seq.isdigit() and len(seq) <= 16:
+                self.meta_seqs[name] = int(seq)
             cursor = self.cursors.get(name)
             if cursor is None or cursor[0] != epoch:
                 tail = int(seq) if start_at_tail and seq is not None and seq.isdigit() else 0
@@ -139,15 +168,29 @@ class LogReader:
                     if found is not None:
                         replies.append((found, stream[1]))
         out: list[ReadEvent] = []
+        answered = set()
         for name, entries in replies:
             cursor = self.cursors.get(name)
-            if cursor is not None:
-                out += self._events(name, cursor, entries)
+            if cursor is None:
+                continue
+            answered.add(name)
+            fresh = self._fresh(cursor, entries)
+            if fresh and fresh[0][0] > cursor[1] + 1:
+                out += await self._fill(name, cursor, fresh[0][0] - 1)  # the log's entries next round
+            elif fresh:
+                cursor[1] = fresh[-1][0]
+                out += self._events(name, cursor[0], fresh)
+        for name in names:  # a log with nothing after the cursor, its meta seq past it: trimmed
+            cursor = self.cursors.get(name)
+            if name not in answered and cursor is not None and self.meta_seqs.get(name, 0) > cursor[1]:
+                out += await self._fill(name, cursor, self.meta_seqs[name])
         return out
 
     # -- one log's entries ---------------------------------------------------------------------
 
-    def _events(self, name: str, cursor: list[Any], entries: list[Any]) -> list[ReadEvent]:
+    @staticmethod
+    def _fresh(cursor: list[Any], entries: list[Any]) -> list[tuple[int, str]]:
+        """(seq, event text) of the entries after the cursor, in seq order."""
         fresh: list[tuple[int, str]] = []
         last = cursor[1]
         for entry in entries:
@@ -158,8 +201,40 @@ class LogReader:
                 continue
             last = seq
             fresh.append((seq, _event_text(entry[1]) or ""))
-        cursor[1] = last
-        epoch = cursor[0]
+        return fresh
+
+    async def _fill(self, name: str, cursor: list[Any], through: int) -> list[ReadEvent]:
+        """Events (cursor, through] the log no longer holds, from SQL; the cursor moves past them
+        (past what neither holds too: counted in ``missed``)."""
+        epoch, after = cursor[0], cursor[1]
+        items: list[tuple[int, str]] = []
+        covered = through
+        if self.store is not None:
+            try:
+                async with self.store.connect() as connection:
+                    for kind in TABLES:
+                        rows = await page(connection, kind, name, EVERYTHING, epoch=epoch, after_seq=after,
+                                          through_seq=through, limit=GAP_PAGE)  # fmt: skip
+                        if len(rows) == GAP_PAGE:  # more of this kind after: stop where it stops
+                            covered = min(covered, rows[-1][0])
+                        items += [(seq, text) for seq, _ts, text in rows]
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("alert evaluator: cannot read a trimmed gap from SQL; trying again",
+                            extra={"symbol": name, "error": str(exc)[:200]})  # fmt: skip
+                return []
+        items = sorted(item for item in items if item[0] <= covered)
+        missed = covered - after - len(items)
+        if missed > 0:
+            self.counters["missed"] += missed
+            log.warning(
+                "alert evaluator: events gone from the log and not in SQL; alerts on them may be missed",
+                extra={"symbol": name, "epoch": epoch, "after": after, "through": covered, "missed": missed},
+            )
+        self.counters["filled"] += len(items)
+        cursor[1] = covered
+        return self._events(name, epoch, items)
+
+    def _events(self, name: str, epoch: str, fresh: list[tuple[int, str]]) -> list[ReadEvent]:
         out: list[ReadEvent] = []
         later: set[tuple[str, str]] = set()  # (bot, strategy) of the valid signals after this one
         for seq, text in reversed(fresh):

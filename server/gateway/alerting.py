@@ -36,10 +36,12 @@ from publishers import keys
 from publishers.connection import async_client, is_cluster_url
 from publishers.events import Alert, now_ms
 from publishers.script import PUBLISH_SCRIPT, ScriptResult, build_call, parse_result
-from server.alerts.engine import Decision, Engine
+from server.alerts.decisions import Decision
+from server.alerts.engine import Engine
 from server.alerts.rules import AlertConfig
 from server.gateway.alert_delivery import Deliveries
 from server.gateway.alert_reads import LogReader, checkpoint_cursors
+from server.history.engine import create_engine
 from server.settings import AlertSettings
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,12 @@ class AlertEvaluator:
         log_maxlen: int = 1_000_000,
         owner: str | None = None,
         clock: Callable[[], int] = now_ms,
+        database_url: str | None = None,
     ) -> None:
         self.redis_url = redis_url
+        #: Where the events the recorder trimmed before we read them are read back (None: counted
+        #: as missed; server/gateway/alert_reads.py).
+        self.database_url = database_url
         self.config = config
         self.settings = settings
         self.owner = owner or default_owner()
@@ -124,6 +130,8 @@ class AlertEvaluator:
         )
         deliveries = asyncio.create_task(self.deliveries.run(), name="signalpush-alert-deliveries")
         tick_s = self.settings.tick_ms / 1000
+        store = create_engine(self.database_url) if self.database_url else None
+        self.reader.store = store
         try:
             while not stop.is_set():
                 try:
@@ -143,6 +151,8 @@ class AlertEvaluator:
             with contextlib.suppress(asyncio.CancelledError):
                 await deliveries
             await client.aclose()
+            if store is not None:
+                await store.dispose()
 
     async def _round(self, client: aioredis.Redis, tick_s: float) -> None:
         """Renew the lease (every quarter of it), read, evaluate, publish, tick (every ``tick_ms``) and

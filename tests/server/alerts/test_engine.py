@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from server.alerts.engine import Decision, Engine
+from server.alerts.decisions import Decision
+from server.alerts.engine import Engine
 from server.alerts.rules import parse_alerts
 
 T0 = 1_760_000_000_000

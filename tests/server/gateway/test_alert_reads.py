@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -11,13 +12,16 @@ from publishers import keys
 from publishers.connection import async_client
 from publishers.events import BotStatus, Signal, Trade
 from publishers.publisher import Publisher
-from server.alerts.engine import Decision, Engine
+from server.alerts.decisions import Decision
+from server.alerts.engine import Engine
 from server.alerts.rules import parse_alerts
 from server.cli.embedded import EmbeddedRedis
 from server.core.trust import check_event
 from server.gateway.alert_reads import LogReader
-from tests.server.gateway.test_alerting import STATUS_RULE, alerts_in_log, evaluating, status
+from server.gateway.alerting import AlertEvaluator
+from tests.server.gateway.test_alerting import SETTINGS, STATUS_RULE, alerts_in_log, evaluating, status
 from tests.support import async_wait_until
+from tests.support.fixtures_store import running_recorder
 
 SYMBOL = "COAL"
 RULES = [
@@ -107,7 +111,9 @@ def test_coalescing_changes_no_decision_and_no_state(seed: int) -> None:
             event = check_event(texts[i], i + 1, SYMBOL)
             if not isinstance(event, str):
                 want += plain.observe(event, now, f"{SYMBOL}:e1:{i + 1}")
-        for symbol, epoch, seq, event in reader._events(SYMBOL, cursor, entries(texts, start, stop)):
+        fresh = reader._fresh(cursor, entries(texts, start, stop))
+        cursor[1] = fresh[-1][0]
+        for symbol, epoch, seq, event in reader._events(SYMBOL, "e1", fresh):
             got += coalesced.observe(event, now, f"{symbol}:{epoch}:{seq}")
         want += plain.tick(now)
         got += coalesced.tick(now)
@@ -173,3 +179,66 @@ async def test_a_flood_of_weak_signals_is_coalesced(own_redis: EmbeddedRedis, sy
             )
             assert len(fired) == 1 and fired[0]["value"] == 0.95
             assert evaluator.counters["coalesced"] == 499
+
+
+@pytest.mark.asyncio
+async def test_events_the_recorder_trimmed_before_the_evaluator_read_them_are_read_from_sql(
+    own_redis: EmbeddedRedis, symbol: str, store_url: str
+) -> None:
+    """An evaluator that lags (here: restarted from an old checkpoint) finds the log trimmed
+    behind what SQL holds; the alert its cause should fire still fires, read back from SQL."""
+    url = own_redis.url
+    client = async_client(url)
+    async with Publisher(url) as publisher:
+        await publisher.publish(status(symbol, "active"))
+        async with evaluating(url, [STATUS_RULE]) as first:
+            await async_wait_until(
+                lambda: first.reader.cursors.get(symbol, [0, 0])[1] == 1, what="seq 1 read"
+            )
+        async with running_recorder(url, store_url, [symbol]) as recording:
+            await publisher.publish(status(symbol, "error"))  # seq 2: the cause, read by no evaluator
+            await recording.caught_up(symbol, 2)
+            await async_wait_until(lambda: _log_empty(client, symbol), what="the recorder's trim")
+        evaluator = AlertEvaluator(
+            url, parse_alerts([STATUS_RULE]), SETTINGS, owner="late", database_url=store_url
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(evaluator.run(stop))
+        try:
+            fired = await async_wait_until(
+                lambda: alerts_in_log(url, symbol), what="the alert on the trimmed cause"
+            )
+            assert [(a["state"], a["rule"]) for a in fired] == [("firing", "bot-error")]
+            assert evaluator.counters["filled"] == 1 and evaluator.counters["missed"] == 0
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_gap_neither_the_log_nor_sql_holds_is_counted(own_redis: EmbeddedRedis, symbol: str) -> None:
+    url = own_redis.url
+    client = async_client(url)
+    async with Publisher(url) as publisher:
+        await publisher.publish(status(symbol, "active"))
+        async with evaluating(url, [STATUS_RULE]) as first:
+            await async_wait_until(
+                lambda: first.reader.cursors.get(symbol, [0, 0])[1] == 1, what="seq 1 read"
+            )
+        await publisher.publish(status(symbol, "error"))
+        await publisher.publish(status(symbol, "active"))
+        await client.xtrim(keys.log_key(symbol), minid="3-0", approximate=False)  # seq 2: nowhere
+        async with evaluating(url, [STATUS_RULE]) as late:
+            await async_wait_until(lambda: late.counters["missed"] == 1, what="the gap counted")
+            await async_wait_until(lambda: late.reader.cursors[symbol][1] == 3, what="the read past it")
+    await client.aclose()
+
+
+async def _log_empty(client: Any, symbol: str) -> bool:
+    return int(await client.xlen(keys.log_key(symbol))) == 0
+
+
+def _cursor_at(evaluator: AlertEvaluator, symbol: str, seq: int) -> bool:
+    cursor = evaluator.reader.cursors.get(symbol)
+    return cursor is not None and cursor[1] == seq
