@@ -71,17 +71,23 @@ def _candles(where: Sequence[ColumnElement[bool]]) -> Select[Any]:
     return select(*_columns("candle", fields)).where(*where)
 
 
-def quality_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSelect[Any]:
-    """Signals and trades of the filtered bots in [start, end], and each traded symbol's last
-    candle at ``end`` (the mark of open positions), as one UNION ALL (:func:`fold_events` sorts)."""
+def _last_candle_ts(flt: BotFilter, start_ms: int, end_ms: int) -> Any:
+    """Each traded symbol's last candle time in [start, end] (the mark of open positions)."""
     t, c = TRADES.c, CANDLES.c
     traded = select(t.symbol).where(and_(*event_conditions(TRADES, flt, start_ms, end_ms))).distinct()
-    last_ts = (
+    return (
         select(c.symbol.label("symbol"), func.max(c.ts).label("ts"))
         .where(c.symbol.in_(traded), c.ts <= end_ms, c.ts >= start_ms)
         .group_by(c.symbol)
         .subquery("last_candle")
     )
+
+
+def quality_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSelect[Any]:
+    """Signals and trades of the filtered bots in [start, end], and each traded symbol's last
+    candle at ``end`` (the mark of open positions), as one UNION ALL (:func:`fold_events` sorts)."""
+    c = CANDLES.c
+    last_ts = _last_candle_ts(flt, start_ms, end_ms)
     return union_all(
         _signals(event_conditions(SIGNALS, flt, start_ms, end_ms)),
         _trades(event_conditions(TRADES, flt, start_ms, end_ms)),
@@ -105,13 +111,7 @@ def batch_queries(flt: BotFilter, start_ms: int, end_ms: int) -> dict[str, Selec
     """What :func:`quality_query` reads, one statement per kind with :data:`BATCH_COLUMNS`
     (the batch sorts them into fold order itself: server/analytics/quality_queries.py)."""
     t, c = TRADES.c, CANDLES.c
-    traded = select(t.symbol).where(and_(*event_conditions(TRADES, flt, start_ms, end_ms))).distinct()
-    last_ts = (
-        select(c.symbol.label("symbol"), func.max(c.ts).label("ts"))
-        .where(c.symbol.in_(traded), c.ts <= end_ms, c.ts >= start_ms)
-        .group_by(c.symbol)
-        .subquery("last_candle")
-    )
+    last_ts = _last_candle_ts(flt, start_ms, end_ms)
     s = SIGNALS.c
     trade_columns = [
         cast(t.meta, String).label("meta") if n == "meta" else t[n] for n in BATCH_COLUMNS["trade"]

@@ -190,11 +190,7 @@ async def test_events_the_recorder_trimmed_before_the_evaluator_read_them_are_re
     url = own_redis.url
     client = async_client(url)
     async with Publisher(url) as publisher:
-        await publisher.publish(status(symbol, "active"))
-        async with evaluating(url, [STATUS_RULE]) as first:
-            await async_wait_until(
-                lambda: first.reader.cursors.get(symbol, [0, 0])[1] == 1, what="seq 1 read"
-            )
+        await checkpoint_after_seq_1(url, publisher, symbol)
         async with running_recorder(url, store_url, [symbol]) as recording:
             await publisher.publish(status(symbol, "error"))  # seq 2: the cause, read by no evaluator
             await recording.caught_up(symbol, 2)
@@ -221,11 +217,7 @@ async def test_a_gap_neither_the_log_nor_sql_holds_is_counted(own_redis: Embedde
     url = own_redis.url
     client = async_client(url)
     async with Publisher(url) as publisher:
-        await publisher.publish(status(symbol, "active"))
-        async with evaluating(url, [STATUS_RULE]) as first:
-            await async_wait_until(
-                lambda: first.reader.cursors.get(symbol, [0, 0])[1] == 1, what="seq 1 read"
-            )
+        await checkpoint_after_seq_1(url, publisher, symbol)
         await publisher.publish(status(symbol, "error"))
         await publisher.publish(status(symbol, "active"))
         await client.xtrim(keys.log_key(symbol), minid="3-0", approximate=False)  # seq 2: nowhere
@@ -237,6 +229,14 @@ async def test_a_gap_neither_the_log_nor_sql_holds_is_counted(own_redis: Embedde
 
 async def _log_empty(client: Any, symbol: str) -> bool:
     return int(await client.xlen(keys.log_key(symbol))) == 0
+
+
+async def checkpoint_after_seq_1(url: str, publisher: Publisher, symbol: str) -> None:
+    """A checkpoint whose cursor for ``symbol`` is at seq 1 (an evaluator without one starts at
+    the tail), left by an evaluator that then stops."""
+    await publisher.publish(status(symbol, "active"))
+    async with evaluating(url, [STATUS_RULE]) as first:
+        await async_wait_until(lambda: _cursor_at(first, symbol, 1), what="seq 1 read")
 
 
 def _cursor_at(evaluator: AlertEvaluator, symbol: str, seq: int) -> bool:
