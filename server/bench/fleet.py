@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 from server.bench.procs import BenchError, JsonChild, child_env, python_module, stop_process
 from server.bench.stats import LatencyHistogram
+from server.cli.embedded import die_with_parent_hook
 
 #: One planned connection: its symbol and the subscribe frame it sends.
 ConnPlan = tuple[str, dict[str, Any]]
@@ -245,7 +247,14 @@ class Publishers:
             log = (workdir / f"publisher-{index}.log").open("ab")
             try:
                 self.children.append(
-                    subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, cwd=workdir, env=child_env())
+                    subprocess.Popen(
+                        argv,
+                        stdout=subprocess.PIPE,
+                        stderr=log,
+                        cwd=workdir,
+                        env=child_env(),
+                        preexec_fn=die_with_parent_hook() if sys.platform == "linux" else None,
+                    )
                 )
             finally:
                 log.close()

@@ -25,7 +25,7 @@ from urllib.request import urlopen
 
 from publishers.connection import sync_client
 from publishers.errors import SignalpushError
-from server.cli.embedded import EmbeddedRedis, free_port
+from server.cli.embedded import EmbeddedRedis, die_with_parent_hook, free_port
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -270,6 +270,8 @@ class ServerChild:
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
                 env=child_env(**self.env),
+                # A bench killed before its cleanup runs must not leave a `serve` behind.
+                preexec_fn=die_with_parent_hook() if sys.platform == "linux" else None,
             )
         finally:
             log.close()
