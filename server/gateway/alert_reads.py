@@ -196,11 +196,29 @@ class LogReader:
         for entry in entries:
             if not isinstance(entry, list | tuple) or len(entry) != 2:
                 continue
-            seq = _seq_of(entry[0])
+            entry_id, fields = entry
+            # Written out (every event read goes through here): b"<seq>-0", fields [b"e", json].
+            if type(entry_id) is bytes:
+                head, _, tail = entry_id.partition(b"-")
+                seq = int(head) if tail == b"0" and head.isdigit() and len(head) <= 16 else None
+            else:
+                seq = _seq_of(entry_id)
             if seq is None or seq <= last:
                 continue
             last = seq
-            fresh.append((seq, _event_text(entry[1]) or ""))
+            if (
+                type(fields) is list
+                and len(fields) == 2
+                and fields[0] == _LOG_FIELD
+                and type(fields[1]) is bytes
+            ):
+                try:
+                    text = fields[1].decode()
+                except UnicodeDecodeError:
+                    text = ""
+            else:
+                text = _event_text(fields) or ""
+            fresh.append((seq, text))
         return fresh
 
     async def _fill(self, name: str, cursor: list[Any], through: int) -> list[ReadEvent]:
@@ -255,10 +273,13 @@ class LogReader:
         """A signal a later valid signal of its (bot, strategy) covers, under every rule's confidence."""
         if '"kind":"signal"' not in text:
             return False
-        found = scan_object(text)
-        if found is None or found.get("kind") != "signal":
-            return False
-        bot, strategy, confidence = found.get("bot"), found.get("strategy"), found.get("confidence")
+        fields: tuple[Any, Any, Any] | None = signal_fields(text)
+        if fields is None:  # not the plain shape publishers write: parse it
+            found = scan_object(text)
+            if found is None or found.get("kind") != "signal":
+                return False
+            fields = found.get("bot"), found.get("strategy"), found.get("confidence")
+        bot, strategy, confidence = fields
         if type(bot) is not str or type(strategy) is not str or (bot, strategy) not in later:
             return False
         if type(confidence) is not float and type(confidence) is not int:
@@ -291,6 +312,45 @@ class LogReader:
             "alert evaluator: a symbol's log cannot be read; the others go on",
             extra={"symbol": name, "error": problem, "retry_in_s": BAD_LOG_RETRY_S},
         )
+
+
+def signal_fields(text: str) -> tuple[str, str, float] | None:
+    """(bot, strategy, confidence) of a signal's text without parsing it, or None when the text is
+    not in the plain shape where that is exact (then the caller parses it).
+
+    Exact because: with no backslash, a JSON string is its literal characters and holds no
+    quote, so each of ``"kind"``, ``"bot"``, ``"strategy"``, ``"confidence"`` occurring once
+    is that one token; a valid event has each as a top-level key, so the value after it is the
+    event's. A text that is not a valid event may be misread here: it is one the full check
+    drops anyway, and skipping it drops it too.
+    """
+    if (
+        "\\" in text
+        or text.count('"kind"') != 1
+        or text.count('"bot"') != 1
+        or text.count('"strategy"') != 1
+        or text.count('"confidence"') != 1
+    ):
+        return None
+    bot_at, strategy_at, confidence_at = (
+        text.find('"bot":"'),
+        text.find('"strategy":"'),
+        text.find('"confidence":'),
+    )
+    if bot_at < 0 or strategy_at < 0 or confidence_at < 0:
+        return None
+    bot_end, strategy_end = text.find('"', bot_at + 7), text.find('"', strategy_at + 12)
+    # A number ends at "," or "}" (float() takes the spaces JSON allows around it; what else it
+    # takes, NaN or 1_0, is no valid event's).
+    comma, brace = text.find(",", confidence_at), text.find("}", confidence_at)
+    end = comma if 0 <= comma < brace or brace < 0 else brace
+    if bot_end < 0 or strategy_end < 0 or end < 0:
+        return None
+    try:
+        confidence = float(text[confidence_at + 13 : end])
+    except ValueError:
+        return None
+    return text[bot_at + 7 : bot_end], text[strategy_at + 12 : strategy_end], confidence
 
 
 def checkpoint_cursors(raw: object) -> dict[str, list[Any]]:

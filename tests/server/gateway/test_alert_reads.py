@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from publishers import keys
 from publishers.connection import async_client
@@ -17,7 +20,7 @@ from server.alerts.engine import Engine
 from server.alerts.rules import parse_alerts
 from server.cli.embedded import EmbeddedRedis
 from server.core.trust import check_event
-from server.gateway.alert_reads import LogReader
+from server.gateway.alert_reads import LogReader, signal_fields
 from server.gateway.alerting import AlertEvaluator
 from tests.server.gateway.test_alerting import SETTINGS, STATUS_RULE, alerts_in_log, evaluating, status
 from tests.support import async_wait_until
@@ -242,3 +245,41 @@ async def checkpoint_after_seq_1(url: str, publisher: Publisher, symbol: str) ->
 def _cursor_at(evaluator: AlertEvaluator, symbol: str, seq: int) -> bool:
     cursor = evaluator.reader.cursors.get(symbol)
     return cursor is not None and cursor[1] == seq
+
+
+_NAMES = st.text(max_size=6) | st.sampled_from(["b1", "bot", "strategy", 'a"b', "x\\y", "kind", "confidence"])
+
+
+@given(
+    bot=_NAMES,
+    strategy=_NAMES,
+    confidence=st.floats(0, 1) | st.integers(0, 1),
+    meta=st.dictionaries(_NAMES, _NAMES | st.integers(), max_size=3),
+    ascii_only=st.booleans(),
+    tail=st.sampled_from(
+        ["", ',"bot":"other"', ', "bot" : "other"', ',"\\u0062ot":"other"', ',"confidence":0.9']
+    ),
+)
+def test_the_unparsed_signal_fields_are_the_parsed_ones_when_given(
+    bot: str, strategy: str, confidence: float, meta: dict[str, Any], ascii_only: bool, tail: str
+) -> None:
+    """signal_fields reads (bot, strategy, confidence) without parsing only where that is exact:
+    on every valid event it answers, its answer is the JSON parser's (duplicate keys, escapes,
+    spaces and look-alike names in meta included)."""
+    event = {
+        "seq": 1,
+        "kind": "signal",
+        "symbol": SYMBOL,
+        "ts": 1_760_000_000_000,
+        "bot": bot,
+        "strategy": strategy,
+        "type": "buy",
+        "price": 1.0,
+        "confidence": confidence,
+        "meta": meta,
+    }
+    text = json.dumps(event, separators=(",", ":"), ensure_ascii=ascii_only)[:-1] + tail + "}"
+    fields = signal_fields(text)
+    checked = check_event(text, 1, SYMBOL)
+    if fields is not None and isinstance(checked, dict):
+        assert fields == (checked["bot"], checked["strategy"], checked["confidence"])
