@@ -18,41 +18,16 @@ the same ids, and the publish step's dedup drops the second fire.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from server.alerts.checkpoint import checked_state
-from server.alerts.decisions import Decision, alert_id
+from server.alerts.decisions import ALERTS_SYMBOL, Decision, alert_id, decision_of
+from server.alerts.plans import KIND_CONDITIONS, TIMERS, Plans
 from server.alerts.rules import AlertConfig, Rule
 
-#: Where alerts without a symbol go (bus_down): the ``_alerts`` stream.
-ALERTS_SYMBOL: Final = "_alerts"
 #: Bots and symbols tracked at most (names come from the stream: hostile input is bounded).
 MAX_TRACKED: Final = 20_000
-_SCOPE_CACHE_MAX: Final = 50_000
 STATE_VERSION: Final = 1
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """The rules in scope of one (kind, symbol, bot, strategy), by what an event does to them."""
-
-    #: Timer rules: an event only ends their incident (silence, no candle).
-    resolving: tuple[Rule, ...]
-    #: Rules evaluated on every event (status, drawdown, loss streak).
-    evaluating: tuple[Rule, ...]
-    #: Signal rules, looked at only from the lowest of their confidences up.
-    signals: tuple[Rule, ...]
-    min_confidence: float
-
-
-_TIMERS: Final = ("silent", "no_candle", "bus_down")
-_KIND_CONDITIONS: Final = {
-    "bot": ("silent", "status", "drawdown"),
-    "trade": ("silent", "loss_streak", "drawdown"),
-    "signal": ("silent", "signal"),
-    "candle": ("no_candle",),
-}
 
 
 class Engine:
@@ -74,7 +49,7 @@ class Engine:
         #: it has none, so the common "condition not met" costs one set lookup.
         self._scopes: set[str] = set()
         self.dropped = 0
-        self._scope_cache: dict[tuple[str, str, str | None, str | None], _Plan] = {}
+        self._plans = Plans(self._rules)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -85,7 +60,7 @@ class Engine:
     def observe(self, event: Mapping[str, Any], now_ms: int, ref: str | None = None) -> list[Decision]:
         """One event (a checked event dict), seen at ``now_ms``; ``ref`` names it (default symbol:seq)."""
         kind = event.get("kind")
-        if not isinstance(kind, str) or kind not in _KIND_CONDITIONS:
+        if not isinstance(kind, str) or kind not in KIND_CONDITIONS:
             return []  # alerts, acks and unknown kinds are not inputs
         symbol = str(event.get("symbol"))
         ref = ref or f"{symbol}:{event.get('seq')}"
@@ -96,7 +71,7 @@ class Engine:
                 return out
             self.candles[symbol] = {"seen": now_ms, "ref": ref}
             if symbol in self._scopes:
-                for rule in self._in_scope("candle", symbol, None, None).resolving:
+                for rule in self._plans.get("candle", symbol, None, None).resolving:
                     self._set(rule, symbol, False, now_ms, out)
             return out
         bot, strategy = event.get("bot"), event.get("strategy")
@@ -117,7 +92,7 @@ class Engine:
             data["cum"] = float(data.get("cum", 0.0)) + pnl
             data["peak_cum"] = max(float(data.get("peak_cum", 0.0)), data["cum"])
             data["losses"] = int(data.get("losses", 0)) + 1 if pnl < 0 else 0
-        plan = self._in_scope(kind, symbol, bot, strategy)
+        plan = self._plans.get(kind, symbol, bot, strategy)
         if plan.resolving and bot in self._scopes:  # silence ends with any event of the bot
             for rule in plan.resolving:
                 self._set(rule, bot, False, now_ms, out)
@@ -134,7 +109,7 @@ class Engine:
         """The lowest confidence at which a signal of (``symbol``, ``bot``, ``strategy``) is an input of
         its own (a signal rule in scope looks at it); ``inf`` when no signal rule is in scope. Under
         it, a signal only refreshes what the bot's next event overwrites (the reader coalesces)."""
-        plan = self._in_scope("signal", symbol, bot, strategy)
+        plan = self._plans.get("signal", symbol, bot, strategy)
         return plan.min_confidence if plan.signals else float("inf")
 
     def observe_bus(self, source: str, up: bool, since_ms: int, now_ms: int) -> list[Decision]:
@@ -204,7 +179,7 @@ class Engine:
                 del self.incidents[key]  # a cooldown that ended: nothing left to remember
             elif inc["state"] == "pending":
                 pending_rule = self._by_name.get(key.split("\x00", 1)[0])
-                if pending_rule is not None and pending_rule.condition.type not in _TIMERS:
+                if pending_rule is not None and pending_rule.condition.type not in TIMERS:
                     self._maybe_fire(pending_rule, key, inc, now_ms, out)
         return out
 
@@ -317,7 +292,7 @@ class Engine:
             if inc is None:
                 return
             if inc["state"] == "firing":
-                out.append(self._decision("resolve", rule, scope, inc, now_ms))
+                out.append(decision_of("resolve", rule, scope, inc, now_ms))
                 self.incidents[key] = {"state": "ok", "until": now_ms + int(rule.cooldown_s * 1000)}
             elif inc["state"] == "pending":
                 inc["state"] = "ok"
@@ -343,7 +318,7 @@ class Engine:
         scope = key.split("\x00", 1)[1]
         inc["state"] = "firing"
         inc["id"] = alert_id(rule.name, scope, str(inc["cause"]))
-        out.append(self._decision("fire", rule, scope, inc, now_ms))
+        out.append(decision_of("fire", rule, scope, inc, now_ms))
 
     def _instant(
         self,
@@ -371,30 +346,9 @@ class Engine:
             "text": text,
         }
         self.incidents[key] = inc
-        out.append(self._decision("fire", rule, scope, inc, now_ms))
+        out.append(decision_of("fire", rule, scope, inc, now_ms))
 
-    def _decision(self, action: str, rule: Rule, scope: str, inc: Mapping[str, Any], now_ms: int) -> Decision:
-        text = str(inc.get("text", ""))
-        message = f"{rule.message}: {text}" if rule.message else text
-        if action == "resolve":
-            message = f"recovered: {message}"
-        value = inc.get("value")
-        return Decision(
-            action=action,
-            alert_id=str(inc["id"]),
-            rule=rule.name,
-            scope=scope[:128],
-            symbol=str(inc.get("symbol", ALERTS_SYMBOL)),
-            severity=rule.severity,
-            message=message[:256],
-            value=float(value) if isinstance(value, int | float) else None,
-            ts=now_ms,
-            quiet=rule.is_quiet(now_ms),
-            routes=rule.routes,
-            instant=rule.condition.instant,
-        )
-
-    # -- scope -------------------------------------------------------------------------------
+    # -- tracking -----------------------------------------------------------------------------
 
     def _bot(self, bot: str) -> dict[str, Any] | None:
         data = self.bots.get(bot)
@@ -404,28 +358,6 @@ class Engine:
                 return None
             data = self.bots[bot] = {}
         return data
-
-    def _in_scope(self, kind: str, symbol: str, bot: str | None, strategy: str | None) -> _Plan:
-        key = (kind, symbol, bot, strategy)
-        plan = self._scope_cache.get(key)
-        if plan is None:
-            wanted = _KIND_CONDITIONS[kind]
-            rules = [
-                r for r in self._rules if r.condition.type in wanted and r.scope.admits(symbol, bot, strategy)
-            ]
-            signals = tuple(r for r in rules if r.condition.type == "signal")
-            plan = _Plan(
-                resolving=tuple(r for r in rules if r.condition.type in ("silent", "no_candle")),
-                evaluating=tuple(
-                    r for r in rules if r.condition.type not in ("silent", "no_candle", "signal")
-                ),
-                signals=signals,
-                min_confidence=min((r.condition.min_confidence for r in signals), default=0.0),
-            )
-            if len(self._scope_cache) >= _SCOPE_CACHE_MAX:
-                self._scope_cache.clear()
-            self._scope_cache[key] = plan
-        return plan
 
     # -- state -------------------------------------------------------------------------------
 
@@ -454,5 +386,5 @@ class Engine:
             return False
         self.bots, self.candles, self.bus, self.incidents = parts
         self._scopes = {key.split("\x00", 1)[1] for key in self.incidents}
-        self._scope_cache.clear()
+        self._plans.clear()
         return True

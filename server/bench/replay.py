@@ -121,7 +121,7 @@ async def _bench_one(
     from server.history.engine import create_engine
     from server.history.migrate import upgrade_database
     from server.history.models import TABLES
-    from server.history.replay_cursor import ReplayStore
+    from server.history.replay_store import ReplayStore
     from server.settings import load_settings
 
     await upgrade_database(url)

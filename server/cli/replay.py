@@ -1,8 +1,8 @@
 """``signalpush replay SYMBOL --from ... --to ...``: the recorded events of a window, for post-mortems.
 
 Reads what a replaying gateway reads (the history database, then the Redis log's tail:
-server/history/replay_cursor.py), in seq order, across epochs, paced by the recorded times
-× ``--speed`` (or at once with ``--speed max``). ``--jsonl`` prints each event's stored
+server/history/replay_store.py and replay_cursor.py), in seq order, across epochs, paced by the
+recorded times × ``--speed`` (or at once with ``--speed max``). ``--jsonl`` prints each event's stored
 JSON on its own line (and a ``{"op":"reset",...}`` line where the epoch changed).
 """
 
@@ -51,7 +51,8 @@ async def replay_window(
     """Print the window's events; returns how many were printed."""
     from publishers.connection import async_client
     from server.history.engine import create_engine
-    from server.history.replay_cursor import End, Events, LiveEdge, NewEpoch, ReplayCursor, ReplayStore
+    from server.history.replay_cursor import End, Events, LiveEdge, ReplayCursor
+    from server.history.replay_store import NewEpoch, ReplayStore
 
     engine = create_engine(database_url)
     redis = async_client(redis_url, name="signalpush-replay")

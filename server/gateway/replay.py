@@ -2,7 +2,7 @@
 
 Each replay is a task of its connection (server/gateway/replay_play.py) with its own id
 (``r1``, ``r2``, ...: never a live group id), reading SQL and the Redis log through a
-:class:`~server.history.replay_cursor.ReplayStore`. With ``to: "live"`` it hands over at the
+:class:`~server.history.replay_store.ReplayStore`. With ``to: "live"`` it hands over at the
 live edge to an ordinary subscription resumed from the position it reached (the resume
 machinery: no hole, no duplicate).
 """
@@ -33,7 +33,7 @@ from server.gateway.catchup import CATCHUP_ERRORS
 from server.gateway.outbox import Outbox
 from server.gateway.replay_play import ReplayPlayer
 from server.gateway.session import Session
-from server.history.replay_cursor import ReplayStore
+from server.history.replay_store import ReplayStore
 from server.settings import HistorySettings
 
 log = logging.getLogger(__name__)

@@ -22,17 +22,8 @@ from server.core.replay import MAX, ReplayClock, ReplayControl, ReplayRequest, R
 from server.gateway.build_worker import window_body
 from server.gateway.builds import HistoryBudget
 from server.gateway.outbox import Outbox
-from server.history.replay_cursor import (
-    PAGE_ROWS,
-    End,
-    Events,
-    LiveEdge,
-    NewEpoch,
-    Position,
-    ReplayCursor,
-    ReplayStore,
-    Step,
-)
+from server.history.replay_cursor import PAGE_ROWS, End, Events, LiveEdge, ReplayCursor, Step
+from server.history.replay_store import NewEpoch, Position, ReplayStore
 
 #: Events per frame at most (the frame is chunked past server.max_send_frame_bytes).
 FRAME_ITEMS: Final = 2000

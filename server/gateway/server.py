@@ -47,7 +47,7 @@ from server.gateway.replay import Replays
 from server.gateway.session import Admission, Session, TokenBucket
 from server.gateway.slowclients import SlowClients
 from server.gateway.tasks import SupervisedTask
-from server.history.replay_cursor import ReplayStore
+from server.history.replay_store import ReplayStore
 from server.history.source import HistorySource
 from server.settings import Settings
 

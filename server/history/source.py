@@ -199,7 +199,7 @@ class StoreHistory(LogHistory):
     def __init__(self, client: aioredis.Redis, engine: AsyncEngine, settings: HistorySettings) -> None:
         super().__init__(client)
         self._engine = engine
-        #: The SQL store itself (the flight recorder reads it: server/history/replay_cursor.py).
+        #: The SQL store itself (the flight recorder reads it: server/history/replay_store.py).
         self.engine = engine
         self._settings = settings
 

@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.core.filters import EVERYTHING, parse_filter
-from server.history.replay_cursor import End, Events, Position, ReplayCursor, ReplayStore
+from server.history.replay_cursor import End, Events, ReplayCursor
+from server.history.replay_store import Position, ReplayStore
 from tests.support.fixtures_store import T0, log_json, publish, random_events, running_recorder
 from tests.support.replay_stream import forget_symbol
 
