@@ -179,7 +179,7 @@ def test_walls_report_are_steered_one_by_one_heal_and_keep_their_token(fleet: di
 def test_an_expired_token_shows_a_message_and_a_walls_status(fleet: dict[str, Any]) -> None:
     server, browser, symbols = fleet["server"], fleet["browser"], fleet["symbols"]
     display = f"expiring-{secrets.token_hex(3)}"
-    token = create_jwt(SECRET, name="short", symbols=["*"], ttl_s=6)
+    token = create_jwt(SECRET, name="short", symbols=["*"], ttl_s=10)  # time to load on a busy machine
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = context.new_page()
     params = {"display": display, "symbols": symbols[0], "token": token, "heartbeat_s": "1", "minutes": "10"}
