@@ -45,8 +45,11 @@ from server.core.trust import check_event, scan_object, symbol_name
 from server.history import logops
 from server.history.models import TABLES
 from server.history.replay_reads import page
+from server.logs import RateLimitedLog
 
-log = logging.getLogger(__name__)
+#: Warnings about what Redis or SQL hold come at the rate of the bad input: at most one a minute
+#: per symbol and kind of problem.
+_throttle = RateLimitedLog(logging.getLogger(__name__))
 
 #: Entries read per symbol per round at most.
 READ_COUNT: Final = 1000
@@ -237,17 +240,18 @@ class LogReader:
                             covered = min(covered, rows[-1][0])
                         items += [(seq, text) for seq, _ts, text in rows]
             except (SQLAlchemyError, OSError) as exc:
-                log.warning("alert evaluator: cannot read a trimmed gap from SQL; trying again",
-                            extra={"symbol": name, "error": str(exc)[:200]})  # fmt: skip
+                _throttle.warning(("fill", name), "alert evaluator: cannot read a trimmed gap from SQL; "
+                                  "trying again", symbol=name, error=str(exc)[:200])  # fmt: skip
                 return []
         items = sorted(item for item in items if item[0] <= covered)
         missed = covered - after - len(items)
         if missed > 0:
             self.counters["missed"] += missed
-            log.warning(
+            _throttle.warning(
+                ("missed", name),
                 "alert evaluator: events gone from the log and not in SQL; alerts on them may be missed",
-                extra={"symbol": name, "epoch": epoch, "after": after, "through": covered, "missed": missed},
-            )
+                symbol=name, epoch=epoch, after=after, through=covered, missed=missed,
+            )  # fmt: skip
         self.counters["filled"] += len(items)
         cursor[1] = covered
         return self._events(name, epoch, items)
@@ -303,15 +307,16 @@ class LogReader:
         for name, kind in bad.items():
             self._leave_out(name, f"{keys.log_key(name)} is a {kind}, not a stream")
         if not bad:  # refused for another reason (an ACL, say): try again next round
-            log.warning("alert evaluator: XREAD refused", extra={"symbols": len(names)})
+            _throttle.warning("xread", "alert evaluator: XREAD refused", symbols=len(names))
 
     def _leave_out(self, name: str, problem: str) -> None:
         self.left_out[name] = time.monotonic() + BAD_LOG_RETRY_S
         self.counters["bad_logs"] += 1
-        log.warning(
+        _throttle.warning(
+            ("bad log", name),
             "alert evaluator: a symbol's log cannot be read; the others go on",
-            extra={"symbol": name, "error": problem, "retry_in_s": BAD_LOG_RETRY_S},
-        )
+            symbol=name, error=problem, retry_in_s=BAD_LOG_RETRY_S,
+        )  # fmt: skip
 
 
 def signal_fields(text: str) -> tuple[str, str, float] | None:
