@@ -40,6 +40,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publishers import keys
+from server.alerts.log_text import (
+    LOG_FIELD,
+    NO_SEQ,
+    PLAIN_SIGNAL,
+    event_text,
+    first_seq,
+    log_entry,
+    seq_of,
+    signal_fields,
+    text_of,
+)
 from server.core.filters import EVERYTHING
 from server.core.trust import check_event, scan_object, symbol_name
 from server.history import logops
@@ -57,11 +68,10 @@ READ_COUNT: Final = 1000
 BAD_LOG_RETRY_S: Final = 30.0
 #: Events of one symbol read from SQL a round at most (a gap the recorder trimmed).
 GAP_PAGE: Final = 2000
-#: How often the registry and every symbol's epoch are read in full (new symbols are seen
-#: at once between: one SCARD a round).
+#: How often the registry and every symbol's epoch are read in full.
 REFRESH_EVERY_S: Final = 1.0
-_LOG_FIELD: Final = keys.LOG_FIELD.encode()
-
+#: How often the registry's size is compared between (a new symbol is read from then on).
+COUNT_EVERY_S: Final = 0.1
 #: (symbol, epoch, seq, checked event)
 ReadEvent = tuple[str, str, int, dict[str, Any]]
 #: The lowest confidence a signal rule in scope of (symbol, bot, strategy) looks at (inf: none).
@@ -99,6 +109,7 @@ class LogReader:
         #: The last read waited on Redis (XREAD BLOCK): the caller need not sleep.
         self.blocked = False
         self._next_refresh = 0.0
+        self._next_count = 0.0
         self._symbol_count = -1
 
     def reset(self, cursors: dict[str, list[Any]] | None = None) -> None:
@@ -107,14 +118,23 @@ class LogReader:
         self.left_out = {}
         self.meta_seqs = {}
         self._next_refresh = 0.0
+        self._next_count = 0.0
         self._symbol_count = -1
 
     async def refresh(self, client: aioredis.Redis, *, start_at_tail: bool = False) -> None:
         """New symbols (read from their first entry) and epochs that changed (read from seq 1)."""
-        between = not start_at_tail and time.monotonic() < self._next_refresh
-        if between and await client.scard(keys.SYMBOLS_KEY) == self._symbol_count:
+        clock = time.monotonic()
+        # Between full refreshes a new symbol is looked for (SCARD) at most every COUNT_EVERY_S:
+        # each Redis command costs the evaluator a round trip's CPU (~80 µs on loopback).
+        if (
+            not start_at_tail
+            and clock < self._next_refresh
+            and (clock < self._next_count or await client.scard(keys.SYMBOLS_KEY) == self._symbol_count)
+        ):
+            self._next_count = max(self._next_count, clock + COUNT_EVERY_S)
             return
-        self._next_refresh = time.monotonic() + REFRESH_EVERY_S
+        self._next_count = clock + COUNT_EVERY_S
+        self._next_refresh = clock + REFRESH_EVERY_S
         members = await client.smembers(keys.SYMBOLS_KEY)
         self._symbol_count = len(members)
         names = [n for raw in members if (n := symbol_name(raw)) is not None]
@@ -125,7 +145,7 @@ class LogReader:
         for name, reply in zip(names, replies, strict=True):
             if not isinstance(reply, list):
                 continue  # a meta hash of the wrong type: nothing to read
-            epoch, seq = (_text(v) for v in reply)
+            epoch, seq = (text_of(v) for v in reply)
             if epoch is None:
                 continue
             if seq is not None and seq.isdigit() and len(seq) <= 16:
@@ -177,12 +197,12 @@ class LogReader:
             if cursor is None:
                 continue
             answered.add(name)
-            fresh = self._fresh(cursor, entries)
-            if fresh and fresh[0][0] > cursor[1] + 1:
-                out += await self._fill(name, cursor, fresh[0][0] - 1)  # the log's entries next round
-            elif fresh:
-                cursor[1] = fresh[-1][0]
-                out += self._events(name, cursor[0], fresh)
+            first = first_seq(entries, cursor[1])
+            if first is not None and first > cursor[1] + 1:
+                out += await self._fill(name, cursor, first - 1)  # the log's entries next round
+            elif first is not None:
+                events, cursor[1] = self._events(name, cursor[0], entries, cursor[1])
+                out += events
         for name in names:  # a log with nothing after the cursor, its meta seq past it: trimmed
             cursor = self.cursors.get(name)
             if name not in answered and cursor is not None and self.meta_seqs.get(name, 0) > cursor[1]:
@@ -191,38 +211,63 @@ class LogReader:
 
     # -- one log's entries ---------------------------------------------------------------------
 
-    @staticmethod
-    def _fresh(cursor: list[Any], entries: list[Any]) -> list[tuple[int, str]]:
-        """(seq, event text) of the entries after the cursor, in seq order."""
-        fresh: list[tuple[int, str]] = []
-        last = cursor[1]
-        for entry in entries:
-            if not isinstance(entry, list | tuple) or len(entry) != 2:
+    def _events(self, name: str, epoch: str, entries: list[Any], after: int) -> tuple[list[ReadEvent], int]:
+        """The checked events of ``entries`` (log entries as Redis answers them, in log order) with a
+        seq past ``after``, coalesced; and the last such seq (``after`` when there is none).
+
+        Walked backwards, so the signal that covers an earlier one is checked first. Every entry
+        goes through here, so the common case is written out: a signal in the publishers' plain
+        shape is tested for cover on its bytes (one match, as
+        :func:`~server.alerts.log_text.plain_signal_fields`) before its id is parsed or its text
+        decoded. A later signal whose bot or strategy holds a quote has a plain key no plain text
+        can have (it holds more quotes), so it covers through the parsed path only.
+        """
+        out: list[ReadEvent] = []
+        # The valid signals after this one: their plain key (server/alerts/log_text.py) -> their
+        # signal floor; and their (bot, strategy)
+        later: dict[bytes, float] = {}
+        later_text: set[tuple[str, str]] = set()
+        last, upper, coalesced, rejected = after, NO_SEQ, 0, 0
+        for entry in reversed(entries):
+            if (type(entry) is not list and type(entry) is not tuple) or len(entry) != 2:
                 continue
             entry_id, fields = entry
-            # Written out (every event read goes through here): b"<seq>-0", fields [b"e", json].
-            if type(entry_id) is bytes:
-                head, _, tail = entry_id.partition(b"-")
-                seq = int(head) if tail == b"0" and head.isdigit() and len(head) <= 16 else None
-            else:
-                seq = _seq_of(entry_id)
-            if seq is None or seq <= last:
+            raw = fields[1] if type(fields) is list and len(fields) == 2 and fields[0] == LOG_FIELD else None
+            plain = PLAIN_SIGNAL(raw) if type(raw) is bytes else None
+            if plain is not None and later:
+                floor = later.get(plain[1])
+                if floor is not None and float(plain[2]) < floor:
+                    coalesced += 1
+                    continue
+            seq = seq_of(entry_id)
+            if seq is None or not after < seq < upper:
                 continue
-            last = seq
-            if (
-                type(fields) is list
-                and len(fields) == 2
-                and fields[0] == _LOG_FIELD
-                and type(fields[1]) is bytes
-            ):
+            upper = seq
+            if last == after:
+                last = seq
+            if type(raw) is bytes:
                 try:
-                    text = fields[1].decode()
+                    text = raw.decode()
                 except UnicodeDecodeError:
                     text = ""
             else:
-                text = _event_text(fields) or ""
-            fresh.append((seq, text))
-        return fresh
+                text = event_text(fields) or ""
+            if plain is None and later_text and self._covered(name, text, later_text):
+                coalesced += 1
+                continue
+            event = check_event(text, seq, name)
+            if isinstance(event, str):
+                rejected += 1
+                continue
+            if event["kind"] == "signal":
+                bot, strategy = event["bot"], event["strategy"]
+                later_text.add((bot, strategy))
+                later[f'{bot}","strategy":"{strategy}'.encode()] = self.signal_floor(name, bot, strategy)
+            out.append((name, epoch, seq, event))
+        self.counters["coalesced"] += coalesced
+        self.counters["rejected"] += rejected
+        out.reverse()
+        return out, last
 
     async def _fill(self, name: str, cursor: list[Any], through: int) -> list[ReadEvent]:
         """Events (cursor, through] the log no longer holds, from SQL; the cursor moves past them
@@ -254,24 +299,7 @@ class LogReader:
             )  # fmt: skip
         self.counters["filled"] += len(items)
         cursor[1] = covered
-        return self._events(name, epoch, items)
-
-    def _events(self, name: str, epoch: str, fresh: list[tuple[int, str]]) -> list[ReadEvent]:
-        out: list[ReadEvent] = []
-        later: set[tuple[str, str]] = set()  # (bot, strategy) of the valid signals after this one
-        for seq, text in reversed(fresh):
-            if later and self._covered(name, text, later):
-                self.counters["coalesced"] += 1
-                continue
-            event = check_event(text, seq, name)
-            if isinstance(event, str):
-                self.counters["rejected"] += 1
-                continue
-            if event["kind"] == "signal":
-                later.add((event["bot"], event["strategy"]))
-            out.append((name, epoch, seq, event))
-        out.reverse()
-        return out
+        return self._events(name, epoch, [log_entry(seq, text) for seq, text in items], after)[0]
 
     def _covered(self, name: str, text: str, later: set[tuple[str, str]]) -> bool:
         """A signal a later valid signal of its (bot, strategy) covers, under every rule's confidence."""
@@ -319,45 +347,6 @@ class LogReader:
         )  # fmt: skip
 
 
-def signal_fields(text: str) -> tuple[str, str, float] | None:
-    """(bot, strategy, confidence) of a signal's text without parsing it, or None when the text is
-    not in the plain shape where that is exact (then the caller parses it).
-
-    Exact because: with no backslash, a JSON string is its literal characters and holds no
-    quote, so each of ``"kind"``, ``"bot"``, ``"strategy"``, ``"confidence"`` occurring once
-    is that one token; a valid event has each as a top-level key, so the value after it is the
-    event's. A text that is not a valid event may be misread here: it is one the full check
-    drops anyway, and skipping it drops it too.
-    """
-    if (
-        "\\" in text
-        or text.count('"kind"') != 1
-        or text.count('"bot"') != 1
-        or text.count('"strategy"') != 1
-        or text.count('"confidence"') != 1
-    ):
-        return None
-    bot_at, strategy_at, confidence_at = (
-        text.find('"bot":"'),
-        text.find('"strategy":"'),
-        text.find('"confidence":'),
-    )
-    if bot_at < 0 or strategy_at < 0 or confidence_at < 0:
-        return None
-    bot_end, strategy_end = text.find('"', bot_at + 7), text.find('"', strategy_at + 12)
-    # A number ends at "," or "}" (float() takes the spaces JSON allows around it; what else it
-    # takes, NaN or 1_0, is no valid event's).
-    comma, brace = text.find(",", confidence_at), text.find("}", confidence_at)
-    end = comma if 0 <= comma < brace or brace < 0 else brace
-    if bot_end < 0 or strategy_end < 0 or end < 0:
-        return None
-    try:
-        confidence = float(text[confidence_at + 13 : end])
-    except ValueError:
-        return None
-    return text[bot_at + 7 : bot_end], text[strategy_at + 12 : strategy_end], confidence
-
-
 def checkpoint_cursors(raw: object) -> dict[str, list[Any]]:
     """The cursors of a checkpoint (read from Redis: untrusted); malformed ones are left out."""
     if not isinstance(raw, dict):
@@ -374,31 +363,3 @@ def checkpoint_cursors(raw: object) -> dict[str, list[Any]]:
         ):
             out[name] = cursor
     return out
-
-
-def _event_text(fields: object) -> str | None:
-    """The event field of a log entry (a flat [name, value, ...] list, or a dict on a cluster)."""
-    if isinstance(fields, dict):
-        return _text(fields.get(_LOG_FIELD))
-    if isinstance(fields, list):
-        for i in range(0, len(fields) - 1, 2):
-            if fields[i] == _LOG_FIELD:
-                return _text(fields[i + 1])
-    return None
-
-
-def _seq_of(entry_id: object) -> int | None:
-    text = _text(entry_id)
-    if text is None:
-        return None
-    head, _, tail = text.partition("-")
-    return int(head) if head.isdigit() and tail == "0" and len(head) <= 16 else None
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return None
-    return value if isinstance(value, str) else None

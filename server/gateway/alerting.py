@@ -51,6 +51,8 @@ RECENT_MAX: Final = 200
 #: Alert events already handed to the routes (dedupe of a replay), remembered at most.
 _SEEN_MAX: Final = 5000
 _CHECKPOINT_EVERY_S: Final = 0.5
+#: Rounds that read events start at least this far apart (the latency it adds, at most).
+ROUND_GAP_S: Final = 0.01
 
 # KEYS[1] lease; ARGV[1] owner, ARGV[2] ms. Taken when free, renewed when ours: 1 if we hold it.
 _LEASE = """
@@ -189,7 +191,12 @@ class AlertEvaluator:
             await self._publish(client, decision)
         if time.monotonic() - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
             await self._checkpoint(client)
-        if not read and not self.reader.blocked:
+        if read:
+            # Rounds that read something are at least ROUND_GAP_S apart: under a stream of events
+            # each round would read one or two (a round costs a few Redis round trips of CPU); the
+            # first event after a quiet spell is still read at once (XREAD BLOCK).
+            await asyncio.sleep(max(0.0, clock + ROUND_GAP_S - time.monotonic()))
+        elif not self.reader.blocked:
             await asyncio.sleep(max(0.0, self._tick_at - time.monotonic()))
 
     # -- lease and checkpoint ------------------------------------------------------------------

@@ -17,10 +17,11 @@ from publishers.events import BotStatus, Signal, Trade
 from publishers.publisher import Publisher
 from server.alerts.decisions import Decision
 from server.alerts.engine import Engine
+from server.alerts.log_text import plain_signal_fields, signal_fields
 from server.alerts.rules import parse_alerts
 from server.cli.embedded import EmbeddedRedis
 from server.core.trust import check_event
-from server.gateway.alert_reads import LogReader, signal_fields
+from server.gateway.alert_reads import LogReader
 from server.gateway.alerting import AlertEvaluator
 from tests.server.gateway.test_alerting import SETTINGS, STATUS_RULE, alerts_in_log, evaluating, status
 from tests.support import async_wait_until
@@ -83,8 +84,22 @@ def random_events(rng: random.Random, count: int) -> list[str]:
         text = f'{{"seq":{seq},{event.body()}'
         if rng.random() < 0.05:
             text = text.replace('"confidence":', '"confidence":"x', 1) if roll < 0.7 else text[:-3]
+        elif roll < 0.7 and rng.random() < 0.15:
+            text = text[:-1] + rng.choice(_SIGNAL_TWISTS) + "}"  # out of the plain shape, or hostile
         texts.append(text)
     return texts
+
+
+# Tails that take a signal out of the publishers' plain shape: the parsed path decides those.
+_SIGNAL_TWISTS = [
+    ',"bot":"b3"',  # a second bot: JSON keeps the last
+    ',"\\u0062ot":"b2"',  # the same, spelt with an escape
+    ',"confidence":0.99',
+    ',"confidence":0.1',
+    ',"kind":"trade"',
+    ',"note":{"nested":[1,2]}',
+    ',"n":1.2.3',
+]
 
 
 def entries(texts: list[str], start: int, stop: int) -> list[Any]:
@@ -114,9 +129,8 @@ def test_coalescing_changes_no_decision_and_no_state(seed: int) -> None:
             event = check_event(texts[i], i + 1, SYMBOL)
             if not isinstance(event, str):
                 want += plain.observe(event, now, f"{SYMBOL}:e1:{i + 1}")
-        fresh = reader._fresh(cursor, entries(texts, start, stop))
-        cursor[1] = fresh[-1][0]
-        for symbol, epoch, seq, event in reader._events(SYMBOL, "e1", fresh):
+        events, cursor[1] = reader._events(SYMBOL, "e1", entries(texts, start, stop), cursor[1])
+        for symbol, epoch, seq, event in events:
             got += coalesced.observe(event, now, f"{symbol}:{epoch}:{seq}")
         want += plain.tick(now)
         got += coalesced.tick(now)
@@ -279,7 +293,35 @@ def test_the_unparsed_signal_fields_are_the_parsed_ones_when_given(
         "meta": meta,
     }
     text = json.dumps(event, separators=(",", ":"), ensure_ascii=ascii_only)[:-1] + tail + "}"
-    fields = signal_fields(text)
     checked = check_event(text, 1, SYMBOL)
-    if fields is not None and isinstance(checked, dict):
+    for fields in (signal_fields(text), plain_signal_fields(text.encode())):
+        if fields is not None and isinstance(checked, dict):
+            assert fields == (checked["bot"], checked["strategy"], checked["confidence"])
+            assert type(fields[2]) is float
+
+
+@given(
+    bot=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=6).filter(
+        lambda n: not n.isspace()
+    ),
+    confidence=st.floats(0, 1),
+    price=st.floats(1e-9, 1e12),
+    meta=st.dictionaries(_NAMES, st.text(max_size=4) | st.integers() | st.floats(-1e9, 1e9) | st.booleans()
+                         | st.none() | st.dictionaries(_NAMES, st.integers(), max_size=2), max_size=3),
+)  # fmt: skip
+def test_a_signal_as_publishers_write_it_is_read_plainly_when_its_meta_is_flat(
+    bot: str, confidence: float, price: float, meta: dict[str, Any]
+) -> None:
+    """The publishers' own text takes the plain path (what keeps a flood cheap) unless a string
+    holds a quote or backslash or meta nests; where it answers, it is the parser's answer."""
+    signal = Signal(symbol=SYMBOL, ts=1_760_000_000_000, bot=bot, strategy="s/1", type="buy",
+                    price=price, confidence=confidence, meta=meta)  # fmt: skip
+    text = f'{{"seq":7,{signal.body()}'
+    fields = plain_signal_fields(text.encode())
+    flat = not any(isinstance(v, dict) for v in meta.values())
+    if flat and "\\" not in text:  # JSON escapes a quote too: no backslash, no quote in a string
+        assert fields == (bot, "s/1", confidence)
+    if fields is not None:
+        checked = check_event(text, 7, SYMBOL)
+        assert isinstance(checked, dict)
         assert fields == (checked["bot"], checked["strategy"], checked["confidence"])
