@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from typing import Any
 
 import pytest
@@ -21,8 +22,8 @@ from server.alerts.log_text import plain_signal_fields, signal_fields
 from server.alerts.rules import parse_alerts
 from server.cli.embedded import EmbeddedRedis
 from server.core.trust import check_event
-from server.gateway.alert_reads import LogReader
-from server.gateway.alerting import AlertEvaluator
+from server.gateway.alert_reads import COUNT_EVERY_S, LogReader
+from server.gateway.alerting import ROUND_GAP_S, AlertEvaluator
 from tests.server.gateway.test_alerting import SETTINGS, STATUS_RULE, alerts_in_log, evaluating, status
 from tests.support import async_wait_until
 from tests.support.fixtures_store import running_recorder
@@ -196,6 +197,41 @@ async def test_a_flood_of_weak_signals_is_coalesced(own_redis: EmbeddedRedis, sy
             )
             assert len(fired) == 1 and fired[0]["value"] == 0.95
             assert evaluator.counters["coalesced"] == 499
+
+
+async def command_calls(url: str) -> dict[str, int]:
+    client = async_client(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+@pytest.mark.asyncio
+async def test_a_steady_stream_is_read_in_rounds_that_do_not_grow_with_its_rate(
+    own_redis: EmbeddedRedis, symbol: str
+) -> None:
+    """XREAD BLOCK answers as soon as one event is in: under a steady stream every event would make
+    a round of its own, each a few Redis round trips of CPU. Rounds that read are ROUND_GAP_S apart
+    and the registry's size is compared every COUNT_EVERY_S, whatever the rate."""
+    url = own_redis.url
+    count = 300
+    async with Publisher(url) as publisher:
+        await publisher.publish(status(symbol, "active"))
+        async with evaluating(url, [STATUS_RULE]) as evaluator:
+            await async_wait_until(lambda: _cursor_at(evaluator, symbol, 1), what="seq 1 read")
+            before = await command_calls(url)
+            started = time.monotonic()
+            for _ in range(count):  # one at a time: each its own XADD, as a live bot's
+                await publisher.publish(status(symbol, "active"))
+            await async_wait_until(lambda: _cursor_at(evaluator, symbol, count + 1), what="all read")
+            elapsed = time.monotonic() - started
+            after = await command_calls(url)
+    rounds = after.get("xread", 0) - before.get("xread", 0)
+    counts = after.get("scard", 0) - before.get("scard", 0)
+    assert rounds <= elapsed / ROUND_GAP_S + 5, (rounds, elapsed)
+    assert counts <= elapsed / COUNT_EVERY_S + 5, (counts, elapsed)
 
 
 @pytest.mark.asyncio
