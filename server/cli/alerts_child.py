@@ -12,6 +12,7 @@ reports on its stdout, one JSON line every ``REPORT_EVERY_S``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -97,6 +98,9 @@ async def _serve_alerts(settings: Settings) -> None:
             await asyncio.sleep(REPORT_EVERY_S)
 
     reporter = asyncio.create_task(report())
+    # What start-up allocated lives as long as the process: out of the collector's full passes,
+    # which a flood's many short-lived reply lists would otherwise set off (as in the gateway).
+    gc.freeze()
     try:
         await evaluator.run(stop)
     finally:
