@@ -146,60 +146,80 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
 
 
 def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each trade with its position's state at that point; and each position's final state."""
-    by_position = trades.groupby(_POSITION, sort=False)
-    first = by_position[["bot", "strategy"]].transform("first")
-    trades["group_bot"], trades["group_strategy"] = first["bot"], first["strategy"]
+    """Each trade with its position's state at that point; and each position's final state.
+
+    The (bot, symbol, position) key is factorised once into an integer id: grouping by three
+    categories again for every running sum was most of this function's time. The running sums
+    are still pandas' grouped cumsums (the same arithmetic, in fold order); a trade with a
+    missing key is in no position (NaN running sums), as when grouping by the names.
+    """
+    ids = trades.groupby(_POSITION, sort=False).ngroup()  # by first appearance; NaN: a missing key
+    pid = ids.fillna(-1).to_numpy(dtype="int64")
+    known = pid >= 0
+    rows = np.flatnonzero(known)
+    first = rows[np.unique(pid[rows], return_index=True)[1]]
+    last = rows[len(rows) - 1 - np.unique(pid[rows][::-1], return_index=True)[1]]
+
+    def cumsum(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        running = pd.Series(values).groupby(pid, sort=False).cumsum().to_numpy(dtype="float64")
+        return np.where(known, running, np.nan)
+
+    trades["group_bot"] = trades["bot"].array.take(np.where(known, np.arange(len(pid)), -1), allow_fill=True)
+    strategy = _first_where(trades["strategy"].notna().to_numpy() & known, pid, len(first))
+    trades["group_strategy"] = trades["strategy"].array.take(
+        np.where(known, strategy[np.maximum(pid, 0)], -1), allow_fill=True
+    )
     entry = (trades["action"] == "entry").to_numpy()
-    trades["q_e"] = np.where(entry, trades["qty"], 0.0)
-    trades["v_e"] = np.where(entry, trades["price"].to_numpy() * trades["qty"].to_numpy(), 0.0)
-    trades["f_e"] = np.where(entry, trades["fee"], 0.0)
-    trades["d_e"] = np.where(entry, trades["direction"], 0)
+    qty, price, fee = (trades[name].to_numpy(dtype="float64") for name in ("qty", "price", "fee"))
+    direction = trades["direction"].to_numpy()
+    trades["q_e"] = np.where(entry, qty, 0.0)
+    trades["v_e"] = np.where(entry, price * qty, 0.0)
+    trades["f_e"] = np.where(entry, fee, 0.0)
+    trades["d_e"] = np.where(entry, direction, 0)
     for name in ("q_e", "v_e", "f_e"):
-        trades["cum_" + name] = trades.groupby(_POSITION, sort=False)[name].cumsum()
+        trades["cum_" + name] = cumsum(trades[name].to_numpy())
     entered = trades["cum_q_e"].to_numpy()
     exiting = ~entry
     given = trades["pnl"].notna().to_numpy()
-    first_direction = trades.assign(d=trades["d_e"].replace(0, np.nan)).groupby(_POSITION, sort=False)["d"]
-    trades["pos_direction"] = first_direction.transform("first").fillna(0).astype("int64")
+    # A position's direction is its first entry's (0 when it has none).
+    first_entry = _first_where(entry & known, pid, len(first))
+    position_direction = np.where(first_entry >= 0, direction[np.maximum(first_entry, 0)], 0).astype("int64")
+    trades["pos_direction"] = np.where(known, position_direction[np.maximum(pid, 0)], 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         average = trades["cum_v_e"].to_numpy() / entered
-        share = trades["cum_f_e"].to_numpy() * trades["qty"].to_numpy() / entered
-        computed = (
-            trades["pos_direction"].to_numpy()
-            * (trades["price"].to_numpy() - average)
-            * trades["qty"].to_numpy()
-            - trades["fee"].to_numpy()
-            - share
-        )
+        share = trades["cum_f_e"].to_numpy() * qty / entered
+        computed = trades["pos_direction"].to_numpy() * (price - average) * qty - fee - share
     trades["unpaired"] = exiting & ~given & (entered <= 0)
     realised = np.where(given, trades["pnl"].to_numpy(), computed)
     trades["realised"] = np.where(exiting & ~trades["unpaired"].to_numpy(), realised, np.nan)
-    trades["q_x"] = np.where(exiting, trades["qty"], 0.0)
+    trades["q_x"] = np.where(exiting, qty, 0.0)
     trades["booked"] = trades["realised"].fillna(0.0)
-    positions = trades.groupby(_POSITION, sort=False).agg(
-        group_bot=("group_bot", "first"),
-        group_strategy=("group_strategy", "first"),
-        direction=("pos_direction", "first"),
-        entered=("cum_q_e", "last"),
-        entry_value=("cum_v_e", "last"),
-    )
-    positions["exited"] = (
-        trades.groupby(_POSITION, sort=False)["q_x"]
-        .cumsum()
-        .groupby([trades[c] for c in _POSITION], sort=False)
-        .last()
-    )
-    positions["realised"] = (
-        trades.groupby(_POSITION, sort=False)["booked"]
-        .cumsum()
-        .groupby([trades[c] for c in _POSITION], sort=False)
-        .last()
+    positions = pd.DataFrame(
+        {
+            "group_bot": trades["group_bot"].array.take(first),
+            "group_strategy": trades["group_strategy"].array.take(first),
+            "direction": position_direction,
+            "entered": entered[last],
+            "entry_value": trades["cum_v_e"].to_numpy()[last],
+            "exited": cumsum(trades["q_x"].to_numpy())[last],
+            "realised": cumsum(trades["booked"].to_numpy())[last],
+        },
+        index=pd.MultiIndex.from_frame(trades[_POSITION].iloc[first]),
     )
     positions["closed"] = (positions["entered"] > 0) & (
         positions["exited"] >= positions["entered"] * (1 - CLOSED_SHARE)
     )
     return trades, positions
+
+
+def _first_where(mask: np.ndarray[Any, Any], ids: np.ndarray[Any, Any], count: int) -> np.ndarray[Any, Any]:
+    """Per id in ``range(count)``, the first row where ``mask`` holds (-1: none): pandas'
+    grouped ``first``, which skips missing values."""
+    rows = np.flatnonzero(mask)
+    found, at = np.unique(ids[rows], return_index=True)  # at: each id's first occurrence
+    out = np.full(count, -1, dtype="int64")
+    out[found] = rows[at]
+    return out
 
 
 def _fills(
