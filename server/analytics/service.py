@@ -50,7 +50,7 @@ from server.analytics.queries import (
 )
 from server.analytics.sync_bridge import BackgroundLoop, blocking_twin, shared_loop
 from server.errors import StoreError
-from server.history.engine import create_engine
+from server.history.engine import create_engine, fetch_rows
 
 __all__ = [
     "BOT_COLUMNS",
@@ -238,7 +238,7 @@ class BotDataService:
                     await connection.execution_options(isolation_level="REPEATABLE READ")
                 elif engine.dialect.name == "sqlite":
                     await connection.exec_driver_sql("BEGIN")
-                rows = {name: list((await connection.execute(q)).all()) for name, q in statements.items()}
+                rows = {name: list(await fetch_rows(connection, q)) for name, q in statements.items()}
                 await connection.rollback()
                 return rows
         except TimeoutError:
