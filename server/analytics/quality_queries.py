@@ -72,7 +72,7 @@ def quality_frame(parts: KindRows) -> pd.DataFrame:
     columns: dict[str, list[Sequence[Any] | None]] = {name: [] for name in (*EVENT_COLUMNS, "meta")}
     for kind in _KINDS:
         rows = parts.get(kind) or ()
-        have = dict(zip(BATCH_COLUMNS[kind], zip(*rows, strict=True), strict=True)) if rows else {}
+        have = dict(zip(BATCH_COLUMNS[kind], _transposed(rows, len(BATCH_COLUMNS[kind])), strict=True))
         for name, column in columns.items():
             column.append(have.get(name) if rows else ())
     total = sum(sizes.values())
@@ -110,7 +110,8 @@ def quality_frame(parts: KindRows) -> pd.DataFrame:
     # Only a trade has a meta; only one that is not "{}" may name a signal.
     links = np.zeros(total, dtype="int64")
     unlinked = np.ones(total, dtype=bool)
-    metas = columns["meta"][_KINDS.index("trade")] or ()
+    metas = columns["meta"][_KINDS.index("trade")]
+    metas = () if metas is None else metas
     offset = sizes["candle"] + sizes["signal"]
     for i, text in enumerate(metas):
         if text is not None and text != "{}":
@@ -124,6 +125,34 @@ def quality_frame(parts: KindRows) -> pd.DataFrame:
     order = np.lexsort((out["seq"].to_numpy(), *codes, out["ts"].to_numpy()))
     ordered: pd.DataFrame = out.iloc[order].reset_index(drop=True)
     return ordered
+
+
+def _transposed(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
+    """The columns of ``rows`` (each ``width`` long), as object arrays when they can be.
+
+    pandas' C helper behind ``DataFrame.from_records`` makes one 2-D object array from tuples in
+    half the time of ``zip(*rows)``, and numpy converts its columns to numbers faster than
+    tuples. It is not public API: anything unexpected (rows that are not tuples, as SQLAlchemy
+    Rows on PostgreSQL, or a pandas without it) takes the plain path.
+    """
+    if not rows:
+        return [() for _ in range(width)]
+    try:
+        table = _to_object_array_tuples(rows)
+    except (TypeError, ValueError, AttributeError):
+        table = None
+    if table is not None and table.shape == (len(rows), width):
+        return [table[:, j] for j in range(width)]
+    return list(zip(*rows, strict=True))
+
+
+def _to_object_array_tuples(rows: Sequence[Sequence[Any]]) -> np.ndarray[Any, Any] | None:
+    if not all(type(row) is tuple for row in rows[:1]):
+        return None
+    from pandas._libs import lib
+
+    table: np.ndarray[Any, Any] = lib.to_object_array_tuples(list(rows))
+    return table
 
 
 def _numbers(values: Sequence[Any]) -> np.ndarray[Any, Any]:

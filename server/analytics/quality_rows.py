@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import Float, Integer, String, and_, cast, func, literal, null, or_, select, union_all
+from sqlalchemy import Float, Integer, String, and_, case, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.sql import ColumnElement, CompoundSelect
 from sqlalchemy.sql.selectable import Select
 
@@ -113,9 +113,10 @@ def batch_queries(flt: BotFilter, start_ms: int, end_ms: int) -> dict[str, Selec
     t, c = TRADES.c, CANDLES.c
     last_ts = _last_candle_ts(flt, start_ms, end_ms)
     s = SIGNALS.c
-    trade_columns = [
-        cast(t.meta, String).label("meta") if n == "meta" else t[n] for n in BATCH_COLUMNS["trade"]
-    ]
+    meta = cast(t.meta, String)
+    # Most trades name no signal: their "{}" comes as NULL (no string to make per row).
+    no_link = case((meta == "{}", null()), else_=meta).label("meta")
+    trade_columns = [no_link if n == "meta" else t[n] for n in BATCH_COLUMNS["trade"]]
     return {
         "signal": select(*(s[n] for n in BATCH_COLUMNS["signal"])).where(
             *event_conditions(SIGNALS, flt, start_ms, end_ms)
