@@ -127,7 +127,7 @@ def quality_frame(parts: KindRows) -> pd.DataFrame:
     return ordered
 
 
-def _transposed(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
+def _transposed(rows: Sequence[Sequence[Any]], width: int) -> list[Any]:
     """The columns of ``rows`` (each ``width`` long), as object arrays when they can be.
 
     pandas' C helper behind ``DataFrame.from_records`` makes one 2-D object array from tuples in
@@ -151,7 +151,7 @@ def _to_object_array_tuples(rows: Sequence[Sequence[Any]]) -> np.ndarray[Any, An
         return None
     from pandas._libs import lib
 
-    table: np.ndarray[Any, Any] = lib.to_object_array_tuples(list(rows))
+    table: np.ndarray[Any, Any] = lib.to_object_array_tuples(list(rows))  # type: ignore[attr-defined]
     return table
 
 
