@@ -19,13 +19,20 @@ import pandas as pd
 
 from server.analytics.quality import (
     CLOSED_SHARE,
-    DAY_MS,
     EVENT_COLUMNS,
     GroupTotals,
     QualityRules,
-    drawdown_pct,
     group_row,
     signal_seq_of,
+)
+from server.analytics.quality_totals import (
+    calibration,
+    counts,
+    curves,
+    daily_pnl,
+    latest_days,
+    signal_totals,
+    trade_totals,
 )
 
 _NUMBERS: Final = ("confidence", "price", "qty", "fee", "pnl", "close")
@@ -110,26 +117,24 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
             buckets[key] = [[0, 0, 0, 0, 0.0, 0.0] for _ in range(rules.buckets)]
         return totals[key]
 
-    for key, count in signals[signals["type"] == "hold"].groupby(_GROUP).size().items():
-        group(_key(key)).holds = int(count)
-    _signal_totals(per_signal, group)
-    _calibration(per_signal, buckets)
-    _trade_totals(positions, group)
-    _curves(trades, rules, group)
+    holds = signals[signals["type"] == "hold"]
+    for key, count in counts(holds["bot"], holds["strategy"]).items():
+        group(key).holds = count
+    signal_totals(per_signal, group)
+    calibration(per_signal, buckets)
+    trade_totals(positions, group)
+    curves(trades, rules, group)
     entry_rows = trades[trades["action"] == "entry"]
-    for key, count in entry_rows.groupby(["group_bot", "group_strategy"]).size().items():
-        group(_key(key)).entries = int(count)
-    for key, count in fills.groupby(["group_bot", "group_strategy"]).size().items():
-        group(_key(key)).linked_entries = int(count)
-    for key, count in unknown.groupby(["group_bot", "group_strategy"]).size().items():
-        group(_key(key)).unknown_links = int(count)
     unpaired = trades[trades["unpaired"]]
-    for key, count in unpaired.groupby(["group_bot", "group_strategy"]).size().items():
-        group(_key(key)).unpaired_exits = int(count)
+    for rows, field in ((entry_rows, "entries"), (fills, "linked_entries"), (unknown, "unknown_links")):
+        for key, count in counts(rows["group_bot"], rows["group_strategy"]).items():
+            setattr(group(key), field, count)
+    for key, count in counts(unpaired["group_bot"], unpaired["group_strategy"]).items():
+        group(key).unpaired_exits = count
 
     unrealised = _unrealised(frame, positions)
-    day_pnl = _day_pnl(trades)
-    last_days = _last_days(signals, trades)
+    day_pnl = daily_pnl(trades)
+    last_days = latest_days(signals, trades)
     return [
         group_row(
             rules,
@@ -292,156 +297,6 @@ def _per_signal(calls: pd.DataFrame, fills: pd.DataFrame, positions: pd.DataFram
         slippage = out["direction"] * (vwap - out["price"]) / out["price"] * 1e4
     ok = (out["fill_qty"] > 0) & (out["price"] > 0)
     out["slippage"] = slippage.where(ok)
-    return out
-
-
-def _calibration(per_signal: pd.DataFrame, buckets: dict[tuple[str, str], list[list[float]]]) -> None:
-    """Each group's confidence buckets: signals, linked, resolved, hits, P&L sum and squares
-    (one grouped sum, not a pass per bucket)."""
-    if per_signal.empty:
-        return
-    resolved = per_signal["resolved"].to_numpy(dtype=bool)
-    pnl = np.where(resolved, per_signal["pnl"].to_numpy(dtype="float64"), 0.0)
-    parts = pd.DataFrame(
-        {
-            "bot": per_signal["bot"].to_numpy(),
-            "strategy": per_signal["strategy"].to_numpy(),
-            "bucket": per_signal["bucket"].to_numpy(),
-            "n": 1,
-            "linked": (per_signal["fills"].to_numpy() > 0).astype("int64"),
-            "resolved": resolved.astype("int64"),
-            "hits": (resolved & (pnl > 0)).astype("int64"),
-            "pnl": pnl,
-            "squares": pnl * pnl,
-        }
-    )
-    sums = parts.groupby(["bot", "strategy", "bucket"], sort=False).sum()
-    for (bot, strategy, bucket), n, linked, solved, hits, total, squares in zip(
-        sums.index,
-        *(sums[c].to_numpy() for c in ("n", "linked", "resolved", "hits", "pnl", "squares")),
-        strict=True,
-    ):
-        table = buckets[(str(bot), str(strategy))]
-        table[int(bucket)] = [int(n), int(linked), int(solved), int(hits), float(total), float(squares)]
-
-
-def _signal_totals(per_signal: pd.DataFrame, group: Any) -> None:
-    """Each group's signals, linked ones, latency and slippage (one grouped sum, not a frame per group)."""
-    if per_signal.empty:
-        return
-    linked = per_signal["fills"].to_numpy() > 0
-    latency = per_signal["latency"].to_numpy(dtype="float64")
-    slippage = per_signal["slippage"].to_numpy(dtype="float64")
-    slipped = linked & ~np.isnan(slippage)
-    parts = pd.DataFrame(
-        {
-            "bot": per_signal["bot"].to_numpy(),
-            "strategy": per_signal["strategy"].to_numpy(),
-            "n": 1,
-            "linked": linked.astype("int64"),
-            "latency": np.where(linked, latency, 0.0),
-            "latency_max": np.where(linked, latency, -np.inf),
-            "slippage": np.where(slipped, slippage, 0.0),
-            "slipped": slipped.astype("int64"),
-        }
-    )
-    sums = parts.groupby(_GROUP, sort=False).agg(
-        n=("n", "sum"),
-        linked=("linked", "sum"),
-        latency=("latency", "sum"),
-        latency_max=("latency_max", "max"),
-        slippage=("slippage", "sum"),
-        slipped=("slipped", "sum"),
-    )
-    for key, n, count, latency_sum, latency_max, slippage_sum, slipped_count in zip(
-        sums.index, *(sums[c].to_numpy() for c in sums.columns), strict=True
-    ):
-        g = group(_key(key))
-        g.signals, g.linked = int(n), int(count)
-        g.unlinked = g.signals - g.linked
-        if count:
-            g.latency_sum, g.latency_max = float(latency_sum), int(latency_max)
-        g.slippage_sum, g.slippage_count = float(slippage_sum), int(slipped_count)
-
-
-def _trade_totals(positions: pd.DataFrame, group: Any) -> None:
-    """Each group's closed positions: count, wins, P&L, gross profit and loss (one grouped sum)."""
-    closed = positions[positions["closed"]]
-    if closed.empty:
-        return
-    pnl = closed["realised"].to_numpy(dtype="float64")
-    parts = pd.DataFrame(
-        {
-            "bot": closed["group_bot"].to_numpy(),
-            "strategy": closed["group_strategy"].to_numpy(),
-            "n": 1,
-            "wins": (pnl > 0).astype("int64"),
-            "pnl": pnl,
-            "profit": np.where(pnl > 0, pnl, 0.0),
-            "loss": np.where(pnl < 0, -pnl, 0.0),
-        }
-    )
-    sums = parts.groupby(_GROUP, sort=False).sum()
-    for key, n, wins, total, profit, loss in zip(
-        sums.index, *(sums[c].to_numpy() for c in ("n", "wins", "pnl", "profit", "loss")), strict=True
-    ):
-        g = group(_key(key))
-        g.trades, g.wins = int(n), int(wins)
-        g.trade_pnl, g.gross_profit, g.gross_loss = float(total), float(profit), float(loss)
-
-
-def _curves(trades: pd.DataFrame, rules: QualityRules, group: Any) -> None:
-    """Realised equity after each exit per group: total, peak, deepest drawdown (grouped running
-    sums and maxima over the whole frame, not a pass per group)."""
-    booked = trades[trades["realised"].notna()]
-    if booked.empty:
-        return
-    keys = [booked["group_bot"], booked["group_strategy"]]
-    cumulative = booked["realised"].groupby(keys, sort=False).cumsum()
-    equity = rules.capital + cumulative
-    peak = np.maximum(equity.groupby(keys, sort=False).cummax(), rules.capital)
-    curve = pd.DataFrame({"cumulative": cumulative, "peak": peak, "drawdown": peak - equity})
-    by_group = curve.groupby(keys, sort=False)
-    last = by_group[["cumulative", "peak"]].last()
-    # The first row of each group's deepest drawdown, as positions into the curve's arrays.
-    deepest = curve.index.get_indexer(pd.Index(by_group["drawdown"].idxmax().reindex(last.index)))
-    drawdowns, peaks = curve["drawdown"].to_numpy(), curve["peak"].to_numpy()
-    for key, cumulative_last, peak_last, at in zip(
-        last.index, last["cumulative"].to_numpy(), last["peak"].to_numpy(), deepest, strict=True
-    ):
-        g = group(_key(key))
-        g.realised, g.peak = float(cumulative_last), float(peak_last)
-        if float(drawdowns[at]) > 0:
-            g.max_drawdown = float(drawdowns[at])
-            g.max_drawdown_pct = drawdown_pct(g.max_drawdown, float(peaks[at]))
-
-
-def _last_days(signals: pd.DataFrame, trades: pd.DataFrame) -> dict[tuple[str, str], int]:
-    """Each group's day of its latest signal or trade (where its Sharpe/Sortino window ends)."""
-    latest: dict[tuple[str, str], int] = {}
-    parts = (
-        signals.groupby(_GROUP)["ts"].max(),
-        trades.groupby(["group_bot", "group_strategy"])["ts"].max(),
-    )
-    for part in parts:
-        for key, ts in part.items():
-            group = _key(key)
-            latest[group] = max(latest.get(group, int(ts)), int(ts))
-    return {group: ts // DAY_MS for group, ts in latest.items()}
-
-
-def _day_pnl(trades: pd.DataFrame) -> dict[tuple[str, str], dict[int, float]]:
-    booked = trades[trades["realised"].notna()].assign(day=lambda t: t["ts"] // DAY_MS)
-    out: dict[tuple[str, str], dict[int, float]] = {}
-    sums = booked.groupby(["group_bot", "group_strategy", "day"])["realised"].sum()
-    for bot, strategy, day, pnl in zip(
-        sums.index.get_level_values(0),
-        sums.index.get_level_values(1),
-        sums.index.get_level_values(2),
-        sums.to_numpy(),
-        strict=True,
-    ):
-        out.setdefault((str(bot), str(strategy)), {})[int(day)] = float(pnl)
     return out
 
 
