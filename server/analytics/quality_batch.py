@@ -11,6 +11,7 @@ from ``(kind, symbol, seq, fields)`` tuples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -27,6 +28,7 @@ from server.analytics.quality import (
 )
 from server.analytics.quality_totals import (
     calibration,
+    category_codes,
     counts,
     curves,
     daily_pnl,
@@ -158,16 +160,16 @@ def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     are still pandas' grouped cumsums (the same arithmetic, in fold order); a trade with a
     missing key is in no position (NaN running sums), as when grouping by the names.
     """
-    ids = trades.groupby(_POSITION, sort=False).ngroup()  # by first appearance; NaN: a missing key
-    pid = ids.fillna(-1).to_numpy(dtype="int64")
+    pid = _position_ids(trades)
     known = pid >= 0
     rows = np.flatnonzero(known)
     first = rows[np.unique(pid[rows], return_index=True)[1]]
     last = rows[len(rows) - 1 - np.unique(pid[rows][::-1], return_index=True)[1]]
 
-    def cumsum(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        running = pd.Series(values).groupby(pid, sort=False).cumsum().to_numpy(dtype="float64")
-        return np.where(known, running, np.nan)
+    def cumsum(*columns: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Running sums per position, one column each (NaN where a trade is in none)."""
+        running = pd.DataFrame(dict(enumerate(columns))).groupby(pid, sort=False).cumsum()
+        return np.where(known[:, None], running.to_numpy(dtype="float64"), np.nan)
 
     trades["group_bot"] = trades["bot"].array.take(np.where(known, np.arange(len(pid)), -1), allow_fill=True)
     strategy = _first_where(trades["strategy"].notna().to_numpy() & known, pid, len(first))
@@ -181,8 +183,9 @@ def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     trades["v_e"] = np.where(entry, price * qty, 0.0)
     trades["f_e"] = np.where(entry, fee, 0.0)
     trades["d_e"] = np.where(entry, direction, 0)
-    for name in ("q_e", "v_e", "f_e"):
-        trades["cum_" + name] = cumsum(trades[name].to_numpy())
+    running = cumsum(*(trades[name].to_numpy() for name in ("q_e", "v_e", "f_e")))
+    for j, name in enumerate(("q_e", "v_e", "f_e")):
+        trades["cum_" + name] = running[:, j]
     entered = trades["cum_q_e"].to_numpy()
     exiting = ~entry
     given = trades["pnl"].notna().to_numpy()
@@ -199,6 +202,7 @@ def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     trades["realised"] = np.where(exiting & ~trades["unpaired"].to_numpy(), realised, np.nan)
     trades["q_x"] = np.where(exiting, qty, 0.0)
     trades["booked"] = trades["realised"].fillna(0.0)
+    ends = cumsum(trades["q_x"].to_numpy(), trades["booked"].to_numpy())[last]
     positions = pd.DataFrame(
         {
             "group_bot": trades["group_bot"].array.take(first),
@@ -206,8 +210,8 @@ def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "direction": position_direction,
             "entered": entered[last],
             "entry_value": trades["cum_v_e"].to_numpy()[last],
-            "exited": cumsum(trades["q_x"].to_numpy())[last],
-            "realised": cumsum(trades["booked"].to_numpy())[last],
+            "exited": ends[:, 0],
+            "realised": ends[:, 1],
         },
         index=pd.MultiIndex.from_frame(trades[_POSITION].iloc[first]),
     )
@@ -215,6 +219,21 @@ def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         positions["exited"] >= positions["entered"] * (1 - CLOSED_SHARE)
     )
     return trades, positions
+
+
+def _position_ids(trades: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """Each trade's (bot, symbol, position) as an integer, numbered by first appearance (-1: a
+    missing name): the three names' codes combined, so no three-column grouping is needed."""
+    codes = [category_codes(trades[name]) for name in _POSITION]
+    widths = [max(1, len(names)) for _codes, names in codes]
+    known = np.logical_and.reduce([c >= 0 for c, _names in codes])
+    ids = np.full(len(trades), -1, dtype="int64")
+    if math.prod(widths) >= 2**62:  # too many names to combine: group by the three columns
+        ngroup = trades.groupby(_POSITION, sort=False).ngroup()
+        return ngroup.fillna(-1).to_numpy(dtype="int64")
+    combined = (codes[0][0] * widths[1] + codes[1][0]) * widths[2] + codes[2][0]
+    ids[known] = pd.factorize(combined[known])[0]  # codes in order of first appearance
+    return ids
 
 
 def _first_where(mask: np.ndarray[Any, Any], ids: np.ndarray[Any, Any], count: int) -> np.ndarray[Any, Any]:
@@ -283,14 +302,22 @@ def _per_signal(calls: pd.DataFrame, fills: pd.DataFrame, positions: pd.DataFram
     )
     joined["value"] = joined["price"].to_numpy() * joined["qty"].to_numpy()
     by_signal = joined.groupby("signal")
-    out["fills"] = by_signal.size().reindex(out.index, fill_value=0)
-    out["first_ts"] = by_signal["ts"].first().reindex(out.index)
-    out["fill_value"] = by_signal["value"].sum().reindex(out.index)
-    out["fill_qty"] = by_signal["qty"].sum().reindex(out.index)
-    out["pnl"] = by_signal["share_pnl"].sum().reindex(out.index)
-    out["resolved"] = by_signal["closed"].all().reindex(out.index, fill_value=False).astype(bool) & (
-        out["fills"] > 0
-    )
+    sums = by_signal[["value", "qty", "share_pnl"]].sum()
+    # Each signal's row in the grouped results (-1: no fill), found once for every column.
+    at = sums.index.get_indexer(out.index)
+    filled, row = at >= 0, np.maximum(at, 0)
+
+    def per_call(values: Any, missing: Any = np.nan) -> np.ndarray[Any, Any]:
+        if not len(values):
+            return np.full(len(at), missing)
+        return np.where(filled, np.asarray(values)[row], missing)
+
+    out["fills"] = per_call(by_signal.size().to_numpy(), 0).astype("int64")
+    out["first_ts"] = per_call(by_signal["ts"].first().to_numpy(dtype="float64"))
+    out["fill_value"] = per_call(sums["value"].to_numpy())
+    out["fill_qty"] = per_call(sums["qty"].to_numpy())
+    out["pnl"] = per_call(sums["share_pnl"].to_numpy())
+    out["resolved"] = per_call(by_signal["closed"].all().to_numpy(), False).astype(bool) & (out["fills"] > 0)
     out["latency"] = out["first_ts"] - out["ts"]
     with np.errstate(divide="ignore", invalid="ignore"):
         vwap = out["fill_value"] / out["fill_qty"]

@@ -22,18 +22,20 @@ KeyOf = Callable[[int], tuple[str, str]]
 
 def group_ids(bots: pd.Series, strategies: pd.Series) -> tuple[np.ndarray[Any, Any], KeyOf]:
     """Each row's (bot, strategy) as one integer (-1: a missing name), and the names of an id."""
-    bot_codes, bot_names = _codes(bots)
-    strategy_codes, strategy_names = _codes(strategies)
+    bot_codes, bot_names = category_codes(bots)
+    strategy_codes, strategy_names = category_codes(strategies)
     width = max(1, len(strategy_names))
+    bot_texts, strategy_texts = [str(n) for n in bot_names], [str(n) for n in strategy_names]
     ids = np.where((bot_codes >= 0) & (strategy_codes >= 0), bot_codes * width + strategy_codes, -1)
 
     def key_of(group_id: int) -> tuple[str, str]:
-        return str(bot_names[group_id // width]), str(strategy_names[group_id % width])
+        return bot_texts[group_id // width], strategy_texts[group_id % width]
 
     return ids, key_of
 
 
-def _codes(values: pd.Series) -> tuple[np.ndarray[Any, Any], Any]:
+def category_codes(values: pd.Series) -> tuple[np.ndarray[Any, Any], Any]:
+    """A column's codes (-1: missing) and the names they stand for."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         return values.cat.codes.to_numpy().astype("int64"), values.cat.categories
     codes, uniques = pd.factorize(values)
@@ -191,12 +193,21 @@ def daily_pnl(trades: pd.DataFrame) -> dict[tuple[str, str], dict[int, float]]:
     """Each group's realised P&L per day."""
     booked = trades[trades["realised"].notna()]
     ids, key_of = group_ids(booked["group_bot"], booked["group_strategy"])
-    days = booked["ts"].to_numpy() // DAY_MS
-    sums = pd.Series(booked["realised"].to_numpy(dtype="float64")).groupby([ids, days]).sum()
+    days = booked["ts"].to_numpy().astype("int64") // DAY_MS
+    realised = pd.Series(booked["realised"].to_numpy(dtype="float64"))
     out: dict[tuple[str, str], dict[int, float]] = {}
-    for at, day, pnl in zip(
-        sums.index.get_level_values(0), sums.index.get_level_values(1), sums.to_numpy(), strict=True
-    ):
-        if at >= 0:
+    if not len(days):
+        return out
+    first, span = int(days.min()), int(days.max() - days.min()) + 1
+    if span * (int(ids.max()) + 2) < 2**62:  # (group, day) as one integer: one key to group by
+        sums = realised.groupby(np.where(ids >= 0, ids * span + (days - first), -1)).sum()
+        keys = zip(sums.index // span, sums.index % span + first, strict=True)
+        valid = sums.index.to_numpy() >= 0
+    else:
+        sums = realised.groupby([ids, days]).sum()
+        keys = zip(sums.index.get_level_values(0), sums.index.get_level_values(1), strict=True)
+        valid = sums.index.get_level_values(0).to_numpy() >= 0
+    for (at, day), pnl, ok in zip(keys, sums.to_numpy(), valid, strict=True):
+        if ok:
             out.setdefault(key_of(int(at)), {})[int(day)] = float(pnl)
     return out
