@@ -23,6 +23,7 @@ from server.analytics.quality_batch import quality_batch
 from server.analytics.quality_report import SignalQuality
 from server.analytics.quality_rows import (
     BATCH_COLUMNS,
+    CODED,
     MAX_META_CHARS,
     QUERY_COLUMNS,
     batch_queries,
@@ -60,13 +61,14 @@ def quality_events(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     return quality_frame(parts)
 
 
-def quality_frame(parts: KindRows) -> pd.DataFrame:
+def quality_frame(parts: KindRows, *, coded: bool = False) -> pd.DataFrame:
     """The batch's frame, in fold order (ts, kind, symbol, seq), with :data:`EVENT_COLUMNS`.
 
     Same rules as the live feed's per-row path (``fold_events`` then ``events_frame``; tested
     equal): a row whose time is not a number is left out, a seq that is not one sorts as 0, a
     number that is not one is NaN, ``meta`` is parsed only where it may name a signal. Text
-    columns are categories (the batch groups and compares them).
+    columns are categories (the batch groups and compares them). ``coded``: the rows are of
+    ``batch_queries(..., coded=True)`` (an integer in a :data:`CODED` column is a code).
     """
     sizes = {kind: len(parts.get(kind) or ()) for kind in _KINDS}
     columns: dict[str, list[Sequence[Any] | None]] = {name: [] for name in (*EVENT_COLUMNS, "meta")}
@@ -106,7 +108,10 @@ def quality_frame(parts: KindRows) -> pd.DataFrame:
     for name in EVENT_COLUMNS:
         if name in frame or name == "signal_seq":
             continue
-        frame[name] = numbers(name) if name in _NUMBERS else _texts(joined(name))
+        if name in _NUMBERS:
+            frame[name] = numbers(name)
+        else:
+            frame[name] = _texts(joined(name), CODED.get(name, ()) if coded else ())
     # Only a trade has a meta; only one that is not "{}" may name a signal.
     links = np.zeros(total, dtype="int64")
     unlinked = np.ones(total, dtype=bool)
@@ -163,10 +168,14 @@ def _numbers(values: Sequence[Any]) -> np.ndarray[Any, Any]:
         return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype="float64")
 
 
-def _texts(values: np.ndarray[Any, Any]) -> Any:
-    """Names as a categorical with sorted categories (None stays missing; another type as text)."""
+def _texts(values: np.ndarray[Any, Any], coded: Sequence[str] = ()) -> Any:
+    """Names as a categorical with sorted categories (None stays missing; another type as text;
+    an integer ``i`` is ``coded[i]`` when there is one)."""
     codes, uniques = pd.factorize(values)  # C hashing; None -> -1
-    names = [u if type(u) is str else str(u) for u in uniques]
+    names = [
+        u if type(u) is str else coded[u] if type(u) is int and 0 <= u < len(coded) else str(u)
+        for u in uniques
+    ]
     distinct = sorted(set(names))
     position = {name: i for i, name in enumerate(distinct)}
     remap = np.array([*(position[name] for name in names), -1], dtype="int64")
@@ -179,10 +188,10 @@ def _categories(codes: np.ndarray[Any, Any], names: list[str]) -> Any:
 
 
 def build_quality(
-    parts: KindRows, rules: QualityRules, start_ms: int, end_ms: int, query_ms: float
+    parts: KindRows, rules: QualityRules, start_ms: int, end_ms: int, query_ms: float, *, coded: bool = False
 ) -> SignalQuality:
     """:class:`SignalQuality` from the rows of :func:`batch_queries` (CPU work: off the event loop)."""
     began = time.perf_counter()
-    groups = quality_batch(quality_frame(parts), rules)
+    groups = quality_batch(quality_frame(parts, coded=coded), rules)
     compute_ms = (time.perf_counter() - began) * 1000
     return SignalQuality(start_ms, end_ms, rules, groups, {"query": query_ms, "compute": compute_ms})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import math
@@ -320,15 +321,16 @@ class BotDataService:
         start_ms, end_ms = _window(flt, start, end, DEFAULT_DAYS)
         assert start_ms is not None and end_ms is not None
         began = time.perf_counter()
+        coded = engine.dialect.name == "sqlite"  # few-valued names as codes (quality_rows.CODED)
         with collector_paused():
-            parts = await self._snapshot(engine, batch_queries(flt, start_ms, end_ms))
+            parts = await self._snapshot(engine, batch_queries(flt, start_ms, end_ms, coded=coded))
             query_ms = (time.perf_counter() - began) * 1000
             args = (parts, rules or QualityRules(), start_ms, end_ms, query_ms)
             del parts
             if engine is self._given_engine:  # the caller's loop (the gateway): keep pandas off it
-                quality = await asyncio.to_thread(build_quality, *args)
+                quality = await asyncio.to_thread(functools.partial(build_quality, *args, coded=coded))
             else:
-                quality = build_quality(*args)
+                quality = build_quality(*args, coded=coded)
             # The rows go while the collector still sleeps: alive when it wakes, its first pass
             # walked every row (40 ms on the bench).
             del args
