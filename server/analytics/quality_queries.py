@@ -79,16 +79,6 @@ def quality_frame(parts: KindRows, *, coded: bool = False) -> pd.DataFrame:
             column.append(have.get(name) if rows else ())
     total = sum(sizes.values())
 
-    def joined(name: str) -> np.ndarray[Any, Any]:
-        """One column over every kind (None where a kind has no such column)."""
-        pieces = [
-            np.asarray(values, dtype=object)
-            if values is not None
-            else np.full(sizes[kind], None, dtype=object)
-            for kind, values in zip(_KINDS, columns[name], strict=True)
-        ]
-        return np.concatenate(pieces) if pieces else np.empty(0, dtype=object)
-
     def numbers(name: str) -> np.ndarray[Any, Any]:
         """One column over every kind as float64 (NaN where a kind has no such column)."""
         pieces = [
@@ -111,7 +101,8 @@ def quality_frame(parts: KindRows, *, coded: bool = False) -> pd.DataFrame:
         if name in _NUMBERS:
             frame[name] = numbers(name)
         else:
-            frame[name] = _texts(joined(name), CODED.get(name, ()) if coded else ())
+            pieces = [(columns[name][k], sizes[kind]) for k, kind in enumerate(_KINDS)]
+            frame[name] = _texts(pieces, CODED.get(name, ()) if coded else ())
     # Only a trade has a meta; only one that is not "{}" may name a signal.
     links = np.zeros(total, dtype="int64")
     unlinked = np.ones(total, dtype=bool)
@@ -168,18 +159,28 @@ def _numbers(values: Sequence[Any]) -> np.ndarray[Any, Any]:
         return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype="float64")
 
 
-def _texts(values: np.ndarray[Any, Any], coded: Sequence[str] = ()) -> Any:
-    """Names as a categorical with sorted categories (None stays missing; another type as text;
-    an integer ``i`` is ``coded[i]`` when there is one)."""
-    codes, uniques = pd.factorize(values)  # C hashing; None -> -1
-    names = [
-        u if type(u) is str else coded[u] if type(u) is int and 0 <= u < len(coded) else str(u)
-        for u in uniques
-    ]
-    distinct = sorted(set(names))
+def _texts(pieces: Sequence[tuple[Sequence[Any] | None, int]], coded: Sequence[str] = ()) -> Any:
+    """Names over every kind as one categorical with sorted categories, from each kind's column
+    (None: the kind has none, ``size`` missing values). None stays missing, another type is
+    text, an integer ``i`` is ``coded[i]`` when there is one. Each kind is factorised alone:
+    a column of names only hashes twice as fast as one padded with the other kinds' None."""
+    found: list[tuple[np.ndarray[Any, Any], list[str]]] = []
+    for values, size in pieces:
+        if values is None or not size:
+            found.append((np.full(size, -1, dtype="int64"), []))
+            continue
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object))  # C hashing; None -> -1
+        names = [
+            u if type(u) is str else coded[u] if type(u) is int and 0 <= u < len(coded) else str(u)
+            for u in uniques
+        ]
+        found.append((codes, names))
+    distinct = sorted({name for _codes, names in found for name in names})
     position = {name: i for i, name in enumerate(distinct)}
-    remap = np.array([*(position[name] for name in names), -1], dtype="int64")
-    return _categories(remap[codes], distinct)
+    remapped = [
+        np.array([*(position[name] for name in names), -1], dtype="int64")[codes] for codes, names in found
+    ]
+    return _categories(np.concatenate(remapped) if remapped else np.empty(0, dtype="int64"), distinct)
 
 
 def _categories(codes: np.ndarray[Any, Any], names: list[str]) -> Any:
