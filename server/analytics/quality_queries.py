@@ -189,10 +189,22 @@ def _categories(codes: np.ndarray[Any, Any], names: list[str]) -> Any:
 
 
 def build_quality(
-    parts: KindRows, rules: QualityRules, start_ms: int, end_ms: int, query_ms: float, *, coded: bool = False
+    parts: dict[str, list[Any]],
+    rules: QualityRules,
+    start_ms: int,
+    end_ms: int,
+    query_ms: float,
+    *,
+    coded: bool = False,
 ) -> SignalQuality:
-    """:class:`SignalQuality` from the rows of :func:`batch_queries` (CPU work: off the event loop)."""
+    """:class:`SignalQuality` from the rows of :func:`batch_queries` (CPU work: off the event loop).
+
+    ``parts`` is emptied once the frame is built: its rows are the batch's largest allocation,
+    and the pandas pass reuses their memory instead of faulting in new pages.
+    """
     began = time.perf_counter()
-    groups = quality_batch(quality_frame(parts, coded=coded), rules)
+    frame = quality_frame(parts, coded=coded)
+    parts.clear()
+    groups = quality_batch(frame, rules)
     compute_ms = (time.perf_counter() - began) * 1000
     return SignalQuality(start_ms, end_ms, rules, groups, {"query": query_ms, "compute": compute_ms})
