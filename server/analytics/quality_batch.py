@@ -11,6 +11,7 @@ from ``(kind, symbol, seq, fields)`` tuples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -19,13 +20,21 @@ import pandas as pd
 
 from server.analytics.quality import (
     CLOSED_SHARE,
-    DAY_MS,
     EVENT_COLUMNS,
     GroupTotals,
     QualityRules,
-    drawdown_pct,
     group_row,
     signal_seq_of,
+)
+from server.analytics.quality_totals import (
+    calibration,
+    category_codes,
+    counts,
+    curves,
+    daily_pnl,
+    latest_days,
+    signal_totals,
+    trade_totals,
 )
 
 _NUMBERS: Final = ("confidence", "price", "qty", "fee", "pnl", "close")
@@ -110,26 +119,24 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
             buckets[key] = [[0, 0, 0, 0, 0.0, 0.0] for _ in range(rules.buckets)]
         return totals[key]
 
-    for key, count in signals[signals["type"] == "hold"].groupby(_GROUP).size().items():
-        group(_key(key)).holds = int(count)
-    _signal_totals(per_signal, group)
-    _calibration(per_signal, buckets)
-    _trade_totals(positions, group)
-    _curves(trades, rules, group)
+    holds = signals[signals["type"] == "hold"]
+    for key, count in counts(holds["bot"], holds["strategy"]).items():
+        group(key).holds = count
+    signal_totals(per_signal, group)
+    calibration(per_signal, buckets)
+    trade_totals(positions, group)
+    curves(trades, rules, group)
     entry_rows = trades[trades["action"] == "entry"]
-    for key, count in entry_rows.groupby(["group_bot", "group_strategy"]).size().items():
-        group(_key(key)).entries = int(count)
-    for key, count in fills.groupby(["group_bot", "group_strategy"]).size().items():
-        group(_key(key)).linked_entries = int(count)
-    for key, count in unknown.groupby(["group_bot", "group_strategy"]).size().items():
-        group(_key(key)).unknown_links = int(count)
     unpaired = trades[trades["unpaired"]]
-    for key, count in unpaired.groupby(["group_bot", "group_strategy"]).size().items():
-        group(_key(key)).unpaired_exits = int(count)
+    for rows, field in ((entry_rows, "entries"), (fills, "linked_entries"), (unknown, "unknown_links")):
+        for key, count in counts(rows["group_bot"], rows["group_strategy"]).items():
+            setattr(group(key), field, count)
+    for key, count in counts(unpaired["group_bot"], unpaired["group_strategy"]).items():
+        group(key).unpaired_exits = count
 
     unrealised = _unrealised(frame, positions)
-    day_pnl = _day_pnl(trades)
-    last_days = _last_days(signals, trades)
+    day_pnl = daily_pnl(trades)
+    last_days = latest_days(signals, trades)
     return [
         group_row(
             rules,
@@ -146,60 +153,97 @@ def quality_batch(events: pd.DataFrame, rules: QualityRules | None = None) -> li
 
 
 def _positions(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each trade with its position's state at that point; and each position's final state."""
-    by_position = trades.groupby(_POSITION, sort=False)
-    first = by_position[["bot", "strategy"]].transform("first")
-    trades["group_bot"], trades["group_strategy"] = first["bot"], first["strategy"]
+    """Each trade with its position's state at that point; and each position's final state.
+
+    The (bot, symbol, position) key is factorised once into an integer id: grouping by three
+    categories again for every running sum was most of this function's time. The running sums
+    are still pandas' grouped cumsums (the same arithmetic, in fold order); a trade with a
+    missing key is in no position (NaN running sums), as when grouping by the names.
+    """
+    pid = _position_ids(trades)
+    known = pid >= 0
+    rows = np.flatnonzero(known)
+    first = rows[np.unique(pid[rows], return_index=True)[1]]
+    last = rows[len(rows) - 1 - np.unique(pid[rows][::-1], return_index=True)[1]]
+
+    def cumsum(*columns: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Running sums per position, one column each (NaN where a trade is in none)."""
+        running = pd.DataFrame(dict(enumerate(columns))).groupby(pid, sort=False).cumsum()
+        return np.where(known[:, None], running.to_numpy(dtype="float64"), np.nan)
+
+    trades["group_bot"] = trades["bot"].array.take(np.where(known, np.arange(len(pid)), -1), allow_fill=True)
+    strategy = _first_where(trades["strategy"].notna().to_numpy() & known, pid, len(first))
+    trades["group_strategy"] = trades["strategy"].array.take(
+        np.where(known, strategy[np.maximum(pid, 0)], -1), allow_fill=True
+    )
     entry = (trades["action"] == "entry").to_numpy()
-    trades["q_e"] = np.where(entry, trades["qty"], 0.0)
-    trades["v_e"] = np.where(entry, trades["price"].to_numpy() * trades["qty"].to_numpy(), 0.0)
-    trades["f_e"] = np.where(entry, trades["fee"], 0.0)
-    trades["d_e"] = np.where(entry, trades["direction"], 0)
-    for name in ("q_e", "v_e", "f_e"):
-        trades["cum_" + name] = trades.groupby(_POSITION, sort=False)[name].cumsum()
+    qty, price, fee = (trades[name].to_numpy(dtype="float64") for name in ("qty", "price", "fee"))
+    direction = trades["direction"].to_numpy()
+    trades["q_e"] = np.where(entry, qty, 0.0)
+    trades["v_e"] = np.where(entry, price * qty, 0.0)
+    trades["f_e"] = np.where(entry, fee, 0.0)
+    trades["d_e"] = np.where(entry, direction, 0)
+    running = cumsum(*(trades[name].to_numpy() for name in ("q_e", "v_e", "f_e")))
+    for j, name in enumerate(("q_e", "v_e", "f_e")):
+        trades["cum_" + name] = running[:, j]
     entered = trades["cum_q_e"].to_numpy()
     exiting = ~entry
     given = trades["pnl"].notna().to_numpy()
-    first_direction = trades.assign(d=trades["d_e"].replace(0, np.nan)).groupby(_POSITION, sort=False)["d"]
-    trades["pos_direction"] = first_direction.transform("first").fillna(0).astype("int64")
+    # A position's direction is its first entry's (0 when it has none).
+    first_entry = _first_where(entry & known, pid, len(first))
+    position_direction = np.where(first_entry >= 0, direction[np.maximum(first_entry, 0)], 0).astype("int64")
+    trades["pos_direction"] = np.where(known, position_direction[np.maximum(pid, 0)], 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         average = trades["cum_v_e"].to_numpy() / entered
-        share = trades["cum_f_e"].to_numpy() * trades["qty"].to_numpy() / entered
-        computed = (
-            trades["pos_direction"].to_numpy()
-            * (trades["price"].to_numpy() - average)
-            * trades["qty"].to_numpy()
-            - trades["fee"].to_numpy()
-            - share
-        )
+        share = trades["cum_f_e"].to_numpy() * qty / entered
+        computed = trades["pos_direction"].to_numpy() * (price - average) * qty - fee - share
     trades["unpaired"] = exiting & ~given & (entered <= 0)
     realised = np.where(given, trades["pnl"].to_numpy(), computed)
     trades["realised"] = np.where(exiting & ~trades["unpaired"].to_numpy(), realised, np.nan)
-    trades["q_x"] = np.where(exiting, trades["qty"], 0.0)
+    trades["q_x"] = np.where(exiting, qty, 0.0)
     trades["booked"] = trades["realised"].fillna(0.0)
-    positions = trades.groupby(_POSITION, sort=False).agg(
-        group_bot=("group_bot", "first"),
-        group_strategy=("group_strategy", "first"),
-        direction=("pos_direction", "first"),
-        entered=("cum_q_e", "last"),
-        entry_value=("cum_v_e", "last"),
-    )
-    positions["exited"] = (
-        trades.groupby(_POSITION, sort=False)["q_x"]
-        .cumsum()
-        .groupby([trades[c] for c in _POSITION], sort=False)
-        .last()
-    )
-    positions["realised"] = (
-        trades.groupby(_POSITION, sort=False)["booked"]
-        .cumsum()
-        .groupby([trades[c] for c in _POSITION], sort=False)
-        .last()
+    ends = cumsum(trades["q_x"].to_numpy(), trades["booked"].to_numpy())[last]
+    positions = pd.DataFrame(
+        {
+            "group_bot": trades["group_bot"].array.take(first),
+            "group_strategy": trades["group_strategy"].array.take(first),
+            "direction": position_direction,
+            "entered": entered[last],
+            "entry_value": trades["cum_v_e"].to_numpy()[last],
+            "exited": ends[:, 0],
+            "realised": ends[:, 1],
+        },
+        index=pd.MultiIndex.from_frame(trades[_POSITION].iloc[first]),
     )
     positions["closed"] = (positions["entered"] > 0) & (
         positions["exited"] >= positions["entered"] * (1 - CLOSED_SHARE)
     )
     return trades, positions
+
+
+def _position_ids(trades: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """Each trade's (bot, symbol, position) as an integer, numbered by first appearance (-1: a
+    missing name): the three names' codes combined, so no three-column grouping is needed."""
+    codes = [category_codes(trades[name]) for name in _POSITION]
+    widths = [max(1, len(names)) for _codes, names in codes]
+    known = np.logical_and.reduce([c >= 0 for c, _names in codes])
+    ids = np.full(len(trades), -1, dtype="int64")
+    if math.prod(widths) >= 2**62:  # too many names to combine: group by the three columns
+        ngroup = trades.groupby(_POSITION, sort=False).ngroup()
+        return ngroup.fillna(-1).to_numpy(dtype="int64")
+    combined = (codes[0][0] * widths[1] + codes[1][0]) * widths[2] + codes[2][0]
+    ids[known] = pd.factorize(combined[known])[0]  # codes in order of first appearance
+    return ids
+
+
+def _first_where(mask: np.ndarray[Any, Any], ids: np.ndarray[Any, Any], count: int) -> np.ndarray[Any, Any]:
+    """Per id in ``range(count)``, the first row where ``mask`` holds (-1: none): pandas'
+    grouped ``first``, which skips missing values."""
+    rows = np.flatnonzero(mask)
+    found, at = np.unique(ids[rows], return_index=True)  # at: each id's first occurrence
+    out = np.full(count, -1, dtype="int64")
+    out[found] = rows[at]
+    return out
 
 
 def _fills(
@@ -258,170 +302,28 @@ def _per_signal(calls: pd.DataFrame, fills: pd.DataFrame, positions: pd.DataFram
     )
     joined["value"] = joined["price"].to_numpy() * joined["qty"].to_numpy()
     by_signal = joined.groupby("signal")
-    out["fills"] = by_signal.size().reindex(out.index, fill_value=0)
-    out["first_ts"] = by_signal["ts"].first().reindex(out.index)
-    out["fill_value"] = by_signal["value"].sum().reindex(out.index)
-    out["fill_qty"] = by_signal["qty"].sum().reindex(out.index)
-    out["pnl"] = by_signal["share_pnl"].sum().reindex(out.index)
-    out["resolved"] = by_signal["closed"].all().reindex(out.index, fill_value=False).astype(bool) & (
-        out["fills"] > 0
-    )
+    sums = by_signal[["value", "qty", "share_pnl"]].sum()
+    # Each signal's row in the grouped results (-1: no fill), found once for every column.
+    at = sums.index.get_indexer(out.index)
+    filled, row = at >= 0, np.maximum(at, 0)
+
+    def per_call(values: Any, missing: Any = np.nan) -> np.ndarray[Any, Any]:
+        if not len(values):
+            return np.full(len(at), missing)
+        return np.where(filled, np.asarray(values)[row], missing)
+
+    out["fills"] = per_call(by_signal.size().to_numpy(), 0).astype("int64")
+    out["first_ts"] = per_call(by_signal["ts"].first().to_numpy(dtype="float64"))
+    out["fill_value"] = per_call(sums["value"].to_numpy())
+    out["fill_qty"] = per_call(sums["qty"].to_numpy())
+    out["pnl"] = per_call(sums["share_pnl"].to_numpy())
+    out["resolved"] = per_call(by_signal["closed"].all().to_numpy(), False).astype(bool) & (out["fills"] > 0)
     out["latency"] = out["first_ts"] - out["ts"]
     with np.errstate(divide="ignore", invalid="ignore"):
         vwap = out["fill_value"] / out["fill_qty"]
         slippage = out["direction"] * (vwap - out["price"]) / out["price"] * 1e4
     ok = (out["fill_qty"] > 0) & (out["price"] > 0)
     out["slippage"] = slippage.where(ok)
-    return out
-
-
-def _calibration(per_signal: pd.DataFrame, buckets: dict[tuple[str, str], list[list[float]]]) -> None:
-    """Each group's confidence buckets: signals, linked, resolved, hits, P&L sum and squares
-    (one grouped sum, not a pass per bucket)."""
-    if per_signal.empty:
-        return
-    resolved = per_signal["resolved"].to_numpy(dtype=bool)
-    pnl = np.where(resolved, per_signal["pnl"].to_numpy(dtype="float64"), 0.0)
-    parts = pd.DataFrame(
-        {
-            "bot": per_signal["bot"].to_numpy(),
-            "strategy": per_signal["strategy"].to_numpy(),
-            "bucket": per_signal["bucket"].to_numpy(),
-            "n": 1,
-            "linked": (per_signal["fills"].to_numpy() > 0).astype("int64"),
-            "resolved": resolved.astype("int64"),
-            "hits": (resolved & (pnl > 0)).astype("int64"),
-            "pnl": pnl,
-            "squares": pnl * pnl,
-        }
-    )
-    sums = parts.groupby(["bot", "strategy", "bucket"], sort=False).sum()
-    for (bot, strategy, bucket), n, linked, solved, hits, total, squares in zip(
-        sums.index,
-        *(sums[c].to_numpy() for c in ("n", "linked", "resolved", "hits", "pnl", "squares")),
-        strict=True,
-    ):
-        table = buckets[(str(bot), str(strategy))]
-        table[int(bucket)] = [int(n), int(linked), int(solved), int(hits), float(total), float(squares)]
-
-
-def _signal_totals(per_signal: pd.DataFrame, group: Any) -> None:
-    """Each group's signals, linked ones, latency and slippage (one grouped sum, not a frame per group)."""
-    if per_signal.empty:
-        return
-    linked = per_signal["fills"].to_numpy() > 0
-    latency = per_signal["latency"].to_numpy(dtype="float64")
-    slippage = per_signal["slippage"].to_numpy(dtype="float64")
-    slipped = linked & ~np.isnan(slippage)
-    parts = pd.DataFrame(
-        {
-            "bot": per_signal["bot"].to_numpy(),
-            "strategy": per_signal["strategy"].to_numpy(),
-            "n": 1,
-            "linked": linked.astype("int64"),
-            "latency": np.where(linked, latency, 0.0),
-            "latency_max": np.where(linked, latency, -np.inf),
-            "slippage": np.where(slipped, slippage, 0.0),
-            "slipped": slipped.astype("int64"),
-        }
-    )
-    sums = parts.groupby(_GROUP, sort=False).agg(
-        n=("n", "sum"),
-        linked=("linked", "sum"),
-        latency=("latency", "sum"),
-        latency_max=("latency_max", "max"),
-        slippage=("slippage", "sum"),
-        slipped=("slipped", "sum"),
-    )
-    for key, n, count, latency_sum, latency_max, slippage_sum, slipped_count in zip(
-        sums.index, *(sums[c].to_numpy() for c in sums.columns), strict=True
-    ):
-        g = group(_key(key))
-        g.signals, g.linked = int(n), int(count)
-        g.unlinked = g.signals - g.linked
-        if count:
-            g.latency_sum, g.latency_max = float(latency_sum), int(latency_max)
-        g.slippage_sum, g.slippage_count = float(slippage_sum), int(slipped_count)
-
-
-def _trade_totals(positions: pd.DataFrame, group: Any) -> None:
-    """Each group's closed positions: count, wins, P&L, gross profit and loss (one grouped sum)."""
-    closed = positions[positions["closed"]]
-    if closed.empty:
-        return
-    pnl = closed["realised"].to_numpy(dtype="float64")
-    parts = pd.DataFrame(
-        {
-            "bot": closed["group_bot"].to_numpy(),
-            "strategy": closed["group_strategy"].to_numpy(),
-            "n": 1,
-            "wins": (pnl > 0).astype("int64"),
-            "pnl": pnl,
-            "profit": np.where(pnl > 0, pnl, 0.0),
-            "loss": np.where(pnl < 0, -pnl, 0.0),
-        }
-    )
-    sums = parts.groupby(_GROUP, sort=False).sum()
-    for key, n, wins, total, profit, loss in zip(
-        sums.index, *(sums[c].to_numpy() for c in ("n", "wins", "pnl", "profit", "loss")), strict=True
-    ):
-        g = group(_key(key))
-        g.trades, g.wins = int(n), int(wins)
-        g.trade_pnl, g.gross_profit, g.gross_loss = float(total), float(profit), float(loss)
-
-
-def _curves(trades: pd.DataFrame, rules: QualityRules, group: Any) -> None:
-    """Realised equity after each exit per group: total, peak, deepest drawdown (grouped running
-    sums and maxima over the whole frame, not a pass per group)."""
-    booked = trades[trades["realised"].notna()]
-    if booked.empty:
-        return
-    keys = [booked["group_bot"], booked["group_strategy"]]
-    cumulative = booked["realised"].groupby(keys, sort=False).cumsum()
-    equity = rules.capital + cumulative
-    peak = np.maximum(equity.groupby(keys, sort=False).cummax(), rules.capital)
-    curve = pd.DataFrame({"cumulative": cumulative, "peak": peak, "drawdown": peak - equity})
-    by_group = curve.groupby(keys, sort=False)
-    last = by_group[["cumulative", "peak"]].last()
-    # The first row of each group's deepest drawdown, as positions into the curve's arrays.
-    deepest = curve.index.get_indexer(pd.Index(by_group["drawdown"].idxmax().reindex(last.index)))
-    drawdowns, peaks = curve["drawdown"].to_numpy(), curve["peak"].to_numpy()
-    for key, cumulative_last, peak_last, at in zip(
-        last.index, last["cumulative"].to_numpy(), last["peak"].to_numpy(), deepest, strict=True
-    ):
-        g = group(_key(key))
-        g.realised, g.peak = float(cumulative_last), float(peak_last)
-        if float(drawdowns[at]) > 0:
-            g.max_drawdown = float(drawdowns[at])
-            g.max_drawdown_pct = drawdown_pct(g.max_drawdown, float(peaks[at]))
-
-
-def _last_days(signals: pd.DataFrame, trades: pd.DataFrame) -> dict[tuple[str, str], int]:
-    """Each group's day of its latest signal or trade (where its Sharpe/Sortino window ends)."""
-    latest: dict[tuple[str, str], int] = {}
-    parts = (
-        signals.groupby(_GROUP)["ts"].max(),
-        trades.groupby(["group_bot", "group_strategy"])["ts"].max(),
-    )
-    for part in parts:
-        for key, ts in part.items():
-            group = _key(key)
-            latest[group] = max(latest.get(group, int(ts)), int(ts))
-    return {group: ts // DAY_MS for group, ts in latest.items()}
-
-
-def _day_pnl(trades: pd.DataFrame) -> dict[tuple[str, str], dict[int, float]]:
-    booked = trades[trades["realised"].notna()].assign(day=lambda t: t["ts"] // DAY_MS)
-    out: dict[tuple[str, str], dict[int, float]] = {}
-    sums = booked.groupby(["group_bot", "group_strategy", "day"])["realised"].sum()
-    for bot, strategy, day, pnl in zip(
-        sums.index.get_level_values(0),
-        sums.index.get_level_values(1),
-        sums.index.get_level_values(2),
-        sums.to_numpy(),
-        strict=True,
-    ):
-        out.setdefault((str(bot), str(strategy)), {})[int(day)] = float(pnl)
     return out
 
 

@@ -13,7 +13,21 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import Float, Integer, String, and_, cast, func, literal, null, or_, select, union_all
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.sql import ColumnElement, CompoundSelect
 from sqlalchemy.sql.selectable import Select
 
@@ -72,15 +86,25 @@ def _candles(where: Sequence[ColumnElement[bool]]) -> Select[Any]:
 
 
 def _last_candle_ts(flt: BotFilter, start_ms: int, end_ms: int) -> Any:
-    """Each traded symbol's last candle time in [start, end] (the mark of open positions)."""
-    t, c = TRADES.c, CANDLES.c
-    traded = select(t.symbol).where(and_(*event_conditions(TRADES, flt, start_ms, end_ms))).distinct()
-    return (
-        select(c.symbol.label("symbol"), func.max(c.ts).label("ts"))
-        .where(c.symbol.in_(traded), c.ts <= end_ms, c.ts >= start_ms)
-        .group_by(c.symbol)
-        .subquery("last_candle")
+    """Each traded symbol's last candle time in [start, end] (the mark of open positions).
+
+    One index seek per traded symbol (a correlated max on the (symbol, ts) index): grouping the
+    window's candles by symbol read every candle of the window (11 ms of SQLite on the bench,
+    against 2 ms).
+    """
+    t, c = TRADES.c, CANDLES.alias("window_candles").c
+    traded = (
+        select(t.symbol.label("symbol"))
+        .where(and_(*event_conditions(TRADES, flt, start_ms, end_ms)))
+        .distinct()
+        .subquery("traded")
     )
+    last_ts = (
+        select(func.max(c.ts))
+        .where(c.symbol == traded.c.symbol, c.ts <= end_ms, c.ts >= start_ms)
+        .scalar_subquery()
+    )
+    return select(traded.c.symbol.label("symbol"), last_ts.label("ts")).subquery("last_candle")
 
 
 def quality_query(flt: BotFilter, start_ms: int, end_ms: int) -> CompoundSelect[Any]:
@@ -107,20 +131,39 @@ BATCH_COLUMNS: Final = {
 }
 
 
-def batch_queries(flt: BotFilter, start_ms: int, end_ms: int) -> dict[str, Select[Any]]:
+#: Few-valued text columns the batch can read as codes (the name's position here): on SQLite,
+#: where a value cannot be an integer otherwise (TEXT affinity), so a code is unambiguous; any
+#: other value comes as itself. Small integers are shared objects: no string made per cell.
+CODED: Final = {"type": ("buy", "sell", "hold"), "side": ("buy", "sell"), "action": ("entry", "exit")}
+
+
+def batch_queries(
+    flt: BotFilter, start_ms: int, end_ms: int, *, coded: bool = False
+) -> dict[str, Select[Any]]:
     """What :func:`quality_query` reads, one statement per kind with :data:`BATCH_COLUMNS`
-    (the batch sorts them into fold order itself: server/analytics/quality_queries.py)."""
+    (the batch sorts them into fold order itself: server/analytics/quality_queries.py); with
+    ``coded`` the :data:`CODED` columns hold codes for their usual names (SQLite only)."""
     t, c = TRADES.c, CANDLES.c
     last_ts = _last_candle_ts(flt, start_ms, end_ms)
-    s = SIGNALS.c
-    trade_columns = [
-        cast(t.meta, String).label("meta") if n == "meta" else t[n] for n in BATCH_COLUMNS["trade"]
-    ]
+    meta = cast(t.meta, String)
+    # Most trades name no signal: their "{}" comes as NULL (no string to make per row).
+    no_link = case((meta == "{}", null()), else_=meta).label("meta")
+
+    def column(table: Any, name: str) -> Any:
+        if name == "meta":
+            return no_link
+        if coded and name in CODED:
+            codes: dict[str, Any] = {text: literal_column(str(i)) for i, text in enumerate(CODED[name])}
+            return case(codes, value=table.c[name], else_=table.c[name]).label(name)
+        return table.c[name]
+
     return {
-        "signal": select(*(s[n] for n in BATCH_COLUMNS["signal"])).where(
+        "signal": select(*(column(SIGNALS, n) for n in BATCH_COLUMNS["signal"])).where(
             *event_conditions(SIGNALS, flt, start_ms, end_ms)
         ),
-        "trade": select(*trade_columns).where(*event_conditions(TRADES, flt, start_ms, end_ms)),
+        "trade": select(*(column(TRADES, n) for n in BATCH_COLUMNS["trade"])).where(
+            *event_conditions(TRADES, flt, start_ms, end_ms)
+        ),
         "candle": select(*(c[n] for n in BATCH_COLUMNS["candle"])).join(
             last_ts, and_(c.symbol == last_ts.c.symbol, c.ts == last_ts.c.ts)
         ),

@@ -206,3 +206,39 @@ def test_the_vectorised_frame_equals_the_per_row_path() -> None:
     pd.testing.assert_frame_equal(
         vectorised.astype(texts).reset_index(drop=True), per_row.astype(texts).reset_index(drop=True)
     )
+
+
+def test_coded_statements_read_what_the_union_reads(tmp_path: Path) -> None:
+    """On SQLite the batch reads type, side and action as small-integer codes; any other value
+    (an unknown name, a blob) still comes as itself, so the frame equals the union's."""
+    import sqlite3
+
+    from server.analytics.quality_queries import batch_queries, quality_frame, quality_query
+    from server.history.engine import create_engine
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'coded.db'}"
+    odd = [
+        signal(DAY0 + 20, "momo-1", "flat", 100.0, 0.5),
+        {**trade(DAY0 + 30, "momo-1", "adjust", "buy", 100.0, 1.0, "p9"), "side": "short"},
+    ]
+    asyncio.run(fresh_store(url, quality_fixture() + odd))
+    with sqlite3.connect(tmp_path / "coded.db") as raw:  # a blob where a name belongs
+        raw.execute("UPDATE signals SET type = X'627579' WHERE ts = ?", (DAY0 + 10,))
+    flt = make_filter()
+
+    async def read() -> tuple[pd.DataFrame, pd.DataFrame]:
+        engine = create_engine(url)
+        try:
+            statements = batch_queries(flt, DAY0, END, coded=True)
+            parts = await BotDataService(engine=engine)._snapshot(engine, statements)
+            async with engine.connect() as connection:
+                rows = (await connection.execute(quality_query(flt, DAY0, END))).all()
+        finally:
+            await engine.dispose()
+        assert any(type(row[5]) is int for row in parts["signal"])  # codes, not names
+        return quality_frame(parts, coded=True), quality_events(rows)
+
+    split, union = asyncio.run(read())
+    assert {"flat", "b'buy'"} <= set(split["type"].cat.categories)
+    assert {"short"} <= set(split["side"].cat.categories) and "adjust" in set(split["action"])
+    pd.testing.assert_frame_equal(split, union)
