@@ -38,6 +38,7 @@ from publishers.events import Alert, now_ms
 from publishers.script import PUBLISH_SCRIPT, ScriptResult, build_call, parse_result
 from server.alerts.decisions import Decision
 from server.alerts.engine import Engine
+from server.alerts.log_text import text_of
 from server.alerts.rules import AlertConfig
 from server.gateway.alert_delivery import Deliveries
 from server.gateway.alert_reads import LogReader, checkpoint_cursors
@@ -262,7 +263,7 @@ class AlertEvaluator:
         decisions: list[Decision] = []
         reported = await client.hgetall(keys.ALERTS_BUS_KEY)
         for raw_source, raw_state in list(reported.items())[:1000]:
-            source, state = _text(raw_source), _text(raw_state)
+            source, state = text_of(raw_source), text_of(raw_state)
             parts = state.split(" ") if state else []
             if not source or len(source) > 64 or len(parts) != 2 or parts[0] not in ("up", "down"):
                 continue
@@ -358,15 +359,6 @@ async def record_state(client: aioredis.Redis, event: dict[str, Any]) -> None:
         pipe.lpush(keys.ALERTS_RECENT_KEY, json.dumps(event))
         pipe.ltrim(keys.ALERTS_RECENT_KEY, 0, RECENT_MAX - 1)
     await pipe.execute()
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return None
-    return value if isinstance(value, str) else None
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
